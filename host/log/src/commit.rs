@@ -1,0 +1,85 @@
+//! Commit records: the unit of durability and of fencing.
+//!
+//! Every change to the log (a topic created, records appended, a partition trimmed) is an [`Op`]
+//! inside a [`Commit`] stored at `wal/{seq}` with `PutMode::Create`. Sequence numbers are dense;
+//! whoever creates `wal/{n}` first owns position `n`, so two writers can never both commit it.
+//! A writer starts by committing a [`Op::Claim`] with a higher epoch than any before it; a writer
+//! that then finds its next position taken by a later epoch knows it has been fenced.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::paths::DataId;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub seq: u64,
+    pub epoch: u64,
+    /// Wall-clock time of the commit (ms), for operators; never used for ordering.
+    pub time_ms: i64,
+    pub ops: Vec<Op>,
+}
+
+/// What a topic is, as created. Names are unique among live topics; ids are never reused, so a
+/// topic deleted and created again never sees the old one's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub id: u64,
+    pub name: String,
+    pub partitions: u32,
+    pub config: BTreeMap<String, Value>,
+    /// The rest of the topic document (owner, description, schemaConfig, ...), kept as given.
+    #[serde(default)]
+    pub spec: Value,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// A writer takes ownership of the log with this epoch.
+    Claim {
+        epoch: u64,
+    },
+    CreateTopic {
+        topic: TopicMeta,
+    },
+    UpdateTopic {
+        name: String,
+        partitions: u32,
+        config: BTreeMap<String, Value>,
+        spec: Value,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Records `base_offset..=last_offset` of one partition sit at `pos..pos+len` of `data`.
+    Append {
+        topic: u64,
+        partition: u32,
+        base_offset: u64,
+        last_offset: u64,
+        max_ts: i64,
+        data: DataId,
+        pos: u64,
+        len: u64,
+    },
+    /// Records below `start_offset` are gone (retention).
+    Trim {
+        topic: u64,
+        partition: u32,
+        start_offset: u64,
+    },
+}
+
+impl Commit {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commit serializes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Commit, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}

@@ -1,0 +1,524 @@
+//! # sluice-log: a partitioned, segmented, immutable log on object storage
+//!
+//! Records are appended to topics with N partitions; each partition's offsets are dense and never
+//! reused. Everything that must survive lives in an [`ObjectStore`] (a local directory by
+//! default, S3 for scale), laid out by [`paths`]:
+//!
+//! - **Group commit.** Appends from all partitions that arrive together are made durable by one
+//!   data write ([`data`]: an fsync'd append to a local segment, or one new object on S3) and one
+//!   commit record ([`commit`]) that indexes them. Requests per flush do not grow with the number
+//!   of partitions. An append is acknowledged only after both are durable.
+//! - **Fencing.** Commit records are created with `PutMode::Create` at dense sequence numbers,
+//!   so exactly one writer wins each position. A writer starts by claiming a new epoch; an older
+//!   writer that then loses a position to a later epoch stops with [`LogError::Fenced`].
+//! - **Recovery** reads the newest checkpoint (`manifest/`) and the commit records after it:
+//!   never the data.
+//! - **Reads** go through the in-memory index to ranged GETs, with a bounded cache of recent runs
+//!   for tailing readers, and can start at an offset or a timestamp.
+//! - **Retention** trims whole runs past `retention.ms` / `retention.bytes` and deletes data
+//!   objects no index entry needs any more. Key compaction plugs in at the same seam: a
+//!   compactor writes new data objects and commits ops that re-point the index.
+//!
+//! The single [`writer`] task owns every change; readers share the state behind a lock.
+
+mod cache;
+pub mod commit;
+pub mod data;
+mod error;
+pub mod format;
+pub mod metrics;
+pub mod partitioner;
+pub mod paths;
+pub mod record;
+mod recovery;
+pub mod state;
+pub mod topic;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use crate::commit::TopicMeta;
+pub use crate::error::LogError;
+pub use crate::format::EncodedRecords;
+pub use crate::metrics::LogMetrics;
+pub use crate::record::{Record, StoredRecord};
+pub use crate::topic::{CleanupPolicy, Compression, TimestampType, TopicConfig};
+
+use crate::cache::RunCache;
+use crate::metrics::LogMetrics as Metrics;
+use crate::paths::DataId;
+use crate::state::LogState;
+use crate::writer::{MetaRequest, Request};
+
+/// Where the log keeps its objects.
+pub enum Storage {
+    /// A local directory: segments grow by fsync'd appends; objects are written with fsync.
+    Local(PathBuf),
+    /// Any object store (S3, ...): one object per flush.
+    ObjectStore(Arc<dyn ObjectStore>),
+}
+
+/// Tuning knobs. Each trades latency against object-store cost or memory.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// How long a flush waits for more appends to join it. Zero: flush as soon as the previous
+    /// flush is done (appends that arrive meanwhile form the next group). Locally a flush costs
+    /// two fsyncs, so zero gives the lowest latency; on S3 each flush costs two PUTs, so a window
+    /// of tens of milliseconds keeps the request rate (and the bill) bounded.
+    pub flush_window: Duration,
+    /// A flush closes early once it holds this many bytes.
+    pub flush_max_bytes: usize,
+    /// A local segment file is sealed once it reaches this size.
+    pub segment_bytes: u64,
+    /// Write a checkpoint after this many commits ...
+    pub checkpoint_commits: u64,
+    /// ... or after this long, whichever comes first. Recovery replays at most this much.
+    pub checkpoint_interval: Duration,
+    /// Commit records are deleted only when a checkpoint covers them and they are at least this
+    /// old. A writer that has not committed for half this long re-checks that it still owns the
+    /// log before its next commit, so a stalled zombie can never reuse a deleted position.
+    pub wal_gc_min_age: Duration,
+    /// Memory for recently written runs (tailing readers are served from here).
+    pub cache_bytes: usize,
+    /// How long an `event_id` is remembered for idempotent produce ...
+    pub dedup_window: Duration,
+    /// ... and at most how many per topic.
+    pub dedup_max_entries: usize,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            flush_window: Duration::ZERO,
+            flush_max_bytes: 8 << 20,
+            segment_bytes: 256 << 20,
+            checkpoint_commits: 4096,
+            checkpoint_interval: Duration::from_secs(10),
+            wal_gc_min_age: Duration::from_secs(120),
+            cache_bytes: 256 << 20,
+            dedup_window: Duration::from_secs(600),
+            dedup_max_entries: 1_000_000,
+            retention_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: u32,
+    pub config: BTreeMap<String, Value>,
+    pub spec: Value,
+}
+
+/// A topic as it is now.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    pub meta: TopicMeta,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub start_offset: u64,
+    pub next_offset: u64,
+    pub bytes: u64,
+}
+
+/// Records for one partition of an append.
+#[derive(Debug, Clone)]
+pub struct PartitionAppend {
+    pub partition: u32,
+    pub records: EncodedRecords,
+    /// Per record, its idempotency key (`event_id`), if any.
+    pub event_ids: Vec<Option<String>>,
+}
+
+/// Where one appended record ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub partition: u32,
+    pub offset: u64,
+    /// The record had been appended before (same `event_id`); this is the original position.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Vec<StoredRecord>,
+    /// The offset to read from next.
+    pub next_offset: u64,
+    pub start_offset: u64,
+    pub high_watermark: u64,
+}
+
+/// The maximum partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+pub(crate) struct Shared {
+    store: Arc<dyn ObjectStore>,
+    /// Readers take it shared; only the writer task mutates it.
+    state: RwLock<LogState>,
+    /// High-watermark signals for long-polling readers, created on first wait.
+    watchers: Mutex<HashMap<(u64, u32), watch::Sender<u64>>>,
+    cache: Mutex<RunCache>,
+    /// Set once another writer has taken over; every write fails from then on.
+    fenced_by: AtomicU64,
+    closed: AtomicBool,
+    metrics: Metrics,
+    epoch: u64,
+}
+
+impl Shared {
+    fn notify(&self, topic: u64, partition: u32, high_watermark: u64) {
+        if let Some(tx) = self
+            .watchers
+            .lock()
+            .expect("watchers")
+            .get(&(topic, partition))
+        {
+            tx.send_replace(high_watermark);
+        }
+    }
+}
+
+/// A handle on the log. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct Log {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Request>,
+    writer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Log {
+    /// Open (or create) the log: recover from the newest checkpoint and the commits after it,
+    /// then claim a new writer epoch, fencing any previous writer.
+    pub async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogError> {
+        recovery::open(storage, opts).await
+    }
+
+    /// This writer's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    /// `Some(epoch)` of the writer that fenced this one.
+    pub fn fenced_by(&self) -> Option<u64> {
+        match self.shared.fenced_by.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(e),
+        }
+    }
+
+    pub fn metrics(&self) -> &LogMetrics {
+        &self.shared.metrics
+    }
+
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicInfo, LogError> {
+        let name = topic.name.clone();
+        self.meta(MetaRequest::Create(topic)).await?;
+        self.topic(&name).ok_or(LogError::TopicNotFound(name))
+    }
+
+    /// Change a topic's config, document, or (only upward) its partition count.
+    pub async fn update_topic(
+        &self,
+        name: &str,
+        partitions: Option<u32>,
+        config: BTreeMap<String, Value>,
+        spec: Value,
+    ) -> Result<TopicInfo, LogError> {
+        self.meta(MetaRequest::Update {
+            name: name.to_owned(),
+            partitions,
+            config,
+            spec,
+        })
+        .await?;
+        self.topic(name)
+            .ok_or_else(|| LogError::TopicNotFound(name.into()))
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        self.meta(MetaRequest::Delete(name.to_owned())).await
+    }
+
+    async fn meta(&self, req: MetaRequest) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Meta { req, reply }).await?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn send(&self, req: Request) -> Result<(), LogError> {
+        self.tx.send(req).await.map_err(|_| LogError::Closed)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicInfo> {
+        let state = self.shared.state.read().expect("state");
+        state.topics.get(name).map(topic_info)
+    }
+
+    /// Topics whose names start with `prefix`, in name order.
+    pub fn topics(&self, prefix: &str) -> Vec<TopicInfo> {
+        let state = self.shared.state.read().expect("state");
+        state
+            .topics
+            .range(prefix.to_owned()..)
+            .take_while(|(n, _)| n.starts_with(prefix))
+            .map(|(_, t)| topic_info(t))
+            .collect()
+    }
+
+    /// Append records to partitions of `topic`. Returns, per [`PartitionAppend`] and per record,
+    /// where it was stored. Resolves only once everything is durable.
+    pub async fn append(
+        &self,
+        topic: &str,
+        parts: Vec<PartitionAppend>,
+    ) -> Result<Vec<Vec<Appended>>, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Append {
+            topic: topic.to_owned(),
+            parts,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// `(start_offset, high_watermark)` of a partition.
+    pub fn offsets(&self, topic: &str, partition: u32) -> Result<(u64, u64), LogError> {
+        let state = self.shared.state.read().expect("state");
+        let p = partition_of(&state, topic, partition)?;
+        Ok((p.start_offset, p.next_offset))
+    }
+
+    /// Read records of one partition from `offset`, up to `max_records` and about `max_bytes`
+    /// (at least one run is returned when there is data).
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        let (entries, start, hw) = {
+            let state = self.shared.state.read().expect("state");
+            let p = partition_of(&state, topic, partition)?;
+            if offset < p.start_offset || offset > p.next_offset {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    start: p.start_offset,
+                    end: p.next_offset,
+                });
+            }
+            let first = p.entries.partition_point(|e| e.last_offset < offset);
+            let mut picked = Vec::new();
+            let (mut bytes, mut records) = (0u64, 0u64);
+            for e in p.entries.iter().skip(first) {
+                if !picked.is_empty()
+                    && (bytes + e.len > max_bytes as u64 || records >= max_records as u64)
+                {
+                    break;
+                }
+                bytes += e.len;
+                records += e.last_offset + 1 - e.base_offset.max(offset);
+                picked.push(*e);
+            }
+            (picked, p.start_offset, p.next_offset)
+        };
+        let mut out = Vec::new();
+        let mut next = offset;
+        for e in entries {
+            let bytes = self.run_bytes(e.data, e.pos, e.len).await.map_err(|err| {
+                match self.offsets(topic, partition) {
+                    // Retention removed the run while we were reading it.
+                    Ok((s, end)) if offset < s => LogError::OffsetOutOfRange {
+                        offset,
+                        start: s,
+                        end,
+                    },
+                    _ => err,
+                }
+            })?;
+            for (off, record) in format::decode_batches(&bytes)? {
+                if off < next || out.len() >= max_records {
+                    continue;
+                }
+                out.push(StoredRecord {
+                    partition,
+                    offset: off,
+                    record,
+                });
+                next = off + 1;
+            }
+            if out.len() >= max_records {
+                break;
+            }
+        }
+        Ok(ReadResult {
+            records: out,
+            next_offset: next,
+            start_offset: start,
+            high_watermark: hw,
+        })
+    }
+
+    async fn run_bytes(&self, data: DataId, pos: u64, len: u64) -> Result<Bytes, LogError> {
+        if let Some(b) = self.shared.cache.lock().expect("cache").get(data, pos) {
+            Metrics::inc(&self.shared.metrics.cache_hits);
+            return Ok(b);
+        }
+        Metrics::inc(&self.shared.metrics.cache_misses);
+        Metrics::inc(&self.shared.metrics.store_gets);
+        self.shared
+            .store
+            .get_range(&paths::data(data), pos..pos + len)
+            .await
+            .inspect_err(|_| Metrics::inc(&self.shared.metrics.store_errors))
+            .map_err(LogError::from)
+    }
+
+    /// The earliest offset whose record timestamp is at least `timestamp_ms`; the high
+    /// watermark when there is none.
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64, LogError> {
+        let (entry, hw) = {
+            let state = self.shared.state.read().expect("state");
+            let p = partition_of(&state, topic, partition)?;
+            // Runs before the first one whose newest record reaches the time hold only older
+            // records, so the answer is inside that run.
+            (
+                p.entries.iter().find(|e| e.max_ts >= timestamp_ms).copied(),
+                p.next_offset,
+            )
+        };
+        let Some(e) = entry else { return Ok(hw) };
+        let bytes = self.run_bytes(e.data, e.pos, e.len).await?;
+        Ok(format::decode_batches(&bytes)?
+            .into_iter()
+            .find(|(_, r)| r.timestamp >= timestamp_ms)
+            .map_or(e.last_offset + 1, |(o, _)| o))
+    }
+
+    /// Wait until the partition's high watermark passes `offset`, or `timeout` elapses.
+    /// Returns the high watermark.
+    pub async fn wait_for(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<u64, LogError> {
+        let (id, hw) = {
+            let state = self.shared.state.read().expect("state");
+            let t = state
+                .topics
+                .get(topic)
+                .ok_or_else(|| LogError::TopicNotFound(topic.into()))?;
+            let p = t
+                .partitions
+                .get(partition as usize)
+                .ok_or(LogError::InvalidPartition {
+                    topic: topic.into(),
+                    partition,
+                    partitions: t.meta.partitions,
+                })?;
+            (t.meta.id, p.next_offset)
+        };
+        if hw > offset {
+            return Ok(hw);
+        }
+        let mut rx = {
+            let mut w = self.shared.watchers.lock().expect("watchers");
+            w.entry((id, partition))
+                .or_insert_with(|| watch::channel(hw).0)
+                .subscribe()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Re-read after subscribing: an append may have landed in between.
+            let (_, now_hw) = self.offsets(topic, partition)?;
+            if now_hw > offset {
+                return Ok(now_hw);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(now_hw),
+            }
+        }
+    }
+
+    /// Flush everything pending, write a final checkpoint and stop the writer.
+    pub async fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Request::Close { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.writer.lock().expect("writer").take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+}
+
+fn partition_of<'a>(
+    state: &'a LogState,
+    topic: &str,
+    partition: u32,
+) -> Result<&'a state::PartitionState, LogError> {
+    let t = state
+        .topics
+        .get(topic)
+        .ok_or_else(|| LogError::TopicNotFound(topic.into()))?;
+    t.partitions
+        .get(partition as usize)
+        .ok_or(LogError::InvalidPartition {
+            topic: topic.into(),
+            partition,
+            partitions: t.meta.partitions,
+        })
+}
+
+fn topic_info(t: &state::TopicState) -> TopicInfo {
+    TopicInfo {
+        meta: t.meta.clone(),
+        config: t.config.clone(),
+        partitions: t
+            .partitions
+            .iter()
+            .map(|p| PartitionInfo {
+                start_offset: p.start_offset,
+                next_offset: p.next_offset,
+                bytes: p.bytes,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,192 @@
+//! Opening the log: read the newest checkpoint, replay the commits after it, claim a new epoch.
+//! Data objects are never read here, so start-up time depends on the number of commits since the
+//! last checkpoint, not on how much data is stored.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::sync::mpsc;
+
+use crate::cache::RunCache;
+use crate::commit::{Commit, Op};
+use crate::data::{DataSink, LocalSegments, RemoteObjects};
+use crate::metrics::LogMetrics;
+use crate::paths;
+use crate::state::LogState;
+use crate::writer::Writer;
+use crate::{Log, LogError, LogOptions, Shared, Storage, now_ms};
+
+/// How many times opening retries its claim while another writer keeps committing.
+const CLAIM_ATTEMPTS: usize = 64;
+
+pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogError> {
+    let (store, local_root): (Arc<dyn ObjectStore>, _) = match storage {
+        Storage::Local(root) => {
+            std::fs::create_dir_all(&root)
+                .map_err(|e| LogError::Storage(format!("{}: {e}", root.display())))?;
+            let root = root
+                .canonicalize()
+                .map_err(|e| LogError::Storage(format!("{}: {e}", root.display())))?;
+            let fs = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true);
+            (Arc::new(fs), Some(root))
+        }
+        Storage::ObjectStore(store) => (store, None),
+    };
+    let metrics = LogMetrics::default();
+
+    let manifests = list_seqs(&store, paths::MANIFEST_DIR, &metrics).await?;
+    let mut state = match manifests.last() {
+        Some(&seq) => {
+            LogMetrics::inc(&metrics.store_gets);
+            let bytes = store.get(&paths::manifest(seq)).await?.bytes().await?;
+            let state: LogState = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Corrupt(format!("manifest {seq}: {e}")))?;
+            state
+                .restore()
+                .map_err(|e| LogError::Corrupt(e.to_string()))?
+        }
+        None => LogState::default(),
+    };
+    let checkpointed = state.seq;
+
+    let all_wal = list_seqs(&store, paths::WAL_DIR, &metrics).await?;
+    let wal: Vec<u64> = all_wal.iter().copied().filter(|s| *s > state.seq).collect();
+    let commits: Vec<Commit> = futures::stream::iter(wal.iter().copied())
+        .map(|seq| read_commit(&store, seq, &metrics))
+        .buffered(32)
+        .try_collect()
+        .await?;
+    for c in &commits {
+        if c.seq != state.seq + 1 {
+            return Err(LogError::Corrupt(format!(
+                "commit {} follows {}: the commit log has a gap",
+                c.seq, state.seq
+            )));
+        }
+        apply(&mut state, c)?;
+    }
+
+    // Claim: commit a new epoch at the next position. Losing the race means another writer
+    // committed there; take its commit into account and try the position after it.
+    let mut claimed = None;
+    for _ in 0..CLAIM_ATTEMPTS {
+        let commit = Commit {
+            seq: state.seq + 1,
+            epoch: state.epoch + 1,
+            time_ms: now_ms(),
+            ops: vec![Op::Claim {
+                epoch: state.epoch + 1,
+            }],
+        };
+        LogMetrics::inc(&metrics.store_puts);
+        match store
+            .put_opts(
+                &paths::commit(commit.seq),
+                PutPayload::from(commit.encode()),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+        {
+            Ok(_) => {
+                apply(&mut state, &commit)?;
+                claimed = Some(commit.epoch);
+                break;
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let other = read_commit(&store, commit.seq, &metrics).await?;
+                apply(&mut state, &other)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let epoch = claimed.ok_or_else(|| {
+        LogError::Storage("could not claim the log: another writer keeps committing".into())
+    })?;
+    tracing::info!(
+        epoch,
+        seq = state.seq,
+        replayed = commits.len(),
+        "log opened"
+    );
+
+    let sink = match &local_root {
+        Some(root) => DataSink::Local(LocalSegments::new(root.clone(), epoch, opts.segment_bytes)),
+        None => DataSink::Remote(RemoteObjects::new(store.clone(), epoch)),
+    };
+    let now = Instant::now();
+    let uncheckpointed: VecDeque<(u64, Instant)> = all_wal
+        .iter()
+        .map(|s| (*s, now))
+        .chain(std::iter::once((state.seq, now)))
+        .collect();
+    let next_seq = state.seq + 1;
+    let shared = Arc::new(Shared {
+        store,
+        state: RwLock::new(state),
+        watchers: Mutex::new(Default::default()),
+        cache: Mutex::new(RunCache::new(opts.cache_bytes)),
+        fenced_by: AtomicU64::new(0),
+        closed: AtomicBool::new(false),
+        metrics,
+        epoch,
+    });
+    let (tx, rx) = mpsc::channel(4096);
+    let writer = Writer::new(
+        shared.clone(),
+        rx,
+        sink,
+        next_seq,
+        opts,
+        checkpointed,
+        manifests,
+        uncheckpointed,
+    );
+    let handle = tokio::spawn(writer.run());
+    Ok(Log {
+        shared,
+        tx,
+        writer: Arc::new(Mutex::new(Some(handle))),
+    })
+}
+
+fn apply(state: &mut LogState, c: &Commit) -> Result<(), LogError> {
+    for op in &c.ops {
+        state
+            .apply(c.seq, op)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn read_commit(
+    store: &Arc<dyn ObjectStore>,
+    seq: u64,
+    metrics: &LogMetrics,
+) -> Result<Commit, LogError> {
+    LogMetrics::inc(&metrics.store_gets);
+    let bytes = store.get(&paths::commit(seq)).await?.bytes().await?;
+    Commit::decode(&bytes).map_err(|e| LogError::Corrupt(format!("commit {seq}: {e}")))
+}
+
+/// Sequence numbers of the objects under `dir`, ascending.
+pub(crate) async fn list_seqs(
+    store: &Arc<dyn ObjectStore>,
+    dir: &str,
+    metrics: &LogMetrics,
+) -> Result<Vec<u64>, LogError> {
+    LogMetrics::inc(&metrics.store_lists);
+    let prefix = Path::from(dir);
+    let mut seqs: Vec<u64> = store
+        .list(Some(&prefix))
+        .try_filter_map(|m| futures::future::ready(Ok(paths::parse_seq(&m.location))))
+        .try_collect()
+        .await?;
+    seqs.sort_unstable();
+    Ok(seqs)
+}

@@ -1,0 +1,231 @@
+//! The log's state: topics, partitions and their indexes, as of one commit sequence.
+//!
+//! Recovery and the live writer change it through the same [`LogState::apply`], so what a
+//! restart rebuilds is exactly what the writer had. A checkpoint (manifest) is this struct
+//! serialized.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::commit::{Op, TopicMeta};
+use crate::paths::DataId;
+use crate::topic::TopicConfig;
+
+/// Where one run of a partition's records is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub max_ts: i64,
+    pub data: DataId,
+    pub pos: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// First offset still readable (raised by retention).
+    pub start_offset: u64,
+    /// Offset the next appended record gets (the high watermark).
+    pub next_offset: u64,
+    /// Runs of records in offset order, without gaps between `start_offset` and `next_offset`.
+    pub entries: VecDeque<IndexEntry>,
+    /// Bytes referenced by `entries`.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicState {
+    pub meta: TopicMeta,
+    #[serde(skip)]
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogState {
+    /// The last commit applied.
+    pub seq: u64,
+    /// The highest writer epoch claimed so far.
+    pub epoch: u64,
+    pub next_topic_id: u64,
+    pub topics: BTreeMap<String, TopicState>,
+    /// Topic id → name, for ops that address topics by id.
+    #[serde(skip)]
+    names: HashMap<u64, String>,
+    /// How many index entries point into each data object (retention deletes at zero).
+    #[serde(skip)]
+    pub data_refs: BTreeMap<DataId, u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("commit {seq} does not apply: {reason}")]
+pub struct ApplyError {
+    pub seq: u64,
+    pub reason: String,
+}
+
+impl LogState {
+    /// Rebuild derived fields after deserializing a checkpoint.
+    pub fn restore(mut self) -> Result<LogState, ApplyError> {
+        self.names.clear();
+        self.data_refs.clear();
+        for (name, t) in &mut self.topics {
+            t.config = TopicConfig::parse(&t.meta.config).map_err(|e| ApplyError {
+                seq: self.seq,
+                reason: e.to_string(),
+            })?;
+            self.names.insert(t.meta.id, name.clone());
+            for p in &t.partitions {
+                for e in &p.entries {
+                    *self.data_refs.entry(e.data).or_default() += 1;
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn topic_by_id(&self, id: u64) -> Option<&TopicState> {
+        self.names.get(&id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Apply one committed op. Ops were validated before they were committed, so a failure here
+    /// means the stored log is inconsistent.
+    pub fn apply(&mut self, seq: u64, op: &Op) -> Result<(), ApplyError> {
+        let fail = |reason: String| ApplyError { seq, reason };
+        match op {
+            Op::Claim { epoch } => {
+                if *epoch <= self.epoch {
+                    return Err(fail(format!(
+                        "claim of epoch {epoch} after epoch {}",
+                        self.epoch
+                    )));
+                }
+                self.epoch = *epoch;
+            }
+            Op::CreateTopic { topic } => {
+                if self.topics.contains_key(&topic.name) {
+                    return Err(fail(format!("topic {} exists", topic.name)));
+                }
+                let config = TopicConfig::parse(&topic.config).map_err(|e| fail(e.to_string()))?;
+                self.next_topic_id = self.next_topic_id.max(topic.id + 1);
+                self.names.insert(topic.id, topic.name.clone());
+                self.topics.insert(
+                    topic.name.clone(),
+                    TopicState {
+                        meta: topic.clone(),
+                        config,
+                        partitions: vec![PartitionState::default(); topic.partitions as usize],
+                    },
+                );
+            }
+            Op::UpdateTopic {
+                name,
+                partitions,
+                config,
+                spec,
+            } => {
+                let t = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| fail(format!("no topic {name}")))?;
+                t.config = TopicConfig::parse(config).map_err(|e| fail(e.to_string()))?;
+                t.meta.config = config.clone();
+                t.meta.spec = spec.clone();
+                if (*partitions as usize) < t.partitions.len() {
+                    return Err(fail("partition count cannot shrink".into()));
+                }
+                t.partitions
+                    .resize(*partitions as usize, PartitionState::default());
+                t.meta.partitions = *partitions;
+            }
+            Op::DeleteTopic { name } => {
+                let t = self
+                    .topics
+                    .remove(name)
+                    .ok_or_else(|| fail(format!("no topic {name}")))?;
+                self.names.remove(&t.meta.id);
+                for p in &t.partitions {
+                    for e in &p.entries {
+                        self.unref(e.data);
+                    }
+                }
+            }
+            Op::Append {
+                topic,
+                partition,
+                base_offset,
+                last_offset,
+                max_ts,
+                data,
+                pos,
+                len,
+            } => {
+                let name = self
+                    .names
+                    .get(topic)
+                    .ok_or_else(|| fail(format!("no topic id {topic}")))?;
+                let t = self.topics.get_mut(name).expect("names and topics agree");
+                let p = t
+                    .partitions
+                    .get_mut(*partition as usize)
+                    .ok_or_else(|| fail(format!("no partition {partition} in {name}")))?;
+                if *base_offset != p.next_offset || last_offset < base_offset {
+                    return Err(fail(format!(
+                        "append {base_offset}..={last_offset} to {name}/{partition} at {}",
+                        p.next_offset
+                    )));
+                }
+                p.entries.push_back(IndexEntry {
+                    base_offset: *base_offset,
+                    last_offset: *last_offset,
+                    max_ts: *max_ts,
+                    data: *data,
+                    pos: *pos,
+                    len: *len,
+                });
+                p.next_offset = last_offset + 1;
+                p.bytes += len;
+                *self.data_refs.entry(*data).or_default() += 1;
+            }
+            Op::Trim {
+                topic,
+                partition,
+                start_offset,
+            } => {
+                let Some(name) = self.names.get(topic).cloned() else {
+                    return Ok(()); // the topic was deleted since; nothing to trim
+                };
+                let t = self.topics.get_mut(&name).expect("names and topics agree");
+                let Some(p) = t.partitions.get_mut(*partition as usize) else {
+                    return Err(fail(format!("no partition {partition} in {name}")));
+                };
+                let mut dropped = Vec::new();
+                while let Some(e) = p.entries.front() {
+                    if e.last_offset >= *start_offset {
+                        break;
+                    }
+                    p.bytes -= e.len;
+                    dropped.push(e.data);
+                    p.entries.pop_front();
+                }
+                p.start_offset = p.start_offset.max((*start_offset).min(p.next_offset));
+                for d in dropped {
+                    self.unref(d);
+                }
+            }
+        }
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn unref(&mut self, data: DataId) {
+        if let Some(n) = self.data_refs.get_mut(&data) {
+            *n -= 1;
+            if *n == 0 {
+                self.data_refs.remove(&data);
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The log engine through its public API: append, read, restart, fencing, retention.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use serde_json::{Value, json};
+use sluice_log::{
+    Compression, EncodedRecords, Log, LogError, LogOptions, NewTopic, PartitionAppend, Record,
+    Storage,
+};
+
+fn topic(name: &str, partitions: u32, config: Value) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        partitions,
+        config: serde_json::from_value::<BTreeMap<String, Value>>(config).unwrap(),
+        spec: json!({}),
+    }
+}
+
+/// A record; timestamp 0 means "now" (so retention leaves it alone).
+fn rec(value: &str, ts: i64) -> Record {
+    let ts = if ts == 0 { now_ms() } else { ts };
+    Record {
+        key: None,
+        value: Bytes::from(value.to_owned()),
+        headers: vec![("h".into(), Bytes::from_static(b"1"))],
+        timestamp: ts,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn part(partition: u32, records: &[Record], ids: &[Option<&str>]) -> PartitionAppend {
+    PartitionAppend {
+        partition,
+        records: EncodedRecords::encode(records, Compression::None),
+        event_ids: ids.iter().map(|i| i.map(str::to_owned)).collect(),
+    }
+}
+
+async fn values(log: &Log, topic: &str, p: u32, from: u64) -> Vec<(u64, String)> {
+    let r = log.read(topic, p, from, 10_000, 64 << 20).await.unwrap();
+    r.records
+        .into_iter()
+        .map(|s| {
+            (
+                s.offset,
+                String::from_utf8(s.record.value.to_vec()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn append_read_restart_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    log.create_topic(topic("orders", 3, json!({"compression.type": "zstd"})))
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let r = log
+            .append(
+                "orders",
+                vec![
+                    part(0, &[rec(&format!("a{i}"), 1000 + i)], &[None]),
+                    part(
+                        2,
+                        &[rec(&format!("b{i}"), 2000 + i), rec(&format!("c{i}"), 3000)],
+                        &[None, None],
+                    ),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r[0][0].offset, i as u64);
+        assert_eq!(r[1][1].offset, 2 * i as u64 + 1);
+    }
+    assert_eq!(
+        values(&log, "orders", 0, 7).await,
+        vec![(7, "a7".into()), (8, "a8".into()), (9, "a9".into())]
+    );
+    assert_eq!(log.offsets("orders", 2).unwrap(), (0, 20));
+    assert_eq!(
+        log.offset_for_timestamp("orders", 0, 1004).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        log.offset_for_timestamp("orders", 0, 99_999).await.unwrap(),
+        10
+    );
+    let epoch = log.epoch();
+    log.close().await;
+
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    assert!(log.epoch() > epoch);
+    assert_eq!(
+        values(&log, "orders", 2, 18).await,
+        vec![(18, "b9".into()), (19, "c9".into())]
+    );
+    let r = log
+        .append("orders", vec![part(2, &[rec("d", 5)], &[None])])
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0][0].offset, 20,
+        "offsets continue densely after a restart"
+    );
+    assert_eq!(
+        log.topic("orders").unwrap().config.compression,
+        Compression::Zstd
+    );
+    log.close().await;
+}
+
+#[tokio::test]
+async fn recovery_without_checkpoint_replays_commits() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let opts = LogOptions {
+        checkpoint_commits: u64::MAX,
+        checkpoint_interval: Duration::from_secs(3600),
+        ..LogOptions::default()
+    };
+    let log = Log::open(Storage::ObjectStore(store.clone()), opts.clone())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    for i in 0..5 {
+        log.append("t", vec![part(0, &[rec(&i.to_string(), 0)], &[None])])
+            .await
+            .unwrap();
+    }
+    // No close: a crash. The next writer recovers from the commit records alone.
+    let log2 = Log::open(Storage::ObjectStore(store.clone()), opts)
+        .await
+        .unwrap();
+    assert_eq!(values(&log2, "t", 0, 0).await.len(), 5);
+    drop(log);
+}
+
+#[tokio::test]
+async fn a_second_writer_fences_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    a.create_topic(topic("t", 2, json!({}))).await.unwrap();
+    a.append("t", vec![part(0, &[rec("from-a", 0)], &[None])])
+        .await
+        .unwrap();
+
+    let b = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    assert!(b.epoch() > a.epoch());
+    let err = a
+        .append("t", vec![part(0, &[rec("zombie", 0)], &[None])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::Fenced { .. }), "{err:?}");
+    assert_eq!(a.fenced_by(), Some(b.epoch()));
+    // Fenced for good, metadata too.
+    assert!(matches!(
+        a.create_topic(topic("u", 1, json!({}))).await,
+        Err(LogError::Fenced { .. })
+    ));
+
+    b.append("t", vec![part(0, &[rec("from-b", 0)], &[None])])
+        .await
+        .unwrap();
+    assert_eq!(
+        values(&b, "t", 0, 0).await,
+        vec![(0, "from-a".into()), (1, "from-b".into())]
+    );
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn fencing_on_a_shared_object_store() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = Log::open(Storage::ObjectStore(store.clone()), LogOptions::default())
+        .await
+        .unwrap();
+    a.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    let b = Log::open(Storage::ObjectStore(store.clone()), LogOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.append("t", vec![part(0, &[rec("x", 0)], &[None])]).await,
+        Err(LogError::Fenced { .. })
+    ));
+    assert_eq!(
+        b.offsets("t", 0).unwrap(),
+        (0, 0),
+        "the fenced append left nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn idempotent_produce_returns_the_original_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 2, json!({}))).await.unwrap();
+    let first = log
+        .append(
+            "t",
+            vec![part(
+                1,
+                &[rec("a", 0), rec("b", 0)],
+                &[Some("e1"), Some("e2")],
+            )],
+        )
+        .await
+        .unwrap();
+    let again = log
+        .append(
+            "t",
+            vec![part(
+                0,
+                &[rec("b", 0), rec("c", 0)],
+                &[Some("e2"), Some("e3")],
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(again[0][0].duplicate);
+    assert_eq!(
+        (again[0][0].partition, again[0][0].offset),
+        (1, first[0][1].offset)
+    );
+    assert!(!again[0][1].duplicate);
+    assert_eq!(again[0][1].offset, 0);
+    assert_eq!(values(&log, "t", 0, 0).await, vec![(0, "c".into())]);
+    assert_eq!(log.offsets("t", 1).unwrap().1, 2);
+    // Duplicates inside one request, and a request made only of duplicates.
+    let r = log
+        .append(
+            "t",
+            vec![part(
+                0,
+                &[rec("d", 0), rec("d", 0)],
+                &[Some("e4"), Some("e4")],
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0][0].offset, r[0][1].offset);
+    assert!(r[0][1].duplicate);
+    let r = log
+        .append("t", vec![part(0, &[rec("d", 0)], &[Some("e4")])])
+        .await
+        .unwrap();
+    assert!(r[0][0].duplicate);
+    assert_eq!(log.offsets("t", 0).unwrap().1, 2);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn errors_leave_the_log_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        log.create_topic(topic("a/b", 1, json!({}))).await,
+        Err(LogError::InvalidTopicName(_))
+    ));
+    assert!(matches!(
+        log.create_topic(topic("t", 0, json!({}))).await,
+        Err(LogError::InvalidPartitionCount { .. })
+    ));
+    assert!(matches!(
+        log.create_topic(topic("t", 1, json!({"cleanup.policy": "x"})))
+            .await,
+        Err(LogError::InvalidConfig(_))
+    ));
+    log.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    assert!(matches!(
+        log.create_topic(topic("t", 1, json!({}))).await,
+        Err(LogError::TopicExists(_))
+    ));
+    assert!(matches!(
+        log.append("t", vec![part(3, &[rec("x", 0)], &[None])])
+            .await,
+        Err(LogError::InvalidPartition { partition: 3, .. })
+    ));
+    assert!(matches!(
+        log.append("nope", vec![part(0, &[rec("x", 0)], &[None])])
+            .await,
+        Err(LogError::TopicNotFound(_))
+    ));
+    assert!(matches!(
+        log.read("t", 0, 5, 10, 1000).await,
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(log.offsets("t", 0).unwrap(), (0, 0));
+    // Partitions only grow.
+    assert!(
+        log.update_topic("t", Some(0), BTreeMap::new(), json!({}))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        log.update_topic("t", Some(4), BTreeMap::new(), json!({}))
+            .await
+            .unwrap()
+            .partitions
+            .len(),
+        4
+    );
+    log.close().await;
+}
+
+#[tokio::test]
+async fn deleted_topics_do_not_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    log.append("t", vec![part(0, &[rec("old", 0)], &[None])])
+        .await
+        .unwrap();
+    log.delete_topic("t").await.unwrap();
+    log.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    assert_eq!(log.offsets("t", 0).unwrap(), (0, 0));
+    log.close().await;
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(log.offsets("t", 0).unwrap(), (0, 0));
+    log.close().await;
+}
+
+#[tokio::test]
+async fn retention_trims_old_runs_and_deletes_their_objects() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let opts = LogOptions {
+        retention_interval: Duration::from_millis(50),
+        ..LogOptions::default()
+    };
+    let log = Log::open(Storage::ObjectStore(store.clone()), opts)
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 1, json!({"retention.ms": 60_000})))
+        .await
+        .unwrap();
+    let now = now_ms();
+    log.append(
+        "t",
+        vec![part(0, &[rec("ancient", now - 3_600_000)], &[None])],
+    )
+    .await
+    .unwrap();
+    log.append("t", vec![part(0, &[rec("fresh", now)], &[None])])
+        .await
+        .unwrap();
+    let data_objects = || async {
+        use futures::TryStreamExt;
+        store
+            .list(Some(&object_store::path::Path::from("data")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(data_objects().await, 2);
+    let mut trimmed = false;
+    for _ in 0..100 {
+        if log.offsets("t", 0).unwrap().0 == 1 && data_objects().await == 1 {
+            trimmed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        trimmed,
+        "the old run was not trimmed: {:?}",
+        log.offsets("t", 0)
+    );
+    assert_eq!(values(&log, "t", 0, 1).await, vec![(1, "fresh".into())]);
+    assert!(matches!(
+        log.read("t", 0, 0, 10, 1000).await,
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[tokio::test]
+async fn long_poll_wakes_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    let waiter = {
+        let log = log.clone();
+        tokio::spawn(async move { log.wait_for("t", 0, 0, Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    log.append("t", vec![part(0, &[rec("x", 0)], &[None])])
+        .await
+        .unwrap();
+    let hw = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(hw, 1);
+    // And times out when nothing comes.
+    let hw = log
+        .wait_for("t", 0, 1, Duration::from_millis(30))
+        .await
+        .unwrap();
+    assert_eq!(hw, 1);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn group_commit_uses_one_commit_for_many_partitions() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let opts = LogOptions {
+        flush_window: Duration::from_millis(100),
+        ..LogOptions::default()
+    };
+    let log = Log::open(Storage::ObjectStore(store.clone()), opts)
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 64, json!({}))).await.unwrap();
+    let commits_before = sluice_log::LogMetrics::get(&log.metrics().commits);
+    let mut tasks = Vec::new();
+    for p in 0..64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            log.append("t", vec![part(p, &[rec("x", 0)], &[None])])
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let commits = sluice_log::LogMetrics::get(&log.metrics().commits) - commits_before;
+    assert!(commits <= 2, "64 partitions took {commits} commits");
+}
