@@ -1,1 +1,22 @@
+//! End-to-end tests: the real server on a loopback port, used over HTTP as a client would.
+//!
+//! - `harness`: start a server in-process (port 0) or the real `sluice` binary; an HTTP client.
+//! - `topics`: the topic admin API and the seed's Topic Configuration schema.
+//! - `produce_fetch`: produce in every framing, partitioning, fetch, long-poll, offsets,
+//!   idempotent produce, restart.
+//! - `auth`: API keys, scopes, tenant isolation.
+//! - `bad_input`: malformed and oversized requests change nothing.
+//! - `cli`: the `sluice` command against a running server.
+//! - `crash`: SIGKILL under load loses nothing acknowledged.
+//! - `fencing`: two hosts on one data directory.
+//! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 
+mod auth;
+mod bad_input;
+mod cli;
+mod crash;
+mod fencing;
+mod harness;
+mod produce_fetch;
+mod s3;
+mod topics;

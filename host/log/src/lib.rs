@@ -51,7 +51,9 @@ pub use crate::error::LogError;
 pub use crate::format::EncodedRecords;
 pub use crate::metrics::LogMetrics;
 pub use crate::record::{Record, StoredRecord};
-pub use crate::topic::{CleanupPolicy, Compression, TimestampType, TopicConfig};
+pub use crate::topic::{
+    CleanupPolicy, Compression, TimestampType, TopicConfig, valid_log_name, valid_topic_name,
+};
 
 use crate::cache::RunCache;
 use crate::metrics::LogMetrics as Metrics;

@@ -226,6 +226,14 @@ fn retention(v: i64) -> Option<Option<i64>> {
     }
 }
 
+/// Names the log accepts: a topic name, optionally behind one namespace (`tenant/topic`).
+pub fn valid_log_name(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((ns, topic)) => valid_topic_name(ns) && valid_topic_name(topic),
+        None => valid_topic_name(name),
+    }
+}
+
 /// Topic names: the seed's pattern, and at most 249 characters as in Kafka.
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()
@@ -282,5 +290,8 @@ mod tests {
         assert!(!valid_topic_name("a/b"));
         assert!(!valid_topic_name(".."));
         assert!(!valid_topic_name(&"x".repeat(250)));
+        assert!(valid_log_name("acme/orders"));
+        assert!(!valid_log_name("acme/or/ders"));
+        assert!(!valid_log_name("/orders"));
     }
 }

@@ -25,7 +25,7 @@ use crate::metrics::LogMetrics;
 use crate::paths::{self, DataId};
 use crate::recovery::{list_seqs, read_commit};
 use crate::state::LogState;
-use crate::topic::{CleanupPolicy, TopicConfig, valid_topic_name};
+use crate::topic::{CleanupPolicy, TopicConfig, valid_log_name};
 use crate::{
     Appended, LogError, LogOptions, MAX_PARTITIONS, NewTopic, PartitionAppend, Shared, now_ms,
 };
@@ -448,20 +448,20 @@ impl Writer {
             &self.shared.metrics,
         )
         .await?;
-        if let Some(&newest) = manifests.last() {
-            if newest >= self.next_seq {
-                LogMetrics::inc(&self.shared.metrics.store_gets);
-                let bytes = self
-                    .shared
-                    .store
-                    .get(&paths::manifest(newest))
-                    .await?
-                    .bytes()
-                    .await?;
-                let state: LogState = serde_json::from_slice(&bytes)
-                    .map_err(|e| LogError::Corrupt(format!("manifest {newest}: {e}")))?;
-                return Err(self.fence(state.epoch.max(self.shared.epoch + 1)));
-            }
+        if let Some(&newest) = manifests.last()
+            && newest >= self.next_seq
+        {
+            LogMetrics::inc(&self.shared.metrics.store_gets);
+            let bytes = self
+                .shared
+                .store
+                .get(&paths::manifest(newest))
+                .await?
+                .bytes()
+                .await?;
+            let state: LogState = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Corrupt(format!("manifest {newest}: {e}")))?;
+            return Err(self.fence(state.epoch.max(self.shared.epoch + 1)));
         }
         self.last_proof = Instant::now();
         Ok(())
@@ -472,7 +472,7 @@ impl Writer {
             let state = self.shared.state.read().expect("state");
             match req {
                 MetaRequest::Create(t) => {
-                    if !valid_topic_name(&t.name) {
+                    if !valid_log_name(&t.name) {
                         return Err(LogError::InvalidTopicName(t.name));
                     }
                     if state.topics.contains_key(&t.name) {
@@ -541,13 +541,11 @@ impl Writer {
 
     /// Checkpoint when due, then delete what the checkpoint made unnecessary.
     async fn after_commit(&mut self) {
-        if self.commits_since_checkpoint >= self.opts.checkpoint_commits
+        let due = self.commits_since_checkpoint >= self.opts.checkpoint_commits
             || (self.commits_since_checkpoint > 0
-                && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval)
-        {
-            if let Err(e) = self.checkpoint().await {
-                tracing::warn!(error = %e, "checkpoint failed; will retry");
-            }
+                && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval);
+        if due && let Err(e) = self.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed; will retry");
         }
     }
 
@@ -730,10 +728,10 @@ impl Writer {
     }
 
     async fn finish(&mut self) {
-        if self.fenced().is_none() {
-            if let Err(e) = self.checkpoint().await {
-                tracing::warn!(error = %e, "final checkpoint failed");
-            }
+        if self.fenced().is_none()
+            && let Err(e) = self.checkpoint().await
+        {
+            tracing::warn!(error = %e, "final checkpoint failed");
         }
         // Anything still queued gets a clear answer rather than a dropped channel.
         self.rx.close();

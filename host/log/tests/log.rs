@@ -279,7 +279,7 @@ async fn errors_leave_the_log_unchanged() {
         .await
         .unwrap();
     assert!(matches!(
-        log.create_topic(topic("a/b", 1, json!({}))).await,
+        log.create_topic(topic("a/b/c", 1, json!({}))).await,
         Err(LogError::InvalidTopicName(_))
     ));
     assert!(matches!(

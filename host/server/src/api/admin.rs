@@ -1,0 +1,140 @@
+//! `/v1/tenants` and `/v1/keys`: tenants (system keys only) and API keys (tenant admins for
+//! their own tenant, system keys for any).
+
+use http::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{ApiKey, Principal, Role, Scope};
+use crate::error::ApiError;
+use crate::server::{App, Body, Call, json, require_system};
+
+const ADMIN_BODY_LIMIT: usize = 64 << 10;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn create_tenant(
+    app: &App,
+    who: &Principal,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    require_system(who)?;
+    let req: NewTenant = call.json(ADMIN_BODY_LIMIT).await?;
+    let tenant = app
+        .directory
+        .create_tenant(&req.name, &req.description)
+        .await?;
+    // A tenant is only usable with a key: hand out its first admin key right away.
+    let key = app
+        .directory
+        .create_key(
+            &tenant.name,
+            vec![Scope {
+                role: Role::Admin,
+                topics: "*".into(),
+            }],
+            false,
+            "first admin key",
+        )
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({"tenant": tenant, "admin_key": {"id": key.key.id, "key": key.token()}}),
+    ))
+}
+
+pub fn list_tenants(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    require_system(who)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"tenants": app.directory.tenants()}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    tenant: Option<String>,
+    scopes: Vec<Scope>,
+    #[serde(default)]
+    description: String,
+}
+
+/// The tenant a request acts on: the caller's own, or (system keys only) another.
+fn target_tenant(who: &Principal, asked: Option<&str>) -> Result<String, ApiError> {
+    match asked {
+        Some(t) if t != who.tenant => {
+            require_system(who)?;
+            Ok(t.to_owned())
+        }
+        _ => {
+            if !who.is_tenant_admin() {
+                return Err(ApiError::forbidden(
+                    "managing keys needs an admin scope on `*`",
+                ));
+            }
+            Ok(who.tenant.clone())
+        }
+    }
+}
+
+pub async fn create_key(
+    app: &App,
+    who: &Principal,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let req: NewKey = call.json(ADMIN_BODY_LIMIT).await?;
+    let tenant = target_tenant(who, req.tenant.as_deref())?;
+    let issued = app
+        .directory
+        .create_key(&tenant, req.scopes, false, &req.description)
+        .await?;
+    let mut body = key_json(&issued.key);
+    body["key"] = json!(issued.token());
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+pub fn list_keys(app: &App, who: &Principal, call: &Call) -> Result<Response<Body>, ApiError> {
+    let tenant = target_tenant(who, call.query("tenant"))?;
+    let keys: Vec<Value> = app
+        .directory
+        .keys(Some(&tenant))
+        .iter()
+        .map(key_json)
+        .collect();
+    Ok(json(StatusCode::OK, &json!({"keys": keys})))
+}
+
+pub async fn revoke_key(app: &App, who: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
+    let not_found = || ApiError::not_found(format!("key `{id}` does not exist"));
+    let key = app.directory.key(id).ok_or_else(not_found)?;
+    // Another tenant's key looks exactly like a missing one.
+    if key.tenant != who.tenant && !who.system {
+        return Err(not_found());
+    }
+    target_tenant(who, Some(&key.tenant))?;
+    let key = app.directory.revoke(id).await?;
+    Ok(json(StatusCode::OK, &key_json(&key)))
+}
+
+pub fn whoami(who: &Principal) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &json!({"key_id": who.key_id, "tenant": who.tenant, "scopes": who.scopes, "system": who.system}),
+    )
+}
+
+/// A key as listed: never its hash.
+fn key_json(k: &ApiKey) -> Value {
+    json!({
+        "id": k.id, "tenant": k.tenant, "scopes": k.scopes, "system": k.system,
+        "description": k.description, "created_ms": k.created_ms,
+        "revoked": k.revoked_ms.is_some(), "revoked_ms": k.revoked_ms,
+    })
+}

@@ -1,0 +1,101 @@
+//! The HTTP APIs, one module per resource. [`dispatch`] maps an authenticated call to a handler.
+
+mod admin;
+mod fetch;
+mod produce;
+mod topics;
+
+use http::{Method, Response, StatusCode};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::server::{App, Body, Call, require_system};
+
+pub async fn dispatch(
+    app: &App,
+    who: Principal,
+    call: Call,
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let path: Vec<String> = call.path.clone();
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    let m = call.method.clone();
+    match (p.as_slice(), &m) {
+        (["metrics"], &Method::GET) => ("metrics", metrics(app, &who)),
+        (["v1", "topics"], &Method::POST) => ("topics", topics::create(app, &who, call).await),
+        (["v1", "topics"], &Method::GET) => ("topics", topics::list(app, &who)),
+        (["v1", "topics", t], &Method::GET) => ("topic", topics::describe(app, &who, t)),
+        (["v1", "topics", t], &Method::PATCH) => {
+            ("topic", topics::update(app, &who, t, call).await)
+        }
+        (["v1", "topics", t], &Method::DELETE) => ("topic", topics::delete(app, &who, t).await),
+        (["v1", "topics", t, "events"], &Method::POST) => {
+            ("produce", produce::produce(app, &who, t, call).await)
+        }
+        (["v1", "topics", t, "partitions", p, "events"], &Method::GET) => {
+            ("fetch", fetch::fetch(app, &who, t, p, &call).await)
+        }
+        (["v1", "topics", t, "offsets"], &Method::GET) => {
+            ("offsets", fetch::offsets(app, &who, t, &call).await)
+        }
+        (["v1", "tenants"], &Method::POST) => {
+            ("tenants", admin::create_tenant(app, &who, call).await)
+        }
+        (["v1", "tenants"], &Method::GET) => ("tenants", admin::list_tenants(app, &who)),
+        (["v1", "keys"], &Method::POST) => ("keys", admin::create_key(app, &who, call).await),
+        (["v1", "keys"], &Method::GET) => ("keys", admin::list_keys(app, &who, &call)),
+        (["v1", "keys", id], &Method::DELETE) => ("keys", admin::revoke_key(app, &who, id).await),
+        (["v1", "whoami"], &Method::GET) => ("whoami", Ok(admin::whoami(&who))),
+        (
+            ["metrics"]
+            | ["v1", "topics"]
+            | ["v1", "topics", _]
+            | ["v1", "topics", _, "events"]
+            | ["v1", "topics", _, "partitions", _, "events"]
+            | ["v1", "topics", _, "offsets"]
+            | ["v1", "tenants"]
+            | ["v1", "keys"]
+            | ["v1", "keys", _]
+            | ["v1", "whoami"],
+            _,
+        ) => ("method", Err(ApiError::method_not_allowed())),
+        _ => (
+            "unknown",
+            Err(ApiError::not_found(format!(
+                "no such resource: {m} /{}",
+                path.join("/")
+            ))),
+        ),
+    }
+}
+
+fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    require_system(who)?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Body::new(app.metrics.render(app.log.metrics()).into()))
+        .expect("response builds"))
+}
+
+/// The log's name for a tenant's topic. Tenants never see the namespace.
+pub fn log_name(tenant: &str, topic: &str) -> String {
+    format!("{tenant}/{topic}")
+}
+
+/// Check a topic name from a URL or body: the seed's pattern; `_` names are internal.
+pub fn check_topic_name(name: &str) -> Result<(), ApiError> {
+    if !sluice_log::valid_topic_name(name) {
+        return Err(ApiError::invalid(format!(
+            "invalid topic name `{name}`: use 1-249 characters of [a-zA-Z0-9._-]"
+        )));
+    }
+    if name.starts_with('_') {
+        return Err(ApiError::invalid(format!(
+            "topic names starting with `_` are reserved for internal topics (`{name}`)"
+        )));
+    }
+    Ok(())
+}

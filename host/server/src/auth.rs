@@ -1,0 +1,548 @@
+//! Tenants, API keys and who may do what.
+//!
+//! The directory lives in the internal topic `_auth` of the log (one record per tenant or key,
+//! the newest record per key wins, as in a compacted topic), so it survives restarts and moves
+//! with the object store. Keys are `sk_<id>_<secret>`; only an Argon2id hash of the secret is
+//! stored. A verified secret's SHA-256 is remembered in memory so the slow hash is paid once per
+//! key and process, and compared in constant time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// The internal topic holding the directory.
+pub const AUTH_TOPIC: &str = "_auth";
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything on matching topics: create, configure, delete, produce, consume; on `*`
+    /// also the tenant's keys.
+    Admin,
+    Produce,
+    Consume,
+}
+
+/// A role on the topics whose names match a pattern (`*` matches any run of characters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub role: Role,
+    #[serde(default = "all_topics")]
+    pub topics: String,
+}
+
+fn all_topics() -> String {
+    "*".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: String,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant: String,
+    /// Argon2id PHC string of the secret.
+    pub hash: String,
+    pub scopes: Vec<Scope>,
+    /// May manage tenants and every tenant's keys (the bootstrap key).
+    #[serde(default)]
+    pub system: bool,
+    pub created_ms: i64,
+    #[serde(default)]
+    pub revoked_ms: Option<i64>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Who is calling, once their key checked out.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: String,
+    pub tenant: String,
+    pub scopes: Vec<Scope>,
+    pub system: bool,
+}
+
+impl Principal {
+    /// May this caller act as `role` on `topic`? Admin implies every role.
+    pub fn can(&self, role: Role, topic: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| (s.role == role || s.role == Role::Admin) && glob(&s.topics, topic))
+    }
+
+    /// Tenant administration: admin on every topic.
+    pub fn is_tenant_admin(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s.role == Role::Admin && s.topics == "*")
+    }
+
+    pub fn require(&self, role: Role, topic: &str) -> Result<(), ApiError> {
+        if self.can(role, topic) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "key {} may not {} topic `{topic}`",
+                self.key_id,
+                match role {
+                    Role::Admin => "administer",
+                    Role::Produce => "produce to",
+                    Role::Consume => "consume from",
+                }
+            )))
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ti;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+pub fn valid_tenant_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[derive(Default)]
+struct Entries {
+    tenants: BTreeMap<String, Tenant>,
+    keys: BTreeMap<String, ApiKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Entry {
+    Tenant(Tenant),
+    Key(ApiKey),
+}
+
+pub struct Directory {
+    log: Log,
+    entries: RwLock<Entries>,
+    /// SHA-256 of secrets that passed Argon2 verification, by key id.
+    verified: Mutex<HashMap<String, [u8; 32]>>,
+    /// Serializes check-then-write changes (a tenant created twice at once).
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// A newly created key; the only moment its secret is known.
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+impl IssuedKey {
+    pub fn token(&self) -> String {
+        format!("sk_{}_{}", self.key.id, self.secret)
+    }
+}
+
+impl Directory {
+    /// Load the directory from the log, creating its topic on first start.
+    pub async fn load(log: Log) -> Result<Directory, LogError> {
+        if log.topic(AUTH_TOPIC).is_none() {
+            match log
+                .create_topic(NewTopic {
+                    name: AUTH_TOPIC.into(),
+                    partitions: 1,
+                    config: [("retention.ms".to_owned(), serde_json::json!(-1))].into(),
+                    spec: serde_json::json!({"description": "tenants and API keys"}),
+                })
+                .await
+            {
+                Ok(_) | Err(LogError::TopicExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut entries = Entries::default();
+        let (mut offset, end) = log.offsets(AUTH_TOPIC, 0)?;
+        while offset < end {
+            let r = log.read(AUTH_TOPIC, 0, offset, 10_000, 16 << 20).await?;
+            for s in &r.records {
+                match serde_json::from_slice::<Entry>(&s.record.value) {
+                    Ok(Entry::Tenant(t)) => {
+                        entries.tenants.insert(t.name.clone(), t);
+                    }
+                    Ok(Entry::Key(k)) => {
+                        entries.keys.insert(k.id.clone(), k);
+                    }
+                    Err(e) => {
+                        tracing::warn!(offset = s.offset, error = %e, "skipping unreadable directory record")
+                    }
+                }
+            }
+            offset = r.next_offset;
+        }
+        Ok(Directory {
+            log,
+            entries: RwLock::new(entries),
+            verified: Mutex::new(HashMap::new()),
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn persist(&self, key: String, entry: &Entry) -> Result<(), LogError> {
+        let record = Record {
+            key: Some(Bytes::from(key)),
+            value: Bytes::from(serde_json::to_vec(entry).expect("entry serializes")),
+            headers: vec![],
+            timestamp: now_ms(),
+        };
+        self.log
+            .append(
+                AUTH_TOPIC,
+                vec![PartitionAppend {
+                    partition: 0,
+                    records: EncodedRecords::encode(&[record], Compression::None),
+                    event_ids: vec![],
+                }],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub fn tenant_exists(&self, name: &str) -> bool {
+        self.entries
+            .read()
+            .expect("entries")
+            .tenants
+            .contains_key(name)
+    }
+
+    pub fn tenants(&self) -> Vec<Tenant> {
+        self.entries
+            .read()
+            .expect("entries")
+            .tenants
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// First start: the `default` tenant and a system admin key. `None` if tenants exist.
+    pub async fn bootstrap(&self) -> Result<Option<IssuedKey>, ApiError> {
+        if !self.tenants().is_empty() {
+            return Ok(None);
+        }
+        self.create_tenant(DEFAULT_TENANT, "created on first start")
+            .await?;
+        let key = self
+            .create_key(
+                DEFAULT_TENANT,
+                vec![Scope {
+                    role: Role::Admin,
+                    topics: "*".into(),
+                }],
+                true,
+                "bootstrap admin key",
+            )
+            .await?;
+        Ok(Some(key))
+    }
+
+    pub async fn create_tenant(&self, name: &str, description: &str) -> Result<Tenant, ApiError> {
+        if !valid_tenant_name(name) {
+            return Err(ApiError::invalid(format!(
+                "invalid tenant name `{name}`: 1-64 characters of [a-z0-9_-], starting with a letter or digit"
+            )));
+        }
+        let _guard = self.writes.lock().await;
+        if self.tenant_exists(name) {
+            return Err(ApiError::conflict(
+                40902,
+                format!("tenant `{name}` already exists"),
+            ));
+        }
+        let tenant = Tenant {
+            name: name.into(),
+            created_ms: now_ms(),
+            description: description.into(),
+        };
+        self.persist(format!("tenant/{name}"), &Entry::Tenant(tenant.clone()))
+            .await
+            .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
+        self.entries
+            .write()
+            .expect("entries")
+            .tenants
+            .insert(name.into(), tenant.clone());
+        Ok(tenant)
+    }
+
+    pub async fn create_key(
+        &self,
+        tenant: &str,
+        scopes: Vec<Scope>,
+        system: bool,
+        description: &str,
+    ) -> Result<IssuedKey, ApiError> {
+        if !self.tenant_exists(tenant) {
+            return Err(ApiError::not_found(format!(
+                "tenant `{tenant}` does not exist"
+            )));
+        }
+        if scopes.is_empty() {
+            return Err(ApiError::invalid("a key needs at least one scope"));
+        }
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let secret = URL_SAFE_NO_PAD.encode(raw);
+        let mut id_raw = [0u8; 8];
+        rand::rng().fill_bytes(&mut id_raw);
+        let id: String = id_raw.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = {
+            let secret = secret.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut salt = [0u8; 16];
+                rand::rng().fill_bytes(&mut salt);
+                let salt = SaltString::encode_b64(&salt)?;
+                Argon2::default()
+                    .hash_password(secret.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+            })
+            .await
+            .expect("hashing task")
+            .map_err(|e| ApiError::internal(format!("hashing the key: {e}")))?
+        };
+        let key = ApiKey {
+            id: id.clone(),
+            tenant: tenant.into(),
+            hash,
+            scopes,
+            system,
+            created_ms: now_ms(),
+            revoked_ms: None,
+            description: description.into(),
+        };
+        self.persist(format!("key/{id}"), &Entry::Key(key.clone()))
+            .await
+            .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
+        self.entries
+            .write()
+            .expect("entries")
+            .keys
+            .insert(id, key.clone());
+        Ok(IssuedKey { key, secret })
+    }
+
+    /// Keys of one tenant (all tenants for `None`), hashes included: callers strip them.
+    pub fn keys(&self, tenant: Option<&str>) -> Vec<ApiKey> {
+        let e = self.entries.read().expect("entries");
+        e.keys
+            .values()
+            .filter(|k| tenant.is_none_or(|t| k.tenant == t))
+            .cloned()
+            .collect()
+    }
+
+    pub fn key(&self, id: &str) -> Option<ApiKey> {
+        self.entries.read().expect("entries").keys.get(id).cloned()
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<ApiKey, ApiError> {
+        let _guard = self.writes.lock().await;
+        let mut key = self
+            .key(id)
+            .ok_or_else(|| ApiError::not_found(format!("key `{id}` does not exist")))?;
+        if key.revoked_ms.is_none() {
+            key.revoked_ms = Some(now_ms());
+            self.persist(format!("key/{id}"), &Entry::Key(key.clone()))
+                .await
+                .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
+            self.entries
+                .write()
+                .expect("entries")
+                .keys
+                .insert(id.into(), key.clone());
+            self.verified.lock().expect("verified").remove(id);
+        }
+        Ok(key)
+    }
+
+    /// Check an `Authorization` header value.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let header = header.ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing Authorization header (Bearer <key> or Basic <id:secret>)",
+            )
+        })?;
+        let (id, secret) = parse_credentials(header)
+            .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
+        let invalid = || ApiError::unauthorized("invalid API key");
+        let key = self.key(&id).ok_or_else(invalid)?;
+        if key.revoked_ms.is_some() {
+            return Err(ApiError::unauthorized("this API key was revoked"));
+        }
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let cached = self.verified.lock().expect("verified").get(&id).copied();
+        let ok = match cached {
+            Some(known) => bool::from(known.ct_eq(&digest)),
+            None => {
+                let hash = key.hash.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    PasswordHash::new(&hash).is_ok_and(|h| {
+                        Argon2::default()
+                            .verify_password(secret.as_bytes(), &h)
+                            .is_ok()
+                    })
+                })
+                .await
+                .expect("verification task");
+                if ok {
+                    self.verified
+                        .lock()
+                        .expect("verified")
+                        .insert(id.clone(), digest);
+                }
+                ok
+            }
+        };
+        if !ok {
+            return Err(invalid());
+        }
+        Ok(Principal {
+            key_id: key.id,
+            tenant: key.tenant,
+            scopes: key.scopes,
+            system: key.system,
+        })
+    }
+}
+
+/// `Bearer sk_<id>_<secret>`, or `Basic base64(<id>:<secret>)` as Confluent clients send it
+/// (the password may also be the whole `sk_...` key).
+fn parse_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return split_token(value);
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
+        let (user, pass) = decoded.split_once(':')?;
+        if let Some((id, secret)) = split_token(pass) {
+            return (id == user.trim_start_matches("sk_") || user.is_empty())
+                .then_some((id, secret));
+        }
+        return Some((user.trim_start_matches("sk_").to_owned(), pass.to_owned()));
+    }
+    None
+}
+
+fn split_token(token: &str) -> Option<(String, String)> {
+    let rest = token.strip_prefix("sk_")?;
+    let (id, secret) = rest.split_at_checked(16)?;
+    let secret = secret.strip_prefix('_')?;
+    (id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
+        .then(|| (id.to_owned(), secret.to_owned()))
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_patterns() {
+        assert!(glob("*", "anything"));
+        assert!(glob("orders.*", "orders.created"));
+        assert!(!glob("orders.*", "payments.created"));
+        assert!(glob("*.dlq", "orders.dlq"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxbyy"));
+        assert!(glob("exact", "exact"));
+        assert!(!glob("exact", "exactly"));
+    }
+
+    #[test]
+    fn credentials() {
+        let token = "sk_0123456789abcdef_sec_ret-x";
+        assert_eq!(
+            parse_credentials(&format!("Bearer {token}")),
+            Some(("0123456789abcdef".into(), "sec_ret-x".into()))
+        );
+        let basic = STANDARD.encode("0123456789abcdef:sec_ret-x");
+        assert_eq!(
+            parse_credentials(&format!("Basic {basic}")),
+            Some(("0123456789abcdef".into(), "sec_ret-x".into()))
+        );
+        let basic = STANDARD.encode(format!("0123456789abcdef:{token}"));
+        assert_eq!(
+            parse_credentials(&format!("Basic {basic}")),
+            Some(("0123456789abcdef".into(), "sec_ret-x".into()))
+        );
+        assert_eq!(parse_credentials("Bearer nope"), None);
+        assert_eq!(parse_credentials("Digest x"), None);
+    }
+
+    #[test]
+    fn scopes() {
+        let p = Principal {
+            key_id: "k".into(),
+            tenant: "t".into(),
+            scopes: vec![
+                Scope {
+                    role: Role::Produce,
+                    topics: "orders.*".into(),
+                },
+                Scope {
+                    role: Role::Consume,
+                    topics: "*".into(),
+                },
+            ],
+            system: false,
+        };
+        assert!(p.can(Role::Produce, "orders.created"));
+        assert!(!p.can(Role::Produce, "payments"));
+        assert!(p.can(Role::Consume, "payments"));
+        assert!(!p.can(Role::Admin, "orders.created"));
+        assert!(!p.is_tenant_admin());
+    }
+}

@@ -1,0 +1,641 @@
+//! The `sluice` command line: `serve` runs the gateway; every other command is a client of a
+//! running gateway's HTTP API.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::{DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_MAX_BODY, FileConfig};
+use crate::serve::ServeOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a WebAssembly edge event gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Manage topics.
+    Topics {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TopicsCmd,
+    },
+    /// Produce JSON events (one per line) from stdin or a file.
+    Produce {
+        #[command(flatten)]
+        conn: Conn,
+        topic: String,
+        /// Read events from this file instead of stdin (shows progress).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+        /// Events per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Print a topic's events as JSON lines.
+    Consume {
+        #[command(flatten)]
+        conn: Conn,
+        topic: String,
+        /// Only this partition (default: all).
+        #[arg(long, short)]
+        partition: Option<u32>,
+        /// Start at the oldest event (default: the newest).
+        #[arg(long, conflicts_with_all = ["offset", "since"])]
+        from_beginning: bool,
+        /// Start at this offset (in each partition read).
+        #[arg(long, conflicts_with = "since")]
+        offset: Option<u64>,
+        /// Start at the first event at or after this time (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep waiting for new events.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Print the whole record (partition, offset, key, headers) instead of the event.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Manage tenants (system admin key).
+    Tenants {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TenantsCmd,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Data directory (the log itself with the default store; always `admin.key`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Object store URL, `s3://bucket/prefix` (AWS_* variables; AWS_ENDPOINT_URL for
+    /// S3-compatible stores). Default: the data directory.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// TOML configuration file; flags win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn options(&self) -> anyhow::Result<ServeOptions> {
+        let file = match &self.config {
+            Some(p) => FileConfig::load(p).map_err(|e| anyhow!(e))?,
+            None => FileConfig::default(),
+        };
+        let store = self.store.clone().or(file.store);
+        Ok(ServeOptions {
+            data: self
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA.into()),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
+            log: file.log.options(store.is_some()),
+            store,
+            s3: file.s3,
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        })
+    }
+}
+
+/// How a client command reaches the gateway.
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// The gateway's URL.
+    #[arg(
+        long,
+        env = "SLUICE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// API key (default: the `admin.key` file in --data).
+    #[arg(long, env = "SLUICE_KEY", global = true, hide_env_values = true)]
+    pub key: Option<String>,
+    /// Data directory holding `admin.key`.
+    #[arg(long, default_value = DEFAULT_DATA, global = true)]
+    pub data: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum TopicsCmd {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: u32,
+        /// Topic config entries, `key=value` (repeatable), e.g. `retention.ms=86400000`.
+        #[arg(long = "config", short = 'c')]
+        config: Vec<String>,
+        /// Envelope field (or JSON pointer) that keys events without an explicit key.
+        #[arg(long)]
+        key_field: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's configuration and offsets.
+    Describe { name: String },
+    /// Delete a topic and its events.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Create a key. Scopes are `ROLE:PATTERN` with ROLE admin|produce|consume, e.g.
+    /// `produce:orders.*`.
+    Create {
+        #[arg(long = "scope", short = 's', required = true)]
+        scopes: Vec<String>,
+        /// Another tenant (system key only).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum TenantsCmd {
+    /// Create a tenant and print its first admin key.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// A minimal client of the HTTP API that turns error bodies into messages.
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Client {
+    fn new(conn: &Conn) -> anyhow::Result<Client> {
+        let key = match &conn.key {
+            Some(k) => k.clone(),
+            None => {
+                let path = conn.data.join("admin.key");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no --key / SLUICE_KEY given and {} is not readable",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        Ok(Client {
+            http: reqwest::Client::builder().build()?,
+            url: conn.url.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key);
+        match body {
+            Some(Body::Json(v)) => req = req.json(&v),
+            Some(Body::NdJson(text)) => {
+                req = req
+                    .header("content-type", "application/x-ndjson")
+                    .body(text)
+            }
+            None => {}
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {}", self.url))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() && value.get("results").is_none() {
+            let msg = value
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| value.to_string(), str::to_owned);
+            let code = value
+                .get("error_code")
+                .map(Value::to_string)
+                .unwrap_or_default();
+            bail!("{msg} (HTTP {status}, error_code {code})");
+        }
+        Ok(value)
+    }
+}
+
+enum Body {
+    Json(Value),
+    NdJson(String),
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("JSON prints"));
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cli.command {
+        Command::Serve(args) => crate::serve::serve(args.options()?).await,
+        Command::Topics { conn, cmd } => {
+            let c = Client::new(&conn)?;
+            match cmd {
+                TopicsCmd::Create {
+                    name,
+                    partitions,
+                    replication_factor,
+                    config,
+                    key_field,
+                    description,
+                } => {
+                    let mut cfg = serde_json::Map::new();
+                    for kv in config {
+                        let (k, v) = kv
+                            .split_once('=')
+                            .ok_or_else(|| anyhow!("--config takes key=value, got `{kv}`"))?;
+                        let v = v
+                            .parse::<i64>()
+                            .map(Value::from)
+                            .unwrap_or_else(|_| Value::String(v.to_owned()));
+                        cfg.insert(k.to_owned(), v);
+                    }
+                    let mut body = json!({"name": name, "partitions": partitions,
+                        "replicationFactor": replication_factor, "config": cfg});
+                    if let Some(k) = key_field {
+                        body["keyField"] = json!(k);
+                    }
+                    if let Some(d) = description {
+                        body["description"] = json!(d);
+                    }
+                    print(
+                        &c.call(Method::POST, "/v1/topics", Some(Body::Json(body)))
+                            .await?,
+                    );
+                }
+                TopicsCmd::List => {
+                    let v = c.call(Method::GET, "/v1/topics", None).await?;
+                    for t in v["topics"].as_array().into_iter().flatten() {
+                        let events: u64 = t["partition_offsets"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|p| {
+                                p["end_offset"].as_u64().unwrap_or(0)
+                                    - p["start_offset"].as_u64().unwrap_or(0)
+                            })
+                            .sum();
+                        println!(
+                            "{}\tpartitions={}\tevents={}",
+                            t["name"].as_str().unwrap_or(""),
+                            t["partitions"],
+                            events
+                        );
+                    }
+                }
+                TopicsCmd::Describe { name } => print(
+                    &c.call(Method::GET, &format!("/v1/topics/{}", enc(&name)), None)
+                        .await?,
+                ),
+                TopicsCmd::Delete { name } => {
+                    c.call(Method::DELETE, &format!("/v1/topics/{}", enc(&name)), None)
+                        .await?;
+                    println!("deleted topic {name}");
+                }
+            }
+            Ok(())
+        }
+        Command::Produce {
+            conn,
+            topic,
+            file,
+            batch,
+        } => produce(&Client::new(&conn)?, &topic, file, batch.max(1)).await,
+        Command::Consume {
+            conn,
+            topic,
+            partition,
+            from_beginning,
+            offset,
+            since,
+            follow,
+            max,
+            full,
+        } => {
+            let start = match (from_beginning, offset, since) {
+                (true, _, _) => Start::Earliest,
+                (_, Some(o), _) => Start::Offset(o),
+                (_, _, Some(t)) => Start::Time(t),
+                _ => Start::Latest,
+            };
+            consume(
+                &Client::new(&conn)?,
+                &topic,
+                partition,
+                start,
+                follow,
+                max,
+                full,
+            )
+            .await
+        }
+        Command::Keys { conn, cmd } => {
+            let c = Client::new(&conn)?;
+            match cmd {
+                KeysCmd::Create {
+                    scopes,
+                    tenant,
+                    description,
+                } => {
+                    let scopes: Vec<Value> = scopes
+                        .iter()
+                        .map(|s| {
+                            let (role, topics) = s.split_once(':').unwrap_or((s, "*"));
+                            json!({"role": role, "topics": topics})
+                        })
+                        .collect();
+                    let body =
+                        json!({"tenant": tenant, "scopes": scopes, "description": description});
+                    print(
+                        &c.call(Method::POST, "/v1/keys", Some(Body::Json(body)))
+                            .await?,
+                    );
+                }
+                KeysCmd::List { tenant } => {
+                    let q = tenant
+                        .map(|t| format!("?tenant={}", enc(&t)))
+                        .unwrap_or_default();
+                    print(&c.call(Method::GET, &format!("/v1/keys{q}"), None).await?);
+                }
+                KeysCmd::Revoke { id } => {
+                    c.call(Method::DELETE, &format!("/v1/keys/{}", enc(&id)), None)
+                        .await?;
+                    println!("revoked key {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Tenants { conn, cmd } => {
+            let c = Client::new(&conn)?;
+            match cmd {
+                TenantsCmd::Create { name, description } => {
+                    let body = json!({"name": name, "description": description});
+                    print(
+                        &c.call(Method::POST, "/v1/tenants", Some(Body::Json(body)))
+                            .await?,
+                    );
+                }
+                TenantsCmd::List => print(&c.call(Method::GET, "/v1/tenants", None).await?),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn produce(
+    c: &Client,
+    topic: &str,
+    file: Option<PathBuf>,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let (reader, bar): (Box<dyn BufRead>, Option<indicatif::ProgressBar>) = match &file {
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let bar = indicatif::ProgressBar::new(f.metadata()?.len());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+                )
+                .expect("template"),
+            );
+            (Box::new(std::io::BufReader::new(f)), Some(bar))
+        }
+        None => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
+    };
+    let path = format!("/v1/topics/{}/events", enc(topic));
+    let (mut sent, mut rejected, mut line_no) = (0u64, 0u64, 0u64);
+    let mut chunk: Vec<(u64, String)> = Vec::with_capacity(batch);
+    let mut lines = reader.lines();
+    loop {
+        let line = lines.next().transpose()?;
+        if let Some(l) = &line {
+            line_no += 1;
+            if let Some(b) = &bar {
+                b.inc(l.len() as u64 + 1);
+            }
+            if !l.trim().is_empty() {
+                chunk.push((line_no, l.clone()));
+            }
+        }
+        if chunk.len() >= batch || (line.is_none() && !chunk.is_empty()) {
+            let body = chunk
+                .iter()
+                .map(|(_, l)| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let v = c
+                .call(reqwest::Method::POST, &path, Some(Body::NdJson(body)))
+                .await?;
+            for (r, (n, _)) in v["results"].as_array().into_iter().flatten().zip(&chunk) {
+                if r.get("error_code").is_some() {
+                    rejected += 1;
+                    let msg = format!("line {n}: {}", r["message"].as_str().unwrap_or(""));
+                    match &bar {
+                        Some(b) => b.suspend(|| eprintln!("{msg}")),
+                        None => eprintln!("{msg}"),
+                    }
+                } else {
+                    sent += 1;
+                }
+            }
+            if let Some(b) = &bar {
+                b.set_message(format!("{sent} events"));
+            }
+            chunk.clear();
+        }
+        if line.is_none() {
+            break;
+        }
+    }
+    if let Some(b) = bar {
+        b.finish();
+    }
+    eprintln!(
+        "produced {sent} events to {topic}{}",
+        if rejected > 0 {
+            format!(", {rejected} rejected")
+        } else {
+            String::new()
+        }
+    );
+    if rejected > 0 {
+        bail!("{rejected} events were rejected");
+    }
+    Ok(())
+}
+
+enum Start {
+    Earliest,
+    Latest,
+    Offset(u64),
+    Time(String),
+}
+
+async fn consume(
+    c: &Client,
+    topic: &str,
+    partition: Option<u32>,
+    start: Start,
+    follow: bool,
+    max: Option<u64>,
+    full: bool,
+) -> anyhow::Result<()> {
+    let t = enc(topic);
+    let at = match &start {
+        Start::Earliest => "?timestamp=earliest".to_owned(),
+        Start::Time(s) => format!("?timestamp={}", enc(s)),
+        _ => "?timestamp=latest".to_owned(),
+    };
+    let offsets = c
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/topics/{t}/offsets{at}"),
+            None,
+        )
+        .await?;
+    let mut positions: Vec<(u32, u64)> = offsets["offsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            let p = o["partition"].as_u64()? as u32;
+            let off = match start {
+                Start::Offset(n) => n,
+                _ => o["offset"].as_u64()?,
+            };
+            partition.is_none_or(|want| want == p).then_some((p, off))
+        })
+        .collect();
+    if positions.is_empty() {
+        bail!("topic {topic} has no partition {}", partition.unwrap_or(0));
+    }
+    let mut printed = 0u64;
+    let out = std::io::stdout();
+    loop {
+        let mut got_any = false;
+        for (p, off) in positions.iter_mut() {
+            // With one partition the server can long-poll for us.
+            let wait = if follow && partition.is_some() {
+                1000
+            } else {
+                0
+            };
+            let v = c
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/topics/{t}/partitions/{p}/events?offset={off}&wait_ms={wait}"),
+                    None,
+                )
+                .await?;
+            let mut lock = out.lock();
+            for e in v["events"].as_array().into_iter().flatten() {
+                let line = if full {
+                    e.clone()
+                } else {
+                    e.get("event")
+                        .cloned()
+                        .unwrap_or_else(|| e["value"].clone())
+                };
+                writeln!(lock, "{line}")?;
+                printed += 1;
+                got_any = true;
+                if max.is_some_and(|m| printed >= m) {
+                    return Ok(());
+                }
+            }
+            *off = v["next_offset"].as_u64().unwrap_or(*off);
+        }
+        if !got_any {
+            if !follow {
+                return Ok(());
+            }
+            if partition.is_none() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

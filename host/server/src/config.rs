@@ -1,0 +1,113 @@
+//! Server configuration: command-line flags over an optional TOML file over defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sluice_log::LogOptions;
+
+/// The `--config FILE` format. Every field is optional; flags win over the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    /// `s3://bucket/prefix`; absent = the local data directory.
+    pub store: Option<String>,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub s3: S3Config,
+    #[serde(default)]
+    pub log: LogTuning,
+}
+
+/// S3 settings beyond the standard `AWS_*` environment variables.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint override for S3-compatible stores (also `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow plain HTTP endpoints (local test servers).
+    pub allow_http: Option<bool>,
+}
+
+/// Log tuning; see `sluice_log::LogOptions` for what each trades.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogTuning {
+    #[serde(default, with = "humantime_serde")]
+    pub flush_window: Option<Duration>,
+    pub flush_max_bytes: Option<usize>,
+    pub segment_bytes: Option<u64>,
+    pub cache_bytes: Option<usize>,
+    pub checkpoint_commits: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub checkpoint_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub wal_gc_min_age: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub dedup_window: Option<Duration>,
+    pub dedup_max_entries: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub retention_interval: Option<Duration>,
+}
+
+impl LogTuning {
+    /// Options for a store: a local directory flushes as soon as it can; an object store waits
+    /// a little to put more into each (billed) request.
+    pub fn options(&self, remote: bool) -> LogOptions {
+        let d = LogOptions::default();
+        LogOptions {
+            flush_window: self.flush_window.unwrap_or(if remote {
+                Duration::from_millis(50)
+            } else {
+                d.flush_window
+            }),
+            flush_max_bytes: self.flush_max_bytes.unwrap_or(d.flush_max_bytes),
+            segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes),
+            cache_bytes: self.cache_bytes.unwrap_or(d.cache_bytes),
+            checkpoint_commits: self.checkpoint_commits.unwrap_or(d.checkpoint_commits),
+            checkpoint_interval: self.checkpoint_interval.unwrap_or(d.checkpoint_interval),
+            wal_gc_min_age: self.wal_gc_min_age.unwrap_or(d.wal_gc_min_age),
+            dedup_window: self.dedup_window.unwrap_or(d.dedup_window),
+            dedup_max_entries: self.dedup_max_entries.unwrap_or(d.dedup_max_entries),
+            retention_interval: self.retention_interval.unwrap_or(d.retention_interval),
+        }
+    }
+}
+
+pub const DEFAULT_DATA: &str = "./sluice-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY: usize = 64 << 20;
+
+impl FileConfig {
+    pub fn load(path: &std::path::Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_and_rejects_unknown_keys() {
+        let c: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n[log]\nflush_window = \"2ms\"\nretention_interval = \"1m\"\n",
+        )
+        .unwrap();
+        let o = c.log.options(false);
+        assert_eq!(o.flush_window, Duration::from_millis(2));
+        assert_eq!(o.retention_interval, Duration::from_secs(60));
+        assert!(toml::from_str::<FileConfig>("colour = 1").is_err());
+        assert_eq!(
+            FileConfig::default().log.options(true).flush_window,
+            Duration::from_millis(50)
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! Turning a produce request body into records.
+//!
+//! A body is one JSON envelope, a JSON array of envelopes, or NDJSON (one per line). Each
+//! envelope is parsed on its own, so one bad event is rejected alone. The stored value is the
+//! envelope itself (with `event_id` filled in when missing, and the produce directives `key`,
+//! `partition` and `headers` taken out); its metadata also travels in record headers (`ce_*`,
+//! as the CloudEvents Kafka binding does), so routing never has to parse the payload.
+//!
+//! Only the envelope's top level is parsed; `payload` and other nested values are carried as
+//! raw JSON text, never re-serialized.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sluice_log::Record;
+
+use crate::error::ApiError;
+
+/// One envelope, parsed.
+#[derive(Debug)]
+pub struct Event {
+    pub event_id: String,
+    pub record: Record,
+    /// An explicit partition asked for by the producer.
+    pub partition: Option<u32>,
+}
+
+/// How the request body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Json,
+    NdJson,
+}
+
+impl Framing {
+    /// From the `Content-Type` header; `None` means 415.
+    pub fn from_content_type(ct: Option<&str>) -> Option<Framing> {
+        let Some(ct) = ct else {
+            return Some(Framing::Json);
+        };
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match mime.as_str() {
+            // curl's `-d` sends form encoding; what it carries is still the JSON the user typed.
+            "" | "application/json" | "text/json" | "application/x-www-form-urlencoded" => {
+                Some(Framing::Json)
+            }
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines" => Some(Framing::NdJson),
+            _ => None,
+        }
+    }
+}
+
+/// Split a body into the raw text of each event. An error here fails the whole request (the
+/// body as a whole is not valid JSON); per-event errors come later.
+pub fn split(body: &[u8], framing: Framing) -> Result<Vec<Result<&str, ApiError>>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_json(format!("the body is not valid UTF-8: {e}")))?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ApiError::bad_request("the body holds no events"));
+    }
+    let lines = || -> Vec<Result<&str, ApiError>> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(Ok)
+            .collect()
+    };
+    let events = match framing {
+        Framing::NdJson => lines(),
+        Framing::Json if trimmed.starts_with('[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)
+                .map_err(|e| ApiError::bad_json(format!("malformed JSON array: {e}")))?;
+            items.into_iter().map(|r| Ok(r.get())).collect()
+        }
+        Framing::Json => match serde_json::from_str::<&RawValue>(text) {
+            Ok(one) => vec![Ok(one.get())],
+            // Several lines of JSON sent as application/json: treat them as NDJSON.
+            Err(e) if e.is_syntax() && e.to_string().contains("trailing characters") => lines(),
+            Err(e) => return Err(ApiError::bad_json(format!("malformed JSON: {e}"))),
+        },
+    };
+    if events.is_empty() {
+        return Err(ApiError::bad_request("the body holds no events"));
+    }
+    Ok(events)
+}
+
+/// The top-level fields of an object, in order, values left as raw JSON.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    out.push((k, v));
+                }
+                Ok(Fields(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Fields<'_> {
+    fn get(&self, name: &str) -> Option<&RawValue> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+/// What the topic says about events going into it.
+pub struct TopicRules<'a> {
+    /// Where the record key comes from when the producer gives none: a top-level field name
+    /// (`org_id`) or a JSON pointer (`/payload/customer/id`).
+    pub key_field: Option<&'a str>,
+    pub log_append_time: bool,
+    pub max_message_bytes: u32,
+}
+
+/// Parse one envelope.
+pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result<Event, ApiError> {
+    let fields: Fields = serde_json::from_str(raw).map_err(|e| {
+        if e.is_data() {
+            ApiError::invalid(format!("an event must be a JSON object: {e}"))
+        } else {
+            ApiError::bad_json(format!("malformed event: {e}"))
+        }
+    })?;
+    let string = |name: &str| -> Result<Option<String>, ApiError> {
+        match fields.get(name) {
+            None => Ok(None),
+            Some(v) => match serde_json::from_str::<Value>(v.get()) {
+                Ok(Value::String(s)) => Ok(Some(s)),
+                Ok(Value::Null) => Ok(None),
+                Ok(_) => Err(ApiError::invalid(format!("`{name}` must be a string"))),
+                Err(e) => Err(ApiError::bad_json(format!("`{name}`: {e}"))),
+            },
+        }
+    };
+
+    let given_id = string("event_id")?;
+    if given_id.as_deref() == Some("") {
+        return Err(ApiError::invalid("`event_id` must not be empty"));
+    }
+    let event_id = given_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let event_type = string("event_type")?;
+    let subject = string("subject")?;
+
+    let timestamp = match fields.get("timestamp") {
+        None => None,
+        Some(v) => Some(parse_time(v).ok_or_else(|| {
+            ApiError::invalid(
+                "`timestamp` must be an RFC 3339 time or milliseconds since the epoch",
+            )
+        })?),
+    };
+    let timestamp = if rules.log_append_time {
+        now_ms
+    } else {
+        timestamp.unwrap_or(now_ms)
+    };
+
+    let partition = match fields.get("partition") {
+        None => None,
+        Some(v) => match serde_json::from_str::<Value>(v.get()) {
+            Ok(Value::Null) => None,
+            Ok(Value::Number(n)) if n.as_u64().is_some_and(|p| p <= u64::from(u32::MAX)) => {
+                Some(n.as_u64().expect("checked") as u32)
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "`partition` must be a non-negative integer",
+                ));
+            }
+        },
+    };
+
+    let key = match fields.get("key") {
+        Some(v) => key_bytes(v.get(), "key")?,
+        None => match rules.key_field {
+            Some(f) if f.starts_with('/') => {
+                let (top, rest) = f[1..]
+                    .split_once('/')
+                    .map_or((&f[1..], ""), |(a, b)| (a, b));
+                match fields.get(&unescape_pointer(top)) {
+                    None => None,
+                    Some(v) => {
+                        let value: Value = serde_json::from_str(v.get())
+                            .map_err(|e| ApiError::bad_json(format!("`{top}`: {e}")))?;
+                        let inner = if rest.is_empty() {
+                            Some(&value)
+                        } else {
+                            value.pointer(&format!("/{rest}"))
+                        };
+                        inner.and_then(value_key)
+                    }
+                }
+            }
+            Some(f) => match fields.get(f) {
+                Some(v) => key_bytes(v.get(), f)?,
+                None => None,
+            },
+            None => None,
+        },
+    };
+
+    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(8);
+    headers.push(("ce_specversion".into(), Bytes::from_static(b"1.0")));
+    headers.push(("ce_id".into(), Bytes::from(event_id.clone())));
+    if let Some(t) = &event_type {
+        headers.push(("ce_type".into(), Bytes::from(t.clone())));
+    }
+    if let Some(src) = fields.get("source") {
+        let src = match serde_json::from_str::<Value>(src.get()) {
+            Ok(Value::String(s)) => s,
+            Ok(Value::Object(o)) => o
+                .get("service")
+                .and_then(Value::as_str)
+                .map_or_else(|| src.get().to_owned(), str::to_owned),
+            Ok(_) => src.get().to_owned(),
+            Err(e) => return Err(ApiError::bad_json(format!("`source`: {e}"))),
+        };
+        headers.push(("ce_source".into(), Bytes::from(src)));
+    }
+    headers.push((
+        "ce_time".into(),
+        Bytes::from(
+            chrono::DateTime::from_timestamp_millis(timestamp)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default(),
+        ),
+    ));
+    if let Some(s) = &subject {
+        headers.push(("ce_subject".into(), Bytes::from(s.clone())));
+    }
+    headers.push((
+        "content-type".into(),
+        Bytes::from_static(b"application/json"),
+    ));
+    headers.push(("sluice_key_id".into(), Bytes::from(key_id.to_owned())));
+    if let Some(h) = fields.get("headers") {
+        let map: serde_json::Map<String, Value> = serde_json::from_str(h.get())
+            .map_err(|_| ApiError::invalid("`headers` must be an object of strings"))?;
+        for (k, v) in map {
+            let Value::String(v) = v else {
+                return Err(ApiError::invalid(format!("header `{k}` must be a string")));
+            };
+            headers.push((k, Bytes::from(v)));
+        }
+    }
+
+    // The stored envelope: the given fields in their order, without the produce directives,
+    // with the event id first when it had to be generated.
+    let mut value = String::with_capacity(raw.len() + 64);
+    value.push('{');
+    if given_id.is_none() {
+        value.push_str("\"event_id\":");
+        value.push_str(&serde_json::to_string(&event_id).expect("string serializes"));
+    }
+    for (k, v) in &fields.0 {
+        if matches!(k.as_ref(), "key" | "partition" | "headers")
+            || (k == "event_id" && given_id.is_none())
+        {
+            continue;
+        }
+        if value.len() > 1 {
+            value.push(',');
+        }
+        value.push_str(&serde_json::to_string(k.as_ref()).expect("string serializes"));
+        value.push(':');
+        value.push_str(v.get());
+    }
+    value.push('}');
+
+    let record = Record {
+        key,
+        value: Bytes::from(value),
+        headers,
+        timestamp,
+    };
+    if record.size() > rules.max_message_bytes as usize {
+        return Err(ApiError::too_large(format!(
+            "event of {} bytes exceeds the topic's max.message.bytes {}",
+            record.size(),
+            rules.max_message_bytes
+        )));
+    }
+    Ok(Event {
+        event_id,
+        record,
+        partition,
+    })
+}
+
+fn unescape_pointer(s: &str) -> String {
+    s.replace("~1", "/").replace("~0", "~")
+}
+
+fn value_key(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::String(s) => Some(Bytes::from(s.clone())),
+        Value::Number(n) => Some(Bytes::from(n.to_string())),
+        Value::Bool(b) => Some(Bytes::from(b.to_string())),
+        _ => None,
+    }
+}
+
+fn key_bytes(raw: &str, name: &str) -> Result<Option<Bytes>, ApiError> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Null) => Ok(None),
+        Ok(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => Ok(value_key(&v)),
+        Ok(_) => Err(ApiError::invalid(format!(
+            "`{name}` must be a string or a number"
+        ))),
+        Err(e) => Err(ApiError::bad_json(format!("`{name}` is not valid: {e}"))),
+    }
+}
+
+fn parse_time(v: &RawValue) -> Option<i64> {
+    match serde_json::from_str::<Value>(v.get()).ok()? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => parse_time_text(&s),
+        _ => None,
+    }
+}
+
+/// RFC 3339 text, or integer milliseconds since the epoch.
+pub fn parse_time_text(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: TopicRules = TopicRules {
+        key_field: Some("org_id"),
+        log_append_time: false,
+        max_message_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn envelope_becomes_a_record() {
+        let e = parse(
+            r#"{"event_type":"bronze.data.cleaned","timestamp":"2024-12-26T10:00:00Z","source":{"service":"conn","instance":"i1"},"org_id":456,"payload":{"a":[1,2,{"b":null}]},"headers":{"x":"y"}}"#,
+            &RULES,
+            "kid",
+            1,
+        )
+        .unwrap();
+        assert_eq!(e.record.key.as_deref(), Some(&b"456"[..]));
+        assert_eq!(e.record.timestamp, 1_735_207_200_000);
+        assert_eq!(e.record.header("ce_type").unwrap(), "bronze.data.cleaned");
+        assert_eq!(e.record.header("ce_source").unwrap(), "conn");
+        assert_eq!(e.record.header("x").unwrap(), "y");
+        assert_eq!(e.record.header("sluice_key_id").unwrap(), "kid");
+        let v: Value = serde_json::from_slice(&e.record.value).unwrap();
+        assert_eq!(v["event_id"], e.event_id.as_str());
+        assert_eq!(v["payload"]["a"][2]["b"], Value::Null);
+        assert!(v.get("headers").is_none());
+        // the payload is carried as written
+        assert!(
+            std::str::from_utf8(&e.record.value)
+                .unwrap()
+                .contains(r#""payload":{"a":[1,2,{"b":null}]}"#)
+        );
+    }
+
+    #[test]
+    fn explicit_key_and_pointer_key() {
+        let e = parse(r#"{"event_id":"e1","key":"k1","org_id":1}"#, &RULES, "k", 0).unwrap();
+        assert_eq!(e.record.key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(e.event_id, "e1");
+        let rules = TopicRules {
+            key_field: Some("/payload/customer/id"),
+            ..RULES
+        };
+        let e = parse(r#"{"payload":{"customer":{"id":"c9"}}}"#, &rules, "k", 0).unwrap();
+        assert_eq!(e.record.key.as_deref(), Some(&b"c9"[..]));
+    }
+
+    #[test]
+    fn bad_events_are_rejected_with_reasons() {
+        for (raw, code) in [
+            ("[1]", 42201),
+            ("{\"event_id\": 5}", 42201),
+            ("{\"timestamp\": \"yesterday\"}", 42201),
+            ("{\"partition\": -1}", 42201),
+            ("{\"key\": \"\\ud800\"}", 40001),
+            ("{\"key\": {\"a\":1}}", 42201),
+            ("{\"event_id\": \"\"}", 42201),
+        ] {
+            let err = parse(raw, &RULES, "k", 0).unwrap_err();
+            assert_eq!(err.error_code, code, "{raw}: {err:?}");
+        }
+        let small = TopicRules {
+            max_message_bytes: 1024,
+            ..RULES
+        };
+        let big = format!("{{\"payload\":\"{}\"}}", "x".repeat(2000));
+        assert_eq!(parse(&big, &small, "k", 0).unwrap_err().error_code, 41301);
+    }
+
+    #[test]
+    fn framing() {
+        let body = b"{\"a\":1}\n\n{\"b\":2}\n";
+        assert_eq!(split(body, Framing::NdJson).unwrap().len(), 2);
+        assert_eq!(split(body, Framing::Json).unwrap().len(), 2);
+        assert_eq!(
+            split(b"[{\"a\":1},{\"b\":2},3]", Framing::Json)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(split(b"{\"a\":1}", Framing::Json).unwrap().len(), 1);
+        assert!(split(b"[{\"a\":1}", Framing::Json).is_err());
+        assert!(split(b"{\"a\":", Framing::Json).is_err());
+        assert!(split(b"  ", Framing::Json).is_err());
+        assert!(split(&[0xff, 0xfe], Framing::Json).is_err());
+        assert!(Framing::from_content_type(Some("text/plain")).is_none());
+        assert_eq!(
+            Framing::from_content_type(Some("application/x-ndjson")),
+            Some(Framing::NdJson)
+        );
+    }
+}

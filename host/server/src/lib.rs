@@ -1,0 +1,16 @@
+//! # sluice: the event gateway host
+//!
+//! The HTTP server ([`server`]) in front of the log engine (`sluice-log`): topic admin, produce
+//! ([`envelope`] turns request bodies into records), fetch, tenants and API keys ([`auth`]),
+//! Prometheus [`metrics`]. [`serve`] wires them up the way `sluice serve` runs them; the
+//! [`cli`] is the `sluice` command that talks to a running server.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod metrics;
+pub mod serve;
+pub mod server;

@@ -1,0 +1,175 @@
+//! Prometheus metrics: the server's own families, plus the log's counters rendered at scrape.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sluice_log::{LogMetrics, metrics::FLUSH_BYTES_BUCKETS};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub tenant: String,
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events_in: Family<TopicLabels, Counter>,
+    pub bytes_in: Family<TopicLabels, Counter>,
+    pub events_out: Family<TopicLabels, Counter>,
+    pub bytes_out: Family<TopicLabels, Counter>,
+    pub events_rejected: Family<TopicLabels, Counter>,
+    pub produce_latency: Histogram,
+    pub requests: Family<RequestLabels, Counter>,
+    /// Encoding is not reentrant-safe across scrapes; one at a time.
+    encode: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let events_in = Family::<TopicLabels, Counter>::default();
+        let bytes_in = Family::<TopicLabels, Counter>::default();
+        let events_out = Family::<TopicLabels, Counter>::default();
+        let bytes_out = Family::<TopicLabels, Counter>::default();
+        let events_rejected = Family::<TopicLabels, Counter>::default();
+        let produce_latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("events_in", "Events appended", events_in.clone());
+        registry.register("bytes_in", "Bytes of events appended", bytes_in.clone());
+        registry.register("events_out", "Events served to readers", events_out.clone());
+        registry.register("bytes_out", "Bytes of events served", bytes_out.clone());
+        registry.register(
+            "events_rejected",
+            "Events refused at produce",
+            events_rejected.clone(),
+        );
+        registry.register(
+            "produce_latency_seconds",
+            "Time from request to durable acknowledgement",
+            produce_latency.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        Metrics {
+            registry,
+            events_in,
+            bytes_in,
+            events_out,
+            bytes_out,
+            events_rejected,
+            produce_latency,
+            requests,
+            encode: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self, log: &LogMetrics) -> String {
+        let _one = self.encode.lock().expect("encode");
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .expect("writing to a String");
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 14] = [
+            ("flushes", "Group commits made durable", &log.flushes),
+            (
+                "flush_records",
+                "Records in group commits",
+                &log.flush_records,
+            ),
+            ("commits", "Commit records created", &log.commits),
+            ("checkpoints", "Checkpoints written", &log.checkpoints),
+            ("store_puts", "Object store PUT requests", &log.store_puts),
+            ("store_gets", "Object store GET requests", &log.store_gets),
+            (
+                "store_lists",
+                "Object store LIST requests",
+                &log.store_lists,
+            ),
+            (
+                "store_deletes",
+                "Object store DELETE requests",
+                &log.store_deletes,
+            ),
+            (
+                "store_errors",
+                "Object store request errors",
+                &log.store_errors,
+            ),
+            (
+                "duplicates",
+                "Appends dropped as duplicates",
+                &log.duplicates,
+            ),
+            ("cache_hits", "Reads served from memory", &log.cache_hits),
+            (
+                "cache_misses",
+                "Reads that went to the store",
+                &log.cache_misses,
+            ),
+            (
+                "data_objects_deleted",
+                "Data objects removed by retention",
+                &log.data_objects_deleted,
+            ),
+            (
+                "flush_bytes",
+                "Bytes made durable by group commits",
+                &log.flush_bytes,
+            ),
+        ];
+        // The registry output ends with "# EOF"; keep that last.
+        if let Some(i) = out.rfind("# EOF") {
+            out.truncate(i);
+        }
+        for (name, help, c) in counters {
+            let _ = writeln!(out, "# HELP sluice_log_{name} {help}.");
+            let _ = writeln!(out, "# TYPE sluice_log_{name} counter");
+            let _ = writeln!(out, "sluice_log_{name}_total {}", LogMetrics::get(c));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluice_log_flush_size_bytes Size of each group commit."
+        );
+        let _ = writeln!(out, "# TYPE sluice_log_flush_size_bytes histogram");
+        let mut cumulative = 0;
+        for (i, bound) in FLUSH_BYTES_BUCKETS.iter().enumerate() {
+            cumulative += LogMetrics::get(&log.flush_bytes_buckets[i]);
+            let le = if *bound == u64::MAX {
+                "+Inf".to_owned()
+            } else {
+                bound.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "sluice_log_flush_size_bytes_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sluice_log_flush_size_bytes_sum {}",
+            LogMetrics::get(&log.flush_bytes)
+        );
+        let _ = writeln!(
+            out,
+            "sluice_log_flush_size_bytes_count {}",
+            LogMetrics::get(&log.flushes)
+        );
+        out.push_str("# EOF\n");
+        out
+    }
+}

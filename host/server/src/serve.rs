@@ -1,0 +1,152 @@
+//! `sluice serve`: open the store and the log, load the directory, bootstrap on first start,
+//! and run the server until a shutdown signal.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::prefix::PrefixStore;
+use sluice_log::{Log, LogOptions, Storage};
+use tokio::net::TcpListener;
+
+use crate::auth::Directory;
+use crate::config::S3Config;
+use crate::server::{self, App};
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Local state: the data itself with the default store, and `admin.key`.
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    /// `s3://bucket/prefix`, or `None` for the local data directory.
+    pub store: Option<String>,
+    pub s3: S3Config,
+    pub log: LogOptions,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid --store `{0}`: expected s3://bucket[/prefix]")]
+    StoreUrl(String),
+    #[error("configuring S3: {0}")]
+    S3(#[from] object_store::Error),
+    #[error("opening the log: {0}")]
+    Log(#[from] sluice_log::LogError),
+    #[error("first start: {0}")]
+    Bootstrap(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn storage(opts: &ServeOptions) -> Result<Storage, ServeError> {
+    let Some(url) = &opts.store else {
+        return Ok(Storage::Local(opts.data.clone()));
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| ServeError::StoreUrl(url.clone()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(ServeError::StoreUrl(url.clone()));
+    }
+    // Commit records rely on create-if-absent (`If-None-Match: *`).
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_conditional_put(S3ConditionalPut::ETagMatch);
+    let endpoint = opts
+        .s3
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    if let Some(e) = endpoint {
+        let http = e.starts_with("http://");
+        b = b
+            .with_endpoint(e)
+            .with_allow_http(opts.s3.allow_http.unwrap_or(http));
+        // S3-compatible servers are usually addressed by path, not virtual host.
+        b = b.with_virtual_hosted_style_request(false);
+    }
+    if let Some(r) = &opts.s3.region {
+        b = b.with_region(r);
+    }
+    let s3 = Arc::new(b.build()?);
+    let prefix = prefix.trim_matches('/');
+    Ok(Storage::ObjectStore(if prefix.is_empty() {
+        s3
+    } else {
+        Arc::new(PrefixStore::new(s3, prefix))
+    }))
+}
+
+/// Open everything; on first start also create the `default` tenant and its admin key, which
+/// is written to `<data>/admin.key` (mode 0600) and returned so the caller can print it once.
+pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), ServeError> {
+    std::fs::create_dir_all(&opts.data)?;
+    let log = Log::open(storage(opts)?, opts.log.clone()).await?;
+    let directory = Directory::load(log.clone()).await?;
+    let issued = directory
+        .bootstrap()
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    let token = match issued {
+        Some(k) => {
+            let token = k.token();
+            let path = opts.data.join("admin.key");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            writeln!(f, "{token}")?;
+            f.sync_all()?;
+            Some(token)
+        }
+        None => None,
+    };
+    Ok((
+        Arc::new(App::new(log, directory, opts.max_body_bytes)),
+        token,
+    ))
+}
+
+/// Run `sluice serve` until Ctrl-C or SIGTERM.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let (app, token) = start(&opts).await?;
+    let listener = TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    if let Some(token) = token {
+        println!(
+            "First start: created tenant `default` and its admin key (shown once, also in {}):",
+            opts.data.join("admin.key").display()
+        );
+        println!("  {token}");
+    }
+    match &opts.store {
+        Some(s) => println!(
+            "Sluice listening on http://{addr} (store: {s}, epoch {})",
+            app.log.epoch()
+        ),
+        None => println!(
+            "Sluice listening on http://{addr} (data: {}, epoch {})",
+            opts.data.display(),
+            app.log.epoch()
+        ),
+    }
+    server::run(listener, app, shutdown_signal()).await;
+    println!("Sluice stopped; everything acknowledged is on disk.");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

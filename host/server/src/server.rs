@@ -1,0 +1,290 @@
+//! The HTTP server: one port, one router, graceful shutdown that flushes the log.
+//!
+//! [`run`] is a function of (listener, app, shutdown), so tests bind port 0 and call the very
+//! same function the binary does.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use sluice_log::Log;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::auth::{Directory, Principal};
+use crate::error::ApiError;
+use crate::metrics::{Metrics, RequestLabels};
+
+pub type Body = Full<Bytes>;
+
+/// Everything a request handler may need; one per server.
+pub struct App {
+    pub log: Log,
+    pub directory: Directory,
+    pub metrics: Metrics,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Per topic, the partition keyless events go to next (sticky per request, rotating).
+    pub sticky: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// The seed's Topic Configuration schema, compiled once.
+    pub topic_schema: jsonschema::Validator,
+}
+
+impl App {
+    pub fn new(log: Log, directory: Directory, max_body_bytes: usize) -> App {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("api/topic_schema.json")).expect("schema is JSON");
+        App {
+            log,
+            directory,
+            metrics: Metrics::default(),
+            max_body_bytes,
+            sticky: Mutex::new(HashMap::new()),
+            topic_schema: jsonschema::validator_for(&schema).expect("schema compiles"),
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let requests in flight finish (up to
+/// 10 s), and close the log, which flushes and checkpoints.
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(app, req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing anyway");
+    }
+    app.log.close().await;
+}
+
+/// A request, read and authenticated as far as its route needs.
+pub struct Call {
+    pub method: Method,
+    pub path: Vec<String>,
+    pub query: HashMap<String, String>,
+    pub headers: http::HeaderMap,
+    pub body: Incoming,
+}
+
+impl Call {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The whole body, refused with 413 past `limit`.
+    pub async fn body(self, limit: usize) -> Result<Bytes, ApiError> {
+        match Limited::new(self.body, limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ApiError::too_large(format!(
+                    "request body exceeds {limit} bytes"
+                )))
+            }
+            Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+        }
+    }
+
+    pub async fn json<T: serde::de::DeserializeOwned>(self, limit: usize) -> Result<T, ApiError> {
+        let body = self.body(limit).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::invalid(format!("invalid request: {e}"))
+            } else {
+                ApiError::bad_json(format!("malformed JSON: {e}"))
+            }
+        })
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let path: Vec<String> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let query = parts.uri.query().map(parse_query).unwrap_or_default();
+    let call = Call {
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    };
+    let (route, result) = route(&app, call).await;
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+async fn route(app: &App, call: Call) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let segments: Vec<&str> = call.path.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        ["healthz"] => (
+            "healthz",
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        ),
+        ["readyz"] => ("readyz", Ok(readiness(app))),
+        _ => {
+            let principal = match app
+                .directory
+                .authenticate(call.header(header::AUTHORIZATION))
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => return ("unauthenticated", Err(e)),
+            };
+            api::dispatch(app, principal, call).await
+        }
+    }
+}
+
+fn readiness(app: &App) -> Response<Body> {
+    match app.log.fenced_by() {
+        None => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "epoch": app.log.epoch()}),
+        ),
+        Some(by) => error_response(&ApiError::unavailable(format!(
+            "fenced: writer epoch {by} owns the log now"
+        ))),
+    }
+}
+
+/// Requests that need a system key (tenant management, metrics across tenants).
+pub fn require_system(p: &Principal) -> Result<(), ApiError> {
+    if p.system {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs a system admin key"))
+    }
+}
+
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    raw_json(
+        status,
+        serde_json::to_vec(value).expect("response serializes"),
+    )
+}
+
+pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("response builds")
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json(e.status, e);
+    if e.status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"sluice\", Basic realm=\"sluice\""),
+        );
+    }
+    r
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+/// Percent-decoding; invalid escapes are kept as written.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%41%42"), "AB");
+        let q = parse_query("offset=5&since=2024-01-01T00%3A00%3A00Z&earliest");
+        assert_eq!(q["offset"], "5");
+        assert_eq!(q["since"], "2024-01-01T00:00:00Z");
+        assert_eq!(q["earliest"], "");
+    }
+}

@@ -1,0 +1,120 @@
+use std::process::Command;
+
+use crate::harness::{Process, binary};
+
+fn sluice(p: &Process, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .arg("--data")
+        .arg(&p.data)
+        .env("SLUICE_URL", &p.url)
+        .env_remove("SLUICE_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_creates_produces_and_consumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+
+    let (ok, out, err) = sluice(
+        &p,
+        &[
+            "topics",
+            "create",
+            "audit.events",
+            "--partitions",
+            "3",
+            "-c",
+            "retention.ms=7776000000",
+            "--key-field",
+            "org_id",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"audit.events\""));
+    let (ok, _, err) = sluice(&p, &["topics", "create", "audit.events"]);
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+
+    let file = dir.path().join("events.ndjson");
+    let lines: Vec<String> = (0..1200)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"audit.logged\",\"org_id\":{},\"payload\":{{\"n\":{i}}}}}",
+                i % 7
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (ok, out, err) = sluice(
+        &p,
+        &["produce", "audit.events", "--file", file.to_str().unwrap()],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("produced 1200 events"), "{err}");
+
+    let (ok, out, err) = sluice(&p, &["consume", "audit.events", "--from-beginning"]);
+    assert!(ok, "{err}");
+    let mut ns: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"]["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort();
+    assert_eq!(ns, (0..1200).collect::<Vec<_>>());
+
+    let (ok, out, _) = sluice(&p, &["topics", "list"]);
+    assert!(ok);
+    assert!(
+        out.contains("audit.events\tpartitions=3\tevents=1200"),
+        "{out}"
+    );
+
+    // A bad line: reported with its line number, non-zero exit, the rest produced.
+    let bad = dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{\"payload\":1}\nnot json\n").unwrap();
+    let (ok, _, err) = sluice(
+        &p,
+        &["produce", "audit.events", "--file", bad.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("line 2"), "{err}");
+
+    let (ok, out, err) = sluice(&p, &["keys", "create", "--scope", "consume:audit.*"]);
+    assert!(ok, "{err}");
+    let key: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (ok, out, _) = sluice(&p, &["keys", "list"]);
+    assert!(ok);
+    assert!(out.contains(key["id"].as_str().unwrap()));
+    let (ok, _, _) = sluice(&p, &["keys", "revoke", key["id"].as_str().unwrap()]);
+    assert!(ok);
+
+    let (ok, _, err) = sluice(&p, &["topics", "describe", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("does not exist"), "{err}");
+    let status = p.terminate();
+    assert!(status.success(), "graceful stop exits 0");
+}
+
+#[test]
+fn serve_rejects_a_bad_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sluice.toml");
+    std::fs::write(&cfg, "colour = \"blue\"\n").unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
+}

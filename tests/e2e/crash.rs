@@ -1,0 +1,118 @@
+//! Durability by killing the process: SIGKILL at random moments under concurrent produce load,
+//! several times over one data directory. After each restart every acknowledged event must be
+//! where its acknowledgement said, offsets must be dense, and every visible record complete.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Process};
+
+const PARTITIONS: u32 = 4;
+
+#[test]
+fn kill9_under_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // event_id -> (partition, offset), for every acknowledged event.
+    let acked: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default();
+    let mut rng = rand::rng();
+    for round in 0..4 {
+        let p = Process::start(dir.path(), &[]);
+        let c = p.client();
+        if round == 0 {
+            rt.block_on(c.create_topic("crash", PARTITIONS));
+        }
+        rt.block_on(verify(&c, &acked.lock().unwrap()));
+
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let c = c.clone();
+            let acked = acked.clone();
+            tasks.push(rt.spawn(async move { produce_until_error(c, round, w, acked).await }));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(300..1200)));
+        p.kill9();
+        for t in tasks {
+            rt.block_on(t).unwrap();
+        }
+    }
+    let p = Process::start(dir.path(), &[]);
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.len() > 100,
+        "the load produced too little to prove anything: {}",
+        acked.len()
+    );
+    rt.block_on(verify(&p.client(), &acked));
+}
+
+async fn produce_until_error(
+    c: Client,
+    round: u32,
+    writer: u32,
+    acked: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+) {
+    for n in 0.. {
+        let batch: Vec<Value> = (0..(1 + n % 20))
+            .map(|i| json!({"event_id": format!("r{round}-w{writer}-n{n}-{i}"), "key": format!("k{}", i % 5), "payload": {"pad": "x".repeat(200)}}))
+            .collect();
+        let resp = c
+            .http
+            .post(format!("{}/v1/topics/crash/events", c.url))
+            .bearer_auth(&c.key)
+            .json(&batch)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let Ok(resp) = resp else { return };
+        let Ok(v) = resp.json::<Value>().await else {
+            return;
+        };
+        let Some(results) = v["results"].as_array() else {
+            return;
+        };
+        let mut a = acked.lock().unwrap();
+        for r in results {
+            if let (Some(id), Some(p), Some(o)) = (
+                r["event_id"].as_str(),
+                r["partition"].as_u64(),
+                r["offset"].as_u64(),
+            ) {
+                a.insert(id.to_owned(), (p, o));
+            }
+        }
+    }
+}
+
+async fn verify(c: &Client, acked: &HashMap<String, (u64, u64)>) {
+    let mut found: HashMap<(u64, u64), String> = HashMap::new();
+    for p in 0..PARTITIONS {
+        let events = c.read_all("crash", p, 0).await;
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(
+                e["offset"].as_u64(),
+                Some(i as u64),
+                "partition {p}: offsets are dense"
+            );
+            let id = e["event"]["event_id"]
+                .as_str()
+                .expect("every visible record is a whole event");
+            assert_eq!(
+                e["event"]["payload"]["pad"].as_str().map(str::len),
+                Some(200)
+            );
+            found.insert((p as u64, i as u64), id.to_owned());
+        }
+    }
+    for (id, pos) in acked {
+        assert_eq!(
+            found.get(pos),
+            Some(id),
+            "acknowledged event {id} at {pos:?} is missing"
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! Starting servers and talking to them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sluice::config::S3Config;
+use sluice::serve::{ServeOptions, start};
+use sluice::server::run;
+use sluice_log::LogOptions;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A server running inside the test process.
+pub struct Server {
+    pub url: String,
+    pub admin_key: String,
+    pub data: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn options(data: &Path) -> ServeOptions {
+    ServeOptions {
+        data: data.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: None,
+        s3: S3Config::default(),
+        log: LogOptions::default(),
+        max_body_bytes: 4 << 20,
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server::start_with(options(dir.path())).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    pub async fn start_with(opts: ServeOptions) -> Server {
+        let (app, token) = start(&opts).await.expect("server starts");
+        let admin_key = match token {
+            Some(t) => t,
+            None => std::fs::read_to_string(opts.data.join("admin.key"))
+                .unwrap()
+                .trim()
+                .to_owned(),
+        };
+        let listener = TcpListener::bind(opts.listen).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, app.clone(), async {
+            let _ = rx.await;
+        }));
+        Server {
+            url,
+            admin_key,
+            data: opts.data,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, &self.admin_key)
+    }
+
+    /// Graceful stop: finish requests, flush and checkpoint the log.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        self._dir.take()
+    }
+}
+
+/// An HTTP client with a key.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub key: String,
+}
+
+impl Client {
+    pub fn new(url: &str, key: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    pub fn with_key(&self, key: &str) -> Client {
+        Client::new(&self.url, key)
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Value {
+        let (s, v) = self
+            .post(
+                "/v1/topics",
+                json!({"name": name, "partitions": partitions, "replicationFactor": 1, "config": {}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    pub async fn produce(&self, topic: &str, events: Value) -> (StatusCode, Value) {
+        self.post(&format!("/v1/topics/{topic}/events"), events)
+            .await
+    }
+
+    /// Every event of one partition from `from`, following `next_offset`.
+    pub async fn read_all(&self, topic: &str, partition: u32, from: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        loop {
+            let (s, v) = self
+                .get(&format!("/v1/topics/{topic}/partitions/{partition}/events?offset={offset}&max_events=1000"))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let events = v["events"].as_array().unwrap();
+            if events.is_empty() {
+                return out;
+            }
+            out.extend(events.iter().cloned());
+            offset = v["next_offset"].as_u64().unwrap();
+        }
+    }
+}
+
+/// The real `sluice` binary, for what only a process can show (kill -9, the CLI).
+pub struct Process {
+    pub child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+impl Process {
+    /// `sluice serve --data DIR --listen 127.0.0.1:0 [extra...]`, ready once it prints its URL.
+    pub fn start(data: &Path, extra: &[&str]) -> Process {
+        Process::start_with_env(data, extra, &[])
+    }
+
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("SLUICE_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sluice starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("sluice printed its address before exiting")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("Sluice listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Process {
+            child,
+            url,
+            data: data.to_owned(),
+        }
+    }
+
+    pub fn admin_key(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, &self.admin_key())
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe_free_sigterm(self.child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sluice did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_free_sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
