@@ -39,11 +39,11 @@ impl DataSink {
         }
     }
 
-    /// Is `id` still being written to (so retention must not delete it)?
-    pub fn is_active(&self, id: DataId) -> bool {
+    /// The object still being appended to (retention must not delete it).
+    pub fn active(&self) -> Option<DataId> {
         match self {
-            DataSink::Local(s) => s.current.as_ref().is_some_and(|c| c.id == id),
-            DataSink::Remote(_) => false,
+            DataSink::Local(s) => s.current.as_ref().map(|c| c.id),
+            DataSink::Remote(_) => None,
         }
     }
 }

@@ -19,10 +19,13 @@
 //!   objects no index entry needs any more. Key compaction plugs in at the same seam: a
 //!   compactor writes new data objects and commits ops that re-point the index.
 //!
-//! The single [`writer`] task owns every change; readers share the state behind a lock.
+//! Writing is a two-stage pipeline: the [`writer`] owns offsets and data, the committer owns
+//! commit records and the shared state; readers share the state behind a lock.
 
 mod cache;
 pub mod commit;
+mod commits;
+mod committer;
 pub mod data;
 mod error;
 pub mod format;
@@ -179,12 +182,24 @@ pub(crate) struct Shared {
     cache: Mutex<RunCache>,
     /// Set once another writer has taken over; every write fails from then on.
     fenced_by: AtomicU64,
+    /// Bumped when a commit fails: groups prepared before the bump counted on it and fail too.
+    generation: AtomicU64,
     closed: AtomicBool,
     metrics: Metrics,
     epoch: u64,
 }
 
 impl Shared {
+    fn fenced_error(&self) -> Option<LogError> {
+        match self.fenced_by.load(Ordering::Acquire) {
+            0 => None,
+            by => Some(LogError::Fenced {
+                epoch: self.epoch,
+                by,
+            }),
+        }
+    }
+
     fn notify(&self, topic: u64, partition: u32, high_watermark: u64) {
         if let Some(tx) = self
             .watchers

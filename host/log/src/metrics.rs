@@ -33,6 +33,10 @@ pub struct LogMetrics {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub data_objects_deleted: AtomicU64,
+    /// Time spent making flush data durable (microseconds, summed).
+    pub data_write_us: AtomicU64,
+    /// Time spent creating commit records (microseconds, summed).
+    pub commit_us: AtomicU64,
 }
 
 impl LogMetrics {

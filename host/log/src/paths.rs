@@ -1,7 +1,10 @@
 //! The one place that knows object keys. Nothing else formats or parses a key.
 //!
 //! ```text
-//! wal/{seq:020}.json               commit records, created with PutMode::Create (the fence)
+//! wal/{seq:020}.json               commit records, created with PutMode::Create (the fence);
+//!                                  on a local directory, a hard link to the writer's identity
+//! wal/writers/{epoch:010}-{nonce}.json   local only: a writer's identity (epoch and nonce)
+//! wal/logs/{epoch:010}-{nonce}-{first_seq:020}.log   local only: that writer's commit records
 //! manifest/{seq:020}.json          checkpoints of the whole log state as of commit `seq`
 //! data/{epoch:010}-{seq:020}.seg   data objects: appended segments (local) or flush objects (S3)
 //! ```
@@ -25,6 +28,33 @@ pub struct DataId {
 
 pub fn commit(seq: u64) -> Path {
     Path::from(format!("{WAL_DIR}/{seq:020}.json"))
+}
+
+/// Local only: the identity file of a writer, the target of its `wal/{seq}` hard links.
+pub fn local_writer(root: &FsPath, epoch: u64, nonce: u64) -> PathBuf {
+    root.join(format!("{WAL_DIR}/writers/{epoch:010}-{nonce:016x}.json"))
+}
+
+/// Local only: a writer's commit-record log starting at `first_seq`.
+pub fn local_commit_log(root: &FsPath, epoch: u64, nonce: u64, first_seq: u64) -> PathBuf {
+    root.join(format!(
+        "{WAL_DIR}/logs/{epoch:010}-{nonce:016x}-{first_seq:020}.log"
+    ))
+}
+
+/// Local only: `(epoch, nonce, first_seq)` of a commit-record log file name.
+pub fn parse_local_commit_log(name: &str) -> Option<(u64, u64, u64)> {
+    let stem = name.strip_suffix(".log")?;
+    let mut it = stem.split('-');
+    let epoch = it.next()?.parse().ok()?;
+    let nonce = u64::from_str_radix(it.next()?, 16).ok()?;
+    let first = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((epoch, nonce, first))
+}
+
+/// The file behind `wal/{seq}` in a local store.
+pub fn local_commit(root: &FsPath, seq: u64) -> PathBuf {
+    root.join(commit(seq).as_ref())
 }
 
 pub fn manifest(seq: u64) -> Path {
@@ -81,5 +111,8 @@ mod tests {
         );
         assert_eq!(parse_data(&data(id)), Some(id));
         assert!(commit(9).as_ref() < commit(10).as_ref());
+        let log = local_commit_log(FsPath::new("/r"), 3, 0xab, 17);
+        let name = log.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_local_commit_log(name), Some((3, 0xab, 17)));
     }
 }

@@ -2,24 +2,26 @@
 //! Data objects are never read here, so start-up time depends on the number of commits since the
 //! last checkpoint, not on how much data is stored.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::sync::mpsc;
 
 use crate::cache::RunCache;
 use crate::commit::{Commit, Op};
+use crate::commits::{CommitStore, Created};
+use crate::committer::Committer;
 use crate::data::{DataSink, LocalSegments, RemoteObjects};
 use crate::metrics::LogMetrics;
 use crate::paths;
 use crate::state::LogState;
-use crate::writer::Writer;
+use crate::writer::{DedupTable, Writer};
 use crate::{Log, LogError, LogOptions, Shared, Storage, now_ms};
 
 /// How many times opening retries its claim while another writer keeps committing.
@@ -55,13 +57,13 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
     };
     let checkpointed = state.seq;
 
-    let all_wal = list_seqs(&store, paths::WAL_DIR, &metrics).await?;
+    let mut commits_store = match &local_root {
+        Some(root) => CommitStore::local(root.clone()),
+        None => CommitStore::Remote(store.clone()),
+    };
+    let all_wal = commits_store.list(&metrics).await?;
     let wal: Vec<u64> = all_wal.iter().copied().filter(|s| *s > state.seq).collect();
-    let commits: Vec<Commit> = futures::stream::iter(wal.iter().copied())
-        .map(|seq| read_commit(&store, seq, &metrics))
-        .buffered(32)
-        .try_collect()
-        .await?;
+    let commits = commits_store.read_many(&wal, &metrics).await?;
     for c in &commits {
         if c.seq != state.seq + 1 {
             return Err(LogError::Corrupt(format!(
@@ -84,25 +86,17 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
                 epoch: state.epoch + 1,
             }],
         };
-        LogMetrics::inc(&metrics.store_puts);
-        match store
-            .put_opts(
-                &paths::commit(commit.seq),
-                PutPayload::from(commit.encode()),
-                PutOptions::from(PutMode::Create),
-            )
-            .await
-        {
-            Ok(_) => {
+        commits_store.become_writer(commit.epoch);
+        match commits_store.create(&commit, &metrics).await? {
+            Created::Yes => {
                 apply(&mut state, &commit)?;
                 claimed = Some(commit.epoch);
                 break;
             }
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let other = read_commit(&store, commit.seq, &metrics).await?;
+            Created::Taken => {
+                let other = commits_store.read(commit.seq, &metrics).await?;
                 apply(&mut state, &other)?;
             }
-            Err(e) => return Err(e.into()),
         }
     }
     let epoch = claimed.ok_or_else(|| {
@@ -132,21 +126,41 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         watchers: Mutex::new(Default::default()),
         cache: Mutex::new(RunCache::new(opts.cache_bytes)),
         fenced_by: AtomicU64::new(0),
+        generation: AtomicU64::new(0),
         closed: AtomicBool::new(false),
         metrics,
         epoch,
     });
     let (tx, rx) = mpsc::channel(4096);
-    let writer = Writer::new(
-        shared.clone(),
+    let (stage2_tx, stage2_rx) = mpsc::channel(2);
+    let dedup = Arc::new(Mutex::new(DedupTable::default()));
+    let committer = Committer {
+        shared: shared.clone(),
+        commits: commits_store,
+        rx: stage2_rx,
+        opts: opts.clone(),
+        dedup: dedup.clone(),
+        next_seq,
+        last_proof: Instant::now(),
+        checkpointed_seq: checkpointed,
+        last_checkpoint: Instant::now(),
+        commits_since_checkpoint: 0,
+        manifests,
+        wal: uncheckpointed,
+    };
+    let writer = Writer {
+        shared: shared.clone(),
         rx,
         sink,
-        next_seq,
         opts,
-        checkpointed,
-        manifests,
-        uncheckpointed,
-    );
+        dedup,
+        stage2: stage2_tx,
+        committer: Some(tokio::spawn(committer.run())),
+        data_seq: next_seq,
+        staged: HashMap::new(),
+        staged_generation: 0,
+        held: None,
+    };
     let handle = tokio::spawn(writer.run());
     Ok(Log {
         shared,
@@ -162,16 +176,6 @@ fn apply(state: &mut LogState, c: &Commit) -> Result<(), LogError> {
             .map_err(|e| LogError::Corrupt(e.to_string()))?;
     }
     Ok(())
-}
-
-pub(crate) async fn read_commit(
-    store: &Arc<dyn ObjectStore>,
-    seq: u64,
-    metrics: &LogMetrics,
-) -> Result<Commit, LogError> {
-    LogMetrics::inc(&metrics.store_gets);
-    let bytes = store.get(&paths::commit(seq)).await?.bytes().await?;
-    Commit::decode(&bytes).map_err(|e| LogError::Corrupt(format!("commit {seq}: {e}")))
 }
 
 /// Sequence numbers of the objects under `dir`, ascending.

@@ -1,30 +1,26 @@
-//! The single writer: it owns every change to the log.
+//! Stage one of the writer: it owns offsets and data.
 //!
 //! It takes requests in arrival order, gathers the appends that are waiting into one group,
-//! assigns offsets, writes the group's data with one durable write, commits one record that
-//! indexes it, and only then applies the change to the shared state and answers. Metadata
-//! changes commit alone, between groups. It also checkpoints, garbage-collects commit records,
-//! and runs retention, so none of that ever races a flush.
+//! assigns offsets (counting on the groups still being committed), lays the group's batches out
+//! partition by partition, makes them durable with one data write, and hands the group to the
+//! [`committer`](crate::committer), which creates its commit record and answers. Metadata
+//! changes and housekeeping first drain the pipeline, so they see committed state only.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::BytesMut;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::commit::{Commit, Op, TopicMeta};
+use crate::commit::{Op, TopicMeta};
+use crate::committer::{Prepared, Stage2};
 use crate::data::DataSink;
 use crate::format::EncodedRecords;
 use crate::metrics::LogMetrics;
-use crate::paths::{self, DataId};
-use crate::recovery::{list_seqs, read_commit};
-use crate::state::LogState;
+use crate::paths::DataId;
 use crate::topic::{CleanupPolicy, TopicConfig, valid_log_name};
 use crate::{
     Appended, LogError, LogOptions, MAX_PARTITIONS, NewTopic, PartitionAppend, Shared, now_ms,
@@ -60,70 +56,65 @@ pub(crate) enum MetaRequest {
 
 /// Remembered `event_id`s of one topic, oldest first.
 #[derive(Default)]
-struct Dedup {
-    ids: HashMap<String, (u32, u64)>,
-    order: VecDeque<(Instant, String)>,
+pub(crate) struct Dedup {
+    ids: HashMap<Arc<str>, (u32, u64), foldhash::fast::RandomState>,
+    order: VecDeque<(Instant, Arc<str>)>,
 }
 
-/// One append request being flushed, and the answer it will get.
-struct Pending {
-    reply: AppendReply,
-    results: Vec<Vec<Appended>>,
-}
+/// Remembered `event_id`s per topic id. Stage one adds; the committer forgets a failed group's.
+#[derive(Default)]
+pub(crate) struct DedupTable(HashMap<u64, Dedup>);
 
-pub(crate) struct Writer {
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Request>,
-    sink: DataSink,
-    opts: LogOptions,
-    /// The position the next commit will try to create.
-    next_seq: u64,
-    /// When this writer last proved it still owns the log (a commit it created).
-    last_proof: Instant,
-    dedup: HashMap<u64, Dedup>,
-    /// A request that arrived while gathering a group and must wait for the next turn.
-    held: Option<Request>,
-    checkpointed_seq: u64,
-    last_checkpoint: Instant,
-    commits_since_checkpoint: u64,
-    /// Manifests on the store, ascending; the newest two are kept.
-    manifests: Vec<u64>,
-    /// Commit records on the store and when this writer first knew of them.
-    wal: VecDeque<(u64, Instant)>,
-}
-
-impl Writer {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        rx: mpsc::Receiver<Request>,
-        sink: DataSink,
-        next_seq: u64,
-        opts: LogOptions,
-        checkpointed_seq: u64,
-        manifests: Vec<u64>,
-        wal: VecDeque<(u64, Instant)>,
-    ) -> Writer {
-        Writer {
-            shared,
-            rx,
-            sink,
-            opts,
-            next_seq,
-            last_proof: Instant::now(),
-            dedup: HashMap::new(),
-            held: None,
-            checkpointed_seq,
-            last_checkpoint: Instant::now(),
-            commits_since_checkpoint: 0,
-            manifests,
-            wal,
+impl DedupTable {
+    pub(crate) fn forget(&mut self, topic: u64, id: &str) {
+        if let Some(d) = self.0.get_mut(&topic) {
+            d.ids.remove(id);
         }
     }
 
+    fn expire(&mut self, window: std::time::Duration, max: usize) {
+        for d in self.0.values_mut() {
+            while let Some((at, _)) = d.order.front() {
+                if at.elapsed() < window && d.order.len() <= max {
+                    break;
+                }
+                let (_, id) = d.order.pop_front().expect("front exists");
+                d.ids.remove(&id);
+            }
+        }
+    }
+}
+
+/// One append request in flight, and the answer it will get.
+pub(crate) struct Pending {
+    pub reply: AppendReply,
+    pub results: Vec<Vec<Appended>>,
+}
+
+type Group = Vec<(String, Vec<PartitionAppend>, AppendReply)>;
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub rx: mpsc::Receiver<Request>,
+    pub sink: DataSink,
+    pub opts: LogOptions,
+    pub dedup: Arc<Mutex<DedupTable>>,
+    pub stage2: mpsc::Sender<Stage2>,
+    pub committer: Option<tokio::task::JoinHandle<()>>,
+    /// Names data objects; unique within this epoch.
+    pub data_seq: u64,
+    /// Next offsets of partitions with groups still being committed.
+    pub staged: HashMap<(u64, u32), u64>,
+    /// The generation `staged` belongs to (see the committer).
+    pub staged_generation: u64,
+    /// A request that arrived while gathering a group and must wait for the next turn.
+    pub held: Option<Request>,
+}
+
+impl Writer {
     pub(crate) async fn run(mut self) {
-        let mut retention = tokio::time::interval(self.opts.retention_interval);
-        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(self.opts.retention_interval);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let req = match self.held.take() {
                 Some(r) => r,
@@ -132,7 +123,7 @@ impl Writer {
                         Some(r) => r,
                         None => { self.finish().await; return; }
                     },
-                    _ = retention.tick() => { self.housekeeping().await; continue; }
+                    _ = housekeeping.tick() => { self.housekeeping().await; continue; }
                 },
             };
             match req {
@@ -158,10 +149,7 @@ impl Writer {
     }
 
     /// Collect the appends waiting behind `first`, up to the flush window and size.
-    async fn gather(
-        &mut self,
-        first: (String, Vec<PartitionAppend>, AppendReply),
-    ) -> Vec<(String, Vec<PartitionAppend>, AppendReply)> {
+    async fn gather(&mut self, first: (String, Vec<PartitionAppend>, AppendReply)) -> Group {
         let size = |parts: &[PartitionAppend]| -> usize {
             parts.iter().map(|p| p.records.payload.len() + 48).sum()
         };
@@ -198,31 +186,39 @@ impl Writer {
         group
     }
 
-    fn fenced(&self) -> Option<LogError> {
-        match self.shared.fenced_by.load(Ordering::Acquire) {
-            0 => None,
-            by => Some(LogError::Fenced {
-                epoch: self.shared.epoch,
-                by,
-            }),
+    /// Everything sent to the committer so far is committed (or failed) once this returns.
+    async fn drain(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.stage2.send(Stage2::Barrier(tx)).await.is_ok() {
+            let _ = rx.await;
         }
+        // Nothing is in flight: committed state is the truth again.
+        self.staged.clear();
     }
 
-    async fn flush(&mut self, group: Vec<(String, Vec<PartitionAppend>, AppendReply)>) {
-        if let Some(e) = self.fenced() {
+    async fn flush(&mut self, group: Group) {
+        if let Some(e) = self.shared.fenced_error() {
             for (_, _, reply) in group {
                 let _ = reply.send(Err(e.clone()));
             }
             return;
         }
-        // Assign offsets against the committed state; nothing changes it but this task.
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.staged_generation {
+            // A commit failed and every group after it was refused: the committed state is
+            // where offsets continue.
+            self.drain().await;
+            self.staged_generation = generation;
+        }
+        // Assign offsets after the committed state and the groups still in flight.
         let mut runs: BTreeMap<(u64, u32), Vec<(u64, EncodedRecords)>> = BTreeMap::new();
-        let mut next: HashMap<(u64, u32), u64> = HashMap::new();
-        let mut remembered: Vec<(u64, String)> = Vec::new();
+        let mut undo: HashMap<(u64, u32), Option<u64>> = HashMap::new();
+        let mut remembered: Vec<(u64, Arc<str>)> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut records = 0u64;
         {
             let state = self.shared.state.read().expect("state");
+            let mut dedup = self.dedup.lock().expect("dedup");
             for (topic, parts, reply) in group {
                 let Some(t) = state.topics.get(&topic) else {
                     let _ = reply.send(Err(LogError::TopicNotFound(topic)));
@@ -237,14 +233,13 @@ impl Writer {
                     continue;
                 }
                 let tid = t.meta.id;
-                let dedup = self.dedup.entry(tid).or_default();
+                let table = dedup.0.entry(tid).or_default();
                 let mut results = Vec::with_capacity(parts.len());
                 for part in parts {
                     let key = (tid, part.partition);
-                    let base = *next
-                        .entry(key)
-                        .or_insert(t.partitions[part.partition as usize].next_offset);
-                    let (encoded, appended) = match assign(part, base, dedup, &mut remembered, tid)
+                    let committed = t.partitions[part.partition as usize].next_offset;
+                    let base = *self.staged.get(&key).unwrap_or(&committed);
+                    let (encoded, appended) = match assign(part, base, table, &mut remembered, tid)
                     {
                         Ok(x) => x,
                         Err(e) => {
@@ -252,9 +247,22 @@ impl Writer {
                             (None, Vec::new())
                         }
                     };
+                    let dups = appended.iter().filter(|a| a.duplicate).count() as u64;
+                    if dups > 0 {
+                        self.shared
+                            .metrics
+                            .duplicates
+                            .fetch_add(dups, Ordering::Relaxed);
+                    }
+                    while table.order.len() > self.opts.dedup_max_entries {
+                        let (_, id) = table.order.pop_front().expect("not empty");
+                        table.ids.remove(&id);
+                    }
                     if let Some(enc) = encoded {
                         records += u64::from(enc.record_count);
-                        next.insert(key, base + u64::from(enc.record_count));
+                        undo.entry(key)
+                            .or_insert_with(|| self.staged.get(&key).copied());
+                        self.staged.insert(key, base + u64::from(enc.record_count));
                         runs.entry(key).or_default().push((base, enc));
                     }
                     results.push(appended);
@@ -300,11 +308,15 @@ impl Writer {
             });
         }
         let chunk = chunk.freeze();
-        let chunk_len = chunk.len() as u64;
-        let seq = self.next_seq;
-        let written = self.sink.write(seq, chunk.clone()).await;
+        self.data_seq += 1;
         LogMetrics::inc(&self.shared.metrics.store_puts);
-        let result = match written {
+        let started = Instant::now();
+        let written = self.sink.write(self.data_seq, chunk.clone()).await;
+        self.shared
+            .metrics
+            .data_write_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match written {
             Ok((data, base_pos)) => {
                 for op in &mut ops {
                     if let Op::Append { data: d, pos, .. } = op {
@@ -312,45 +324,40 @@ impl Writer {
                         *pos += base_pos;
                     }
                 }
-                self.commit(ops).await.map(|c| (c, data, base_pos))
+                let prepared = Prepared {
+                    generation,
+                    ops,
+                    chunk,
+                    data,
+                    base_pos,
+                    records,
+                    pending,
+                    remembered,
+                };
+                if let Err(mpsc::error::SendError(Stage2::Group(p))) =
+                    self.stage2.send(Stage2::Group(prepared)).await
+                {
+                    for p in p.pending {
+                        let _ = p.reply.send(Err(LogError::Closed));
+                    }
+                }
             }
             Err(e) => {
                 LogMetrics::inc(&self.shared.metrics.store_errors);
-                Err(LogError::Storage(e.to_string()))
-            }
-        };
-        match result {
-            Ok((commit, data, base_pos)) => {
-                self.shared.metrics.observe_flush(records, chunk_len);
+                // This group's offsets were the newest: hand them back.
+                for (key, before) in undo {
+                    match before {
+                        Some(v) => self.staged.insert(key, v),
+                        None => self.staged.remove(&key),
+                    };
+                }
                 {
-                    let mut cache = self.shared.cache.lock().expect("cache");
-                    for op in &commit.ops {
-                        if let Op::Append {
-                            topic,
-                            partition,
-                            last_offset,
-                            pos,
-                            len,
-                            ..
-                        } = op
-                        {
-                            let at = (pos - base_pos) as usize;
-                            cache.insert(data, *pos, chunk.slice(at..at + *len as usize));
-                            self.shared.notify(*topic, *partition, last_offset + 1);
-                        }
+                    let mut dedup = self.dedup.lock().expect("dedup");
+                    for (tid, id) in &remembered {
+                        dedup.forget(*tid, id);
                     }
                 }
-                for p in pending {
-                    let _ = p.reply.send(Ok(p.results));
-                }
-                self.after_commit().await;
-            }
-            Err(e) => {
-                for (tid, id) in remembered {
-                    if let Some(d) = self.dedup.get_mut(&tid) {
-                        d.ids.remove(&id);
-                    }
-                }
+                let e = LogError::Storage(e.to_string());
                 for p in pending {
                     let _ = p.reply.send(Err(e.clone()));
                 }
@@ -358,116 +365,21 @@ impl Writer {
         }
     }
 
-    /// Create the next commit record; on success apply it to the shared state.
-    async fn commit(&mut self, ops: Vec<Op>) -> Result<Commit, LogError> {
-        if let Some(e) = self.fenced() {
-            return Err(e);
-        }
-        if self.last_proof.elapsed() > self.opts.wal_gc_min_age / 2 {
-            self.prove_ownership().await?;
-        }
-        let commit = Commit {
-            seq: self.next_seq,
-            epoch: self.shared.epoch,
-            time_ms: now_ms(),
-            ops,
-        };
-        let bytes = commit.encode();
-        LogMetrics::inc(&self.shared.metrics.store_puts);
-        let put = self
-            .shared
-            .store
-            .put_opts(
-                &paths::commit(commit.seq),
-                PutPayload::from(bytes),
-                PutOptions::from(PutMode::Create),
-            )
-            .await;
-        match put {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let theirs =
-                    read_commit(&self.shared.store, commit.seq, &self.shared.metrics).await?;
-                if theirs == commit {
-                    // An earlier attempt of ours landed after all.
-                } else if theirs.epoch != self.shared.epoch {
-                    return Err(self.fence(theirs.epoch));
-                } else {
-                    // Our own earlier attempt, reported failed, did land: take it in, and let
-                    // this group retry on top of it.
-                    self.apply(&theirs)?;
-                    self.next_seq += 1;
-                    return Err(LogError::Storage(
-                        "an earlier commit's outcome was uncertain; retry".into(),
-                    ));
-                }
-            }
-            Err(e) => {
-                LogMetrics::inc(&self.shared.metrics.store_errors);
-                return Err(e.into());
-            }
-        }
-        self.apply(&commit)?;
-        self.next_seq += 1;
-        self.last_proof = Instant::now();
-        self.wal.push_back((commit.seq, Instant::now()));
-        self.commits_since_checkpoint += 1;
-        LogMetrics::inc(&self.shared.metrics.commits);
-        Ok(commit)
-    }
-
-    fn apply(&self, commit: &Commit) -> Result<(), LogError> {
-        let mut state = self.shared.state.write().expect("state");
-        for op in &commit.ops {
-            state
-                .apply(commit.seq, op)
-                .map_err(|e| LogError::Corrupt(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    fn fence(&self, by: u64) -> LogError {
-        tracing::error!(
-            epoch = self.shared.epoch,
-            by,
-            "fenced: another writer owns the log"
-        );
-        self.shared.fenced_by.store(by, Ordering::Release);
-        LogError::Fenced {
-            epoch: self.shared.epoch,
-            by,
-        }
-    }
-
-    /// After a long pause, commit records this writer has not seen may already have been
-    /// checkpointed and deleted by a newer writer; a newer manifest than our position says so.
-    async fn prove_ownership(&mut self) -> Result<(), LogError> {
-        let manifests = list_seqs(
-            &self.shared.store,
-            paths::MANIFEST_DIR,
-            &self.shared.metrics,
-        )
-        .await?;
-        if let Some(&newest) = manifests.last()
-            && newest >= self.next_seq
-        {
-            LogMetrics::inc(&self.shared.metrics.store_gets);
-            let bytes = self
-                .shared
-                .store
-                .get(&paths::manifest(newest))
-                .await?
-                .bytes()
-                .await?;
-            let state: LogState = serde_json::from_slice(&bytes)
-                .map_err(|e| LogError::Corrupt(format!("manifest {newest}: {e}")))?;
-            return Err(self.fence(state.epoch.max(self.shared.epoch + 1)));
-        }
-        self.last_proof = Instant::now();
-        Ok(())
+    /// Commit ops alone, after everything in flight.
+    async fn commit_alone(&mut self, ops: Vec<Op>) -> Result<(), LogError> {
+        let (tx, rx) = oneshot::channel();
+        self.stage2
+            .send(Stage2::Ops { ops, reply: tx })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
     }
 
     async fn meta(&mut self, req: MetaRequest) -> Result<(), LogError> {
+        if let Some(e) = self.shared.fenced_error() {
+            return Err(e);
+        }
+        self.drain().await;
         let op = {
             let state = self.shared.state.read().expect("state");
             match req {
@@ -529,120 +441,31 @@ impl Writer {
                         .topics
                         .get(&name)
                         .ok_or_else(|| LogError::TopicNotFound(name.clone()))?;
-                    self.dedup.remove(&t.meta.id);
+                    self.dedup.lock().expect("dedup").0.remove(&t.meta.id);
                     Op::DeleteTopic { name }
                 }
             }
         };
-        self.commit(vec![op]).await?;
-        self.after_commit().await;
-        Ok(())
+        self.commit_alone(vec![op]).await
     }
 
-    /// Checkpoint when due, then delete what the checkpoint made unnecessary.
-    async fn after_commit(&mut self) {
-        let due = self.commits_since_checkpoint >= self.opts.checkpoint_commits
-            || (self.commits_since_checkpoint > 0
-                && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval);
-        if due && let Err(e) = self.checkpoint().await {
-            tracing::warn!(error = %e, "checkpoint failed; will retry");
-        }
-    }
-
-    async fn checkpoint(&mut self) -> Result<(), LogError> {
-        let (seq, bytes) = {
-            let state = self.shared.state.read().expect("state");
-            (
-                state.seq,
-                serde_json::to_vec(&*state).expect("state serializes"),
-            )
-        };
-        self.last_checkpoint = Instant::now();
-        self.commits_since_checkpoint = 0;
-        if seq <= self.checkpointed_seq {
-            return Ok(());
-        }
-        LogMetrics::inc(&self.shared.metrics.store_puts);
-        match self
-            .shared
-            .store
-            .put_opts(
-                &paths::manifest(seq),
-                PutPayload::from(bytes),
-                PutOptions::from(PutMode::Create),
-            )
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => {
-                LogMetrics::inc(&self.shared.metrics.store_errors);
-                return Err(e.into());
-            }
-        }
-        LogMetrics::inc(&self.shared.metrics.checkpoints);
-        self.checkpointed_seq = seq;
-        self.manifests.push(seq);
-        self.collect_garbage().await;
-        Ok(())
-    }
-
-    /// Delete commit records a checkpoint covers (once old enough) and all but the newest two
-    /// manifests.
-    async fn collect_garbage(&mut self) {
-        let mut doomed: Vec<Path> = Vec::new();
-        while let Some(&(seq, seen)) = self.wal.front() {
-            if seq > self.checkpointed_seq || seen.elapsed() < self.opts.wal_gc_min_age {
-                break;
-            }
-            doomed.push(paths::commit(seq));
-            self.wal.pop_front();
-        }
-        while self.manifests.len() > 2 {
-            doomed.push(paths::manifest(self.manifests.remove(0)));
-        }
-        self.delete_all(doomed).await;
-    }
-
-    async fn delete_all(&self, paths: Vec<Path>) {
-        if paths.is_empty() {
-            return;
-        }
-        let n = paths.len() as u64;
-        let stream = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
-        let res: Result<Vec<Path>, _> = self.shared.store.delete_stream(stream).try_collect().await;
-        self.shared
-            .metrics
-            .store_deletes
-            .fetch_add(n, Ordering::Relaxed);
-        if let Err(e) = res {
-            LogMetrics::inc(&self.shared.metrics.store_errors);
-            tracing::warn!(error = %e, "deleting old objects failed; will retry");
-        }
-    }
-
-    /// Periodic work between flushes: expire dedup entries, apply retention, collect garbage.
+    /// Periodic work between groups: expire dedup entries, apply retention, delete data nobody
+    /// references, checkpoint and collect garbage.
     async fn housekeeping(&mut self) {
-        self.expire_dedup();
-        if self.fenced().is_some() {
+        self.dedup
+            .lock()
+            .expect("dedup")
+            .expire(self.opts.dedup_window, self.opts.dedup_max_entries);
+        if self.shared.fenced_error().is_some() {
             return;
         }
+        self.drain().await;
         if let Err(e) = self.retention().await {
             tracing::warn!(error = %e, "retention failed; will retry");
         }
-        self.after_commit().await;
-        self.collect_garbage().await;
-    }
-
-    fn expire_dedup(&mut self) {
-        let window = self.opts.dedup_window;
-        for d in self.dedup.values_mut() {
-            while let Some((at, _)) = d.order.front() {
-                if at.elapsed() < window && d.order.len() <= self.opts.dedup_max_entries {
-                    break;
-                }
-                let (_, id) = d.order.pop_front().expect("front exists");
-                d.ids.remove(&id);
-            }
+        let (tx, rx) = oneshot::channel();
+        if self.stage2.send(Stage2::Housekeep(tx)).await.is_ok() {
+            let _ = rx.await;
         }
     }
 
@@ -684,54 +507,30 @@ impl Writer {
             ops
         };
         if !trims.is_empty() {
-            self.commit(trims).await?;
+            self.commit_alone(trims).await?;
         }
         self.delete_unreferenced_data().await
     }
 
+    /// Ask the committer to delete data objects nobody references (it checks first that this
+    /// writer still owns the log, and never touches a newer writer's objects).
     async fn delete_unreferenced_data(&mut self) -> Result<(), LogError> {
-        LogMetrics::inc(&self.shared.metrics.store_lists);
-        let listed: Vec<DataId> = self
-            .shared
-            .store
-            .list(Some(&Path::from(paths::DATA_DIR)))
-            .try_filter_map(|m| futures::future::ready(Ok(paths::parse_data(&m.location))))
-            .try_collect()
-            .await?;
-        let doomed: Vec<DataId> = {
-            let state = self.shared.state.read().expect("state");
-            // Between flushes every data object of this writer is either committed or garbage,
-            // so anything unreferenced and not being appended to can go.
-            listed
-                .into_iter()
-                .filter(|id| !state.data_refs.contains_key(id) && !self.sink.is_active(*id))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect()
-        };
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        {
-            let mut cache = self.shared.cache.lock().expect("cache");
-            for id in &doomed {
-                cache.forget(*id);
-            }
-        }
-        self.shared
-            .metrics
-            .data_objects_deleted
-            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
-        self.delete_all(doomed.into_iter().map(paths::data).collect())
-            .await;
-        Ok(())
+        let (tx, rx) = oneshot::channel();
+        let active = self.sink.active();
+        self.stage2
+            .send(Stage2::DeleteUnreferenced { active, reply: tx })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        rx.await.map_err(|_| LogError::Closed)?
     }
 
     async fn finish(&mut self) {
-        if self.fenced().is_none()
-            && let Err(e) = self.checkpoint().await
-        {
-            tracing::warn!(error = %e, "final checkpoint failed");
+        let (tx, rx) = oneshot::channel();
+        if self.stage2.send(Stage2::Finish(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(h) = self.committer.take() {
+            let _ = h.await;
         }
         // Anything still queued gets a clear answer rather than a dropped channel.
         self.rx.close();
@@ -757,14 +556,15 @@ fn assign(
     part: PartitionAppend,
     base: u64,
     dedup: &mut Dedup,
-    remembered: &mut Vec<(u64, String)>,
+    remembered: &mut Vec<(u64, Arc<str>)>,
     topic: u64,
 ) -> Result<(Option<EncodedRecords>, Vec<Appended>), LogError> {
+    let now = Instant::now();
     let mut out = Vec::with_capacity(part.event_ids.len());
     let mut keep = Vec::with_capacity(part.event_ids.len());
     let mut next = base;
     for id in &part.event_ids {
-        match id.as_ref().and_then(|id| dedup.ids.get(id)) {
+        match id.as_deref().and_then(|id| dedup.ids.get(id)) {
             Some(&(partition, offset)) => {
                 out.push(Appended {
                     partition,
@@ -775,9 +575,10 @@ fn assign(
             }
             None => {
                 if let Some(id) = id {
+                    let id: Arc<str> = Arc::from(id.as_str());
                     dedup.ids.insert(id.clone(), (part.partition, next));
-                    dedup.order.push_back((Instant::now(), id.clone()));
-                    remembered.push((topic, id.clone()));
+                    dedup.order.push_back((now, id.clone()));
+                    remembered.push((topic, id));
                 }
                 out.push(Appended {
                     partition: part.partition,

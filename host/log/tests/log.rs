@@ -67,6 +67,8 @@ async fn append_read_restart_local() {
     let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
         .await
         .unwrap();
+    // Recent timestamps, so retention (7 days by default) leaves them alone.
+    let t0 = now_ms();
     log.create_topic(topic("orders", 3, json!({"compression.type": "zstd"})))
         .await
         .unwrap();
@@ -75,10 +77,13 @@ async fn append_read_restart_local() {
             .append(
                 "orders",
                 vec![
-                    part(0, &[rec(&format!("a{i}"), 1000 + i)], &[None]),
+                    part(0, &[rec(&format!("a{i}"), t0 + i)], &[None]),
                     part(
                         2,
-                        &[rec(&format!("b{i}"), 2000 + i), rec(&format!("c{i}"), 3000)],
+                        &[
+                            rec(&format!("b{i}"), t0 + 2000 + i),
+                            rec(&format!("c{i}"), t0 + 3000),
+                        ],
                         &[None, None],
                     ),
                 ],
@@ -94,11 +99,13 @@ async fn append_read_restart_local() {
     );
     assert_eq!(log.offsets("orders", 2).unwrap(), (0, 20));
     assert_eq!(
-        log.offset_for_timestamp("orders", 0, 1004).await.unwrap(),
+        log.offset_for_timestamp("orders", 0, t0 + 4).await.unwrap(),
         4
     );
     assert_eq!(
-        log.offset_for_timestamp("orders", 0, 99_999).await.unwrap(),
+        log.offset_for_timestamp("orders", 0, t0 + 99_999)
+            .await
+            .unwrap(),
         10
     );
     let epoch = log.epoch();
@@ -458,4 +465,42 @@ async fn group_commit_uses_one_commit_for_many_partitions() {
     }
     let commits = sluice_log::LogMetrics::get(&log.metrics().commits) - commits_before;
     assert!(commits <= 2, "64 partitions took {commits} commits");
+}
+
+/// Regression: a zombie writer's housekeeping once deleted the data objects of the writer that
+/// replaced it (they were "unreferenced" in the zombie's index).
+#[tokio::test]
+async fn a_zombie_never_deletes_a_newer_writers_data() {
+    for local in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let storage = || {
+            if local {
+                Storage::Local(dir.path().into())
+            } else {
+                Storage::ObjectStore(mem.clone())
+            }
+        };
+        let zombie_opts = LogOptions {
+            retention_interval: Duration::from_millis(20),
+            ..LogOptions::default()
+        };
+        let a = Log::open(storage(), zombie_opts).await.unwrap();
+        a.create_topic(topic("t", 1, json!({}))).await.unwrap();
+        a.append("t", vec![part(0, &[rec("a", 0)], &[None])])
+            .await
+            .unwrap();
+        let b = Log::open(storage(), LogOptions::default()).await.unwrap();
+        for i in 0..20 {
+            b.append("t", vec![part(0, &[rec(&format!("b{i}"), 0)], &[None])])
+                .await
+                .unwrap();
+        }
+        // Give the zombie many housekeeping rounds.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = values(&b, "t", 0, 0).await;
+        assert_eq!(got.len(), 21, "local={local}: {got:?}");
+        assert!(a.fenced_by().is_some(), "local={local}: the zombie noticed");
+        b.close().await;
+    }
 }

@@ -25,6 +25,8 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub struct Event {
     pub event_id: String,
+    /// The producer chose the id (so a retry may repeat it); generated ids are never seen twice.
+    pub id_given: bool,
     pub record: Record,
     /// An explicit partition asked for by the producer.
     pub partition: Option<u32>,
@@ -309,6 +311,7 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         )));
     }
     Ok(Event {
+        id_given: given_id.is_some(),
         event_id,
         record,
         partition,

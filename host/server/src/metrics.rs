@@ -84,7 +84,17 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .expect("writing to a String");
-        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 14] = [
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 16] = [
+            (
+                "data_write_microseconds",
+                "Time making flush data durable",
+                &log.data_write_us,
+            ),
+            (
+                "commit_microseconds",
+                "Time creating commit records",
+                &log.commit_us,
+            ),
             ("flushes", "Group commits made durable", &log.flushes),
             (
                 "flush_records",

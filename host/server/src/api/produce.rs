@@ -91,7 +91,7 @@ pub async fn produce(
         let mut ids = Vec::with_capacity(events.len());
         let mut slot = Vec::with_capacity(events.len());
         for (i, e) in events {
-            ids.push(Some(e.event_id.clone()));
+            ids.push(e.id_given.then(|| e.event_id.clone()));
             slot.push((i, e.event_id));
             records.push(e.record);
         }

@@ -1,0 +1,510 @@
+//! Load against the real `sluice` binary over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sluice_log::{Compression, EncodedRecords, Log, LogOptions, PartitionAppend, Record, Storage};
+
+use crate::pct;
+
+const PARTITIONS: u32 = 12;
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub key: String,
+    pub pid: u32,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> anyhow::Result<(Server, Duration)> {
+        let bin: PathBuf = std::env::current_exe()?.with_file_name("sluice");
+        let started = Instant::now();
+        let mut child = Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("SLUICE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                bail!("sluice exited before listening")
+            };
+            if let Some(rest) = line?.strip_prefix("Sluice listening on ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let ready = started.elapsed();
+        let key = std::fs::read_to_string(data.join("admin.key"))?
+            .trim()
+            .to_owned();
+        let pid = child.id();
+        Ok((
+            Server {
+                child,
+                url,
+                key,
+                pid,
+            },
+            ready,
+        ))
+    }
+
+    /// Bytes this process has caused to be written to storage (`/proc/PID/io`).
+    pub fn write_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("write_bytes: ")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// (flushes, records flushed, bytes flushed) so far, from `/metrics`.
+    pub async fn metrics(
+        &self,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<(u64, u64, u64, u64, u64)> {
+        let text = http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let get = |name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or(0)
+        };
+        Ok((
+            get("sluice_log_flushes_total "),
+            get("sluice_log_flush_records_total "),
+            get("sluice_log_flush_bytes_total "),
+            get("sluice_log_data_write_microseconds_total "),
+            get("sluice_log_commit_microseconds_total "),
+        ))
+    }
+
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    pub async fn create_topic(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<()> {
+        let r = http
+            .post(format!("{}/v1/topics", self.url))
+            .bearer_auth(&self.key)
+            .json(&json!({"name": name, "partitions": PARTITIONS, "replicationFactor": 1, "config": {}, "keyField": "org_id"}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("creating {name}: {}", r.text().await?);
+        }
+        Ok(())
+    }
+}
+
+/// A 1 KiB envelope (its JSON text is 1024 bytes).
+fn event(i: u64) -> String {
+    let head = format!(
+        "{{\"event_type\":\"bench.event\",\"org_id\":{},\"payload\":{{\"data\":\"",
+        i % 1000
+    );
+    let tail = "\"}}";
+    let pad = 1024 - head.len() - tail.len();
+    let mut s = head;
+    s.push_str(&"x".repeat(pad));
+    s.push_str(tail);
+    debug_assert_eq!(s.len(), 1024);
+    s
+}
+
+fn bodies(per_request: usize, variants: usize) -> Vec<Bytes> {
+    (0..variants)
+        .map(|v| {
+            let events: Vec<String> = (0..per_request)
+                .map(|i| event((v * per_request + i) as u64))
+                .collect();
+            Bytes::from(format!("[{}]", events.join(",")))
+        })
+        .collect()
+}
+
+struct LoadResult {
+    events: u64,
+    bytes: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+async fn drive(
+    server: &Server,
+    topic: &str,
+    clients: usize,
+    per_request: usize,
+    secs: Duration,
+) -> LoadResult {
+    let bodies = Arc::new(bodies(per_request, 16));
+    let stop = Arc::new(AtomicBool::new(false));
+    let events = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let url = format!("{}/v1/topics/{topic}/events", server.url);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (bodies, stop, events, bytes, errors, url, key) = (
+            bodies.clone(),
+            stop.clone(),
+            events.clone(),
+            bytes.clone(),
+            errors.clone(),
+            url.clone(),
+            server.key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("client");
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let body = bodies[i % bodies.len()].clone();
+                i += 1;
+                let n = body.len() as u64;
+                let t = Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed().as_micros() as u32);
+                        events.fetch_add(per_request as u64, Ordering::Relaxed);
+                        bytes.fetch_add(n, Ordering::Relaxed);
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await.expect("load task"));
+    }
+    latencies_us.sort_unstable();
+    LoadResult {
+        events: events.load(Ordering::Relaxed),
+        bytes: bytes.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        latencies_us,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+pub async fn batched(dir: &Path, secs: Duration) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let (server, _) = Server::start(dir)?;
+    let http = reqwest::Client::new();
+    server.create_topic(&http, "bench").await?;
+    // Warm up, then measure.
+    drive(&server, "bench", 8, 100, Duration::from_secs(2)).await;
+    let w0 = server.write_bytes();
+    let r = drive(&server, "bench", 8, 100, secs).await;
+    let w1 = server.write_bytes();
+    let s = r.elapsed.as_secs_f64();
+    println!(
+        "batched produce (100 x 1 KiB events/request, 8 clients, durable acks): {:.0} events/s, {:.0} MB/s, request p50 {:.2} ms p99 {:.2} ms, errors {}",
+        r.events as f64 / s,
+        r.bytes as f64 / s / 1e6,
+        pct(&r.latencies_us, 0.5),
+        pct(&r.latencies_us, 0.99),
+        r.errors
+    );
+    println!(
+        "write amplification (bytes written to disk by the server / request bytes ingested): {:.3} ({} / {})",
+        (w1 - w0) as f64 / r.bytes as f64,
+        w1 - w0,
+        r.bytes
+    );
+
+    report_flushes(&server.metrics(&http).await?, s);
+
+    tail_latency(&server, &http).await?;
+    http_fetch(&server, &http).await?;
+    server.stop()?;
+    store_fetch(dir).await?;
+    Ok(())
+}
+
+/// Produce one event and time until a long-polling reader has it.
+async fn tail_latency(server: &Server, http: &reqwest::Client) -> anyhow::Result<()> {
+    server.create_topic(http, "tail").await?;
+    let mut lat = Vec::new();
+    for i in 0..200u64 {
+        let url = format!(
+            "{}/v1/topics/tail/partitions/0/events?offset={i}&wait_ms=5000",
+            server.url
+        );
+        let reader = {
+            let (http, key) = (http.clone(), server.key.clone());
+            tokio::spawn(async move {
+                let v: Value = http.get(url).bearer_auth(key).send().await?.json().await?;
+                Ok::<_, reqwest::Error>((Instant::now(), v))
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let sent = Instant::now();
+        http.post(format!("{}/v1/topics/tail/events", server.url))
+            .bearer_auth(&server.key)
+            .json(&json!({"partition": 0, "payload": i}))
+            .send()
+            .await?;
+        let (got, v) = reader.await??;
+        if v["events"].as_array().is_none_or(|e| e.is_empty()) {
+            bail!("the tail reader got nothing");
+        }
+        lat.push(got.duration_since(sent).as_micros() as u32);
+    }
+    lat.sort_unstable();
+    println!(
+        "tail latency (produce -> long-polling reader has it): p50 {:.2} ms, p99 {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    Ok(())
+}
+
+/// Read the whole topic back over HTTP (JSON), one partition after another.
+async fn http_fetch(server: &Server, http: &reqwest::Client) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let (mut events, mut bytes) = (0u64, 0u64);
+    for p in 0..PARTITIONS {
+        let mut offset = 0;
+        loop {
+            let r = http
+                .get(format!("{}/v1/topics/bench/partitions/{p}/events?offset={offset}&max_events=10000&max_bytes=16777216", server.url))
+                .bearer_auth(&server.key)
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            bytes += r.len() as u64;
+            let v: Value = serde_json::from_slice(&r)?;
+            let n = v["events"].as_array().map_or(0, Vec::len);
+            if n == 0 {
+                break;
+            }
+            events += n as u64;
+            offset = v["next_offset"].as_u64().unwrap_or(offset);
+        }
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "HTTP fetch (JSON, whole topic): {:.0} events/s, {:.0} MB/s of response",
+        events as f64 / s,
+        bytes as f64 / s / 1e6
+    );
+    Ok(())
+}
+
+/// Read the topic back through the log engine with a cold cache: ranged reads of the segments.
+async fn store_fetch(dir: &Path) -> anyhow::Result<()> {
+    // Drop the page cache's copy where allowed, so this reads the disk.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
+    let opts = LogOptions {
+        cache_bytes: 0,
+        ..LogOptions::default()
+    };
+    let log = Log::open(Storage::Local(dir.to_owned()), opts).await?;
+    let topic = "default/bench";
+    let start = Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    for p in 0..PARTITIONS {
+        let (mut offset, end) = log.offsets(topic, p)?;
+        while offset < end {
+            let r = log.read(topic, p, offset, 100_000, 16 << 20).await?;
+            records += r.records.len() as u64;
+            bytes += r
+                .records
+                .iter()
+                .map(|r| r.record.value.len() as u64)
+                .sum::<u64>();
+            offset = r.next_offset;
+        }
+    }
+    let s = start.elapsed().as_secs_f64();
+    println!(
+        "sequential fetch from the store (log engine, cold cache): {:.2} GiB in {:.2} s = {:.0} MB/s, {:.0} records/s",
+        bytes as f64 / (1u64 << 30) as f64,
+        s,
+        bytes as f64 / s / 1e6,
+        records as f64 / s
+    );
+    log.close().await;
+    Ok(())
+}
+
+pub async fn single(dir: &Path, secs: Duration) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let (server, _) = Server::start(dir)?;
+    let http = reqwest::Client::new();
+    server.create_topic(&http, "single").await?;
+    drive(&server, "single", 64, 1, Duration::from_secs(2)).await;
+    let r = drive(&server, "single", 64, 1, secs).await;
+    println!(
+        "single-event produce (64 clients, durable acks): {:.0} events/s, ack latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
+        r.events as f64 / r.elapsed.as_secs_f64(),
+        pct(&r.latencies_us, 0.5),
+        pct(&r.latencies_us, 0.99),
+        pct(&r.latencies_us, 0.999),
+        r.errors
+    );
+    report_flushes(&server.metrics(&http).await?, r.elapsed.as_secs_f64());
+    server.stop()?;
+    Ok(())
+}
+
+fn report_flushes(m: &(u64, u64, u64, u64, u64), secs: f64) {
+    let n = m.0.max(1) as f64;
+    println!(
+        "  group commit (whole run): {:.0} flushes/s, {:.0} events and {:.0} KiB per flush, data write {:.2} ms, commit record {:.2} ms on average",
+        m.0 as f64 / secs,
+        m.1 as f64 / n,
+        m.2 as f64 / n / 1024.0,
+        m.3 as f64 / n / 1000.0,
+        m.4 as f64 / n / 1000.0,
+    );
+}
+
+/// Fill a log with `n` events through the engine, then time the real server's start to ready:
+/// after a clean stop, and after kill -9 with commits since the last checkpoint.
+pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    // First start creates the tenant; stop it, then fill its topic directly.
+    let (server, _) = Server::start(dir)?;
+    let http = reqwest::Client::new();
+    server.create_topic(&http, "history").await?;
+    server.stop()?;
+
+    let log = Log::open(Storage::Local(dir.to_owned()), LogOptions::default()).await?;
+    let fill = Instant::now();
+    let per_append = 2_000u64;
+    let mut tasks = futures::stream::FuturesUnordered::new();
+    use futures::StreamExt;
+    for chunk in 0..n / per_append {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let parts: Vec<PartitionAppend> = (0..4u32)
+                .map(|q| {
+                    let p = ((chunk as u32) * 4 + q) % PARTITIONS;
+                    let records: Vec<Record> = (0..per_append / 4)
+                        .map(|i| Record {
+                            key: Some(Bytes::from(format!("k{i}"))),
+                            value: Bytes::from(format!(
+                                "{{\"event_type\":\"history\",\"n\":{i},\"payload\":\"{}\"}}",
+                                "y".repeat(40)
+                            )),
+                            headers: vec![],
+                            timestamp: 1_800_000_000_000 + i as i64,
+                        })
+                        .collect();
+                    PartitionAppend {
+                        partition: p,
+                        records: EncodedRecords::encode(&records, Compression::None),
+                        event_ids: vec![],
+                    }
+                })
+                .collect();
+            log.append("default/history", parts).await
+        }));
+        if tasks.len() >= 16 {
+            tasks.next().await.expect("a task")??;
+        }
+    }
+    while let Some(t) = tasks.next().await {
+        t??;
+    }
+    log.close().await;
+    println!(
+        "restart: filled {n} events (~100 B each) in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+
+    let (server, ready) = Server::start(dir)?;
+    let total: u64 = {
+        let v: Value = http
+            .get(format!("{}/v1/topics/history", server.url))
+            .bearer_auth(&server.key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        v["partition_offsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["end_offset"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    println!(
+        "restart after a clean stop, {total} events stored: ready in {:.3} s",
+        ready.as_secs_f64()
+    );
+    // Commits since the last checkpoint, then a crash.
+    let body = bodies(100, 1).remove(0);
+    for _ in 0..300 {
+        http.post(format!("{}/v1/topics/history/events", server.url))
+            .bearer_auth(&server.key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+    }
+    server.kill9()?;
+    let (server, ready) = Server::start(dir)?;
+    println!(
+        "restart after kill -9 (300 commits to replay): ready in {:.3} s",
+        ready.as_secs_f64()
+    );
+    server.stop()?;
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! Stage two of the writer: commit records, in order.
+//!
+//! It receives groups whose data is already durable, creates their commit records one after
+//! another, applies each to the shared state and only then answers the producers. It also
+//! commits metadata ops, checkpoints, garbage-collects commit records and manifests, and is
+//! where fencing is detected. While it commits group `k`, stage one is already writing the data
+//! of group `k + 1`.
+//!
+//! If a commit fails, every group prepared after it (its offsets counted on it) fails too: the
+//! committer bumps the shared generation, and groups of an older generation are refused.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::commit::{Commit, Op};
+use crate::commits::{CommitStore, Created};
+use crate::metrics::LogMetrics;
+use crate::paths::{self, DataId};
+use crate::recovery::list_seqs;
+use crate::state::LogState;
+use crate::writer::{DedupTable, Pending};
+use crate::{LogError, LogOptions, Shared, now_ms};
+
+/// A group whose data is durable, waiting for its commit record.
+pub(crate) struct Prepared {
+    pub generation: u64,
+    pub ops: Vec<Op>,
+    pub chunk: Bytes,
+    pub data: DataId,
+    pub base_pos: u64,
+    pub records: u64,
+    pub pending: Vec<Pending>,
+    /// `event_id`s this group added to the dedup table, to forget if it fails.
+    pub remembered: Vec<(u64, Arc<str>)>,
+}
+
+pub(crate) enum Stage2 {
+    Group(Prepared),
+    /// Commit these ops alone (metadata, retention).
+    Ops {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Answered once everything sent before it is committed or failed.
+    Barrier(oneshot::Sender<()>),
+    /// Checkpoint if due, collect garbage.
+    Housekeep(oneshot::Sender<()>),
+    /// Delete data objects no index entry references (the pipeline is drained; `active` is
+    /// still being appended to).
+    DeleteUnreferenced {
+        active: Option<DataId>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Final checkpoint, then stop.
+    Finish(oneshot::Sender<()>),
+}
+
+pub(crate) struct Committer {
+    pub shared: Arc<Shared>,
+    /// Where commit records are created (the fence) and read back.
+    pub commits: CommitStore,
+    pub rx: mpsc::Receiver<Stage2>,
+    pub opts: LogOptions,
+    pub dedup: Arc<Mutex<DedupTable>>,
+    /// The position the next commit will try to create.
+    pub next_seq: u64,
+    /// When this writer last proved it still owns the log (a commit it created).
+    pub last_proof: Instant,
+    pub checkpointed_seq: u64,
+    pub last_checkpoint: Instant,
+    pub commits_since_checkpoint: u64,
+    /// Manifests on the store, ascending; the newest two are kept.
+    pub manifests: Vec<u64>,
+    /// Commit records on the store and when this writer first knew of them.
+    pub wal: VecDeque<(u64, Instant)>,
+}
+
+impl Committer {
+    pub(crate) async fn run(mut self) {
+        while let Some(msg) = self.rx.recv().await {
+            match msg {
+                Stage2::Group(g) => self.group(g).await,
+                Stage2::Ops { ops, reply } => {
+                    let r = self.commit(ops).await.map(|_| ());
+                    if r.is_ok() {
+                        self.after_commit().await;
+                    }
+                    let _ = reply.send(r);
+                }
+                Stage2::Barrier(reply) => {
+                    let _ = reply.send(());
+                }
+                Stage2::Housekeep(reply) => {
+                    if self.fenced().is_none() {
+                        self.after_commit().await;
+                        self.collect_garbage().await;
+                    }
+                    let _ = reply.send(());
+                }
+                Stage2::DeleteUnreferenced { active, reply } => {
+                    let _ = reply.send(self.delete_unreferenced_data(active).await);
+                }
+                Stage2::Finish(reply) => {
+                    if self.fenced().is_none()
+                        && let Err(e) = self.checkpoint().await
+                    {
+                        tracing::warn!(error = %e, "final checkpoint failed");
+                    }
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn group(&mut self, g: Prepared) {
+        let current = self.shared.generation.load(Ordering::Acquire);
+        let result = if g.generation != current {
+            Err(LogError::Storage("an earlier flush failed; retry".into()))
+        } else {
+            self.commit(g.ops).await
+        };
+        match result {
+            Ok(commit) => {
+                self.shared
+                    .metrics
+                    .observe_flush(g.records, g.chunk.len() as u64);
+                {
+                    let mut cache = self.shared.cache.lock().expect("cache");
+                    for op in &commit.ops {
+                        if let Op::Append {
+                            topic,
+                            partition,
+                            last_offset,
+                            pos,
+                            len,
+                            ..
+                        } = op
+                        {
+                            let at = (pos - g.base_pos) as usize;
+                            cache.insert(g.data, *pos, g.chunk.slice(at..at + *len as usize));
+                            self.shared.notify(*topic, *partition, last_offset + 1);
+                        }
+                    }
+                }
+                for p in g.pending {
+                    let _ = p.reply.send(Ok(p.results));
+                }
+                self.after_commit().await;
+            }
+            Err(e) => {
+                {
+                    let mut dedup = self.dedup.lock().expect("dedup");
+                    for (tid, id) in &g.remembered {
+                        dedup.forget(*tid, id);
+                    }
+                }
+                // Groups prepared after this one counted on its offsets: refuse them too.
+                if g.generation == current {
+                    self.shared.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                for p in g.pending {
+                    let _ = p.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn fenced(&self) -> Option<LogError> {
+        self.shared.fenced_error()
+    }
+
+    /// Create the next commit record; on success apply it to the shared state.
+    async fn commit(&mut self, ops: Vec<Op>) -> Result<Commit, LogError> {
+        if let Some(e) = self.fenced() {
+            return Err(e);
+        }
+        if self.last_proof.elapsed() > self.opts.wal_gc_min_age / 2 {
+            self.prove_ownership().await?;
+        }
+        let commit = Commit {
+            seq: self.next_seq,
+            epoch: self.shared.epoch,
+            time_ms: now_ms(),
+            ops,
+        };
+        let started = Instant::now();
+        let created = self.commits.create(&commit, &self.shared.metrics).await;
+        self.shared
+            .metrics
+            .commit_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match created {
+            Ok(Created::Yes) => {}
+            Ok(Created::Taken) => {
+                let theirs = self.commits.read(commit.seq, &self.shared.metrics).await?;
+                if theirs == commit {
+                    // An earlier attempt of ours landed after all.
+                } else if theirs.epoch != self.shared.epoch {
+                    return Err(self.fence(theirs.epoch));
+                } else {
+                    // Our own earlier attempt, reported failed, did land: take it in, and let
+                    // this group retry on top of it.
+                    self.apply(&theirs)?;
+                    self.next_seq += 1;
+                    return Err(LogError::Storage(
+                        "an earlier commit's outcome was uncertain; retry".into(),
+                    ));
+                }
+            }
+            Err(e) => {
+                LogMetrics::inc(&self.shared.metrics.store_errors);
+                return Err(e);
+            }
+        }
+        self.apply(&commit)?;
+        self.next_seq += 1;
+        self.last_proof = Instant::now();
+        self.wal.push_back((commit.seq, Instant::now()));
+        self.commits_since_checkpoint += 1;
+        LogMetrics::inc(&self.shared.metrics.commits);
+        Ok(commit)
+    }
+
+    fn apply(&self, commit: &Commit) -> Result<(), LogError> {
+        let mut state = self.shared.state.write().expect("state");
+        for op in &commit.ops {
+            state
+                .apply(commit.seq, op)
+                .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn fence(&self, by: u64) -> LogError {
+        tracing::error!(
+            epoch = self.shared.epoch,
+            by,
+            "fenced: another writer owns the log"
+        );
+        self.shared.fenced_by.store(by, Ordering::Release);
+        LogError::Fenced {
+            epoch: self.shared.epoch,
+            by,
+        }
+    }
+
+    /// After a long pause, commit records this writer has not seen may already have been
+    /// checkpointed and deleted by a newer writer; a newer manifest than our position says so.
+    async fn prove_ownership(&mut self) -> Result<(), LogError> {
+        let manifests = list_seqs(
+            &self.shared.store,
+            paths::MANIFEST_DIR,
+            &self.shared.metrics,
+        )
+        .await?;
+        if let Some(&newest) = manifests.last()
+            && newest >= self.next_seq
+        {
+            LogMetrics::inc(&self.shared.metrics.store_gets);
+            let bytes = self
+                .shared
+                .store
+                .get(&paths::manifest(newest))
+                .await?
+                .bytes()
+                .await?;
+            let state: LogState = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Corrupt(format!("manifest {newest}: {e}")))?;
+            return Err(self.fence(state.epoch.max(self.shared.epoch + 1)));
+        }
+        self.last_proof = Instant::now();
+        Ok(())
+    }
+
+    /// Delete data objects that no index entry references. Only a writer that still owns the
+    /// log may, and only objects of its own or older epochs: a newer writer's objects are
+    /// unknown to this one's index, not unreferenced, and an older writer (fenced) can no
+    /// longer commit a reference to its leftovers.
+    async fn delete_unreferenced_data(&mut self, active: Option<DataId>) -> Result<(), LogError> {
+        if let Some(e) = self.fenced() {
+            return Err(e);
+        }
+        if self.commits.exists(self.next_seq).await? {
+            let theirs = self
+                .commits
+                .read(self.next_seq, &self.shared.metrics)
+                .await?;
+            return Err(self.fence(theirs.epoch.max(self.shared.epoch + 1)));
+        }
+        self.prove_ownership().await?;
+        LogMetrics::inc(&self.shared.metrics.store_lists);
+        let listed: Vec<DataId> = self
+            .shared
+            .store
+            .list(Some(&Path::from(paths::DATA_DIR)))
+            .try_filter_map(|m| futures::future::ready(Ok(paths::parse_data(&m.location))))
+            .try_collect()
+            .await?;
+        let doomed: Vec<DataId> = {
+            let state = self.shared.state.read().expect("state");
+            let mut ids: Vec<DataId> = listed
+                .into_iter()
+                .filter(|id| {
+                    id.epoch <= self.shared.epoch
+                        && Some(*id) != active
+                        && !state.data_refs.contains_key(id)
+                })
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(count = doomed.len(), "deleting unreferenced data objects");
+        {
+            let mut cache = self.shared.cache.lock().expect("cache");
+            for id in &doomed {
+                cache.forget(*id);
+            }
+        }
+        self.shared
+            .metrics
+            .data_objects_deleted
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        delete_all(&self.shared, doomed.into_iter().map(paths::data).collect()).await;
+        Ok(())
+    }
+
+    /// Checkpoint when due.
+    async fn after_commit(&mut self) {
+        let due = self.commits_since_checkpoint >= self.opts.checkpoint_commits
+            || (self.commits_since_checkpoint > 0
+                && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval);
+        if due && let Err(e) = self.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed; will retry");
+        }
+    }
+
+    async fn checkpoint(&mut self) -> Result<(), LogError> {
+        let (seq, bytes) = {
+            let state = self.shared.state.read().expect("state");
+            (
+                state.seq,
+                serde_json::to_vec(&*state).expect("state serializes"),
+            )
+        };
+        self.last_checkpoint = Instant::now();
+        self.commits_since_checkpoint = 0;
+        if seq <= self.checkpointed_seq {
+            return Ok(());
+        }
+        LogMetrics::inc(&self.shared.metrics.store_puts);
+        match self
+            .shared
+            .store
+            .put_opts(
+                &paths::manifest(seq),
+                PutPayload::from(bytes),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => {
+                LogMetrics::inc(&self.shared.metrics.store_errors);
+                return Err(e.into());
+            }
+        }
+        LogMetrics::inc(&self.shared.metrics.checkpoints);
+        self.checkpointed_seq = seq;
+        // Later commit records go to a fresh local log, so the old ones can be deleted whole.
+        self.commits.seal();
+        self.manifests.push(seq);
+        self.collect_garbage().await;
+        Ok(())
+    }
+
+    /// Delete commit records a checkpoint covers (once old enough) and all but the newest two
+    /// manifests.
+    async fn collect_garbage(&mut self) {
+        let mut commits = Vec::new();
+        while let Some(&(seq, seen)) = self.wal.front() {
+            if seq > self.checkpointed_seq || seen.elapsed() < self.opts.wal_gc_min_age {
+                break;
+            }
+            commits.push(seq);
+            self.wal.pop_front();
+        }
+        let upto = commits.last().copied().unwrap_or(0);
+        self.commits
+            .delete(commits, upto, &self.shared.metrics)
+            .await;
+        let mut manifests = Vec::new();
+        while self.manifests.len() > 2 {
+            manifests.push(paths::manifest(self.manifests.remove(0)));
+        }
+        delete_all(&self.shared, manifests).await;
+    }
+}
+
+pub(crate) async fn delete_all(shared: &Shared, paths: Vec<Path>) {
+    if paths.is_empty() {
+        return;
+    }
+    let n = paths.len() as u64;
+    let stream = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+    let res: Result<Vec<Path>, _> = shared.store.delete_stream(stream).try_collect().await;
+    shared.metrics.store_deletes.fetch_add(n, Ordering::Relaxed);
+    if let Err(e) = res {
+        LogMetrics::inc(&shared.metrics.store_errors);
+        tracing::warn!(error = %e, "deleting old objects failed; will retry");
+    }
+}
