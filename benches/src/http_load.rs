@@ -27,9 +27,14 @@ impl Server {
     pub fn start(data: &Path) -> anyhow::Result<(Server, Duration)> {
         let bin: PathBuf = std::env::current_exe()?.with_file_name("sluice");
         let started = Instant::now();
-        let mut child = Command::new(&bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
+        let mut cmd = Command::new(&bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data);
+        // A server config to benchmark other settings with (see docs/CONFIG.md).
+        if let Ok(cfg) = std::env::var("SLUICE_BENCH_CONFIG") {
+            cmd.arg("--config").arg(cfg);
+        }
+        let mut child = cmd
             .env("SLUICE_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -64,19 +69,6 @@ impl Server {
         ))
     }
 
-    /// Bytes this process has caused to be written to storage (`/proc/PID/io`).
-    pub fn write_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/io", self.pid))
-            .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("write_bytes: ")
-                        .and_then(|v| v.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
-    }
-
     /// (flushes, records flushed, bytes flushed) so far, from `/metrics`.
     pub async fn metrics(
         &self,
@@ -101,6 +93,39 @@ impl Server {
             get("sluice_log_data_write_microseconds_total "),
             get("sluice_log_commit_microseconds_total "),
         ))
+    }
+
+    /// Upper bounds (ms) of the buckets holding the median and the 99th percentile of the
+    /// server's own produce latency histogram.
+    pub async fn produce_latency(&self, http: &reqwest::Client) -> anyhow::Result<(f64, f64)> {
+        let text = http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("sluice_produce_latency_seconds_bucket{le=\""))
+            .filter_map(|l| {
+                let (le, rest) = l.split_once("\"}")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le * 1000.0, rest.trim().parse().ok()?))
+            })
+            .collect();
+        let total = buckets.last().map_or(0.0, |b| b.1);
+        let at = |q: f64| {
+            buckets
+                .iter()
+                .find(|b| b.1 >= q * total)
+                .map_or(f64::NAN, |b| b.0)
+        };
+        Ok((at(0.5), at(0.99)))
     }
 
     pub fn stop(mut self) -> anyhow::Result<()> {
@@ -129,6 +154,36 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Bytes written to the block device holding `path` so far (`/sys/dev/block/M:m/stat`,
+/// sectors written), so journal and metadata writes count too. Whole-device: run on a quiet
+/// machine.
+pub fn device_bytes_written(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (libc_major(dev), libc_minor(dev));
+    let read = |p: String| std::fs::read_to_string(p).ok();
+    let stat = read(format!("/sys/dev/block/{major}:{minor}/stat"))
+        // A partition's stats live under its parent too; fall back to the whole disk.
+        .or_else(|| read(format!("/sys/dev/block/{major}:0/stat")));
+    stat.and_then(|s| {
+        s.split_whitespace()
+            .nth(6)
+            .and_then(|v| v.parse::<u64>().ok())
+    })
+    .map_or(0, |sectors| sectors * 512)
+}
+
+fn libc_major(dev: u64) -> u64 {
+    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)
+}
+
+fn libc_minor(dev: u64) -> u64 {
+    ((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)
 }
 
 /// A 1 KiB envelope (its JSON text is 1024 bytes).
@@ -247,9 +302,9 @@ pub async fn batched(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     server.create_topic(&http, "bench").await?;
     // Warm up, then measure.
     drive(&server, "bench", 8, 100, Duration::from_secs(2)).await;
-    let w0 = server.write_bytes();
+    let w0 = device_bytes_written(dir);
     let r = drive(&server, "bench", 8, 100, secs).await;
-    let w1 = server.write_bytes();
+    let w1 = device_bytes_written(dir);
     let s = r.elapsed.as_secs_f64();
     println!(
         "batched produce (100 x 1 KiB events/request, 8 clients, durable acks): {:.0} events/s, {:.0} MB/s, request p50 {:.2} ms p99 {:.2} ms, errors {}",
@@ -260,7 +315,7 @@ pub async fn batched(dir: &Path, secs: Duration) -> anyhow::Result<()> {
         r.errors
     );
     println!(
-        "write amplification (bytes written to disk by the server / request bytes ingested): {:.3} ({} / {})",
+        "write amplification (bytes the disk device wrote, journal and metadata included / request bytes ingested): {:.3} ({} / {})",
         (w1 - w0) as f64 / r.bytes as f64,
         w1 - w0,
         r.bytes
@@ -357,23 +412,35 @@ async fn store_fetch(dir: &Path) -> anyhow::Result<()> {
     let log = Log::open(Storage::Local(dir.to_owned()), opts).await?;
     let topic = "default/bench";
     let start = Instant::now();
-    let (mut records, mut bytes) = (0u64, 0u64);
+    // Every partition read front to back, all partitions at once (as a consumer group would).
+    let mut tasks = Vec::new();
     for p in 0..PARTITIONS {
-        let (mut offset, end) = log.offsets(topic, p)?;
-        while offset < end {
-            let r = log.read(topic, p, offset, 100_000, 16 << 20).await?;
-            records += r.records.len() as u64;
-            bytes += r
-                .records
-                .iter()
-                .map(|r| r.record.value.len() as u64)
-                .sum::<u64>();
-            offset = r.next_offset;
-        }
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut records, mut bytes) = (0u64, 0u64);
+            let (mut offset, end) = log.offsets(topic, p)?;
+            while offset < end {
+                let r = log.read(topic, p, offset, 100_000, 16 << 20).await?;
+                records += r.records.len() as u64;
+                bytes += r
+                    .records
+                    .iter()
+                    .map(|r| r.record.value.len() as u64)
+                    .sum::<u64>();
+                offset = r.next_offset;
+            }
+            Ok::<_, sluice_log::LogError>((records, bytes))
+        }));
+    }
+    let (mut records, mut bytes) = (0u64, 0u64);
+    for t in tasks {
+        let (r, b) = t.await??;
+        records += r;
+        bytes += b;
     }
     let s = start.elapsed().as_secs_f64();
     println!(
-        "sequential fetch from the store (log engine, cold cache): {:.2} GiB in {:.2} s = {:.0} MB/s, {:.0} records/s",
+        "sequential fetch from the store (log engine, page cache dropped, 12 partitions read concurrently): {:.2} GiB in {:.2} s = {:.0} MB/s of values, {:.0} records/s",
         bytes as f64 / (1u64 << 30) as f64,
         s,
         bytes as f64 / s / 1e6,
@@ -399,6 +466,10 @@ pub async fn single(dir: &Path, secs: Duration) -> anyhow::Result<()> {
         r.errors
     );
     report_flushes(&server.metrics(&http).await?, r.elapsed.as_secs_f64());
+    let (p50, p99) = server.produce_latency(&http).await?;
+    println!(
+        "  server-side produce latency (request read to ack, from /metrics buckets): p50 <= {p50} ms, p99 <= {p99} ms"
+    );
     server.stop()?;
     Ok(())
 }

@@ -110,7 +110,7 @@ pub async fn s3_like(secs: Duration) -> anyhow::Result<()> {
     let commits0 = LogMetrics::get(&log.metrics().commits);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..64u32 {
+    for c in 0..256u32 {
         let (log, stop, events, value) = (log.clone(), stop.clone(), events.clone(), value.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -142,7 +142,7 @@ pub async fn s3_like(secs: Duration) -> anyhow::Result<()> {
     let puts = store.puts.load(Ordering::Relaxed) - puts0;
     let commits = LogMetrics::get(&log.metrics().commits) - commits0;
     println!(
-        "S3-like store (30 ms PUT, 100 ms flush window, 64 appenders x 100 x 1 KB, 12 partitions): {:.0} events/s, {:.1} PUTs/s ({:.1} commits/s), {:.0} events per PUT",
+        "S3-like store (30 ms PUT, 100 ms flush window, 256 appenders x 100 x 1 KB, 12 partitions): {:.0} events/s, {:.1} PUTs/s ({:.1} commits/s), {:.0} events per PUT",
         events.load(Ordering::Relaxed) as f64 / s,
         puts as f64 / s,
         commits as f64 / s,

@@ -327,6 +327,7 @@ impl Committer {
             let mut cache = self.shared.cache.lock().expect("cache");
             for id in &doomed {
                 cache.forget(*id);
+                self.shared.reader.forget(*id);
             }
         }
         self.shared

@@ -219,10 +219,12 @@ impl EncodedRecords {
 
 /// Decode every batch in `buf` (a byte range of a data object holding whole batches), checking
 /// both checksums. Records are returned with their offsets.
-pub fn decode_batches(mut buf: &[u8]) -> Result<Vec<(u64, Record)>, FormatError> {
+/// Keys and values of the records share `buf`'s memory (no copy) when it is not compressed.
+pub fn decode_batches(buf: &Bytes) -> Result<Vec<(u64, Record)>, FormatError> {
     let mut out = Vec::new();
+    let mut buf = buf.clone();
     while !buf.is_empty() {
-        let header = BatchHeader::read(buf)?;
+        let header = BatchHeader::read(&buf)?;
         let total = header.encoded_len();
         if buf.len() < total {
             return Err(FormatError::Truncated {
@@ -230,22 +232,22 @@ pub fn decode_batches(mut buf: &[u8]) -> Result<Vec<(u64, Record)>, FormatError>
                 have: buf.len(),
             });
         }
-        decode_payload(&header, &buf[HEADER_LEN..total], &mut out)?;
-        buf = &buf[total..];
+        decode_payload(&header, &buf.slice(HEADER_LEN..total), &mut out)?;
+        buf = buf.slice(total..);
     }
     Ok(out)
 }
 
 fn decode_payload(
     header: &BatchHeader,
-    stored: &[u8],
+    stored: &Bytes,
     out: &mut Vec<(u64, Record)>,
 ) -> Result<(), FormatError> {
     if crc32c::crc32c(stored) != header.payload_crc {
         return Err(FormatError::PayloadChecksum);
     }
     let raw: Bytes = match header.compression {
-        Compression::None => Bytes::copy_from_slice(stored),
+        Compression::None => stored.clone(),
         Compression::Zstd => Bytes::from(
             zstd::bulk::decompress(stored, header.uncompressed_len as usize)
                 .map_err(|_| FormatError::Corrupt("zstd payload"))?,
@@ -376,7 +378,7 @@ mod tests {
                     next += 1;
                 }
             }
-            prop_assert_eq!(decode_batches(&buf).unwrap(), expected);
+            prop_assert_eq!(decode_batches(&buf.freeze()).unwrap(), expected);
         }
 
         #[test]
@@ -390,7 +392,7 @@ mod tests {
             EncodedRecords::encode(&records, compression).to_batch(7, &mut buf);
             let i = pos.index(buf.len());
             buf[i] ^= flip;
-            prop_assert!(decode_batches(&buf).is_err(), "corruption at byte {} went unnoticed", i);
+            prop_assert!(decode_batches(&buf.freeze()).is_err(), "corruption at byte {} went unnoticed", i);
         }
 
         #[test]
@@ -401,7 +403,7 @@ mod tests {
             let mut buf = BytesMut::new();
             EncodedRecords::encode(&records, Compression::None).to_batch(0, &mut buf);
             let keep = cut.index(buf.len());
-            prop_assert!(decode_batches(&buf[..keep]).is_err() || keep == 0);
+            prop_assert!(decode_batches(&buf.freeze().slice(..keep)).is_err() || keep == 0);
         }
     }
 

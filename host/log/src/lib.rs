@@ -32,6 +32,7 @@ pub mod format;
 pub mod metrics;
 pub mod partitioner;
 pub mod paths;
+mod reader;
 pub mod record;
 mod recovery;
 pub mod state;
@@ -45,7 +46,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -60,7 +61,6 @@ pub use crate::topic::{
 
 use crate::cache::RunCache;
 use crate::metrics::LogMetrics as Metrics;
-use crate::paths::DataId;
 use crate::state::LogState;
 use crate::writer::{MetaRequest, Request};
 
@@ -180,6 +180,8 @@ pub(crate) struct Shared {
     /// High-watermark signals for long-polling readers, created on first wait.
     watchers: Mutex<HashMap<(u64, u32), watch::Sender<u64>>>,
     cache: Mutex<RunCache>,
+    /// Reads runs that are not in the cache.
+    reader: reader::RunReader,
     /// Set once another writer has taken over; every write fails from then on.
     fenced_by: AtomicU64,
     /// Bumped when a commit fails: groups prepared before the bump counted on it and fail too.
@@ -358,20 +360,20 @@ impl Log {
             }
             (picked, p.start_offset, p.next_offset)
         };
+        let runs = self.runs(&entries).await.map_err(|err| {
+            match self.offsets(topic, partition) {
+                // Retention removed a run while we were reading it.
+                Ok((s, end)) if offset < s => LogError::OffsetOutOfRange {
+                    offset,
+                    start: s,
+                    end,
+                },
+                _ => err,
+            }
+        })?;
         let mut out = Vec::new();
         let mut next = offset;
-        for e in entries {
-            let bytes = self.run_bytes(e.data, e.pos, e.len).await.map_err(|err| {
-                match self.offsets(topic, partition) {
-                    // Retention removed the run while we were reading it.
-                    Ok((s, end)) if offset < s => LogError::OffsetOutOfRange {
-                        offset,
-                        start: s,
-                        end,
-                    },
-                    _ => err,
-                }
-            })?;
+        for bytes in runs {
             for (off, record) in format::decode_batches(&bytes)? {
                 if off < next || out.len() >= max_records {
                     continue;
@@ -395,19 +397,35 @@ impl Log {
         })
     }
 
-    async fn run_bytes(&self, data: DataId, pos: u64, len: u64) -> Result<Bytes, LogError> {
-        if let Some(b) = self.shared.cache.lock().expect("cache").get(data, pos) {
-            Metrics::inc(&self.shared.metrics.cache_hits);
-            return Ok(b);
+    /// The bytes of index entries' runs: from the cache, the rest in one batch from the store.
+    async fn runs(&self, entries: &[state::IndexEntry]) -> Result<Vec<Bytes>, LogError> {
+        let mut out: Vec<Option<Bytes>> = Vec::with_capacity(entries.len());
+        {
+            let cache = self.shared.cache.lock().expect("cache");
+            for e in entries {
+                out.push(cache.get(e.data, e.pos));
+            }
         }
-        Metrics::inc(&self.shared.metrics.cache_misses);
-        Metrics::inc(&self.shared.metrics.store_gets);
-        self.shared
-            .store
-            .get_range(&paths::data(data), pos..pos + len)
-            .await
-            .inspect_err(|_| Metrics::inc(&self.shared.metrics.store_errors))
-            .map_err(LogError::from)
+        let hits = out.iter().filter(|b| b.is_some()).count() as u64;
+        let m = &self.shared.metrics;
+        m.cache_hits.fetch_add(hits, Ordering::Relaxed);
+        m.cache_misses
+            .fetch_add(entries.len() as u64 - hits, Ordering::Relaxed);
+        let missing: Vec<reader::Run> = entries
+            .iter()
+            .zip(&out)
+            .filter(|(_, b)| b.is_none())
+            .map(|(e, _)| reader::Run {
+                data: e.data,
+                pos: e.pos,
+                len: e.len,
+            })
+            .collect();
+        let mut fetched = self.shared.reader.read(missing, m).await?.into_iter();
+        Ok(out
+            .into_iter()
+            .map(|b| b.unwrap_or_else(|| fetched.next().expect("one fetched run per miss")))
+            .collect())
     }
 
     /// The earliest offset whose record timestamp is at least `timestamp_ms`; the high
@@ -429,7 +447,7 @@ impl Log {
             )
         };
         let Some(e) = entry else { return Ok(hw) };
-        let bytes = self.run_bytes(e.data, e.pos, e.len).await?;
+        let bytes = self.runs(&[e]).await?.remove(0);
         Ok(format::decode_batches(&bytes)?
             .into_iter()
             .find(|(_, r)| r.timestamp >= timestamp_ms)

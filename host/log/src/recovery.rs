@@ -121,6 +121,7 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         .collect();
     let next_seq = state.seq + 1;
     let shared = Arc::new(Shared {
+        reader: crate::reader::RunReader::new(store.clone(), local_root.clone()),
         store,
         state: RwLock::new(state),
         watchers: Mutex::new(Default::default()),

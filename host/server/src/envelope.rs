@@ -229,8 +229,9 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         },
     };
 
-    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(8);
-    headers.push(("ce_specversion".into(), Bytes::from_static(b"1.0")));
+    // Constant or derivable metadata (`ce_specversion`, `ce_time` = the record timestamp,
+    // `content-type`) is not stored per event: readers get it added back (see `read_headers`).
+    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(6);
     headers.push(("ce_id".into(), Bytes::from(event_id.clone())));
     if let Some(t) = &event_type {
         headers.push(("ce_type".into(), Bytes::from(t.clone())));
@@ -247,21 +248,9 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         };
         headers.push(("ce_source".into(), Bytes::from(src)));
     }
-    headers.push((
-        "ce_time".into(),
-        Bytes::from(
-            chrono::DateTime::from_timestamp_millis(timestamp)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                .unwrap_or_default(),
-        ),
-    ));
     if let Some(s) = &subject {
         headers.push(("ce_subject".into(), Bytes::from(s.clone())));
     }
-    headers.push((
-        "content-type".into(),
-        Bytes::from_static(b"application/json"),
-    ));
     headers.push(("sluice_key_id".into(), Bytes::from(key_id.to_owned())));
     if let Some(h) = fields.get("headers") {
         let map: serde_json::Map<String, Value> = serde_json::from_str(h.get())
@@ -316,6 +305,26 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         record,
         partition,
     })
+}
+
+/// The headers a reader sees: the stored ones, and for envelopes (they carry `ce_id`) the
+/// CloudEvents attributes that were not stored because they are constant or derivable.
+pub fn read_headers(record: &Record) -> Vec<(String, Bytes)> {
+    let mut out = record.headers.clone();
+    if record.header("ce_id").is_some() {
+        let time = chrono::DateTime::from_timestamp_millis(record.timestamp)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        out.push(("ce_specversion".into(), Bytes::from_static(b"1.0")));
+        out.push(("ce_time".into(), Bytes::from(time)));
+        if record.header("content-type").is_none() {
+            out.push((
+                "content-type".into(),
+                Bytes::from_static(b"application/json"),
+            ));
+        }
+    }
+    out
 }
 
 fn unescape_pointer(s: &str) -> String {
@@ -385,6 +394,13 @@ mod tests {
         assert_eq!(e.record.header("ce_source").unwrap(), "conn");
         assert_eq!(e.record.header("x").unwrap(), "y");
         assert_eq!(e.record.header("sluice_key_id").unwrap(), "kid");
+        assert!(
+            e.record.header("ce_time").is_none(),
+            "derivable metadata is not stored"
+        );
+        let shown = read_headers(&e.record);
+        let time = shown.iter().find(|(k, _)| k == "ce_time").unwrap();
+        assert_eq!(time.1, "2024-12-26T10:00:00.000Z");
         let v: Value = serde_json::from_slice(&e.record.value).unwrap();
         assert_eq!(v["event_id"], e.event_id.as_str());
         assert_eq!(v["payload"]["a"][2]["b"], Value::Null);

@@ -13,7 +13,7 @@ use sluice_log::StoredRecord;
 
 use super::{check_topic_name, log_name};
 use crate::auth::{Principal, Role};
-use crate::envelope::parse_time_text;
+use crate::envelope::{parse_time_text, read_headers};
 use crate::error::{ApiError, from_log};
 use crate::metrics::TopicLabels;
 use crate::server::{App, Body, Call, json, raw_json};
@@ -128,12 +128,9 @@ impl<'a> From<&'a StoredRecord> for EventOut<'a> {
                 Err(_) => (Some(STANDARD.encode(k)), Some("base64")),
             },
         };
-        let binary_headers = r
-            .headers
-            .iter()
-            .any(|(_, v)| std::str::from_utf8(v).is_err());
-        let headers = r
-            .headers
+        let shown = read_headers(r);
+        let binary_headers = shown.iter().any(|(_, v)| std::str::from_utf8(v).is_err());
+        let headers = shown
             .iter()
             .map(|(k, v)| {
                 let v = if binary_headers {
