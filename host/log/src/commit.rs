@@ -72,6 +72,18 @@ pub enum Op {
         partition: u32,
         start_offset: u64,
     },
+    /// Data objects were copied into larger ones: every run in `from` now sits `shift` bytes
+    /// further into `to` (the merger of small flush objects).
+    Relocate {
+        moves: Vec<Relocation>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relocation {
+    pub from: DataId,
+    pub to: DataId,
+    pub shift: u64,
 }
 
 impl Commit {

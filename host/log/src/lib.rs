@@ -98,8 +98,13 @@ pub struct LogOptions {
     pub dedup_window: Duration,
     /// ... and at most how many per topic.
     pub dedup_max_entries: usize,
-    /// How often retention runs.
+    /// How often retention (and, on object stores, the merger) runs.
     pub retention_interval: Duration,
+    /// Object stores only: flush objects smaller than this are merged into larger objects once
+    /// at least `merge_min_objects` of them are waiting, so the object count stays bounded.
+    /// (Local segments already grow by appends and are never merged.)
+    pub merge_target_bytes: u64,
+    pub merge_min_objects: usize,
 }
 
 impl Default for LogOptions {
@@ -115,6 +120,8 @@ impl Default for LogOptions {
             dedup_window: Duration::from_secs(600),
             dedup_max_entries: 1_000_000,
             retention_interval: Duration::from_secs(30),
+            merge_target_bytes: 64 << 20,
+            merge_min_objects: 16,
         }
     }
 }
@@ -328,6 +335,28 @@ impl Log {
     /// Read records of one partition from `offset`, up to `max_records` and about `max_bytes`
     /// (at least one run is returned when there is data).
     pub async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        match self
+            .read_once(topic, partition, offset, max_records, max_bytes)
+            .await
+        {
+            // A merge may have moved the runs (and deleted their old object) after we looked
+            // them up: look again.
+            Err(LogError::Storage(_)) => {
+                self.read_once(topic, partition, offset, max_records, max_bytes)
+                    .await
+            }
+            r => r,
+        }
+    }
+
+    async fn read_once(
         &self,
         topic: &str,
         partition: u32,

@@ -33,6 +33,8 @@ pub struct LogMetrics {
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     pub data_objects_deleted: AtomicU64,
+    /// Small objects merged into larger ones (object stores).
+    pub merges: AtomicU64,
     /// Time spent making flush data durable (microseconds, summed).
     pub data_write_us: AtomicU64,
     /// Time spent creating commit records (microseconds, summed).

@@ -215,6 +215,26 @@ impl LogState {
                     self.unref(d);
                 }
             }
+            Op::Relocate { moves } => {
+                let map: HashMap<DataId, (DataId, u64)> =
+                    moves.iter().map(|m| (m.from, (m.to, m.shift))).collect();
+                let mut moved = Vec::new();
+                for t in self.topics.values_mut() {
+                    for p in &mut t.partitions {
+                        for e in &mut p.entries {
+                            if let Some(&(to, shift)) = map.get(&e.data) {
+                                moved.push((e.data, to));
+                                e.data = to;
+                                e.pos += shift;
+                            }
+                        }
+                    }
+                }
+                for (from, to) in moved {
+                    self.unref(from);
+                    *self.data_refs.entry(to).or_default() += 1;
+                }
+            }
         }
         self.seq = seq;
         Ok(())

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::BytesMut;
+use object_store::ObjectStoreExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::commit::{Op, TopicMeta};
+use crate::commit::{Op, Relocation, TopicMeta};
 use crate::committer::{Prepared, Stage2};
 use crate::data::DataSink;
 use crate::format::EncodedRecords;
@@ -509,7 +510,89 @@ impl Writer {
         if !trims.is_empty() {
             self.commit_alone(trims).await?;
         }
+        if let Err(e) = self.merge_small_objects().await {
+            tracing::warn!(error = %e, "merging small objects failed; will retry");
+        }
         self.delete_unreferenced_data().await
+    }
+
+    /// Object stores: copy runs of small flush objects into one larger object each, then commit
+    /// a `Relocate` that re-points the index. The small objects become unreferenced and are
+    /// deleted right after. Bytes are copied as they are, so every run keeps its layout.
+    async fn merge_small_objects(&mut self) -> Result<(), LogError> {
+        let DataSink::Remote(_) = &self.sink else {
+            return Ok(());
+        };
+        let small_below = (self.opts.merge_target_bytes / 4).max(1);
+        let sizes: BTreeMap<DataId, u64> = {
+            let state = self.shared.state.read().expect("state");
+            let mut sizes = BTreeMap::new();
+            for t in state.topics.values() {
+                for p in &t.partitions {
+                    for e in &p.entries {
+                        *sizes.entry(e.data).or_insert(0) += e.len;
+                    }
+                }
+            }
+            sizes
+        };
+        let epoch = self.shared.epoch;
+        let mut groups: Vec<Vec<DataId>> = Vec::new();
+        let mut current: Vec<DataId> = Vec::new();
+        let mut bytes = 0;
+        for (id, size) in sizes {
+            if id.epoch > epoch || size >= small_below {
+                continue;
+            }
+            current.push(id);
+            bytes += size;
+            if bytes >= self.opts.merge_target_bytes {
+                groups.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+        }
+        if current.len() >= self.opts.merge_min_objects {
+            groups.push(current);
+        }
+        for group in groups {
+            if group.len() < 2 {
+                continue;
+            }
+            let store = self.shared.store.clone();
+            self.shared
+                .metrics
+                .store_gets
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            let fetched: Vec<bytes::Bytes> =
+                futures::future::try_join_all(group.iter().map(|id| {
+                    let store = store.clone();
+                    let path = crate::paths::data(*id);
+                    async move { Ok::<_, LogError>(store.get(&path).await?.bytes().await?) }
+                }))
+                .await?;
+            self.data_seq += 1;
+            let to = DataId {
+                epoch,
+                seq: self.data_seq,
+            };
+            let mut merged = BytesMut::with_capacity(fetched.iter().map(bytes::Bytes::len).sum());
+            let mut moves = Vec::with_capacity(group.len());
+            for (from, b) in group.iter().zip(&fetched) {
+                moves.push(Relocation {
+                    from: *from,
+                    to,
+                    shift: merged.len() as u64,
+                });
+                merged.extend_from_slice(b);
+            }
+            LogMetrics::inc(&self.shared.metrics.store_puts);
+            store
+                .put(&crate::paths::data(to), merged.freeze().into())
+                .await?;
+            self.commit_alone(vec![Op::Relocate { moves }]).await?;
+            self.shared.metrics.merges.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Ask the committer to delete data objects nobody references (it checks first that this

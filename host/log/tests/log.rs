@@ -504,3 +504,75 @@ async fn a_zombie_never_deletes_a_newer_writers_data() {
         b.close().await;
     }
 }
+
+#[tokio::test]
+async fn small_flush_objects_are_merged_and_stay_readable() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let opts = LogOptions {
+        retention_interval: Duration::from_millis(50),
+        merge_target_bytes: 1 << 20,
+        merge_min_objects: 8,
+        ..LogOptions::default()
+    };
+    let count_data = || async {
+        use futures::TryStreamExt;
+        store
+            .list(Some(&object_store::path::Path::from("data")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len()
+    };
+    let log = Log::open(Storage::ObjectStore(store.clone()), opts.clone())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 3, json!({}))).await.unwrap();
+    for i in 0..40u32 {
+        log.append(
+            "t",
+            vec![part(
+                i % 3,
+                &[rec(&format!("v{i}"), 0), rec(&format!("w{i}"), 0)],
+                &[None, None],
+            )],
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(count_data().await, 40, "one object per flush");
+    log.close().await;
+    // Then a writer that merges (the objects are an older epoch's).
+    let log = Log::open(Storage::ObjectStore(store.clone()), opts.clone())
+        .await
+        .unwrap();
+    let mut merged = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if count_data().await <= 2 {
+            merged = true;
+            break;
+        }
+    }
+    assert!(merged, "still {} objects", count_data().await);
+    assert!(sluice_log::LogMetrics::get(&log.metrics().merges) >= 1);
+    let check = |log: Log| async move {
+        for p in 0..3u32 {
+            let got = values(&log, "t", p, 0).await;
+            let expected: Vec<(u64, String)> = (0..40u32)
+                .filter(|i| i % 3 == p)
+                .flat_map(|i| [format!("v{i}"), format!("w{i}")])
+                .enumerate()
+                .map(|(o, v)| (o as u64, v))
+                .collect();
+            assert_eq!(got, expected, "partition {p}");
+        }
+    };
+    check(log.clone()).await;
+    log.close().await;
+    // The relocation survives recovery.
+    let log = Log::open(Storage::ObjectStore(store.clone()), opts)
+        .await
+        .unwrap();
+    check(log.clone()).await;
+    log.close().await;
+}

@@ -53,6 +53,8 @@ pub struct LogTuning {
     pub dedup_max_entries: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub retention_interval: Option<Duration>,
+    pub merge_target_bytes: Option<u64>,
+    pub merge_min_objects: Option<usize>,
 }
 
 impl LogTuning {
@@ -75,6 +77,8 @@ impl LogTuning {
             dedup_window: self.dedup_window.unwrap_or(d.dedup_window),
             dedup_max_entries: self.dedup_max_entries.unwrap_or(d.dedup_max_entries),
             retention_interval: self.retention_interval.unwrap_or(d.retention_interval),
+            merge_target_bytes: self.merge_target_bytes.unwrap_or(d.merge_target_bytes),
+            merge_min_objects: self.merge_min_objects.unwrap_or(d.merge_min_objects),
         }
     }
 }

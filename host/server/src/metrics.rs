@@ -84,7 +84,12 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .expect("writing to a String");
-        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 16] = [
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 17] = [
+            (
+                "merges",
+                "Small objects merged into larger ones",
+                &log.merges,
+            ),
             (
                 "data_write_microseconds",
                 "Time making flush data durable",
