@@ -69,18 +69,22 @@ impl Server {
         ))
     }
 
-    /// (flushes, records flushed, bytes flushed) so far, from `/metrics`.
-    pub async fn metrics(
-        &self,
-        http: &reqwest::Client,
-    ) -> anyhow::Result<(u64, u64, u64, u64, u64)> {
-        let text = http
+    async fn metrics_text(&self, http: &reqwest::Client) -> anyhow::Result<String> {
+        Ok(http
             .get(format!("{}/metrics", self.url))
             .bearer_auth(&self.key)
             .send()
             .await?
             .text()
-            .await?;
+            .await?)
+    }
+
+    /// (flushes, records flushed, bytes flushed, data write µs, commit µs) so far.
+    pub async fn metrics(
+        &self,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<(u64, u64, u64, u64, u64)> {
+        let text = self.metrics_text(http).await?;
         let get = |name: &str| -> u64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
@@ -98,13 +102,7 @@ impl Server {
     /// Upper bounds (ms) of the buckets holding the median and the 99th percentile of the
     /// server's own produce latency histogram.
     pub async fn produce_latency(&self, http: &reqwest::Client) -> anyhow::Result<(f64, f64)> {
-        let text = http
-            .get(format!("{}/metrics", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await?
-            .text()
-            .await?;
+        let text = self.metrics_text(http).await?;
         let buckets: Vec<(f64, f64)> = text
             .lines()
             .filter_map(|l| l.strip_prefix("sluice_produce_latency_seconds_bucket{le=\""))

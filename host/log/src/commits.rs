@@ -90,19 +90,12 @@ impl CommitStore {
 
     /// Sequence numbers present, ascending.
     pub(crate) async fn list(&self, metrics: &LogMetrics) -> Result<Vec<u64>, LogError> {
-        LogMetrics::inc(&metrics.store_lists);
         match self {
             CommitStore::Remote(store) => {
-                let prefix = Path::from(paths::WAL_DIR);
-                let mut seqs: Vec<u64> = store
-                    .list(Some(&prefix))
-                    .try_filter_map(|m| futures::future::ready(Ok(paths::parse_seq(&m.location))))
-                    .try_collect()
-                    .await?;
-                seqs.sort_unstable();
-                Ok(seqs)
+                crate::recovery::list_seqs(store, paths::WAL_DIR, metrics).await
             }
             CommitStore::Local(l) => {
+                LogMetrics::inc(&metrics.store_lists);
                 let dir = l.root.join(paths::WAL_DIR);
                 blocking(move || {
                     let mut seqs = Vec::new();

@@ -153,6 +153,20 @@ struct Entries {
     keys: BTreeMap<String, ApiKey>,
 }
 
+impl Entries {
+    /// The newest record per tenant or key wins, as in a compacted topic.
+    fn apply(&mut self, entry: Entry) {
+        match entry {
+            Entry::Tenant(t) => {
+                self.tenants.insert(t.name.clone(), t);
+            }
+            Entry::Key(k) => {
+                self.keys.insert(k.id.clone(), k);
+            }
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Entry {
@@ -204,12 +218,7 @@ impl Directory {
             let r = log.read(AUTH_TOPIC, 0, offset, 10_000, 16 << 20).await?;
             for s in &r.records {
                 match serde_json::from_slice::<Entry>(&s.record.value) {
-                    Ok(Entry::Tenant(t)) => {
-                        entries.tenants.insert(t.name.clone(), t);
-                    }
-                    Ok(Entry::Key(k)) => {
-                        entries.keys.insert(k.id.clone(), k);
-                    }
+                    Ok(entry) => entries.apply(entry),
                     Err(e) => {
                         tracing::warn!(offset = s.offset, error = %e, "skipping unreadable directory record")
                     }
@@ -225,10 +234,15 @@ impl Directory {
         })
     }
 
-    async fn persist(&self, key: String, entry: &Entry) -> Result<(), LogError> {
+    /// Append an entry to the directory topic (durably), then apply it in memory.
+    async fn write(&self, entry: Entry) -> Result<(), ApiError> {
+        let key = match &entry {
+            Entry::Tenant(t) => format!("tenant/{}", t.name),
+            Entry::Key(k) => format!("key/{}", k.id),
+        };
         let record = Record {
             key: Some(Bytes::from(key)),
-            value: Bytes::from(serde_json::to_vec(entry).expect("entry serializes")),
+            value: Bytes::from(serde_json::to_vec(&entry).expect("entry serializes")),
             headers: vec![],
             timestamp: now_ms(),
         };
@@ -241,7 +255,9 @@ impl Directory {
                     event_ids: vec![],
                 }],
             )
-            .await?;
+            .await
+            .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
+        self.entries.write().expect("entries").apply(entry);
         Ok(())
     }
 
@@ -302,14 +318,7 @@ impl Directory {
             created_ms: now_ms(),
             description: description.into(),
         };
-        self.persist(format!("tenant/{name}"), &Entry::Tenant(tenant.clone()))
-            .await
-            .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
-        self.entries
-            .write()
-            .expect("entries")
-            .tenants
-            .insert(name.into(), tenant.clone());
+        self.write(Entry::Tenant(tenant.clone())).await?;
         Ok(tenant)
     }
 
@@ -358,14 +367,7 @@ impl Directory {
             revoked_ms: None,
             description: description.into(),
         };
-        self.persist(format!("key/{id}"), &Entry::Key(key.clone()))
-            .await
-            .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
-        self.entries
-            .write()
-            .expect("entries")
-            .keys
-            .insert(id, key.clone());
+        self.write(Entry::Key(key.clone())).await?;
         Ok(IssuedKey { key, secret })
     }
 
@@ -390,14 +392,7 @@ impl Directory {
             .ok_or_else(|| ApiError::not_found(format!("key `{id}` does not exist")))?;
         if key.revoked_ms.is_none() {
             key.revoked_ms = Some(now_ms());
-            self.persist(format!("key/{id}"), &Entry::Key(key.clone()))
-                .await
-                .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
-            self.entries
-                .write()
-                .expect("entries")
-                .keys
-                .insert(id.into(), key.clone());
+            self.write(Entry::Key(key.clone())).await?;
             self.verified.lock().expect("verified").remove(id);
         }
         Ok(key)
