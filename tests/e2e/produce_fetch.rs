@@ -119,7 +119,8 @@ async fn keys_choose_partitions_like_kafka() {
 
 #[tokio::test]
 async fn idempotent_produce_by_event_id() {
-    let s = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(options(dir.path())).await;
     let c = s.client();
     c.create_topic("payments", 4).await;
     let (_, first) = c
@@ -140,14 +141,23 @@ async fn idempotent_produce_by_event_id() {
         first["results"][0]["partition"]
     );
     assert_eq!(again["results"][0]["offset"], first["results"][0]["offset"]);
-    let total: usize = {
-        let mut n = 0;
-        for p in 0..4 {
-            n += c.read_all("payments", p, 0).await.len();
-        }
-        n
-    };
-    assert_eq!(total, 1, "the retry was not appended again");
+    // A producer retrying across a server restart is still recognized.
+    s.stop().await;
+    let s = Server::start_with(options(dir.path())).await;
+    let c = s.client();
+    let (_, after) = c
+        .produce(
+            "payments",
+            json!({"event_id": "pay-1", "key": "c", "payload": 1}),
+        )
+        .await;
+    assert_eq!(after["results"][0]["duplicate"], true, "{after}");
+    assert_eq!(after["results"][0]["offset"], first["results"][0]["offset"]);
+    let mut total = 0;
+    for p in 0..4 {
+        total += c.read_all("payments", p, 0).await.len();
+    }
+    assert_eq!(total, 1, "the retries were not appended again");
     s.stop().await;
 }
 

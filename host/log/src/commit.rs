@@ -65,6 +65,10 @@ pub enum Op {
         data: DataId,
         pos: u64,
         len: u64,
+        /// `(offset, event_id)` of the records whose producer gave an id, so idempotent produce
+        /// survives a restart.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ids: Vec<(u64, String)>,
     },
     /// Records below `start_offset` are gone (retention).
     Trim {

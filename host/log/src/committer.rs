@@ -26,7 +26,7 @@ use crate::metrics::LogMetrics;
 use crate::paths::{self, DataId};
 use crate::recovery::list_seqs;
 use crate::state::LogState;
-use crate::writer::{DedupTable, Pending};
+use crate::writer::{DedupTable, Pending, Remembered};
 use crate::{LogError, LogOptions, Shared, now_ms};
 
 /// A group whose data is durable, waiting for its commit record.
@@ -39,7 +39,7 @@ pub(crate) struct Prepared {
     pub records: u64,
     pub pending: Vec<Pending>,
     /// `event_id`s this group added to the dedup table, to forget if it fails.
-    pub remembered: Vec<(u64, Arc<str>)>,
+    pub remembered: Vec<Remembered>,
 }
 
 pub(crate) enum Stage2 {
@@ -81,7 +81,14 @@ pub(crate) struct Committer {
     pub manifests: Vec<u64>,
     /// Commit records on the store and when this writer first knew of them.
     pub wal: VecDeque<(u64, Instant)>,
+    /// Producer `event_id`s committed since the last checkpoint, for the next dedup delta.
+    pub recent_ids: Vec<DedupRecord>,
+    /// Dedup deltas on the store: `(seq, written at ms)`.
+    pub dedup_objects: VecDeque<(u64, i64)>,
 }
+
+/// `(topic id, partition, offset, event_id, commit time ms)`.
+pub(crate) type DedupRecord = (u64, u32, u64, String, i64);
 
 impl Committer {
     pub(crate) async fn run(mut self) {
@@ -130,6 +137,25 @@ impl Committer {
         };
         match result {
             Ok(commit) => {
+                for op in &commit.ops {
+                    if let Op::Append {
+                        topic,
+                        partition,
+                        ids,
+                        ..
+                    } = op
+                    {
+                        for (offset, id) in ids {
+                            self.recent_ids.push((
+                                *topic,
+                                *partition,
+                                *offset,
+                                id.clone(),
+                                commit.time_ms,
+                            ));
+                        }
+                    }
+                }
                 self.shared
                     .metrics
                     .observe_flush(g.records, g.chunk.len() as u64);
@@ -159,8 +185,8 @@ impl Committer {
             Err(e) => {
                 {
                     let mut dedup = self.dedup.lock().expect("dedup");
-                    for (tid, id) in &g.remembered {
-                        dedup.forget(*tid, id);
+                    for r in &g.remembered {
+                        dedup.forget(r.topic, &r.id);
                     }
                 }
                 // Groups prepared after this one counted on its offsets: refuse them too.
@@ -361,6 +387,17 @@ impl Committer {
         if seq <= self.checkpointed_seq {
             return Ok(());
         }
+        // The ids first: a manifest must never cover commits whose ids are nowhere else.
+        if !self.recent_ids.is_empty() {
+            LogMetrics::inc(&self.shared.metrics.store_puts);
+            let body = serde_json::to_vec(&self.recent_ids).expect("ids serialize");
+            self.shared
+                .store
+                .put(&paths::dedup(seq), PutPayload::from(body))
+                .await
+                .inspect_err(|_| LogMetrics::inc(&self.shared.metrics.store_errors))?;
+            self.dedup_objects.push_back((seq, now_ms()));
+        }
         LogMetrics::inc(&self.shared.metrics.store_puts);
         match self
             .shared
@@ -379,6 +416,7 @@ impl Committer {
             }
         }
         LogMetrics::inc(&self.shared.metrics.checkpoints);
+        self.recent_ids.clear();
         self.checkpointed_seq = seq;
         // Later commit records go to a fresh local log, so the old ones can be deleted whole.
         self.commits.seal();
@@ -402,11 +440,19 @@ impl Committer {
         self.commits
             .delete(commits, upto, &self.shared.metrics)
             .await;
-        let mut manifests = Vec::new();
+        let mut doomed = Vec::new();
         while self.manifests.len() > 2 {
-            manifests.push(paths::manifest(self.manifests.remove(0)));
+            doomed.push(paths::manifest(self.manifests.remove(0)));
         }
-        delete_all(&self.shared, manifests).await;
+        let horizon = now_ms() - self.opts.dedup_window.as_millis() as i64;
+        while let Some(&(seq, at)) = self.dedup_objects.front() {
+            if at >= horizon {
+                break;
+            }
+            doomed.push(paths::dedup(seq));
+            self.dedup_objects.pop_front();
+        }
+        delete_all(&self.shared, doomed).await;
     }
 }
 

@@ -6,6 +6,7 @@
 //! wal/writers/{epoch:010}-{nonce}.json   local only: a writer's identity (epoch and nonce)
 //! wal/logs/{epoch:010}-{nonce}-{first_seq:020}.log   local only: that writer's commit records
 //! manifest/{seq:020}.json          checkpoints of the whole log state as of commit `seq`
+//! dedup/{seq:020}.json             event ids committed up to checkpoint `seq` (idempotency)
 //! data/{epoch:010}-{seq:020}.seg   data objects: appended segments (local) or flush objects (S3)
 //! ```
 //! Zero-padded numbers make lexical order numeric order, so a listing is already sorted.
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub const WAL_DIR: &str = "wal";
 pub const MANIFEST_DIR: &str = "manifest";
 pub const DATA_DIR: &str = "data";
+pub const DEDUP_DIR: &str = "dedup";
 
 /// Names one data object: the writer epoch that created it and the commit sequence it started at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,6 +57,11 @@ pub fn parse_local_commit_log(name: &str) -> Option<(u64, u64, u64)> {
 /// The file behind `wal/{seq}` in a local store.
 pub fn local_commit(root: &FsPath, seq: u64) -> PathBuf {
     root.join(commit(seq).as_ref())
+}
+
+/// The `event_id`s committed between the previous checkpoint and checkpoint `seq`.
+pub fn dedup(seq: u64) -> Path {
+    Path::from(format!("{DEDUP_DIR}/{seq:020}.json"))
 }
 
 pub fn manifest(seq: u64) -> Path {

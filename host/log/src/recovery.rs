@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::cache::RunCache;
 use crate::commit::{Commit, Op};
 use crate::commits::{CommitStore, Created};
-use crate::committer::Committer;
+use crate::committer::{Committer, DedupRecord};
 use crate::data::{DataSink, LocalSegments, RemoteObjects};
 use crate::metrics::LogMetrics;
 use crate::paths;
@@ -108,6 +108,7 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         replayed = commits.len(),
         "log opened"
     );
+    let (table, dedup_objects) = recover_dedup(&store, &commits, &opts, &metrics).await?;
 
     let sink = match &local_root {
         Some(root) => DataSink::Local(LocalSegments::new(root.clone(), epoch, opts.segment_bytes)),
@@ -134,7 +135,7 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
     });
     let (tx, rx) = mpsc::channel(4096);
     let (stage2_tx, stage2_rx) = mpsc::channel(2);
-    let dedup = Arc::new(Mutex::new(DedupTable::default()));
+    let dedup = Arc::new(Mutex::new(table));
     let committer = Committer {
         shared: shared.clone(),
         commits: commits_store,
@@ -148,6 +149,8 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         commits_since_checkpoint: 0,
         manifests,
         wal: uncheckpointed,
+        recent_ids: Vec::new(),
+        dedup_objects,
     };
     let writer = Writer {
         shared: shared.clone(),
@@ -168,6 +171,66 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         tx,
         writer: Arc::new(Mutex::new(Some(handle))),
     })
+}
+
+/// Rebuild the idempotency table: the dedup deltas still inside the window, then the ids in the
+/// commits replayed after the checkpoint. Returns the table and the deltas on the store.
+async fn recover_dedup(
+    store: &Arc<dyn ObjectStore>,
+    replayed: &[Commit],
+    opts: &LogOptions,
+    metrics: &LogMetrics,
+) -> Result<(DedupTable, VecDeque<(u64, i64)>), LogError> {
+    let now = now_ms();
+    let horizon = now - opts.dedup_window.as_millis() as i64;
+    let seqs = list_seqs(store, paths::DEDUP_DIR, metrics).await?;
+    let deltas: Vec<Vec<DedupRecord>> = futures::stream::iter(seqs.iter().copied())
+        .map(|seq| {
+            let store = store.clone();
+            async move {
+                LogMetrics::inc(&metrics.store_gets);
+                let bytes = store.get(&paths::dedup(seq)).await?.bytes().await?;
+                serde_json::from_slice::<Vec<DedupRecord>>(&bytes)
+                    .map_err(|e| LogError::Corrupt(format!("dedup {seq}: {e}")))
+            }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut objects = VecDeque::new();
+    let mut records: Vec<DedupRecord> = Vec::new();
+    for (seq, delta) in seqs.iter().zip(deltas) {
+        let newest = delta.iter().map(|r| r.4).max().unwrap_or(0);
+        objects.push_back((*seq, newest));
+        records.extend(delta);
+    }
+    for c in replayed {
+        for op in &c.ops {
+            if let Op::Append {
+                topic,
+                partition,
+                ids,
+                ..
+            } = op
+            {
+                records.extend(
+                    ids.iter()
+                        .map(|(o, id)| (*topic, *partition, *o, id.clone(), c.time_ms)),
+                );
+            }
+        }
+    }
+    let mut table = DedupTable::default();
+    let started = Instant::now();
+    for (topic, partition, offset, id, ms) in records {
+        if ms < horizon {
+            continue;
+        }
+        let age = std::time::Duration::from_millis((now - ms).max(0) as u64);
+        let at = started.checked_sub(age).unwrap_or(started);
+        table.remember(topic, Arc::from(id.as_str()), partition, offset, at);
+    }
+    Ok((table, objects))
 }
 
 fn apply(state: &mut LogState, c: &Commit) -> Result<(), LogError> {

@@ -161,6 +161,7 @@ impl LogState {
                 data,
                 pos,
                 len,
+                ..
             } => {
                 let name = self
                     .names

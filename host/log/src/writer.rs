@@ -73,6 +73,20 @@ impl DedupTable {
         }
     }
 
+    /// Remember `id` at `(partition, offset)`, first seen at `at`.
+    pub(crate) fn remember(
+        &mut self,
+        topic: u64,
+        id: Arc<str>,
+        partition: u32,
+        offset: u64,
+        at: Instant,
+    ) {
+        let d = self.0.entry(topic).or_default();
+        d.ids.insert(id.clone(), (partition, offset));
+        d.order.push_back((at, id));
+    }
+
     fn expire(&mut self, window: std::time::Duration, max: usize) {
         for d in self.0.values_mut() {
             while let Some((at, _)) = d.order.front() {
@@ -84,6 +98,14 @@ impl DedupTable {
             }
         }
     }
+}
+
+/// An `event_id` a group added to the dedup table, and where its record goes.
+pub(crate) struct Remembered {
+    pub topic: u64,
+    pub partition: u32,
+    pub offset: u64,
+    pub id: Arc<str>,
 }
 
 /// One append request in flight, and the answer it will get.
@@ -114,7 +136,10 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) async fn run(mut self) {
-        let mut housekeeping = tokio::time::interval(self.opts.retention_interval);
+        // The first round one interval after start, not at once: nothing has aged yet.
+        let period = self.opts.retention_interval;
+        let mut housekeeping =
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let req = match self.held.take() {
@@ -214,7 +239,7 @@ impl Writer {
         // Assign offsets after the committed state and the groups still in flight.
         let mut runs: BTreeMap<(u64, u32), Vec<(u64, EncodedRecords)>> = BTreeMap::new();
         let mut undo: HashMap<(u64, u32), Option<u64>> = HashMap::new();
-        let mut remembered: Vec<(u64, Arc<str>)> = Vec::new();
+        let mut remembered: Vec<Remembered> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut records = 0u64;
         {
@@ -306,6 +331,11 @@ impl Writer {
                 data: DataId { epoch: 0, seq: 0 }, // set once the data is written
                 pos: start,
                 len: chunk.len() as u64 - start,
+                ids: remembered
+                    .iter()
+                    .filter(|r| r.topic == *topic && r.partition == *partition)
+                    .map(|r| (r.offset, r.id.to_string()))
+                    .collect(),
             });
         }
         let chunk = chunk.freeze();
@@ -354,8 +384,8 @@ impl Writer {
                 }
                 {
                     let mut dedup = self.dedup.lock().expect("dedup");
-                    for (tid, id) in &remembered {
-                        dedup.forget(*tid, id);
+                    for r in &remembered {
+                        dedup.forget(r.topic, &r.id);
                     }
                 }
                 let e = LogError::Storage(e.to_string());
@@ -639,7 +669,7 @@ fn assign(
     part: PartitionAppend,
     base: u64,
     dedup: &mut Dedup,
-    remembered: &mut Vec<(u64, Arc<str>)>,
+    remembered: &mut Vec<Remembered>,
     topic: u64,
 ) -> Result<(Option<EncodedRecords>, Vec<Appended>), LogError> {
     let now = Instant::now();
@@ -661,7 +691,12 @@ fn assign(
                     let id: Arc<str> = Arc::from(id.as_str());
                     dedup.ids.insert(id.clone(), (part.partition, next));
                     dedup.order.push_back((now, id.clone()));
-                    remembered.push((topic, id));
+                    remembered.push(Remembered {
+                        topic,
+                        partition: part.partition,
+                        offset: next,
+                        id,
+                    });
                 }
                 out.push(Appended {
                     partition: part.partition,

@@ -576,3 +576,43 @@ async fn small_flush_objects_are_merged_and_stay_readable() {
     check(log.clone()).await;
     log.close().await;
 }
+
+#[tokio::test]
+async fn idempotency_survives_restarts_and_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 2, json!({}))).await.unwrap();
+    let first = log
+        .append("t", vec![part(1, &[rec("a", 0)], &[Some("id-a")])])
+        .await
+        .unwrap();
+    log.close().await; // clean stop: the ids go into a checkpoint's dedup delta
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    let again = log
+        .append("t", vec![part(0, &[rec("a", 0)], &[Some("id-a")])])
+        .await
+        .unwrap();
+    assert!(again[0][0].duplicate, "recognized after a clean restart");
+    assert_eq!(again[0][0].offset, first[0][0].offset);
+    assert_eq!(again[0][0].partition, 1);
+    log.append("t", vec![part(0, &[rec("b", 0)], &[Some("id-b")])])
+        .await
+        .unwrap();
+    drop(log); // a crash: no checkpoint, the ids are only in commit records
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    for id in ["id-a", "id-b"] {
+        let r = log
+            .append("t", vec![part(0, &[rec("x", 0)], &[Some(id)])])
+            .await
+            .unwrap();
+        assert!(r[0][0].duplicate, "{id} recognized after a crash");
+    }
+    assert_eq!(log.offsets("t", 0).unwrap().1, 1, "nothing appended twice");
+    log.close().await;
+}
