@@ -1,7 +1,8 @@
 //! Commit records: the unit of durability and of fencing.
 //!
 //! Every change to the log (a topic created, records appended, a partition trimmed) is an [`Op`]
-//! inside a [`Commit`] stored at `wal/{seq}` with `PutMode::Create`. Sequence numbers are dense;
+//! inside a [`Commit`] at `wal/{seq}`, created only if absent (`PutMode::Create` on object
+//! stores, `link()` on a local directory: see `commits.rs`). Sequence numbers are dense;
 //! whoever creates `wal/{n}` first owns position `n`, so two writers can never both commit it.
 //! A writer starts by committing a [`Op::Claim`] with a higher epoch than any before it; a writer
 //! that then finds its next position taken by a later epoch knows it has been fenced.

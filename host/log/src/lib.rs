@@ -8,16 +8,18 @@
 //!   data write ([`data`]: an fsync'd append to a local segment, or one new object on S3) and one
 //!   commit record ([`commit`]) that indexes them. Requests per flush do not grow with the number
 //!   of partitions. An append is acknowledged only after both are durable.
-//! - **Fencing.** Commit records are created with `PutMode::Create` at dense sequence numbers,
-//!   so exactly one writer wins each position. A writer starts by claiming a new epoch; an older
-//!   writer that then loses a position to a later epoch stops with [`LogError::Fenced`].
+//! - **Fencing.** Commit records are created only if absent (`PutMode::Create`; a hard link on a
+//!   local directory) at dense sequence numbers, so exactly one writer wins each position. A
+//!   writer starts by claiming a new epoch; an older writer that then loses a position to a
+//!   later epoch stops with [`LogError::Fenced`].
 //! - **Recovery** reads the newest checkpoint (`manifest/`) and the commit records after it:
 //!   never the data.
 //! - **Reads** go through the in-memory index to ranged GETs, with a bounded cache of recent runs
 //!   for tailing readers, and can start at an offset or a timestamp.
 //! - **Retention** trims whole runs past `retention.ms` / `retention.bytes` and deletes data
-//!   objects no index entry needs any more. Key compaction plugs in at the same seam: a
-//!   compactor writes new data objects and commits ops that re-point the index.
+//!   objects no index entry needs any more. On object stores small flush objects are merged
+//!   into larger ones (a `Relocate` op re-points the index); key compaction plugs in at the
+//!   same seam: write new data objects, commit ops that re-point the index.
 //!
 //! Writing is a two-stage pipeline: the [`writer`] owns offsets and data, the committer owns
 //! commit records and the shared state; readers share the state behind a lock.
