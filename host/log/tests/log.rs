@@ -390,7 +390,7 @@ async fn retention_trims_old_runs_and_deletes_their_objects() {
     };
     assert_eq!(data_objects().await, 2);
     let mut trimmed = false;
-    for _ in 0..100 {
+    for _ in 0..500 {
         if log.offsets("t", 0).unwrap().0 == 1 && data_objects().await == 1 {
             trimmed = true;
             break;
@@ -496,8 +496,14 @@ async fn a_zombie_never_deletes_a_newer_writers_data() {
                 .await
                 .unwrap();
         }
-        // Give the zombie many housekeeping rounds.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Give the zombie housekeeping rounds: it must notice it was fenced, deleting nothing.
+        for _ in 0..250 {
+            if a.fenced_by().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let got = values(&b, "t", 0, 0).await;
         assert_eq!(got.len(), 21, "local={local}: {got:?}");
         assert!(a.fenced_by().is_some(), "local={local}: the zombie noticed");
@@ -546,7 +552,7 @@ async fn small_flush_objects_are_merged_and_stay_readable() {
         .await
         .unwrap();
     let mut merged = false;
-    for _ in 0..100 {
+    for _ in 0..500 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if count_data().await <= 2 {
             merged = true;
