@@ -344,17 +344,17 @@ impl Log {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError> {
-        match self
-            .read_once(topic, partition, offset, max_records, max_bytes)
-            .await
-        {
-            // A merge may have moved the runs (and deleted their old object) after we looked
-            // them up: look again.
-            Err(LogError::Storage(_)) => {
-                self.read_once(topic, partition, offset, max_records, max_bytes)
-                    .await
+        let mut looked_again = false;
+        loop {
+            match self
+                .read_once(topic, partition, offset, max_records, max_bytes)
+                .await
+            {
+                // A merge may have moved the runs (and deleted their old object) after we
+                // looked them up: look again, once.
+                Err(LogError::Storage(_)) if !looked_again => looked_again = true,
+                r => return r,
             }
-            r => r,
         }
     }
 

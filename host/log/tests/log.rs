@@ -48,6 +48,17 @@ fn part(partition: u32, records: &[Record], ids: &[Option<&str>]) -> PartitionAp
     }
 }
 
+/// How many data objects the store holds.
+async fn data_objects(store: &Arc<dyn ObjectStore>) -> usize {
+    use futures::TryStreamExt;
+    store
+        .list(Some(&object_store::path::Path::from("data")))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .len()
+}
+
 async fn values(log: &Log, topic: &str, p: u32, from: u64) -> Vec<(u64, String)> {
     let r = log.read(topic, p, from, 10_000, 64 << 20).await.unwrap();
     r.records
@@ -379,15 +390,7 @@ async fn retention_trims_old_runs_and_deletes_their_objects() {
     log.append("t", vec![part(0, &[rec("fresh", now)], &[None])])
         .await
         .unwrap();
-    let data_objects = || async {
-        use futures::TryStreamExt;
-        store
-            .list(Some(&object_store::path::Path::from("data")))
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap()
-            .len()
-    };
+    let data_objects = || data_objects(&store);
     assert_eq!(data_objects().await, 2);
     let mut trimmed = false;
     for _ in 0..500 {
@@ -520,15 +523,7 @@ async fn small_flush_objects_are_merged_and_stay_readable() {
         merge_min_objects: 8,
         ..LogOptions::default()
     };
-    let count_data = || async {
-        use futures::TryStreamExt;
-        store
-            .list(Some(&object_store::path::Path::from("data")))
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap()
-            .len()
-    };
+    let count_data = || data_objects(&store);
     let log = Log::open(Storage::ObjectStore(store.clone()), opts.clone())
         .await
         .unwrap();
