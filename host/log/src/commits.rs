@@ -62,6 +62,10 @@ pub(crate) struct LocalCommits {
     sealed: Vec<(PathBuf, u64)>,
     /// Highest seq written to the open log.
     open_max: u64,
+    /// `wal/`, kept open for the directory fsync after each link.
+    wal_dir: Option<Arc<File>>,
+    /// The last create failed part-way: its link may exist, so check before writing again.
+    uncertain: bool,
 }
 
 pub(crate) enum CommitStore {
@@ -85,6 +89,8 @@ impl CommitStore {
             log: None,
             sealed: Vec::new(),
             open_max: 0,
+            wal_dir: None,
+            uncertain: false,
         })
     }
 
@@ -331,14 +337,24 @@ impl LocalCommits {
             });
             self.open_max = 0;
         }
+        if self.wal_dir.is_none() {
+            let dir = self.root.join(paths::WAL_DIR);
+            let f = blocking(move || File::open(dir))
+                .await
+                .map_err(|e| io(e, "opening wal/"))?;
+            self.wal_dir = Some(Arc::new(f));
+        }
+        let wal_dir = self.wal_dir.clone().expect("opened above");
+        let check_first = self.uncertain;
         let log = self.log.as_mut().expect("log is open");
         let (file, pos) = (log.file.clone(), log.pos);
         let target = paths::local_writer(&self.root, me.epoch, me.nonce);
         let len = record.len() as u64;
         let outcome = blocking(move || -> std::io::Result<Created> {
-            // Only ever one record per seq reaches a link: if the position is taken, stop
-            // before writing (a retry after an uncertain link finds its own earlier record).
-            if link.exists() {
+            // Only ever one record per seq reaches a link: after a create that failed part-way
+            // (its link may exist), stop before writing, so the earlier record stays the one.
+            // Otherwise `link` below fails the same way if anyone holds the position.
+            if check_first && link.exists() {
                 return Ok(Created::Taken);
             }
             file.write_all_at(&record, pos)?;
@@ -348,7 +364,7 @@ impl LocalCommits {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(Created::Taken),
                 Err(e) => return Err(e),
             }
-            File::open(link.parent().expect("wal dir"))?.sync_all()?;
+            wal_dir.sync_all()?;
             Ok(Created::Yes)
         })
         .await;
@@ -356,11 +372,16 @@ impl LocalCommits {
             Ok(Created::Yes) => {
                 log.pos += len;
                 self.open_max = self.open_max.max(commit.seq);
+                self.uncertain = false;
                 Ok(Created::Yes)
             }
             // A record written for a position someone else took is garbage: overwrite it.
-            Ok(Created::Taken) => Ok(Created::Taken),
+            Ok(Created::Taken) => {
+                self.uncertain = false;
+                Ok(Created::Taken)
+            }
             Err(e) => {
+                self.uncertain = true;
                 // The log's tail is uncertain now: continue in a new one.
                 if let Some(old) = self.log.take() {
                     self.sealed.push((old.path, self.open_max.max(commit.seq)));
