@@ -165,12 +165,7 @@ impl EncodedRecords {
             }
         }
         let uncompressed_len = raw.len() as u32;
-        let payload = match compression {
-            Compression::None => raw.freeze(),
-            Compression::Zstd => Bytes::from(
-                zstd::bulk::compress(&raw, 3).expect("zstd compression of a memory buffer"),
-            ),
-        };
+        let payload = compress(compression, raw);
         EncodedRecords {
             compression,
             record_count: records.len() as u32,
@@ -246,13 +241,7 @@ fn decode_payload(
     if crc32c::crc32c(stored) != header.payload_crc {
         return Err(FormatError::PayloadChecksum);
     }
-    let raw: Bytes = match header.compression {
-        Compression::None => stored.clone(),
-        Compression::Zstd => Bytes::from(
-            zstd::bulk::decompress(stored, header.uncompressed_len as usize)
-                .map_err(|_| FormatError::Corrupt("zstd payload"))?,
-        ),
-    };
+    let raw = decompress(header.compression, stored, header.uncompressed_len as usize)?;
     let mut cur = raw.clone();
     for i in 0..header.record_count {
         let ts = header.base_timestamp + unzigzag(get_varint(&mut cur)?);
@@ -286,6 +275,56 @@ fn decode_payload(
         return Err(FormatError::Corrupt("trailing bytes after the last record"));
     }
     Ok(())
+}
+
+/// Compress a whole payload. All codecs work on memory buffers and cannot fail.
+fn compress(codec: Compression, raw: BytesMut) -> Bytes {
+    use std::io::Write;
+    match codec {
+        Compression::None => raw.freeze(),
+        Compression::Zstd => {
+            Bytes::from(zstd::bulk::compress(&raw, 3).expect("zstd compression of a memory buffer"))
+        }
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(&raw).expect("gzip into memory");
+            Bytes::from(enc.finish().expect("gzip into memory"))
+        }
+        Compression::Snappy => Bytes::from(
+            snap::raw::Encoder::new()
+                .compress_vec(&raw)
+                .expect("snappy compression of a memory buffer"),
+        ),
+        Compression::Lz4 => Bytes::from(lz4_flex::block::compress(&raw)),
+    }
+}
+
+fn decompress(codec: Compression, stored: &Bytes, len: usize) -> Result<Bytes, FormatError> {
+    use std::io::Read;
+    let out = match codec {
+        Compression::None => return Ok(stored.clone()),
+        Compression::Zstd => {
+            zstd::bulk::decompress(stored, len).map_err(|_| FormatError::Corrupt("zstd payload"))?
+        }
+        Compression::Gzip => {
+            let mut out = Vec::with_capacity(len);
+            flate2::read::GzDecoder::new(&stored[..])
+                .read_to_end(&mut out)
+                .map_err(|_| FormatError::Corrupt("gzip payload"))?;
+            out
+        }
+        Compression::Snappy => snap::raw::Decoder::new()
+            .decompress_vec(stored)
+            .map_err(|_| FormatError::Corrupt("snappy payload"))?,
+        Compression::Lz4 => lz4_flex::block::decompress(stored, len)
+            .map_err(|_| FormatError::Corrupt("lz4 payload"))?,
+    };
+    if out.len() != len {
+        return Err(FormatError::Corrupt(
+            "decompressed length differs from the header",
+        ));
+    }
+    Ok(Bytes::from(out))
 }
 
 fn take(cur: &mut Bytes, n: usize) -> Result<Bytes, FormatError> {
@@ -356,7 +395,13 @@ mod tests {
     }
 
     fn arb_compression() -> impl Strategy<Value = Compression> {
-        prop_oneof![Just(Compression::None), Just(Compression::Zstd)]
+        prop_oneof![
+            Just(Compression::None),
+            Just(Compression::Zstd),
+            Just(Compression::Gzip),
+            Just(Compression::Snappy),
+            Just(Compression::Lz4),
+        ]
     }
 
     proptest! {
@@ -429,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn zstd_actually_compresses() {
+    fn every_codec_actually_compresses() {
         let recs: Vec<Record> = (0..100)
             .map(|i| Record {
                 key: None,
@@ -441,7 +486,15 @@ mod tests {
             })
             .collect();
         let plain = EncodedRecords::encode(&recs, Compression::None);
-        let packed = EncodedRecords::encode(&recs, Compression::Zstd);
-        assert!(packed.payload.len() * 3 < plain.payload.len());
+        for codec in [
+            Compression::Zstd,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+        ] {
+            let packed = EncodedRecords::encode(&recs, codec);
+            assert!(packed.payload.len() * 3 < plain.payload.len(), "{codec:?}");
+            assert_eq!(packed.records().unwrap(), recs, "{codec:?}");
+        }
     }
 }

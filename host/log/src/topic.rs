@@ -13,6 +13,9 @@ use serde_json::Value;
 pub enum Compression {
     None,
     Zstd,
+    Gzip,
+    Snappy,
+    Lz4,
 }
 
 impl Compression {
@@ -20,6 +23,9 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Zstd => 1,
+            Compression::Gzip => 2,
+            Compression::Snappy => 3,
+            Compression::Lz4 => 4,
         }
     }
 
@@ -27,6 +33,9 @@ impl Compression {
         match code {
             0 => Some(Compression::None),
             1 => Some(Compression::Zstd),
+            2 => Some(Compression::Gzip),
+            3 => Some(Compression::Snappy),
+            4 => Some(Compression::Lz4),
             _ => None,
         }
     }
@@ -150,11 +159,9 @@ impl TopicConfig {
                     {
                         "uncompressed" | "none" | "producer" => Compression::None,
                         "zstd" => Compression::Zstd,
-                        "gzip" | "snappy" | "lz4" => {
-                            return Err(err(
-                                "this codec is not supported yet; use uncompressed or zstd",
-                            ));
-                        }
+                        "gzip" => Compression::Gzip,
+                        "snappy" => Compression::Snappy,
+                        "lz4" => Compression::Lz4,
                         _ => {
                             return Err(err(
                                 "expected uncompressed, zstd, gzip, snappy, lz4 or producer",
@@ -266,6 +273,15 @@ mod tests {
         assert_eq!(c.cleanup_policy, CleanupPolicy::DeleteCompact);
         assert_eq!(c.compression, Compression::Zstd);
         assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
+        for (name, codec) in [
+            ("gzip", Compression::Gzip),
+            ("snappy", Compression::Snappy),
+            ("lz4", Compression::Lz4),
+            ("producer", Compression::None),
+        ] {
+            let c = TopicConfig::parse(&map(json!({ "compression.type": name }))).unwrap();
+            assert_eq!(c.compression, codec);
+        }
     }
 
     #[test]
