@@ -24,8 +24,6 @@ pub enum LogError {
     InvalidPartitionCount { asked: u32, has: u32, max: u32 },
     #[error(transparent)]
     InvalidConfig(#[from] ConfigError),
-    #[error("record of {size} bytes exceeds max.message.bytes {max}")]
-    RecordTooLarge { size: usize, max: u32 },
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: u64, start: u64, end: u64 },
     #[error("this writer (epoch {epoch}) was fenced by epoch {by}: another host owns the log now")]

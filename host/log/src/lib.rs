@@ -299,6 +299,16 @@ impl Log {
         state.topics.get(name).map(topic_info)
     }
 
+    /// Look at a topic in place, without copying it (for hot paths that need a few fields).
+    pub fn inspect_topic<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&TopicMeta, &TopicConfig) -> R,
+    ) -> Option<R> {
+        let state = self.shared.state.read().expect("state");
+        state.topics.get(name).map(|t| f(&t.meta, &t.config))
+    }
+
     /// Topics whose names start with `prefix`, in name order.
     pub fn topics(&self, prefix: &str) -> Vec<TopicInfo> {
         let state = self.shared.state.read().expect("state");

@@ -98,7 +98,6 @@ pub fn from_log(e: LogError, shown_topic: &str) -> ApiError {
         ),
         e @ LogError::InvalidPartitionCount { .. } => ApiError::invalid(e.to_string()),
         LogError::InvalidConfig(e) => ApiError::invalid(e.to_string()),
-        e @ LogError::RecordTooLarge { .. } => ApiError::too_large(e.to_string()),
         e @ LogError::OffsetOutOfRange { .. } => {
             ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, 41601, e.to_string())
         }

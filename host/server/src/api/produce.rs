@@ -32,10 +32,19 @@ pub async fn produce(
     check_topic_name(topic)?;
     who.require(Role::Produce, topic)?;
     let full = log_name(&who.tenant, topic);
-    let info = app
+    // Only what producing needs, read in place: this runs for every request.
+    let topic_view = app
         .log
-        .topic(&full)
+        .inspect_topic(&full, |meta, config| {
+            let key_field = meta
+                .spec
+                .get("keyField")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            (meta.partitions, config.clone(), key_field)
+        })
         .ok_or_else(|| ApiError::topic_not_found(topic))?;
+    let (partitions, config, key_field) = topic_view;
     let framing =
         Framing::from_content_type(call.header(header::CONTENT_TYPE)).ok_or_else(|| {
             ApiError::unsupported_media(
@@ -45,14 +54,12 @@ pub async fn produce(
     let body = call.body(app.max_body_bytes).await?;
     let raw = envelope::split(&body, framing)?;
 
-    let key_field = info.meta.spec.get("keyField").and_then(Value::as_str);
     let rules = TopicRules {
-        key_field,
-        log_append_time: info.config.timestamp_type == TimestampType::LogAppendTime,
-        max_message_bytes: info.config.max_message_bytes,
+        key_field: key_field.as_deref(),
+        log_append_time: config.timestamp_type == TimestampType::LogAppendTime,
+        max_message_bytes: config.max_message_bytes,
     };
     let now = now_ms();
-    let partitions = info.meta.partitions;
     // Keyless events of one request stick to one partition; the next request takes the next.
     let sticky = sticky_counter(app, &full).fetch_add(1, Ordering::Relaxed) % partitions;
 
@@ -97,7 +104,7 @@ pub async fn produce(
         }
         parts.push(PartitionAppend {
             partition,
-            records: EncodedRecords::encode(&records, info.config.compression),
+            records: EncodedRecords::encode(&records, config.compression),
             event_ids: ids,
         });
         slots.push(slot);
