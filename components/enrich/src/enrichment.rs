@@ -1,0 +1,314 @@
+//! The enrichment rules, free of the WIT bindings so they test natively.
+
+use serde_json::{Map, Value};
+
+const ALL_FIELDS: [&str; 5] = [
+    "ingest_time",
+    "producer_key_id",
+    "tenant",
+    "trace_id",
+    "correlation_id",
+];
+
+pub struct Lookup {
+    table: String,
+    key: String,
+    into: String,
+    required: bool,
+}
+
+pub struct Config {
+    fields: Vec<&'static str>,
+    lookups: Vec<Lookup>,
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let v: Value = if text.trim().is_empty() {
+            Value::Object(Map::new())
+        } else {
+            serde_json::from_str(text).map_err(|e| format!("config is not JSON: {e}"))?
+        };
+        let Value::Object(o) = v else {
+            return Err("config must be a JSON object".into());
+        };
+        for k in o.keys() {
+            if k != "fields" && k != "lookups" {
+                return Err(format!(
+                    "unknown config field `{k}` (known: fields, lookups)"
+                ));
+            }
+        }
+        let fields = match o.get("fields") {
+            None => ALL_FIELDS.to_vec(),
+            Some(Value::Array(names)) => names
+                .iter()
+                .map(|n| {
+                    let n = n.as_str().unwrap_or_default();
+                    ALL_FIELDS
+                        .iter()
+                        .find(|f| **f == n)
+                        .copied()
+                        .ok_or_else(|| {
+                            format!(
+                                "unknown field `{n}` in `fields` (known: {})",
+                                ALL_FIELDS.join(", ")
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err("`fields` must be an array of names".into()),
+        };
+        let mut lookups = Vec::new();
+        if let Some(list) = o.get("lookups") {
+            let Value::Array(list) = list else {
+                return Err("`lookups` must be an array".into());
+            };
+            for (i, l) in list.iter().enumerate() {
+                let s = |name: &str| -> Result<String, String> {
+                    l.get(name)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("lookups[{i}].{name} must be a string"))
+                };
+                let key = s("key")?;
+                let into = s("into")?;
+                if !key.starts_with('/') || !into.starts_with('/') {
+                    return Err(format!(
+                        "lookups[{i}]: `key` and `into` are JSON pointers such as \"/payload/id\""
+                    ));
+                }
+                lookups.push(Lookup {
+                    table: s("table")?,
+                    key,
+                    into,
+                    required: l.get("required").and_then(Value::as_bool).unwrap_or(false),
+                });
+            }
+        }
+        Ok(Config { fields, lookups })
+    }
+}
+
+/// What the host told us about the batch and the event.
+pub struct Facts<'a> {
+    pub ingest_time_ms: i64,
+    pub key_id: Option<&'a str>,
+    pub tenant: &'a str,
+    pub event_id: &'a str,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The new JSON data.
+    Json(Vec<u8>),
+    /// Data is not a JSON object: these headers instead.
+    Headers(Vec<(String, String)>),
+}
+
+/// Enrich one event; `Err((path, message))` when a required lookup found nothing.
+pub fn enrich(
+    config: &Config,
+    facts: &Facts,
+    data: &[u8],
+    lookup: &mut dyn FnMut(&str, &str) -> Option<Vec<u8>>,
+) -> Result<Outcome, (String, String)> {
+    let doc: Option<Map<String, Value>> = match serde_json::from_slice(data) {
+        Ok(Value::Object(o)) => Some(o),
+        _ => None,
+    };
+    let facts_list: Vec<(&str, String)> = config
+        .fields
+        .iter()
+        .filter_map(|f| {
+            let value = match *f {
+                "ingest_time" => rfc3339(facts.ingest_time_ms),
+                "producer_key_id" => facts.key_id?.to_owned(),
+                "tenant" => facts.tenant.to_owned(),
+                "trace_id" => uuid::Uuid::new_v4().simple().to_string(),
+                "correlation_id" => facts.event_id.to_owned(),
+                _ => return None,
+            };
+            Some((*f, value))
+        })
+        .collect();
+    let Some(mut doc) = doc else {
+        return Ok(Outcome::Headers(
+            facts_list
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        ));
+    };
+    for (name, value) in facts_list {
+        doc.entry(name.to_owned()).or_insert(Value::String(value));
+    }
+    let mut doc = Value::Object(doc);
+    for l in &config.lookups {
+        let key = match doc.pointer(&l.key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let found = key.as_deref().and_then(|k| lookup(&l.table, k));
+        match found {
+            Some(bytes) => {
+                let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                });
+                set_pointer(&mut doc, &l.into, value);
+            }
+            None if l.required => {
+                let message = match key {
+                    Some(k) => format!("table `{}` has no entry for key `{k}`", l.table),
+                    None => format!("no lookup key at `{}`", l.key),
+                };
+                return Err((l.key.clone(), message));
+            }
+            None => {}
+        }
+    }
+    Ok(Outcome::Json(
+        serde_json::to_vec(&doc).expect("a JSON value serializes"),
+    ))
+}
+
+/// Set `value` at a JSON pointer, creating objects on the way.
+pub fn set_pointer(doc: &mut Value, pointer: &str, value: Value) {
+    let mut at = doc;
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = parts.split_last() else {
+        *at = value;
+        return;
+    };
+    for p in path {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        at = at
+            .as_object_mut()
+            .expect("object")
+            .entry(p.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !at.is_object() {
+        *at = Value::Object(Map::new());
+    }
+    at.as_object_mut()
+        .expect("object")
+        .insert(last.clone(), value);
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2024-12-26T10:00:00.000Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> Facts<'static> {
+        Facts {
+            ingest_time_ms: 1_735_207_200_123,
+            key_id: Some("k1"),
+            tenant: "acme",
+            event_id: "e-1",
+        }
+    }
+
+    #[test]
+    fn time_formats() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_735_207_200_123), "2024-12-26T10:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn adds_missing_fields_and_keeps_given_ones() {
+        let config = Config::parse("").unwrap();
+        let data = br#"{"event_type":"x","trace_id":"given","payload":{}}"#;
+        let Outcome::Json(out) = enrich(&config, &facts(), data, &mut |_, _| None).unwrap() else {
+            panic!("json in, json out")
+        };
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["trace_id"], "given");
+        assert_eq!(v["tenant"], "acme");
+        assert_eq!(v["producer_key_id"], "k1");
+        assert_eq!(v["correlation_id"], "e-1");
+        assert_eq!(v["ingest_time"], "2024-12-26T10:00:00.123Z");
+    }
+
+    #[test]
+    fn lookups_fill_in_and_required_ones_reject() {
+        let config = Config::parse(
+            r#"{"fields":[],"lookups":[{"table":"customers","key":"/payload/customer","into":"/payload/customer_info","required":true}]}"#,
+        )
+        .unwrap();
+        let mut table = |t: &str, k: &str| {
+            (t == "customers" && k == "42").then(|| br#"{"tier":"gold"}"#.to_vec())
+        };
+        let Outcome::Json(out) = enrich(
+            &config,
+            &facts(),
+            br#"{"payload":{"customer":42}}"#,
+            &mut table,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["payload"]["customer_info"]["tier"], "gold");
+        assert!(v.get("tenant").is_none(), "fields: [] adds nothing");
+        let err = enrich(
+            &config,
+            &facts(),
+            br#"{"payload":{"customer":7}}"#,
+            &mut table,
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "/payload/customer");
+    }
+
+    #[test]
+    fn non_json_data_gets_headers() {
+        let config = Config::parse(r#"{"fields":["tenant"]}"#).unwrap();
+        let Outcome::Headers(h) =
+            enrich(&config, &facts(), b"\x00binary", &mut |_, _| None).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(h, vec![("tenant".to_owned(), "acme".to_owned())]);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        assert!(Config::parse(r#"{"fields":["nope"]}"#).is_err());
+        assert!(Config::parse(r#"{"lookups":[{"table":"t","key":"x","into":"/y"}]}"#).is_err());
+        assert!(Config::parse(r#"{"other":1}"#).is_err());
+    }
+}

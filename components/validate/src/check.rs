@@ -1,0 +1,316 @@
+//! The checks themselves, free of the WIT bindings so they test natively.
+
+use std::collections::HashMap;
+
+use apache_avro::Schema as AvroSchema;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaType {
+    Json,
+    Avro,
+    Protobuf,
+}
+
+pub struct Config {
+    pub schema: Option<Value>,
+    pub schema_type: SchemaType,
+    pub pointer: String,
+    pub subject: Option<String>,
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| format!("config is not JSON: {e}"))?;
+        let Value::Object(o) = v else {
+            return Err("config must be a JSON object".into());
+        };
+        for k in o.keys() {
+            if !["schema", "schemaType", "pointer", "subject"].contains(&k.as_str()) {
+                return Err(format!(
+                    "unknown config field `{k}` (known: schema, schemaType, pointer, subject)"
+                ));
+            }
+        }
+        let schema_type = match o.get("schemaType").map(|t| t.as_str()) {
+            None | Some(Some("JSON")) => SchemaType::Json,
+            Some(Some("AVRO")) => SchemaType::Avro,
+            _ => return Err("`schemaType` must be \"JSON\" or \"AVRO\"".into()),
+        };
+        let pointer = match o.get("pointer") {
+            None => String::new(),
+            Some(Value::String(p)) if p.is_empty() || p.starts_with('/') => p.clone(),
+            Some(_) => return Err("`pointer` must be a JSON pointer such as \"/payload\"".into()),
+        };
+        let subject = match o.get("subject") {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(_) => return Err("`subject` must be a non-empty string".into()),
+        };
+        let schema = o.get("schema").cloned();
+        if schema.is_none() == subject.is_none() {
+            return Err("give exactly one of `schema` and `subject`".into());
+        }
+        Ok(Config {
+            schema,
+            schema_type,
+            pointer,
+            subject,
+        })
+    }
+}
+
+/// A compiled schema.
+enum Compiled {
+    Json(jsonschema::Validator),
+    Avro(AvroSchema),
+}
+
+impl Compiled {
+    fn new(schema_type: SchemaType, doc: &Value) -> Result<Compiled, String> {
+        match schema_type {
+            SchemaType::Json => jsonschema::validator_for(doc)
+                .map(Compiled::Json)
+                .map_err(|e| format!("invalid JSON Schema: {e}")),
+            SchemaType::Avro => AvroSchema::parse(doc)
+                .map(Compiled::Avro)
+                .map_err(|e| format!("invalid Avro schema: {e}")),
+            SchemaType::Protobuf => {
+                Err("Protobuf schemas are not supported by this validator".into())
+            }
+        }
+    }
+
+    fn from_text(schema_type: SchemaType, text: &str) -> Result<Compiled, String> {
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| format!("schema is not JSON: {e}"))?;
+        Compiled::new(schema_type, &doc)
+    }
+
+    /// Check a JSON instance.
+    fn check_json(&self, instance: &Value) -> Result<(), Failure> {
+        match self {
+            Compiled::Json(v) => {
+                let violations: Vec<(String, String)> = v
+                    .iter_errors(instance)
+                    .take(16)
+                    .map(|e| (e.instance_path().to_string(), e.to_string()))
+                    .collect();
+                if violations.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Failure::new("schema-violation", violations))
+                }
+            }
+            Compiled::Avro(schema) => {
+                let value = apache_avro::types::Value::try_from(instance.clone())
+                    .map_err(|e| Failure::one("schema-violation", "", e.to_string()))?;
+                value
+                    .resolve(schema)
+                    .map(|_| ())
+                    .map_err(|e| Failure::one("schema-violation", "", e.to_string()))
+            }
+        }
+    }
+
+    /// Check an Avro binary body (Confluent wire format).
+    fn check_binary(&self, body: &[u8]) -> Result<(), Failure> {
+        match self {
+            Compiled::Avro(schema) => {
+                let mut reader = body;
+                apache_avro::reader::datum::GenericDatumReader::builder(schema)
+                    .build()
+                    .and_then(|r| r.read_value(&mut reader))
+                    .map_err(|e| {
+                        Failure::one(
+                            "schema-violation",
+                            "",
+                            format!("not a valid Avro body: {e}"),
+                        )
+                    })?;
+                if reader.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Failure::one(
+                        "schema-violation",
+                        "",
+                        format!("{} bytes left after the Avro body", reader.len()),
+                    ))
+                }
+            }
+            Compiled::Json(_) => {
+                let v: Value = serde_json::from_slice(body)
+                    .map_err(|e| Failure::one("invalid-json", "", e.to_string()))?;
+                self.check_json(&v)
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub violations: Vec<(String, String)>,
+}
+
+impl Failure {
+    fn new(reason: &'static str, violations: Vec<(String, String)>) -> Failure {
+        Failure { reason, violations }
+    }
+    fn one(reason: &'static str, path: &str, message: impl Into<String>) -> Failure {
+        Failure::new(reason, vec![(path.to_owned(), message.into())])
+    }
+}
+
+pub struct Checker {
+    pointer: String,
+    main: Compiled,
+    /// Schemas fetched by id for wire-format data, compiled once per instance.
+    by_id: HashMap<u32, Result<Compiled, String>>,
+}
+
+impl Checker {
+    /// `registered` is the subject's schema when the config names a subject.
+    pub fn new(
+        config: Config,
+        registered: Option<(SchemaType, String)>,
+    ) -> Result<Checker, String> {
+        let main = match (&config.schema, registered) {
+            (_, Some((t, text))) => Compiled::from_text(t, &text)?,
+            (Some(Value::String(text)), None) => Compiled::from_text(config.schema_type, text)?,
+            (Some(doc), None) => Compiled::new(config.schema_type, doc)?,
+            (None, None) => return Err("no schema".into()),
+        };
+        Ok(Checker {
+            pointer: config.pointer,
+            main,
+            by_id: HashMap::new(),
+        })
+    }
+
+    pub fn check(
+        &mut self,
+        data: &[u8],
+        lookup: &mut dyn FnMut(u32) -> Option<(SchemaType, String)>,
+    ) -> Result<(), Failure> {
+        if data.len() >= 5 && data[0] == 0 {
+            let id = u32::from_be_bytes([data[1], data[2], data[3], data[4]]);
+            let compiled = self.by_id.entry(id).or_insert_with(|| {
+                let (t, text) =
+                    lookup(id).ok_or_else(|| format!("schema id {id} is not registered"))?;
+                Compiled::from_text(t, &text)
+            });
+            return match compiled {
+                Ok(c) => c.check_binary(&data[5..]),
+                Err(e) => Err(Failure::one("unknown-schema", "", e.clone())),
+            };
+        }
+        let doc: Value = serde_json::from_slice(data).map_err(|e| {
+            Failure::one(
+                "invalid-json",
+                "",
+                format!("the event's data is not JSON: {e}"),
+            )
+        })?;
+        let part = doc.pointer(&self.pointer).ok_or_else(|| {
+            Failure::one(
+                "missing-field",
+                &self.pointer,
+                format!("the event has nothing at `{}`", self.pointer),
+            )
+        })?;
+        self.main.check_json(part).map_err(|mut f| {
+            for (path, _) in &mut f.violations {
+                path.insert_str(0, &self.pointer);
+            }
+            f
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checker(config: &str) -> Checker {
+        Checker::new(Config::parse(config).unwrap(), None).unwrap()
+    }
+
+    fn none(_: u32) -> Option<(SchemaType, String)> {
+        None
+    }
+
+    #[test]
+    fn json_schema_accepts_and_rejects_with_paths() {
+        let mut c = checker(
+            r#"{"pointer":"/payload","schema":{"type":"object","required":["amount"],
+                "properties":{"amount":{"type":"number","minimum":0}}}}"#,
+        );
+        assert_eq!(c.check(br#"{"payload":{"amount":3}}"#, &mut none), Ok(()));
+        let f = c
+            .check(br#"{"payload":{"amount":-1}}"#, &mut none)
+            .unwrap_err();
+        assert_eq!(f.reason, "schema-violation");
+        assert_eq!(f.violations[0].0, "/payload/amount");
+        let f = c.check(br#"{"payload":{}}"#, &mut none).unwrap_err();
+        assert!(f.violations[0].1.contains("amount"), "{f:?}");
+        let f = c.check(br#"{"other":1}"#, &mut none).unwrap_err();
+        assert_eq!(f.reason, "missing-field");
+        let f = c.check(b"not json", &mut none).unwrap_err();
+        assert_eq!(f.reason, "invalid-json");
+    }
+
+    #[test]
+    fn avro_schema_checks_json_payloads() {
+        let mut c = checker(
+            r#"{"schemaType":"AVRO","pointer":"/payload","schema":{"type":"record","name":"Order",
+                "fields":[{"name":"id","type":"string"},{"name":"qty","type":"int"}]}}"#,
+        );
+        assert_eq!(
+            c.check(br#"{"payload":{"id":"a","qty":2}}"#, &mut none),
+            Ok(())
+        );
+        assert!(
+            c.check(br#"{"payload":{"id":"a","qty":"two"}}"#, &mut none)
+                .is_err()
+        );
+        assert!(c.check(br#"{"payload":{"qty":2}}"#, &mut none).is_err());
+    }
+
+    #[test]
+    fn wire_format_uses_the_registry_by_id() {
+        let mut c = checker(r#"{"schema":{"type":"object"}}"#);
+        let avro = r#"{"type":"record","name":"R","fields":[{"name":"n","type":"long"}]}"#;
+        let mut lookups = 0;
+        let mut lookup = |id: u32| {
+            lookups += 1;
+            (id == 7).then(|| (SchemaType::Avro, avro.to_owned()))
+        };
+        // zig-zag varint 21 → 42
+        let mut good = vec![0, 0, 0, 0, 7];
+        good.push(42);
+        assert_eq!(c.check(&good, &mut lookup), Ok(()));
+        assert_eq!(c.check(&good, &mut lookup), Ok(()));
+        let mut bad = vec![0, 0, 0, 0, 7];
+        bad.extend_from_slice(&[42, 1, 2]);
+        assert_eq!(
+            c.check(&bad, &mut lookup).unwrap_err().reason,
+            "schema-violation"
+        );
+        let unknown = [0, 0, 0, 0, 9, 1];
+        assert_eq!(
+            c.check(&unknown, &mut lookup).unwrap_err().reason,
+            "unknown-schema"
+        );
+        assert_eq!(lookups, 2, "compiled once per id");
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        assert!(Config::parse("{}").is_err());
+        assert!(Config::parse(r#"{"schema":{},"subject":"x"}"#).is_err());
+        assert!(Config::parse(r#"{"schema":{},"nope":1}"#).is_err());
+        assert!(Checker::new(Config::parse(r#"{"schema":{"type":12}}"#).unwrap(), None).is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The WIT bindings: the guest side of the boundary.
+
+use std::cell::RefCell;
+
+use crate::check::{Checker, Config};
+
+wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+
+use exports::sluice::gateway::validate::Guest;
+use sluice::gateway::schemas;
+use sluice::gateway::types::{BatchContext, Event, Rejection, Verdict, Violation};
+
+thread_local! {
+    static CHECKER: RefCell<Option<Checker>> = const { RefCell::new(None) };
+}
+
+struct Validate;
+
+impl Guest for Validate {
+    fn init(config: String) -> Result<(), String> {
+        let config = Config::parse(&config)?;
+        let schema = match &config.subject {
+            Some(subject) => Some(
+                schemas::latest(subject)
+                    .ok_or_else(|| format!("no schema is registered under subject `{subject}`"))?,
+            ),
+            None => None,
+        };
+        let checker = Checker::new(config, schema.map(|s| (s.schema_type.into(), s.definition)))?;
+        CHECKER.with(|c| *c.borrow_mut() = Some(checker));
+        Ok(())
+    }
+
+    fn validate(_ctx: BatchContext, events: Vec<Event>) -> Vec<Verdict> {
+        CHECKER.with(|c| {
+            let mut c = c.borrow_mut();
+            let Some(checker) = c.as_mut() else {
+                return events
+                    .iter()
+                    .map(|_| {
+                        reject(
+                            "not-initialized",
+                            vec![("".into(), "the stage was not initialized".into())],
+                        )
+                    })
+                    .collect();
+            };
+            events
+                .iter()
+                .map(|e| match checker.check(&e.data, &mut lookup_by_id) {
+                    Ok(()) => Verdict::Accept,
+                    Err(failure) => reject(failure.reason, failure.violations),
+                })
+                .collect()
+        })
+    }
+}
+
+fn lookup_by_id(id: u32) -> Option<(crate::check::SchemaType, String)> {
+    schemas::by_id(id).map(|s| (s.schema_type.into(), s.definition))
+}
+
+fn reject(reason: &str, violations: Vec<(String, String)>) -> Verdict {
+    Verdict::Reject(Rejection {
+        reason: reason.to_owned(),
+        violations: violations
+            .into_iter()
+            .map(|(path, message)| Violation { path, message })
+            .collect(),
+    })
+}
+
+impl From<schemas::SchemaType> for crate::check::SchemaType {
+    fn from(t: schemas::SchemaType) -> Self {
+        match t {
+            schemas::SchemaType::Avro => crate::check::SchemaType::Avro,
+            schemas::SchemaType::Json => crate::check::SchemaType::Json,
+            schemas::SchemaType::Protobuf => crate::check::SchemaType::Protobuf,
+        }
+    }
+}
+
+export!(Validate);

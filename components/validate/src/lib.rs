@@ -1,0 +1,18 @@
+//! `validate`: accepts or rejects each event against a schema.
+//!
+//! Configuration (JSON):
+//! - `schema` — a JSON Schema document, or an Avro schema when `schemaType` is `"AVRO"`;
+//! - `schemaType` — `"JSON"` (default) or `"AVRO"`;
+//! - `pointer` — the part of the event's data to check (`"/payload"`; default: all of it);
+//! - `subject` — instead of `schema`, the newest schema of this registry subject.
+//!
+//! Data in Confluent's wire format (magic byte 0, a 4-byte big-endian schema id, the body) is
+//! checked against the schema with that id, fetched from the host's registry; compiled
+//! validators are cached in the instance, by schema id.
+
+// The rules build natively for their unit tests; only the wasm build uses them all.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+mod check;
+#[cfg(target_arch = "wasm32")]
+mod guest;

@@ -1,0 +1,50 @@
+//! The built-in components, compiled from `components/` for `wasm32-wasip2` by this crate's
+//! build script and embedded in the binary, so a fresh `sluice serve` has them.
+
+include!(concat!(env!("OUT_DIR"), "/components.rs"));
+
+/// A built-in component: its name (as pipelines name it), its world, its bytes.
+pub struct Builtin {
+    pub name: &'static str,
+    pub world: &'static str,
+    pub wasm: &'static [u8],
+}
+
+/// The components every tenant may use by name.
+pub const BUILTINS: [Builtin; 5] = [
+    Builtin {
+        name: "validate",
+        world: "validator",
+        wasm: VALIDATE,
+    },
+    Builtin {
+        name: "enrich",
+        world: "enricher",
+        wasm: ENRICH,
+    },
+    Builtin {
+        name: "route",
+        world: "router",
+        wasm: ROUTE,
+    },
+    Builtin {
+        name: "redact-phi",
+        world: "transformer",
+        wasm: REDACT_PHI,
+    },
+    Builtin {
+        name: "bronze-to-silver",
+        world: "transformer",
+        wasm: BRONZE_TO_SILVER,
+    },
+];
+
+/// Test guests that misbehave on purpose (see `components/hostile`); not offered to tenants.
+pub mod testing {
+    pub const HOSTILE: &[u8] = super::HOSTILE;
+}
+
+/// The built-in component named `name`.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}

@@ -1,0 +1,166 @@
+//! A guest's store state: its WASI context (nothing granted), its resource limits, and the
+//! host services its imports reach.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::generated::{LogLevel, Schema, clock, logging, reference_tables, schemas};
+
+/// What the gateway offers guests through the `schemas` and `reference-tables` imports. The
+/// tenant is the stage's, so a guest can only ever see its own tenant's data.
+pub trait HostServices: Send + Sync {
+    /// The current value of `key` in the table kept from the tenant's topic `table`.
+    fn lookup(&self, tenant: &str, table: &str, key: &str) -> Option<Vec<u8>>;
+    /// A schema of the tenant's registry by global id.
+    fn schema_by_id(&self, tenant: &str, id: u32) -> Option<Schema>;
+    /// The newest schema registered under `subject`.
+    fn latest_schema(&self, tenant: &str, subject: &str) -> Option<Schema>;
+}
+
+/// For guests run without a gateway around them (tests, benchmarks): no tables, no schemas.
+pub struct NoHostServices;
+
+impl HostServices for NoHostServices {
+    fn lookup(&self, _: &str, _: &str, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn schema_by_id(&self, _: &str, _: u32) -> Option<Schema> {
+        None
+    }
+    fn latest_schema(&self, _: &str, _: &str) -> Option<Schema> {
+        None
+    }
+}
+
+/// Log lines a guest may write per call before the rest are dropped.
+const LOG_LINES_PER_CALL: u32 = 100;
+
+pub struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: Limits,
+    host: Arc<dyn HostServices>,
+    tenant: Arc<str>,
+    component: Arc<str>,
+    /// Log lines left in this call (reset before each call).
+    pub log_budget: u32,
+}
+
+impl GuestState {
+    pub fn new(
+        host: Arc<dyn HostServices>,
+        tenant: Arc<str>,
+        component: Arc<str>,
+        memory_limit: usize,
+    ) -> GuestState {
+        // Nothing granted: no preopened directories, no environment, no arguments, no network.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: Limits {
+                memory_limit,
+                denied: false,
+            },
+            host,
+            tenant,
+            component,
+            log_budget: LOG_LINES_PER_CALL,
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Memory and table bounds of one store. Remembers a denied growth, so a trap that follows
+/// (a Rust guest aborts when allocation fails) is reported as out-of-memory.
+pub struct Limits {
+    memory_limit: usize,
+    pub denied: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > 1 << 20 {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+impl logging::Host for GuestState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        if self.log_budget == 0 {
+            return;
+        }
+        self.log_budget -= 1;
+        let message: String = message.chars().take(2048).collect();
+        let (tenant, component) = (&*self.tenant, &*self.component);
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "guest", tenant, component, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "guest", tenant, component, "{message}"),
+            LogLevel::Info => tracing::info!(target: "guest", tenant, component, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "guest", tenant, component, "{message}"),
+            LogLevel::Error => tracing::error!(target: "guest", tenant, component, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for GuestState {
+    fn now(&mut self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+impl schemas::Host for GuestState {
+    fn by_id(&mut self, id: u32) -> Option<Schema> {
+        self.host.schema_by_id(&self.tenant, id)
+    }
+
+    fn latest(&mut self, subject: String) -> Option<Schema> {
+        self.host.latest_schema(&self.tenant, &subject)
+    }
+}
+
+impl reference_tables::Host for GuestState {
+    fn lookup(&mut self, table: String, key: String) -> Option<Vec<u8>> {
+        self.host.lookup(&self.tenant, &table, &key)
+    }
+}
+
+impl crate::generated::types_host::Host for GuestState {}

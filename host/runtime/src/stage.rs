@@ -1,0 +1,430 @@
+//! A stage: one component with one configuration, its idle instances, its deadline and
+//! memory bounds, its failure breaker and its counters.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use crate::engine::Runtime;
+use crate::error::{CallError, RuntimeError};
+use crate::generated::{
+    BatchContext, Decision, Enricher, EnricherPre, Event, Output, Rejection, Router, RouterPre,
+    Transformer, TransformerPre, Validator, ValidatorPre, Verdict,
+};
+use crate::guest::{GuestState, HostServices};
+use crate::metrics::{Counters, ErrorKind, StageStats};
+
+/// The stage worlds of the `sluice:gateway` package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum World {
+    Validator,
+    Enricher,
+    Router,
+    Transformer,
+}
+
+impl World {
+    pub const ALL: [World; 4] = [
+        World::Validator,
+        World::Enricher,
+        World::Router,
+        World::Transformer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Validator => "validator",
+            World::Enricher => "enricher",
+            World::Router => "router",
+            World::Transformer => "transformer",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<World> {
+        World::ALL.into_iter().find(|w| w.name() == name)
+    }
+}
+
+/// A compiled component, ready to be pre-instantiated for any number of stages.
+pub struct Compiled {
+    /// SHA-256 of the `.wasm`, hex.
+    pub hash: String,
+    pub(crate) component: Component,
+    /// Loaded from the on-disk cache rather than compiled now.
+    pub from_cache: bool,
+}
+
+impl Compiled {
+    /// Whether the component fits `world` (its imports can be linked, its export is there).
+    pub fn check_world(&self, runtime: &Runtime, world: World) -> Result<(), RuntimeError> {
+        pre_for(runtime, &self.component, world).map(|_| ())
+    }
+
+    /// The first of the stage worlds this component fits.
+    pub fn world(&self, runtime: &Runtime) -> Option<World> {
+        World::ALL
+            .into_iter()
+            .find(|w| self.check_world(runtime, *w).is_ok())
+    }
+}
+
+enum Pre {
+    Validator(ValidatorPre<GuestState>),
+    Enricher(EnricherPre<GuestState>),
+    Router(RouterPre<GuestState>),
+    Transformer(TransformerPre<GuestState>),
+}
+
+enum Bindings {
+    Validator(Validator),
+    Enricher(Enricher),
+    Router(Router),
+    Transformer(Transformer),
+}
+
+struct Instance {
+    store: Store<GuestState>,
+    bindings: Bindings,
+}
+
+fn pre_for(runtime: &Runtime, component: &Component, world: World) -> Result<Pre, RuntimeError> {
+    let wrong = |e: wasmtime::Error| RuntimeError::WrongWorld {
+        world: world.name(),
+        reason: format!("{e:#}"),
+    };
+    let pre = runtime
+        .inner
+        .linker
+        .instantiate_pre(component)
+        .map_err(wrong)?;
+    Ok(match world {
+        World::Validator => Pre::Validator(ValidatorPre::new(pre).map_err(wrong)?),
+        World::Enricher => Pre::Enricher(EnricherPre::new(pre).map_err(wrong)?),
+        World::Router => Pre::Router(RouterPre::new(pre).map_err(wrong)?),
+        World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(wrong)?),
+    })
+}
+
+/// Who a stage belongs to, for metrics and guest logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StageLabels {
+    pub tenant: String,
+    pub component: String,
+}
+
+/// Consecutive guest failures before a stage is suspended, and how long it then rests.
+const FAILURES_TO_SUSPEND: u32 = 3;
+const FIRST_SUSPENSION: Duration = Duration::from_secs(1);
+const LONGEST_SUSPENSION: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Breaker {
+    consecutive: u32,
+    suspended_until: Option<Instant>,
+    next_suspension: Option<Duration>,
+    last: String,
+}
+
+/// Idle instances kept per stage (more are created under concurrency, then dropped).
+const MAX_IDLE: usize = 4;
+
+struct StageInner {
+    runtime: Runtime,
+    pre: Pre,
+    world: World,
+    config: String,
+    host: Arc<dyn HostServices>,
+    tenant: Arc<str>,
+    component: Arc<str>,
+    /// Initialized instances waiting for the next batch.
+    idle: Mutex<Vec<Instance>>,
+    breaker: Mutex<Breaker>,
+    counters: Counters,
+}
+
+/// A component with its configuration, as a pipeline stage or transform runs it. Cheap to
+/// clone; safe to call from many threads (each call gets its own instance).
+#[derive(Clone)]
+pub struct Stage {
+    inner: Arc<StageInner>,
+}
+
+/// Why instantiating failed: the guest's `init` said no, or it misbehaved doing so.
+enum StartError {
+    Config(String),
+    Call(CallError),
+}
+
+impl Stage {
+    /// Pre-instantiate `compiled` for `world` and start one instance with `config`, so a
+    /// component of the wrong world or a configuration the guest refuses fails here.
+    pub fn new(
+        runtime: &Runtime,
+        compiled: &Compiled,
+        world: World,
+        config: String,
+        host: Arc<dyn HostServices>,
+        labels: StageLabels,
+    ) -> Result<Stage, RuntimeError> {
+        let pre = pre_for(runtime, &compiled.component, world)?;
+        let stage = Stage {
+            inner: Arc::new(StageInner {
+                runtime: runtime.clone(),
+                pre,
+                world,
+                config,
+                host,
+                tenant: labels.tenant.into(),
+                component: labels.component.into(),
+                idle: Mutex::new(Vec::new()),
+                breaker: Mutex::new(Breaker::default()),
+                counters: Counters::default(),
+            }),
+        };
+        match stage.instantiate() {
+            Ok(instance) => stage.inner.idle.lock().push(instance),
+            Err(StartError::Config(e)) => return Err(RuntimeError::Config(e)),
+            Err(StartError::Call(e)) => return Err(RuntimeError::Instantiate(e.to_string())),
+        }
+        Ok(stage)
+    }
+
+    pub fn world(&self) -> World {
+        self.inner.world
+    }
+
+    pub fn stats(&self) -> StageStats {
+        self.inner.counters.snapshot()
+    }
+
+    pub fn labels(&self) -> StageLabels {
+        StageLabels {
+            tenant: self.inner.tenant.to_string(),
+            component: self.inner.component.to_string(),
+        }
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        let o = self.inner.runtime.options();
+        (o.call_timeout.as_micros() / o.epoch_tick.as_micros().max(1)) as u64 + 1
+    }
+
+    fn instantiate(&self) -> Result<Instance, StartError> {
+        let inner = &self.inner;
+        let runtime = &inner.runtime.inner;
+        let memory_limit = runtime.options.memory_limit;
+        let mut store = Store::new(
+            &runtime.engine,
+            GuestState::new(
+                inner.host.clone(),
+                inner.tenant.clone(),
+                inner.component.clone(),
+                memory_limit,
+            ),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks());
+        inner
+            .counters
+            .instantiations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fail = |e: wasmtime::Error, store: &Store<GuestState>| {
+            StartError::Call(self.classify(&e, store))
+        };
+        let config = &inner.config;
+        let (bindings, init) = match &inner.pre {
+            Pre::Validator(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_validate().call_init(&mut store, config);
+                (Bindings::Validator(b), r)
+            }
+            Pre::Enricher(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_enrich().call_init(&mut store, config);
+                (Bindings::Enricher(b), r)
+            }
+            Pre::Router(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_route().call_init(&mut store, config);
+                (Bindings::Router(b), r)
+            }
+            Pre::Transformer(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_transform().call_init(&mut store, config);
+                (Bindings::Transformer(b), r)
+            }
+        };
+        match init {
+            Ok(Ok(())) => Ok(Instance { store, bindings }),
+            Ok(Err(refusal)) => Err(StartError::Config(refusal)),
+            Err(e) => Err(fail(e, &store)),
+        }
+    }
+
+    fn classify(&self, e: &wasmtime::Error, store: &Store<GuestState>) -> CallError {
+        let o = self.inner.runtime.options();
+        if store.data().limits.denied {
+            return CallError::OutOfMemory(o.memory_limit);
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Timeout(o.call_timeout.as_millis() as u64),
+            Some(trap) => CallError::Trap(trap.to_string()),
+            None => CallError::Trap(format!("{e:#}")),
+        }
+    }
+
+    /// Run `f` on an instance under the deadline, and check it answered once per event.
+    fn call<R>(
+        &self,
+        events: usize,
+        f: impl FnOnce(&mut Store<GuestState>, &Bindings) -> Option<wasmtime::Result<Vec<R>>>,
+    ) -> Result<Vec<R>, CallError> {
+        let inner = &self.inner;
+        let counters = &inner.counters;
+        {
+            let breaker = inner.breaker.lock();
+            if let Some(until) = breaker.suspended_until
+                && Instant::now() < until
+            {
+                counters.error(ErrorKind::Suspended);
+                return Err(CallError::Suspended(breaker.last.clone()));
+            }
+        }
+        let idle = inner.idle.lock().pop();
+        let mut instance = match idle {
+            Some(i) => i,
+            None => match self.instantiate() {
+                Ok(i) => i,
+                Err(StartError::Config(e)) => {
+                    counters.error(ErrorKind::Instantiate);
+                    return Err(CallError::Instantiate(format!("init refused: {e}")));
+                }
+                Err(StartError::Call(e)) => return Err(self.failed(e)),
+            },
+        };
+        instance.store.set_epoch_deadline(self.deadline_ticks());
+        instance.store.data_mut().log_budget = 100;
+        let started = Instant::now();
+        let result = f(&mut instance.store, &instance.bindings);
+        counters
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .events
+            .fetch_add(events as u64, std::sync::atomic::Ordering::Relaxed);
+        counters.nanos.fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let outcome = match result {
+            None => Err(CallError::BadOutput(format!(
+                "this stage runs a {} component",
+                inner.world.name()
+            ))),
+            Some(Err(e)) => Err(self.classify(&e, &instance.store)),
+            Some(Ok(out)) if out.len() != events => Err(CallError::BadOutput(format!(
+                "{} results for {events} events",
+                out.len()
+            ))),
+            Some(Ok(out)) => Ok(out),
+        };
+        match outcome {
+            Ok(out) => {
+                let mut breaker = inner.breaker.lock();
+                breaker.consecutive = 0;
+                breaker.suspended_until = None;
+                breaker.next_suspension = None;
+                drop(breaker);
+                let mut idle = inner.idle.lock();
+                if idle.len() < MAX_IDLE {
+                    idle.push(instance);
+                }
+                Ok(out)
+            }
+            // The instance may be in any state after a failure: it is dropped, never reused.
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn failed(&self, e: CallError) -> CallError {
+        let kind = match &e {
+            CallError::Trap(_) => ErrorKind::Trap,
+            CallError::Timeout(_) => ErrorKind::Timeout,
+            CallError::OutOfMemory(_) => ErrorKind::OutOfMemory,
+            CallError::BadOutput(_) => ErrorKind::BadOutput,
+            CallError::Suspended(_) => ErrorKind::Suspended,
+            CallError::Instantiate(_) => ErrorKind::Instantiate,
+        };
+        self.inner.counters.error(kind);
+        let mut b = self.inner.breaker.lock();
+        b.consecutive += 1;
+        b.last = e.to_string();
+        if b.consecutive >= FAILURES_TO_SUSPEND {
+            let pause = b.next_suspension.unwrap_or(FIRST_SUSPENSION);
+            b.suspended_until = Some(Instant::now() + pause);
+            b.next_suspension = Some((pause * 2).min(LONGEST_SUSPENSION));
+            tracing::warn!(
+                tenant = %self.inner.tenant,
+                component = %self.inner.component,
+                "suspending a component for {pause:?} after {} failures in a row: {e}",
+                b.consecutive
+            );
+        }
+        e
+    }
+
+    /// One verdict per event.
+    pub fn validate(
+        &self,
+        ctx: &BatchContext,
+        events: &[Event],
+    ) -> Result<Vec<Verdict>, CallError> {
+        self.call(events.len(), |store, b| match b {
+            Bindings::Validator(v) => Some(
+                v.sluice_gateway_validate()
+                    .call_validate(store, ctx, events),
+            ),
+            _ => None,
+        })
+    }
+
+    /// Each event enriched or rejected.
+    pub fn enrich(
+        &self,
+        ctx: &BatchContext,
+        events: &[Event],
+    ) -> Result<Vec<Result<Event, Rejection>>, CallError> {
+        self.call(events.len(), |store, b| match b {
+            Bindings::Enricher(v) => {
+                Some(v.sluice_gateway_enrich().call_enrich(store, ctx, events))
+            }
+            _ => None,
+        })
+    }
+
+    /// One routing decision per event.
+    pub fn route(&self, ctx: &BatchContext, events: &[Event]) -> Result<Vec<Decision>, CallError> {
+        self.call(events.len(), |store, b| match b {
+            Bindings::Router(v) => Some(v.sluice_gateway_route().call_route(store, ctx, events)),
+            _ => None,
+        })
+    }
+
+    /// Each event's outputs, or why it cannot be transformed.
+    pub fn transform(
+        &self,
+        ctx: &BatchContext,
+        events: &[Event],
+    ) -> Result<Vec<Result<Vec<Output>, Rejection>>, CallError> {
+        self.call(events.len(), |store, b| match b {
+            Bindings::Transformer(v) => Some(
+                v.sluice_gateway_transform()
+                    .call_transform(store, ctx, events),
+            ),
+            _ => None,
+        })
+    }
+}

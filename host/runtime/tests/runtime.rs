@@ -1,0 +1,289 @@
+//! The runtime against the real built-in and hostile components.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_runtime::{
+    BatchContext, CallError, Decision, ErrorKind, Event, Header, HostServices, NoHostServices,
+    Runtime, RuntimeError, RuntimeOptions, Schema, Stage, StageLabels, Verdict, World,
+};
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeOptions {
+        call_timeout: Duration::from_millis(300),
+        ..RuntimeOptions::default()
+    })
+    .unwrap()
+}
+
+fn labels(component: &str) -> StageLabels {
+    StageLabels {
+        tenant: "acme".into(),
+        component: component.into(),
+    }
+}
+
+fn ctx() -> BatchContext {
+    BatchContext {
+        tenant: "acme".into(),
+        topic: "orders".into(),
+        key_id: Some("k1".into()),
+        ingest_time: 1_735_207_200_000,
+    }
+}
+
+fn event(id: &str, ty: &str, data: &str) -> Event {
+    Event {
+        id: id.into(),
+        type_: ty.into(),
+        source: "test".into(),
+        time: 1_735_207_200_000,
+        subject: None,
+        key: None,
+        headers: vec![Header {
+            name: "h".into(),
+            value: b"v".to_vec(),
+        }],
+        data: data.as_bytes().to_vec(),
+        content_type: "application/json".into(),
+    }
+}
+
+fn stage(rt: &Runtime, wasm: &[u8], world: World, config: &str) -> Result<Stage, RuntimeError> {
+    let compiled = rt.compile(wasm)?;
+    Stage::new(
+        rt,
+        &compiled,
+        world,
+        config.into(),
+        Arc::new(NoHostServices),
+        labels("test"),
+    )
+}
+
+const SCHEMA: &str = r#"{"pointer":"/payload","schema":{"type":"object","required":["amount"],
+    "properties":{"amount":{"type":"number","minimum":0}}}}"#;
+
+#[test]
+fn validate_accepts_and_rejects_per_event_and_reuses_its_instance() {
+    let rt = runtime();
+    let s = stage(&rt, sluice_builtins::VALIDATE, World::Validator, SCHEMA).unwrap();
+    for _ in 0..5 {
+        let verdicts = s
+            .validate(
+                &ctx(),
+                &[
+                    event("1", "t", r#"{"payload":{"amount":1}}"#),
+                    event("2", "t", r#"{"payload":{"amount":-1}}"#),
+                    event("3", "t", "not json"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(verdicts[0], Verdict::Accept);
+        let Verdict::Reject(r) = &verdicts[1] else {
+            panic!("negative amount accepted")
+        };
+        assert_eq!(r.reason, "schema-violation");
+        assert_eq!(r.violations[0].path, "/payload/amount");
+        let Verdict::Reject(r) = &verdicts[2] else {
+            panic!("non-JSON accepted")
+        };
+        assert_eq!(r.reason, "invalid-json");
+    }
+    let stats = s.stats();
+    assert_eq!(stats.calls, 5);
+    assert_eq!(stats.events, 15);
+    assert_eq!(stats.instantiations, 1, "one instance serves every batch");
+}
+
+#[test]
+fn wrong_world_garbage_and_refused_config_fail_at_setup() {
+    let rt = runtime();
+    let wrong = stage(&rt, sluice_builtins::VALIDATE, World::Transformer, SCHEMA);
+    assert!(
+        matches!(
+            wrong,
+            Err(RuntimeError::WrongWorld {
+                world: "transformer",
+                ..
+            })
+        ),
+        "{:?}",
+        wrong.err()
+    );
+    let garbage = rt.compile(b"\0asm garbage");
+    assert!(matches!(garbage, Err(RuntimeError::InvalidComponent(_))));
+    let refused = stage(
+        &rt,
+        sluice_builtins::VALIDATE,
+        World::Validator,
+        r#"{"nope":1}"#,
+    );
+    let Err(RuntimeError::Config(msg)) = refused else {
+        panic!("config accepted")
+    };
+    assert!(msg.contains("nope"), "{msg}");
+    let compiled = rt.compile(sluice_builtins::ROUTE).unwrap();
+    assert_eq!(compiled.world(&rt), Some(World::Router));
+}
+
+fn hostile(rt: &Runtime, behaviour: &str) -> Stage {
+    stage(
+        rt,
+        sluice_builtins::testing::HOSTILE,
+        World::Transformer,
+        &format!(r#"{{"behaviour":"{behaviour}"}}"#),
+    )
+    .unwrap()
+}
+
+#[test]
+fn hostile_guests_fail_only_their_call() {
+    let rt = runtime();
+    let batch = [event("1", "t", "{}"), event("2", "t", "{}")];
+
+    let started = Instant::now();
+    let err = hostile(&rt, "loop").transform(&ctx(), &batch).unwrap_err();
+    assert_eq!(err, CallError::Timeout(300));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline stops a loop"
+    );
+
+    let err = hostile(&rt, "alloc").transform(&ctx(), &batch).unwrap_err();
+    assert!(matches!(err, CallError::OutOfMemory(_)), "{err}");
+
+    let err = hostile(&rt, "huge-output")
+        .transform(&ctx(), &batch)
+        .unwrap_err();
+    assert!(matches!(err, CallError::OutOfMemory(_)), "{err}");
+
+    let err = hostile(&rt, "trap").transform(&ctx(), &batch).unwrap_err();
+    assert!(matches!(err, CallError::Trap(_)), "{err}");
+
+    let err = hostile(&rt, "wrong-count")
+        .transform(&ctx(), &batch)
+        .unwrap_err();
+    assert_eq!(err, CallError::BadOutput("3 results for 2 events".into()));
+
+    // The engine and other stages are untouched.
+    let ok = hostile(&rt, "ok").transform(&ctx(), &batch).unwrap();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(ok[0].as_ref().unwrap()[0].event.id, "1");
+}
+
+#[test]
+fn a_failing_stage_is_replaced_then_suspended() {
+    let rt = runtime();
+    let s = hostile(&rt, "trap");
+    let batch = [event("1", "t", "{}")];
+    for _ in 0..3 {
+        assert!(matches!(
+            s.transform(&ctx(), &batch),
+            Err(CallError::Trap(_))
+        ));
+    }
+    let err = s.transform(&ctx(), &batch).unwrap_err();
+    assert!(matches!(err, CallError::Suspended(_)), "{err}");
+    let stats = s.stats();
+    assert_eq!(stats.errors_of(ErrorKind::Trap), 3);
+    assert_eq!(stats.errors_of(ErrorKind::Suspended), 1);
+    // Setup and the two calls after a trap each needed a fresh instance.
+    assert_eq!(stats.instantiations, 3);
+}
+
+#[test]
+fn route_decides_per_event() {
+    let rt = runtime();
+    let s = stage(
+        &rt,
+        sluice_builtins::ROUTE,
+        World::Router,
+        r#"{"rules":[{"type":"invoice.*","topic":"invoices","key":"/customer"},
+                     {"type":"*.deleted","dlq":"no deletes"}]}"#,
+    )
+    .unwrap();
+    let d = s
+        .route(
+            &ctx(),
+            &[
+                event("1", "invoice.paid", r#"{"customer":"c1"}"#),
+                event("2", "user.deleted", "{}"),
+                event("3", "user.created", "{}"),
+            ],
+        )
+        .unwrap();
+    let Decision::Deliver(to) = &d[0] else {
+        panic!()
+    };
+    assert_eq!(to.topic.as_deref(), Some("invoices"));
+    assert_eq!(to.key.as_deref(), Some(&b"c1"[..]));
+    assert!(matches!(&d[1], Decision::DeadLetter(dl) if dl.reason == "no deletes"));
+    assert!(matches!(&d[2], Decision::Deliver(to) if to.topic.is_none()));
+}
+
+struct Tables;
+
+impl HostServices for Tables {
+    fn lookup(&self, tenant: &str, table: &str, key: &str) -> Option<Vec<u8>> {
+        (tenant == "acme" && table == "customers" && key == "42")
+            .then(|| br#"{"tier":"gold"}"#.to_vec())
+    }
+    fn schema_by_id(&self, _: &str, _: u32) -> Option<Schema> {
+        None
+    }
+    fn latest_schema(&self, _: &str, _: &str) -> Option<Schema> {
+        None
+    }
+}
+
+#[test]
+fn enrich_reaches_the_host_tables() {
+    let rt = runtime();
+    let compiled = rt.compile(sluice_builtins::ENRICH).unwrap();
+    let s = Stage::new(
+        &rt,
+        &compiled,
+        World::Enricher,
+        r#"{"lookups":[{"table":"customers","key":"/customer","into":"/customer_info"}]}"#.into(),
+        Arc::new(Tables),
+        labels("enrich"),
+    )
+    .unwrap();
+    let out = s
+        .enrich(&ctx(), &[event("e1", "t", r#"{"customer":42}"#)])
+        .unwrap();
+    let e = out[0].as_ref().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+    assert_eq!(v["customer_info"]["tier"], "gold");
+    assert_eq!(v["tenant"], "acme");
+    assert_eq!(v["producer_key_id"], "k1");
+    assert_eq!(v["correlation_id"], "e1");
+    assert_eq!(v["trace_id"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..RuntimeOptions::default()
+    };
+    let first = Runtime::new(options.clone()).unwrap();
+    let c = first.compile(sluice_builtins::ROUTE).unwrap();
+    assert!(!c.from_cache);
+    let again = Runtime::new(options).unwrap();
+    let c2 = again.compile(sluice_builtins::ROUTE).unwrap();
+    assert!(c2.from_cache);
+    assert_eq!(c.hash, c2.hash);
+    let s = Stage::new(
+        &again,
+        &c2,
+        World::Router,
+        r#"{"rules":[]}"#.into(),
+        Arc::new(NoHostServices),
+        labels("route"),
+    )
+    .unwrap();
+    assert_eq!(s.route(&ctx(), &[event("1", "t", "{}")]).unwrap().len(), 1);
+}
