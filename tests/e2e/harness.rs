@@ -11,6 +11,7 @@ use sluice::config::S3Config;
 use sluice::serve::{ServeOptions, start};
 use sluice::server::run;
 use sluice_log::LogOptions;
+use sluice_runtime::RuntimeOptions;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -32,6 +33,17 @@ pub fn options(data: &Path) -> ServeOptions {
         s3: S3Config::default(),
         log: LogOptions::default(),
         max_body_bytes: 4 << 20,
+        wasm: wasm_options(),
+    }
+}
+
+/// Guests bounded tightly for tests, with one compile cache for the whole test binary.
+pub fn wasm_options() -> RuntimeOptions {
+    RuntimeOptions {
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasm-cache")),
+        call_timeout: Duration::from_millis(300),
+        max_instances: 32,
+        ..RuntimeOptions::default()
     }
 }
 

@@ -9,6 +9,8 @@
 //! - `cli`: the `sluice` command against a running server.
 //! - `crash`: SIGKILL under load loses nothing acknowledged.
 //! - `fencing`: two hosts on one data directory.
+//! - `pipelines`: ingest pipelines of WebAssembly stages (validate, enrich, route).
+//! - `transforms`: components uploaded by tenants, transforms, hostile guests contained.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 
 mod auth;
@@ -17,6 +19,8 @@ mod cli;
 mod crash;
 mod fencing;
 mod harness;
+mod pipelines;
 mod produce_fetch;
 mod s3;
 mod topics;
+mod transforms;

@@ -128,6 +128,7 @@ impl ServeArgs {
             store,
             s3: file.s3,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            wasm: file.wasm.options(),
         })
     }
 }

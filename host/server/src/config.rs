@@ -21,6 +21,38 @@ pub struct FileConfig {
     pub s3: S3Config,
     #[serde(default)]
     pub log: LogTuning,
+    #[serde(default)]
+    pub wasm: WasmTuning,
+}
+
+/// Bounds for WebAssembly guests (pipelines and transforms).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmTuning {
+    /// The longest one call into a guest may run (default 500ms): a batch whose stage runs
+    /// longer fails with a timeout. Longer allows heavier transforms; shorter bounds how long a
+    /// looping guest holds a core.
+    #[serde(default, with = "humantime_serde")]
+    pub call_timeout: Option<Duration>,
+    /// The most linear memory one guest instance may use (bytes; default 64 MiB).
+    pub memory_limit: Option<usize>,
+    /// Guest instances alive at once (default 256): each reserves address space up front.
+    pub max_instances: Option<u32>,
+    /// Where compiled components are cached (default `<data>/compiled`).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl WasmTuning {
+    pub fn options(&self) -> sluice_runtime::RuntimeOptions {
+        let d = sluice_runtime::RuntimeOptions::default();
+        sluice_runtime::RuntimeOptions {
+            cache_dir: self.cache_dir.clone(),
+            call_timeout: self.call_timeout.unwrap_or(d.call_timeout),
+            memory_limit: self.memory_limit.unwrap_or(d.memory_limit),
+            max_instances: self.max_instances.unwrap_or(d.max_instances),
+            epoch_tick: d.epoch_tick,
+        }
+    }
 }
 
 /// S3 settings beyond the standard `AWS_*` environment variables.

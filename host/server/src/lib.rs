@@ -8,9 +8,15 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod components;
 pub mod config;
+pub mod dead_letters;
 pub mod envelope;
 pub mod error;
+pub mod guest_events;
 pub mod metrics;
+pub mod pipeline;
+pub mod reference_tables;
 pub mod serve;
 pub mod server;
+pub mod transforms;

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::prefix::PrefixStore;
 use sluice_log::{Log, LogOptions, Storage};
+use sluice_runtime::{Runtime, RuntimeOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::Directory;
+use crate::components::Components;
 use crate::config::S3Config;
 use crate::server::{self, App};
+use crate::transforms::Transforms;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -26,6 +29,8 @@ pub struct ServeOptions {
     pub s3: S3Config,
     pub log: LogOptions,
     pub max_body_bytes: usize,
+    /// Bounds for WebAssembly guests; its `cache_dir` defaults to `<data>/compiled`.
+    pub wasm: RuntimeOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,8 @@ pub enum ServeError {
     Bootstrap(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("starting the WebAssembly runtime: {0}")]
+    Runtime(#[from] sluice_runtime::RuntimeError),
 }
 
 pub fn storage(opts: &ServeOptions) -> Result<Storage, ServeError> {
@@ -108,10 +115,22 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         }
         None => None,
     };
-    Ok((
-        Arc::new(App::new(log, directory, opts.max_body_bytes)),
-        token,
-    ))
+    let mut wasm = opts.wasm.clone();
+    if wasm.cache_dir.is_none() {
+        wasm.cache_dir = Some(opts.data.join("compiled"));
+    }
+    let runtime = Runtime::new(wasm)?;
+    let components = Components::load(log.clone(), runtime).await?;
+    let transforms = Transforms::load(log.clone()).await?;
+    let app = Arc::new(App::new(
+        log,
+        directory,
+        components,
+        transforms,
+        opts.max_body_bytes,
+    ));
+    app.transforms.resume(&app).await;
+    Ok((app, token))
 }
 
 /// Run `sluice serve` until Ctrl-C or SIGTERM.

@@ -23,8 +23,12 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::auth::{Directory, Principal};
+use crate::components::Components;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, RequestLabels};
+use crate::pipeline::Pipelines;
+use crate::reference_tables::GatewayServices;
+use crate::transforms::Transforms;
 
 pub type Body = Full<Bytes>;
 
@@ -39,19 +43,37 @@ pub struct App {
     pub sticky: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// The seed's Topic Configuration schema, compiled once.
     pub topic_schema: jsonschema::Validator,
+    /// Built-in and uploaded WebAssembly components, and the runtime that runs them.
+    pub components: Components,
+    /// Topics' ingest pipelines, built once and cached.
+    pub pipelines: Pipelines,
+    /// What guests reach through their host imports (reference tables, schemas).
+    pub guest_services: Arc<GatewayServices>,
+    /// Tenants' running transforms.
+    pub transforms: Transforms,
 }
 
 impl App {
-    pub fn new(log: Log, directory: Directory, max_body_bytes: usize) -> App {
+    pub fn new(
+        log: Log,
+        directory: Directory,
+        components: Components,
+        transforms: Transforms,
+        max_body_bytes: usize,
+    ) -> App {
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("api/topic_schema.json")).expect("schema is JSON");
         App {
-            log,
             directory,
             metrics: Metrics::default(),
             max_body_bytes,
             sticky: Mutex::new(HashMap::new()),
             topic_schema: jsonschema::validator_for(&schema).expect("schema compiles"),
+            components,
+            pipelines: Pipelines::default(),
+            transforms,
+            guest_services: Arc::new(GatewayServices::new(log.clone())),
+            log,
         }
     }
 }
@@ -96,6 +118,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     {
         tracing::warn!("connections still open after 10 s; closing anyway");
     }
+    // Transforms finish and commit their batch before the log closes.
+    app.transforms.stop_all().await;
     app.log.close().await;
 }
 
@@ -174,7 +198,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     response
 }
 
-async fn route(app: &App, call: Call) -> (&'static str, Result<Response<Body>, ApiError>) {
+async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Body>, ApiError>) {
     let segments: Vec<&str> = call.path.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["healthz"] => (

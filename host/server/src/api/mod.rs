@@ -1,9 +1,13 @@
 //! The HTTP APIs, one module per resource. [`dispatch`] maps an authenticated call to a handler.
 
 mod admin;
+mod components;
 mod fetch;
 mod produce;
 mod topics;
+mod transforms;
+
+use std::sync::Arc;
 
 use http::{Method, Response, StatusCode};
 
@@ -12,7 +16,7 @@ use crate::error::ApiError;
 use crate::server::{App, Body, Call, require_system};
 
 pub async fn dispatch(
-    app: &App,
+    app: &Arc<App>,
     who: Principal,
     call: Call,
 ) -> (&'static str, Result<Response<Body>, ApiError>) {
@@ -45,6 +49,33 @@ pub async fn dispatch(
         (["v1", "keys"], &Method::GET) => ("keys", admin::list_keys(app, &who, &call)),
         (["v1", "keys", id], &Method::DELETE) => ("keys", admin::revoke_key(app, &who, id).await),
         (["v1", "whoami"], &Method::GET) => ("whoami", Ok(admin::whoami(&who))),
+        (["v1", "components"], &Method::GET) => ("components", components::list(app, &who)),
+        (["v1", "components", n], &Method::PUT) => {
+            ("component", components::upload(app, &who, n, call).await)
+        }
+        (["v1", "components", n], &Method::GET) => {
+            ("component", components::describe(app, &who, n))
+        }
+        (["v1", "transforms"], &Method::GET) => ("transforms", transforms::list(app, &who)),
+        (["v1", "transforms"], &Method::POST) => {
+            ("transforms", transforms::create(app, &who, call).await)
+        }
+        (["v1", "transforms", n], &Method::GET) => {
+            ("transform", transforms::status(app, &who, n).await)
+        }
+        (["v1", "transforms", n], &Method::PUT) => {
+            ("transform", transforms::put(app, &who, n, call).await)
+        }
+        (["v1", "transforms", n], &Method::DELETE) => {
+            ("transform", transforms::delete(app, &who, n).await)
+        }
+        (["v1", "transforms", n, "stop"], &Method::POST) => (
+            "transform",
+            transforms::set_state(app, &who, n, false).await,
+        ),
+        (["v1", "transforms", n, "start"], &Method::POST) => {
+            ("transform", transforms::set_state(app, &who, n, true).await)
+        }
         (
             ["metrics"]
             | ["v1", "topics"]
@@ -55,7 +86,12 @@ pub async fn dispatch(
             | ["v1", "tenants"]
             | ["v1", "keys"]
             | ["v1", "keys", _]
-            | ["v1", "whoami"],
+            | ["v1", "whoami"]
+            | ["v1", "components"]
+            | ["v1", "components", _]
+            | ["v1", "transforms"]
+            | ["v1", "transforms", _]
+            | ["v1", "transforms", _, "stop" | "start"],
             _,
         ) => ("method", Err(ApiError::method_not_allowed())),
         _ => (

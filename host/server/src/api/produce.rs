@@ -2,8 +2,10 @@
 //!
 //! Events are parsed, partitioned and encoded here, in the request's own task (so this work
 //! spreads over cores); the log's single writer only assigns offsets and makes them durable.
-//! The answer lists, in request order, each event's position or its own error: one bad event
-//! never costs the others.
+//! A topic with an ingest pipeline runs the batch through its WebAssembly stages first (on a
+//! blocking thread): they may reject events, rewrite them, route them to other topics of the
+//! tenant or to a dead-letter topic. The answer lists, in request order, each event's position
+//! or its own error: one bad event never costs the others.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,13 +16,32 @@ use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use sluice_log::partitioner::partition_for_key;
 use sluice_log::{EncodedRecords, PartitionAppend, Record, TimestampType};
+use sluice_runtime::BatchContext;
 
 use super::{check_topic_name, log_name};
 use crate::auth::{Principal, Role, now_ms};
+use crate::dead_letters;
 use crate::envelope::{self, Event, Framing, TopicRules};
 use crate::error::{ApiError, from_log};
+use crate::guest_events::{id_of, to_event, to_record};
 use crate::metrics::TopicLabels;
+use crate::pipeline::{self, Fate, Pipeline, StageSpec};
 use crate::server::{App, Body, Call, json};
+
+/// One record on its way into a topic, and the request event it answers for.
+struct Placement {
+    origin: usize,
+    /// The topic as the tenant names it.
+    topic: String,
+    record: Record,
+    /// An explicit partition asked for by the producer (only for the topic it produced to).
+    partition: Option<u32>,
+    event_id: String,
+    /// Pass the id to the log's idempotency table (the producer or a guest chose it).
+    dedup: bool,
+    /// Why it goes to a dead-letter topic.
+    dead_letter: Option<String>,
+}
 
 pub async fn produce(
     app: &App,
@@ -41,10 +62,11 @@ pub async fn produce(
                 .get("keyField")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            (meta.partitions, config.clone(), key_field)
+            let pipeline = meta.spec.get("pipeline").map(|p| json!({ "pipeline": p }));
+            (config.clone(), key_field, pipeline)
         })
         .ok_or_else(|| ApiError::topic_not_found(topic))?;
-    let (partitions, config, key_field) = topic_view;
+    let (config, key_field, pipeline_doc) = topic_view;
     let framing =
         Framing::from_content_type(call.header(header::CONTENT_TYPE)).ok_or_else(|| {
             ApiError::unsupported_media(
@@ -60,99 +82,151 @@ pub async fn produce(
         max_message_bytes: config.max_message_bytes,
     };
     let now = now_ms();
-    // Keyless events of one request stick to one partition; the next request takes the next.
-    let sticky = sticky_counter(app, &full).fetch_add(1, Ordering::Relaxed) % partitions;
 
-    let mut results: Vec<Option<Result<Value, ApiError>>> = Vec::with_capacity(raw.len());
-    let mut by_partition: BTreeMap<u32, Vec<(usize, Event)>> = BTreeMap::new();
-    let mut bytes_in = 0u64;
+    let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(raw.len());
+    let mut answers: Vec<Vec<Value>> = Vec::with_capacity(raw.len());
+    let mut ids: Vec<String> = Vec::with_capacity(raw.len());
+    let mut parsed: Vec<(usize, Event)> = Vec::with_capacity(raw.len());
     for (i, item) in raw.into_iter().enumerate() {
-        let event = item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now));
-        match event {
+        answers.push(Vec::new());
+        match item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now)) {
             Ok(e) => {
-                let p = match (e.partition, &e.record.key) {
-                    (Some(p), _) if p >= partitions => {
-                        results.push(Some(Err(ApiError::new(
-                            StatusCode::NOT_FOUND,
-                            40402,
-                            format!("topic `{topic}` has {partitions} partitions; partition {p} does not exist"),
-                        ))));
-                        continue;
-                    }
-                    (Some(p), _) => p,
-                    (None, Some(k)) => partition_for_key(k, partitions),
-                    (None, None) => sticky,
-                };
-                bytes_in += e.record.size() as u64;
-                results.push(None);
-                by_partition.entry(p).or_default().push((i, e));
+                ids.push(e.event_id.clone());
+                errors.push(None);
+                parsed.push((i, e));
             }
-            Err(err) => results.push(Some(Err(err))),
+            Err(err) => {
+                ids.push(String::new());
+                errors.push(Some(err));
+            }
         }
     }
 
-    let mut slots: Vec<Vec<(usize, String)>> = Vec::with_capacity(by_partition.len());
-    let mut parts = Vec::with_capacity(by_partition.len());
-    for (partition, events) in by_partition {
-        let mut records: Vec<Record> = Vec::with_capacity(events.len());
-        let mut ids = Vec::with_capacity(events.len());
-        let mut slot = Vec::with_capacity(events.len());
-        for (i, e) in events {
-            ids.push(e.id_given.then(|| e.event_id.clone()));
-            slot.push((i, e.event_id));
-            records.push(e.record);
+    let specs = match &pipeline_doc {
+        Some(doc) => pipeline::parse_spec(doc)?,
+        None => Vec::new(),
+    };
+    let mut placements: Vec<Placement> = Vec::with_capacity(parsed.len());
+    if specs.is_empty() || parsed.is_empty() {
+        for (i, e) in parsed {
+            placements.push(Placement {
+                origin: i,
+                topic: topic.to_owned(),
+                record: e.record,
+                partition: e.partition,
+                event_id: e.event_id,
+                dedup: e.id_given,
+                dead_letter: None,
+            });
         }
-        parts.push(PartitionAppend {
-            partition,
-            records: EncodedRecords::encode(&records, config.compression),
-            event_ids: ids,
-        });
-        slots.push(slot);
+    } else {
+        let pipeline = pipeline_for(app, &who.tenant, &full, specs).await?;
+        let events: Vec<_> = parsed.iter().map(|(_, e)| to_event(&e.record)).collect();
+        let ctx = BatchContext {
+            tenant: who.tenant.clone(),
+            topic: topic.to_owned(),
+            key_id: Some(who.key_id.clone()),
+            ingest_time: now,
+        };
+        let fates = tokio::task::spawn_blocking(move || pipeline.run(&ctx, events))
+            .await
+            .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
+        for ((i, e), fates) in parsed.into_iter().zip(fates) {
+            if let Some(err) = fates.iter().find_map(Fate::error) {
+                errors[i] = Some(err);
+                continue;
+            }
+            for fate in fates {
+                match fate {
+                    Fate::Append { topic: to, event } => {
+                        let record = to_record(event);
+                        let id = id_of(&record);
+                        placements.push(Placement {
+                            origin: i,
+                            partition: if to.is_none() { e.partition } else { None },
+                            topic: to.unwrap_or_else(|| topic.to_owned()),
+                            dedup: e.id_given || id != e.event_id,
+                            event_id: id,
+                            record,
+                            dead_letter: None,
+                        });
+                    }
+                    Fate::DeadLetter {
+                        topic: to,
+                        event,
+                        stage,
+                        reason,
+                    } => {
+                        let mut record = to_record(event);
+                        dead_letters::mark(&mut record, topic, &stage, &reason);
+                        placements.push(Placement {
+                            origin: i,
+                            partition: None,
+                            topic: to.unwrap_or_else(|| dead_letters::dlq_of(topic)),
+                            event_id: id_of(&record),
+                            dedup: e.id_given,
+                            record,
+                            dead_letter: Some(reason),
+                        });
+                    }
+                    Fate::Dropped => {
+                        answers[i].push(json!({"event_id": e.event_id, "dropped": true}))
+                    }
+                    Fate::Rejected { .. } | Fate::Failed { .. } => {}
+                }
+            }
+        }
     }
 
+    let mut by_topic: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
+    for p in placements {
+        by_topic.entry(p.topic.clone()).or_default().push(p);
+    }
+    for (target, placed) in by_topic {
+        let outcome = append_to(app, who, &target, target != topic, placed).await;
+        match outcome {
+            Ok(done) => {
+                for (origin, answer) in done {
+                    match answer {
+                        Ok(v) => answers[origin].push(v),
+                        Err(e) => errors[origin] = Some(e),
+                    }
+                }
+            }
+            Err((origins, e)) => {
+                for o in origins {
+                    errors[o] = Some(e.clone());
+                }
+            }
+        }
+    }
+
+    let results: Vec<Result<Value, ApiError>> = errors
+        .into_iter()
+        .zip(answers)
+        .zip(ids)
+        .map(|((err, mut answers), id)| match err {
+            Some(e) => Err(e),
+            None if answers.len() == 1 => Ok(answers.pop().expect("one")),
+            None if answers.is_empty() => Ok(json!({"event_id": id, "dropped": true})),
+            None => Ok(json!({"event_id": id, "outputs": answers})),
+        })
+        .collect();
+    let rejected = results.iter().filter(|r| r.is_err()).count();
     let labels = TopicLabels {
         tenant: who.tenant.clone(),
         topic: topic.to_owned(),
     };
-    let mut appended = 0u64;
-    if !parts.is_empty() {
-        let stored = app
-            .log
-            .append(&full, parts)
-            .await
-            .map_err(|e| from_log(e, topic))?;
-        for (slot, positions) in slots.into_iter().zip(stored) {
-            for ((i, event_id), a) in slot.into_iter().zip(positions) {
-                let mut v =
-                    json!({"event_id": event_id, "partition": a.partition, "offset": a.offset});
-                if a.duplicate {
-                    v["duplicate"] = json!(true);
-                } else {
-                    appended += 1;
-                }
-                results[i] = Some(Ok(v));
-            }
-        }
-    }
-    let rejected = results.iter().filter(|r| matches!(r, Some(Err(_)))).count();
-    app.metrics
-        .events_in
-        .get_or_create(&labels)
-        .inc_by(appended);
-    app.metrics.bytes_in.get_or_create(&labels).inc_by(bytes_in);
     app.metrics
         .events_rejected
         .get_or_create(&labels)
         .inc_by(rejected as u64);
 
-    let first_error = results.iter().find_map(|r| match r {
-        Some(Err(e)) => Some(e.clone()),
-        _ => None,
-    });
+    let first_error = results.iter().find_map(|r| r.as_ref().err().cloned());
     let all_failed = rejected == results.len();
     let body: Vec<Value> = results
         .into_iter()
-        .map(|r| match r.expect("every event has a result") {
+        .map(|r| match r {
             Ok(v) => v,
             Err(e) => json!({"error_code": e.error_code, "message": e.message}),
         })
@@ -168,6 +242,150 @@ pub async fn produce(
         )),
         _ => Ok(json(StatusCode::OK, &json!({ "results": body }))),
     }
+}
+
+type Answer = (usize, Result<Value, ApiError>);
+
+/// Append placements to one topic of the tenant. `elsewhere`: the topic is not the one the
+/// request named (a route or a dead-letter topic), so the answers name it.
+async fn append_to(
+    app: &App,
+    who: &Principal,
+    topic: &str,
+    elsewhere: bool,
+    placed: Vec<Placement>,
+) -> Result<Vec<Answer>, (Vec<usize>, ApiError)> {
+    let origins = || placed.iter().map(|p| p.origin).collect::<Vec<_>>();
+    let full = log_name(&who.tenant, topic);
+    let is_dlq = placed.iter().all(|p| p.dead_letter.is_some());
+    if app.log.topic(&full).is_none() {
+        if is_dlq {
+            if let Err(e) = dead_letters::ensure(app, &who.tenant, topic).await {
+                return Err((origins(), e));
+            }
+        } else {
+            let e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                42213,
+                format!("the pipeline routes this event to topic `{topic}`, which does not exist"),
+            );
+            return Err((origins(), e));
+        }
+    }
+    let Some((partitions, config)) = app
+        .log
+        .inspect_topic(&full, |meta, config| (meta.partitions, config.clone()))
+    else {
+        return Err((origins(), ApiError::topic_not_found(topic)));
+    };
+    // Keyless events of one request stick to one partition; the next request takes the next.
+    let sticky = sticky_counter(app, &full).fetch_add(1, Ordering::Relaxed) % partitions;
+    let mut answers: Vec<Answer> = Vec::new();
+    let mut by_partition: BTreeMap<u32, Vec<Placement>> = BTreeMap::new();
+    let mut bytes_in = 0u64;
+    for p in placed {
+        let size = p.record.size();
+        if size > config.max_message_bytes as usize {
+            answers.push((
+                p.origin,
+                Err(ApiError::too_large(format!(
+                    "event of {size} bytes exceeds topic `{topic}`'s max.message.bytes {}",
+                    config.max_message_bytes
+                ))),
+            ));
+            continue;
+        }
+        let partition = match (p.partition, &p.record.key) {
+            (Some(n), _) if n >= partitions => {
+                answers.push((
+                    p.origin,
+                    Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        40402,
+                        format!("topic `{topic}` has {partitions} partitions; partition {n} does not exist"),
+                    )),
+                ));
+                continue;
+            }
+            (Some(n), _) => n,
+            (None, Some(k)) => partition_for_key(k, partitions),
+            (None, None) => sticky,
+        };
+        bytes_in += size as u64;
+        by_partition.entry(partition).or_default().push(p);
+    }
+    if by_partition.is_empty() {
+        return Ok(answers);
+    }
+    let mut slots: Vec<Vec<(usize, String, Option<String>)>> = Vec::new();
+    let mut parts = Vec::with_capacity(by_partition.len());
+    for (partition, placed) in by_partition {
+        let mut records: Vec<Record> = Vec::with_capacity(placed.len());
+        let mut ids = Vec::with_capacity(placed.len());
+        let mut slot = Vec::with_capacity(placed.len());
+        for p in placed {
+            ids.push(p.dedup.then(|| p.event_id.clone()));
+            slot.push((p.origin, p.event_id, p.dead_letter));
+            records.push(p.record);
+        }
+        parts.push(PartitionAppend {
+            partition,
+            records: EncodedRecords::encode(&records, config.compression),
+            event_ids: ids,
+        });
+        slots.push(slot);
+    }
+    let all: Vec<usize> = slots.iter().flatten().map(|(o, _, _)| *o).collect();
+    let stored = app
+        .log
+        .append(&full, parts)
+        .await
+        .map_err(|e| (all, from_log(e, topic)))?;
+    let mut appended = 0u64;
+    for (slot, positions) in slots.into_iter().zip(stored) {
+        for ((origin, event_id, dead_letter), a) in slot.into_iter().zip(positions) {
+            let mut v = json!({"event_id": event_id, "partition": a.partition, "offset": a.offset});
+            if elsewhere {
+                v["topic"] = json!(topic);
+            }
+            if let Some(reason) = dead_letter {
+                v["dead_letter"] = json!({ "reason": reason });
+            }
+            if a.duplicate {
+                v["duplicate"] = json!(true);
+            } else {
+                appended += 1;
+            }
+            answers.push((origin, Ok(v)));
+        }
+    }
+    let labels = TopicLabels {
+        tenant: who.tenant.clone(),
+        topic: topic.to_owned(),
+    };
+    app.metrics
+        .events_in
+        .get_or_create(&labels)
+        .inc_by(appended);
+    app.metrics.bytes_in.get_or_create(&labels).inc_by(bytes_in);
+    Ok(answers)
+}
+
+/// The topic's pipeline, built on first use (after a restart) and cached.
+async fn pipeline_for(
+    app: &App,
+    tenant: &str,
+    full: &str,
+    specs: Vec<StageSpec>,
+) -> Result<Arc<Pipeline>, ApiError> {
+    if let Some(p) = app.pipelines.cached(full, &specs) {
+        return Ok(p);
+    }
+    let built = Arc::new(
+        pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?,
+    );
+    app.pipelines.insert(full, specs, built.clone());
+    Ok(built)
 }
 
 fn sticky_counter(app: &App, topic: &str) -> Arc<AtomicU32> {

@@ -6,6 +6,7 @@
 //! from the object store.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use serde_json::{Map, Value, json};
@@ -14,6 +15,7 @@ use sluice_log::{NewTopic, TopicInfo};
 use super::{check_topic_name, log_name};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, from_log};
+use crate::pipeline::{self, Pipeline, StageSpec};
 use crate::server::{App, Body, Call, json};
 
 const TOPIC_BODY_LIMIT: usize = 1 << 20;
@@ -31,21 +33,26 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
     check_topic_name(&name)?;
     who.require(Role::Admin, &name)?;
     validate(app, &doc)?;
+    let pipeline = build_pipeline(app, &who.tenant, &doc).await?;
     let partitions = doc["partitions"].as_u64().unwrap_or(1);
     let partitions =
         u32::try_from(partitions).map_err(|_| ApiError::invalid("`partitions` is too large"))?;
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let full = log_name(&who.tenant, &name);
     let info = app
         .log
         .create_topic(NewTopic {
-            name: log_name(&who.tenant, &name),
+            name: full.clone(),
             partitions,
             config,
             spec: spec_of(&doc),
         })
         .await
         .map_err(|e| from_log(e, &name))?;
+    if let Some((specs, p)) = pipeline {
+        app.pipelines.insert(&full, specs, p);
+    }
     Ok(json(StatusCode::CREATED, &describe_json(&name, &info)))
 }
 
@@ -126,6 +133,7 @@ pub async fn update(
     }
     let doc = Value::Object(doc);
     validate(app, &doc)?;
+    let pipeline = build_pipeline(app, &who.tenant, &doc).await?;
     let partitions = doc["partitions"]
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
@@ -137,6 +145,10 @@ pub async fn update(
         .update_topic(&full, Some(partitions), config, spec_of(&doc))
         .await
         .map_err(|e| from_log(e, name))?;
+    match pipeline {
+        Some((specs, p)) => app.pipelines.insert(&full, specs, p),
+        None => app.pipelines.remove(&full),
+    }
     Ok(json(StatusCode::OK, &describe_json(name, &info)))
 }
 
@@ -151,6 +163,7 @@ pub async fn delete(app: &App, who: &Principal, name: &str) -> Result<Response<B
         .lock()
         .expect("sticky")
         .remove(&log_name(&who.tenant, name));
+    app.pipelines.remove(&log_name(&who.tenant, name));
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(Body::default())
@@ -183,6 +196,21 @@ fn validate(app: &App, doc: &Value) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     sluice_log::TopicConfig::parse(&config).map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok(())
+}
+
+/// Build the document's ingest pipeline, so a pipeline that cannot run is refused now.
+async fn build_pipeline(
+    app: &App,
+    tenant: &str,
+    doc: &Value,
+) -> Result<Option<(Vec<StageSpec>, Arc<Pipeline>)>, ApiError> {
+    let specs = pipeline::parse_spec(doc)?;
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let built =
+        pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?;
+    Ok(Some((specs, Arc::new(built))))
 }
 
 fn spec_of(doc: &Value) -> Value {

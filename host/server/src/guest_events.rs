@@ -1,0 +1,107 @@
+//! Records ↔ the WIT `event` guests see.
+//!
+//! The CloudEvents attributes travel in the record headers `ce_id`, `ce_type`, `ce_source`,
+//! `ce_subject` (and `content-type` when not JSON); the WIT event lifts them into fields and
+//! passes every other header as is, and the way back writes them into headers again, so what a
+//! guest changes in a field is what readers see.
+
+use bytes::Bytes;
+use sluice_log::Record;
+use sluice_runtime::{Event, Header};
+
+const JSON: &str = "application/json";
+
+pub fn to_event(record: &Record) -> Event {
+    let text = |v: &Bytes| String::from_utf8_lossy(v).into_owned();
+    let mut event = Event {
+        id: String::new(),
+        type_: String::new(),
+        source: String::new(),
+        time: record.timestamp,
+        subject: None,
+        key: record.key.as_ref().map(|k| k.to_vec()),
+        headers: Vec::with_capacity(record.headers.len()),
+        data: record.value.to_vec(),
+        content_type: JSON.to_owned(),
+    };
+    for (name, value) in &record.headers {
+        match name.as_str() {
+            "ce_id" => event.id = text(value),
+            "ce_type" => event.type_ = text(value),
+            "ce_source" => event.source = text(value),
+            "ce_subject" => event.subject = Some(text(value)),
+            "content-type" => event.content_type = text(value),
+            _ => event.headers.push(Header {
+                name: name.clone(),
+                value: value.to_vec(),
+            }),
+        }
+    }
+    event
+}
+
+pub fn to_record(event: Event) -> Record {
+    let mut headers: Vec<(String, Bytes)> = Vec::with_capacity(event.headers.len() + 4);
+    let mut attr = |name: &str, value: String| {
+        if !value.is_empty() {
+            headers.push((name.to_owned(), Bytes::from(value)));
+        }
+    };
+    attr("ce_id", event.id);
+    attr("ce_type", event.type_);
+    attr("ce_source", event.source);
+    if let Some(s) = event.subject {
+        attr("ce_subject", s);
+    }
+    if event.content_type != JSON {
+        attr("content-type", event.content_type);
+    }
+    headers.extend(
+        event
+            .headers
+            .into_iter()
+            .map(|h| (h.name, Bytes::from(h.value))),
+    );
+    Record {
+        key: event.key.map(Bytes::from),
+        value: Bytes::from(event.data),
+        headers,
+        timestamp: event.time,
+    }
+}
+
+/// The event's id as a guest left it (the `ce_id` header).
+pub fn id_of(record: &Record) -> String {
+    record
+        .header("ce_id")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_everything() {
+        let record = Record {
+            key: Some(Bytes::from_static(b"k")),
+            value: Bytes::from_static(br#"{"a":1}"#),
+            headers: vec![
+                ("ce_id".into(), Bytes::from_static(b"e1")),
+                ("ce_type".into(), Bytes::from_static(b"order.created")),
+                ("ce_source".into(), Bytes::from_static(b"shop")),
+                ("ce_subject".into(), Bytes::from_static(b"o-1")),
+                ("sluice_key_id".into(), Bytes::from_static(b"abc")),
+                ("x".into(), Bytes::from_static(b"1")),
+            ],
+            timestamp: 42,
+        };
+        let e = to_event(&record);
+        assert_eq!(e.id, "e1");
+        assert_eq!(e.type_, "order.created");
+        assert_eq!(e.subject.as_deref(), Some("o-1"));
+        assert_eq!(e.headers.len(), 2);
+        assert_eq!(to_record(e), record);
+    }
+}

@@ -1,0 +1,102 @@
+//! What guests reach through their host imports: reference tables kept from tenants' topics
+//! (the newest value per key, as a compacted topic reads), and schemas (the registry arrives
+//! with the schema-registry work; until then no schema is found and validators use the
+//! schemas in their own configuration).
+//!
+//! Guests run on blocking threads, so a lookup catches its table up with the log right there
+//! (reading only what was appended since the last lookup), and then answers from memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sluice_log::Log;
+use sluice_runtime::{HostServices, Schema};
+
+/// The most entries one table keeps; past it, lookups of keys not yet seen find nothing.
+const MAX_ENTRIES: usize = 1_000_000;
+
+#[derive(Default)]
+struct Table {
+    /// Per partition, the next offset to read.
+    next: Vec<u64>,
+    entries: HashMap<String, Vec<u8>>,
+}
+
+pub struct GatewayServices {
+    log: Log,
+    tables: Mutex<HashMap<String, Arc<Mutex<Table>>>>,
+}
+
+impl GatewayServices {
+    pub fn new(log: Log) -> GatewayServices {
+        GatewayServices {
+            log,
+            tables: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn catch_up(&self, topic: &str, table: &mut Table) {
+        let Some(info) = self.log.topic(topic) else {
+            return;
+        };
+        let partitions = info.meta.partitions as usize;
+        if table.next.len() < partitions {
+            table.next.resize(partitions, 0);
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        for p in 0..partitions {
+            let Ok((start, end)) = self.log.offsets(topic, p as u32) else {
+                continue;
+            };
+            let mut at = table.next[p].max(start);
+            while at < end {
+                let read = handle.block_on(self.log.read(topic, p as u32, at, 10_000, 8 << 20));
+                let Ok(r) = read else { break };
+                for s in r.records {
+                    let Some(key) = s.record.key else { continue };
+                    let key = String::from_utf8_lossy(&key).into_owned();
+                    if s.record.value.is_empty() {
+                        table.entries.remove(&key);
+                    } else if table.entries.len() < MAX_ENTRIES || table.entries.contains_key(&key)
+                    {
+                        table.entries.insert(key, s.record.value.to_vec());
+                    }
+                }
+                if r.next_offset <= at {
+                    break;
+                }
+                at = r.next_offset;
+            }
+            table.next[p] = at;
+        }
+    }
+}
+
+impl HostServices for GatewayServices {
+    fn lookup(&self, tenant: &str, table: &str, key: &str) -> Option<Vec<u8>> {
+        if !sluice_log::valid_topic_name(table) || table.starts_with('_') {
+            return None;
+        }
+        let topic = crate::api::log_name(tenant, table);
+        let t = self
+            .tables
+            .lock()
+            .expect("tables")
+            .entry(topic.clone())
+            .or_default()
+            .clone();
+        let mut t = t.lock().expect("table");
+        self.catch_up(&topic, &mut t);
+        t.entries.get(key).cloned()
+    }
+
+    fn schema_by_id(&self, _tenant: &str, _id: u32) -> Option<Schema> {
+        None
+    }
+
+    fn latest_schema(&self, _tenant: &str, _subject: &str) -> Option<Schema> {
+        None
+    }
+}

@@ -1,0 +1,192 @@
+//! Ingest pipelines: validate, enrich and route stages on real events, through the server.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Server};
+
+const ORDER_SCHEMA: &str = r#"{"type":"object","required":["amount"],
+    "properties":{"amount":{"type":"number","minimum":0}}}"#;
+
+async fn orders_with_pipeline(c: &Client) {
+    c.create_topic("orders.large", 1).await;
+    let schema: Value = serde_json::from_str(ORDER_SCHEMA).unwrap();
+    let (s, v) = c
+        .post(
+            "/v1/topics",
+            json!({"name": "orders", "partitions": 2, "replicationFactor": 1, "config": {},
+                "keyField": "/payload/customer",
+                "pipeline": [
+                    {"component": "validate", "config": {"pointer": "/payload", "schema": schema}},
+                    {"component": "enrich"},
+                    {"component": "route", "config": {"rules": [
+                        {"type": "order.*", "when": [{"pointer": "/payload/amount", "op": "gt", "value": 1000}],
+                         "topic": "orders.large"},
+                        {"type": "*.test", "dlq": "test events are not accepted"},
+                        {"type": "debug.*", "drop": true}]}}
+                ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["pipeline"][0]["component"], "validate");
+}
+
+#[tokio::test]
+async fn validate_enrich_route_on_real_events() {
+    let s = Server::start().await;
+    let c = s.client();
+    orders_with_pipeline(&c).await;
+
+    let (st, v) = c
+        .produce(
+            "orders",
+            json!([
+                {"event_id": "small", "event_type": "order.created", "payload": {"amount": 10, "customer": "c1"}},
+                {"event_id": "bad", "event_type": "order.created", "payload": {"amount": -1}},
+                {"event_id": "big", "event_type": "order.created", "payload": {"amount": 5000, "customer": "c2"}},
+                {"event_id": "probe", "event_type": "order.test", "payload": {"amount": 1}},
+                {"event_id": "noise", "event_type": "debug.ping", "payload": {"amount": 1}},
+            ]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r = &v["results"];
+    assert_eq!(r[0]["event_id"], "small");
+    assert!(
+        r[0]["offset"].is_u64() && r[0].get("topic").is_none(),
+        "{r}"
+    );
+    assert_eq!(r[1]["error_code"], 42210, "{r}");
+    let message = r[1]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`validate`") && message.contains("/payload/amount"),
+        "{message}"
+    );
+    assert_eq!(r[2]["topic"], "orders.large", "{r}");
+    assert_eq!(r[3]["topic"], "orders.dlq", "{r}");
+    assert_eq!(
+        r[3]["dead_letter"]["reason"],
+        "test events are not accepted"
+    );
+    assert_eq!(r[4], json!({"event_id": "noise", "dropped": true}));
+
+    // Stored where routed, enriched on the way.
+    let mut stored = Vec::new();
+    for p in 0..2 {
+        stored.extend(c.read_all("orders", p, 0).await);
+    }
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let e = &stored[0]["event"];
+    assert_eq!(e["event_id"], "small");
+    assert_eq!(e["tenant"], "default");
+    assert!(e["ingest_time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(e["correlation_id"], "small");
+    assert_eq!(stored[0]["key"], "c1");
+    let large = c.read_all("orders.large", 0, 0).await;
+    assert_eq!(large.len(), 1);
+    assert_eq!(large[0]["event"]["event_id"], "big");
+    assert_eq!(
+        large[0]["event"]["producer_key_id"],
+        stored[0]["event"]["producer_key_id"]
+    );
+    let dlq = c.read_all("orders.dlq", 0, 0).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0]["headers"]["sluice_dlq_reason"],
+        "test events are not accepted"
+    );
+    assert_eq!(dlq[0]["headers"]["sluice_dlq_stage"], "route");
+    assert_eq!(dlq[0]["headers"]["sluice_dlq_topic"], "orders");
+
+    // A batch where every event is refused changes nothing and says why.
+    let (st, v) = c
+        .produce(
+            "orders",
+            json!({"event_type": "order.created", "payload": {}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error_code"], 42210);
+    assert!(v["message"].as_str().unwrap().contains("amount"), "{v}");
+
+    // The pipeline is rebuilt after a restart.
+    let data = s.data.clone();
+    let dir = s.stop().await;
+    let s = Server::start_with(crate::harness::options(&data)).await;
+    let c = s.client();
+    let (st, v) = c
+        .produce(
+            "orders",
+            json!({"event_type": "order.created", "payload": {"amount": -5}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = c
+        .produce(
+            "orders",
+            json!({"event_type": "order.created", "payload": {"amount": 5}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn pipelines_that_cannot_run_are_refused() {
+    let s = Server::start().await;
+    let c = s.client();
+    let topic = |pipeline: Value| json!({"name": "t", "partitions": 1, "replicationFactor": 1, "config": {}, "pipeline": pipeline});
+    let (st, v) = c
+        .post("/v1/topics", topic(json!([{"component": "nope"}])))
+        .await;
+    assert_eq!(
+        (st, v["error_code"].clone()),
+        (StatusCode::NOT_FOUND, json!(40403)),
+        "{v}"
+    );
+    let (st, v) = c
+        .post(
+            "/v1/topics",
+            topic(json!([{"component": "validate", "config": {"schema": {"type": 7}}}])),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error_code"], 42212);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON Schema"),
+        "{v}"
+    );
+    let (st, v) = c
+        .post("/v1/topics", topic(json!({"component": "validate"})))
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, _) = c.get("/v1/topics/t").await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "nothing was created");
+
+    // A pipeline added later by PATCH applies to the next produce.
+    c.create_topic("t", 1).await;
+    let (st, v) = c
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/topics/t",
+            Some(json!({"pipeline": [{"component": "route", "config": {"rules": [{"drop": true}]}}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = c.produce("t", json!({"event_type": "x"})).await;
+    assert_eq!(v["results"][0]["dropped"], true, "{v}");
+    let (st, _) = c
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/topics/t",
+            Some(json!({"pipeline": null})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = c.produce("t", json!({"event_type": "x"})).await;
+    assert_eq!(v["results"][0]["offset"], 0, "{v}");
+}
