@@ -118,3 +118,74 @@ fn serve_rejects_a_bad_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
 }
+
+#[test]
+fn the_cli_deploys_a_transform_in_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    for t in ["phi.raw", "phi.clean"] {
+        let (ok, out, err) = sluice(&p, &["topics", "create", t]);
+        assert!(ok, "{out}{err}");
+    }
+    let wasm = dir.path().join("redact.wasm");
+    std::fs::write(&wasm, sluice_builtins::REDACT_PHI).unwrap();
+    let (ok, out, err) = sluice(
+        &p,
+        &[
+            "deploy",
+            "redact",
+            wasm.to_str().unwrap(),
+            "--input",
+            "phi.raw",
+            "--output",
+            "phi.clean",
+            "--config",
+            r#"{"keys":["ssn"]}"#,
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("component redact version 1 (transformer world"),
+        "{out}"
+    );
+    assert!(out.contains("transform redact running redact@1"), "{out}");
+
+    let file = dir.path().join("in.ndjson");
+    std::fs::write(
+        &file,
+        "{\"event_id\":\"e1\",\"event_type\":\"lab.result\",\"payload\":{\"ssn\":\"123-45-6789\",\"glucose\":5.4}}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = sluice(
+        &p,
+        &["produce", "phi.raw", "--file", file.to_str().unwrap()],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = sluice(
+        &p,
+        &[
+            "consume",
+            "phi.clean",
+            "--from-beginning",
+            "--follow",
+            "--max",
+            "1",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("\"glucose\":5.4") && out.contains("***"),
+        "{out}"
+    );
+    assert!(!out.contains("123-45-6789"), "PHI leaked: {out}");
+
+    let (ok, out, err) = sluice(&p, &["transforms", "status", "redact"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"lag\": 0"), "{out}");
+    let (ok, out, err) = sluice(&p, &["transforms", "stop", "redact"]);
+    assert!(ok && out.contains("\"state\": \"stopped\""), "{out}{err}");
+    let (ok, _, err) = sluice(&p, &["transforms", "status", "nope"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    let (ok, _, err) = sluice(&p, &["deploy", "bad", "/nonexistent.wasm"]);
+    assert!(!ok && err.contains("cannot read"), "{err}");
+}

@@ -11,6 +11,7 @@
 //! - `fencing`: two hosts on one data directory.
 //! - `pipelines`: ingest pipelines of WebAssembly stages (validate, enrich, route).
 //! - `transforms`: components uploaded by tenants, transforms, hostile guests contained.
+//! - `transform_crash`: SIGKILL while a transform runs loses no event.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 
 mod auth;
@@ -23,4 +24,5 @@ mod pipelines;
 mod produce_fetch;
 mod s3;
 mod topics;
+mod transform_crash;
 mod transforms;

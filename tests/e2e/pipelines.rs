@@ -109,6 +109,22 @@ async fn validate_enrich_route_on_real_events() {
     assert_eq!(v["error_code"], 42210);
     assert!(v["message"].as_str().unwrap().contains("amount"), "{v}");
 
+    // Per-component metrics.
+    let (st, m) = c.get("/metrics").await;
+    assert_eq!(st, StatusCode::OK);
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains(r#"sluice_component_calls_total{tenant="default",component="validate"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"sluice_component_events_total{tenant="default",component="validate"} 6"#)
+    );
+    assert!(m.contains(r#"sluice_component_events_total{tenant="default",component="route"} 4"#));
+    assert!(m.contains(
+        r#"sluice_component_errors_total{tenant="default",component="enrich",kind="trap"} 0"#
+    ));
+
     // The pipeline is rebuilt after a restart.
     let data = s.data.clone();
     let dir = s.stop().await;

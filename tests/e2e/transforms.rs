@@ -275,6 +275,13 @@ async fn hostile_components_are_contained() {
         );
     }
 
+    let (_, m) = c.get("/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains(r#"sluice_component_errors_total{tenant="default",component="hostile@1",kind="timeout"} 1"#),
+        "{m}"
+    );
+
     // In a transform: the batch goes to the dead-letter topic with the reason.
     c.create_topic("h.in", 1).await;
     c.create_topic("h.out", 1).await;

@@ -88,6 +88,56 @@ pub enum Command {
         #[command(subcommand)]
         cmd: TenantsCmd,
     },
+    /// Upload a WebAssembly component and (with --input/--output) run it as a transform:
+    /// `sluice deploy redact target/redact.wasm --input phi.raw --output phi.clean`.
+    /// Deploying again uploads a new version and swaps it in without losing events.
+    Deploy {
+        #[command(flatten)]
+        conn: Conn,
+        /// The component's name (and the transform's, unless --transform says otherwise).
+        name: String,
+        /// The component's `.wasm` (built for wasm32-wasip2 against wit/).
+        wasm: PathBuf,
+        /// Input topic of the transform.
+        #[arg(long, requires = "output")]
+        input: Option<String>,
+        /// Output topic(s) of the transform (repeatable; the first is the default output).
+        #[arg(long, requires = "input")]
+        output: Vec<String>,
+        /// The component's configuration, JSON.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Dead-letter topic (default `<input>.dlq`).
+        #[arg(long)]
+        dlq: Option<String>,
+        /// Events per call into the component.
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// The transform's name (default: the component's).
+        #[arg(long)]
+        transform: Option<String>,
+    },
+    /// Manage transforms.
+    Transforms {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TransformsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TransformsCmd {
+    /// List transforms.
+    List,
+    /// Show a transform's state, offsets, lag and counters.
+    Status { name: String },
+    /// Stop a transform (its current batch finishes and is committed).
+    Stop { name: String },
+    /// Start a stopped transform from its committed offsets.
+    Start { name: String },
+    /// Delete a transform.
+    Delete { name: String },
 }
 
 #[derive(Args, Clone)]
@@ -260,6 +310,9 @@ impl Client {
                     .header("content-type", "application/x-ndjson")
                     .body(text)
             }
+            Some(Body::Wasm(bytes)) => {
+                req = req.header("content-type", "application/wasm").body(bytes)
+            }
             None => {}
         }
         let resp = req
@@ -291,6 +344,7 @@ impl Client {
 enum Body {
     Json(Value),
     NdJson(String),
+    Wasm(Vec<u8>),
 }
 
 fn print(v: &Value) {
@@ -449,6 +503,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 TenantsCmd::List => print(&c.call(Method::GET, "/v1/tenants", None).await?),
+            }
+            Ok(())
+        }
+        Command::Deploy {
+            conn,
+            name,
+            wasm,
+            input,
+            output,
+            config,
+            dlq,
+            batch_size,
+            transform,
+        } => {
+            let c = Client::new(&conn)?;
+            let config: Value = serde_json::from_str(&config)
+                .with_context(|| format!("--config is not JSON: {config}"))?;
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+            let version = c
+                .call(
+                    Method::PUT,
+                    &format!("/v1/components/{}", enc(&name)),
+                    Some(Body::Wasm(bytes)),
+                )
+                .await?;
+            println!(
+                "component {name} version {} ({} world, sha256 {})",
+                version["version"],
+                version["world"].as_str().unwrap_or("?"),
+                version["sha256"].as_str().unwrap_or("?")
+            );
+            if let Some(input) = input {
+                let t = transform.unwrap_or_else(|| name.clone());
+                let body = json!({
+                    "component": format!("{name}@{}", version["version"]),
+                    "config": config, "input": input, "outputs": output,
+                    "dlq": dlq, "batch_size": batch_size,
+                });
+                let def = c
+                    .call(
+                        Method::PUT,
+                        &format!("/v1/transforms/{}", enc(&t)),
+                        Some(Body::Json(body)),
+                    )
+                    .await?;
+                println!(
+                    "transform {t} running {} from {} to {}",
+                    def["resolved"].as_str().unwrap_or("?"),
+                    def["input"].as_str().unwrap_or("?"),
+                    def["outputs"]
+                );
+            }
+            Ok(())
+        }
+        Command::Transforms { conn, cmd } => {
+            let c = Client::new(&conn)?;
+            let path = |n: &str| format!("/v1/transforms/{}", enc(n));
+            match cmd {
+                TransformsCmd::List => print(&c.call(Method::GET, "/v1/transforms", None).await?),
+                TransformsCmd::Status { name } => {
+                    print(&c.call(Method::GET, &path(&name), None).await?)
+                }
+                TransformsCmd::Stop { name } => print(
+                    &c.call(
+                        Method::POST,
+                        &format!("{}/stop", path(&name)),
+                        Some(Body::Json(json!({}))),
+                    )
+                    .await?,
+                ),
+                TransformsCmd::Start { name } => print(
+                    &c.call(
+                        Method::POST,
+                        &format!("{}/start", path(&name)),
+                        Some(Body::Json(json!({}))),
+                    )
+                    .await?,
+                ),
+                TransformsCmd::Delete { name } => {
+                    c.call(Method::DELETE, &path(&name), None).await?;
+                    println!("deleted transform {name}");
+                }
             }
             Ok(())
         }

@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_log::{LogMetrics, metrics::FLUSH_BYTES_BUCKETS};
+use sluice_runtime::{StageLabels, StageStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -79,7 +80,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self, log: &LogMetrics) -> String {
+    /// `stages`: every built pipeline stage and running transform, with its counters.
+    pub fn render(&self, log: &LogMetrics, stages: &[(StageLabels, StageStats)]) -> String {
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
@@ -184,7 +186,69 @@ impl Metrics {
             "sluice_log_flush_size_bytes_count {}",
             LogMetrics::get(&log.flushes)
         );
+        render_components(&mut out, stages);
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// Per-component counters, summed over the stages that run the same component.
+fn render_components(out: &mut String, stages: &[(StageLabels, StageStats)]) {
+    let mut by: std::collections::BTreeMap<(String, String), StageStats> = Default::default();
+    for (labels, stats) in stages {
+        let key = (labels.tenant.clone(), labels.component.clone());
+        match by.get_mut(&key) {
+            None => {
+                by.insert(key, stats.clone());
+            }
+            Some(sum) => {
+                sum.calls += stats.calls;
+                sum.events += stats.events;
+                sum.seconds += stats.seconds;
+                sum.instantiations += stats.instantiations;
+                for (kind, n) in &stats.errors {
+                    if let Some(e) = sum.errors.iter_mut().find(|(k, _)| k == kind) {
+                        e.1 += n;
+                    }
+                }
+            }
+        }
+    }
+    type Pick = fn(&StageStats) -> String;
+    let series: [(&str, &str, Pick); 4] = [
+        ("calls", "Calls into a component (one per batch)", |s| {
+            s.calls.to_string()
+        }),
+        ("events", "Events passed to a component", |s| {
+            s.events.to_string()
+        }),
+        ("seconds", "Time spent inside a component", |s| {
+            format!("{:.6}", s.seconds)
+        }),
+        ("instantiations", "Instances created", |s| {
+            s.instantiations.to_string()
+        }),
+    ];
+    for (name, help, pick) in series {
+        let _ = writeln!(out, "# HELP sluice_component_{name} {help}.");
+        let _ = writeln!(out, "# TYPE sluice_component_{name} counter");
+        for ((tenant, component), stats) in &by {
+            let _ = writeln!(
+                out,
+                "sluice_component_{name}_total{{tenant=\"{tenant}\",component=\"{component}\"}} {}",
+                pick(stats)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP sluice_component_errors Failed calls by kind.");
+    let _ = writeln!(out, "# TYPE sluice_component_errors counter");
+    for ((tenant, component), stats) in &by {
+        for (kind, n) in &stats.errors {
+            let _ = writeln!(
+                out,
+                "sluice_component_errors_total{{tenant=\"{tenant}\",component=\"{component}\",kind=\"{}\"}} {n}",
+                kind.name()
+            );
+        }
     }
 }

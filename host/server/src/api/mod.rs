@@ -24,7 +24,7 @@ pub async fn dispatch(
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let m = call.method.clone();
     match (p.as_slice(), &m) {
-        (["metrics"], &Method::GET) => ("metrics", metrics(app, &who)),
+        (["metrics"], &Method::GET) => ("metrics", metrics(app, &who).await),
         (["v1", "topics"], &Method::POST) => ("topics", topics::create(app, &who, call).await),
         (["v1", "topics"], &Method::GET) => ("topics", topics::list(app, &who)),
         (["v1", "topics", t], &Method::GET) => ("topic", topics::describe(app, &who, t)),
@@ -104,15 +104,19 @@ pub async fn dispatch(
     }
 }
 
-fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     require_system(who)?;
+    let mut stages = app.pipelines.stats();
+    stages.extend(app.transforms.stats().await);
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-        .body(Body::new(app.metrics.render(app.log.metrics()).into()))
+        .body(Body::new(
+            app.metrics.render(app.log.metrics(), &stages).into(),
+        ))
         .expect("response builds"))
 }
 
