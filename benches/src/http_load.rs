@@ -328,6 +328,57 @@ pub async fn batched(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Batched produce into a topic with the validate + enrich + route pipeline, against the same
+/// load into a plain topic on the same server.
+pub async fn pipeline(dir: &Path, secs: Duration) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let (server, _) = Server::start(dir)?;
+    let http = reqwest::Client::new();
+    server.create_topic(&http, "plain").await?;
+    let r = http
+        .post(format!("{}/v1/topics", server.url))
+        .bearer_auth(&server.key)
+        .json(&json!({"name": "piped", "partitions": PARTITIONS, "replicationFactor": 1, "config": {},
+            "keyField": "org_id",
+            "pipeline": [
+                {"component": "validate", "config": {"schema": {"type": "object",
+                    "required": ["event_type", "org_id", "payload"],
+                    "properties": {"event_type": {"type": "string", "minLength": 1},
+                                   "org_id": {"type": "integer", "minimum": 0},
+                                   "payload": {"type": "object", "required": ["data"],
+                                               "properties": {"data": {"type": "string"}}}}}}},
+                {"component": "enrich", "config": {"fields": ["ingest_time", "producer_key_id", "tenant"]}},
+                {"component": "route", "config": {"rules": [
+                    {"type": "bench.*", "when": [{"pointer": "/org_id", "op": "gte", "value": 0}], "keep": true},
+                    {"type": "*", "dlq": "unknown event type"}]}}
+            ]}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("creating the pipeline topic: {}", r.text().await?);
+    }
+    let mut rates = Vec::new();
+    for topic in ["plain", "piped"] {
+        drive(&server, topic, 8, 100, Duration::from_secs(2)).await;
+        let r = drive(&server, topic, 8, 100, secs).await;
+        let s = r.elapsed.as_secs_f64();
+        let rate = r.events as f64 / s;
+        println!(
+            "batched produce into `{topic}` (100 x 1 KiB/request, 8 clients): {rate:.0} events/s, request p50 {:.2} ms p99 {:.2} ms, errors {}",
+            pct(&r.latencies_us, 0.5),
+            pct(&r.latencies_us, 0.99),
+            r.errors
+        );
+        rates.push(rate);
+    }
+    println!(
+        "pipeline throughput (validate + enrich + route) / no pipeline: {:.0}%",
+        rates[1] / rates[0] * 100.0
+    );
+    server.stop()?;
+    Ok(())
+}
+
 /// Produce one event and time until a long-polling reader has it.
 async fn tail_latency(server: &Server, http: &reqwest::Client) -> anyhow::Result<()> {
     server.create_topic(http, "tail").await?;

@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod http_load;
 mod latency_store;
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,6 +48,10 @@ enum Cmd {
     Restart,
     /// Object-store PUTs per second at full load with S3-like latency and a 100 ms window.
     S3,
+    /// The WebAssembly runtime: boundary cost, validate throughput, instantiation, compile.
+    Wasm,
+    /// Batched produce with the validate+enrich+route pipeline vs without.
+    Pipeline,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +87,12 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::S3) {
         rt.block_on(latency_store::s3_like(secs))?;
+    }
+    if run(Cmd::Wasm) {
+        wasm::components(&dir, secs)?;
+    }
+    if run(Cmd::Pipeline) {
+        rt.block_on(http_load::pipeline(&dir.join("pipeline"), secs))?;
     }
     Ok(())
 }

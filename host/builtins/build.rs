@@ -29,8 +29,14 @@ fn main() {
     for dir in ["components/Cargo.toml", "components/Cargo.lock", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    for c in COMPONENTS {
-        println!("cargo:rerun-if-changed={}", components.join(c).display());
+    // Every crate of the guest workspace (not its target directory).
+    for entry in std::fs::read_dir(&components).expect("components/ exists") {
+        let entry = entry.expect("a directory entry");
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.path().is_dir() && name != "target" && !name.starts_with('.') {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+        }
     }
 
     let wasm_dir = match env::var_os("SLUICE_COMPONENTS_DIR") {

@@ -113,10 +113,6 @@ pub fn enrich(
     data: &[u8],
     lookup: &mut dyn FnMut(&str, &str) -> Option<Vec<u8>>,
 ) -> Result<Outcome, (String, String)> {
-    let doc: Option<Map<String, Value>> = match serde_json::from_slice(data) {
-        Ok(Value::Object(o)) => Some(o),
-        _ => None,
-    };
     let facts_list: Vec<(&str, String)> = config
         .fields
         .iter()
@@ -132,6 +128,29 @@ pub fn enrich(
             Some((*f, value))
         })
         .collect();
+    if config.lookups.is_empty() {
+        // Only top-level fields are added: find which exist without building the document,
+        // and write the missing ones before its closing brace.
+        return Ok(match json_pick::top_level_keys(data) {
+            Ok(Some(keys)) => {
+                let missing: Vec<(&str, String)> = facts_list
+                    .into_iter()
+                    .filter(|(name, _)| !keys.iter().any(|k| k == name))
+                    .collect();
+                Outcome::Json(append_fields(data, keys.is_empty(), &missing))
+            }
+            _ => Outcome::Headers(
+                facts_list
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            ),
+        });
+    }
+    let doc: Option<Map<String, Value>> = match serde_json::from_slice(data) {
+        Ok(Value::Object(o)) => Some(o),
+        _ => None,
+    };
     let Some(mut doc) = doc else {
         return Ok(Outcome::Headers(
             facts_list
@@ -171,6 +190,26 @@ pub fn enrich(
     Ok(Outcome::Json(
         serde_json::to_vec(&doc).expect("a JSON value serializes"),
     ))
+}
+
+/// `data` (a JSON object) with `fields` added before its closing brace.
+fn append_fields(data: &[u8], empty: bool, fields: &[(&str, String)]) -> Vec<u8> {
+    let end = data
+        .iter()
+        .rposition(|b| *b == b'}')
+        .expect("a JSON object ends with a brace");
+    let mut out = Vec::with_capacity(data.len() + fields.len() * 48);
+    out.extend_from_slice(&data[..end]);
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 || !empty {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).expect("writing to a Vec");
+        out.push(b':');
+        serde_json::to_writer(&mut out, value).expect("writing to a Vec");
+    }
+    out.extend_from_slice(&data[end..]);
+    out
 }
 
 /// Set `value` at a JSON pointer, creating objects on the way.
@@ -292,6 +331,23 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0, "/payload/customer");
+    }
+
+    #[test]
+    fn fields_are_added_to_the_text_as_is() {
+        let config = Config::parse(r#"{"fields":["tenant","correlation_id"]}"#).unwrap();
+        let data = b"{\"b\": 2.50, \"a\": {\"x\":1} }\n";
+        let Outcome::Json(out) = enrich(&config, &facts(), data, &mut |_, _| None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"b\": 2.50, \"a\": {\"x\":1} ,\"tenant\":\"acme\",\"correlation_id\":\"e-1\"}\n"
+        );
+        let Outcome::Json(out) = enrich(&config, &facts(), b"{}", &mut |_, _| None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(out, br#"{"tenant":"acme","correlation_id":"e-1"}"#);
     }
 
     #[test]

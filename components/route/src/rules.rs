@@ -63,8 +63,8 @@ struct Rule {
 pub struct Rules {
     rules: Vec<Rule>,
     default: ActionSpec,
-    /// Whether any condition or key needs the event's data parsed.
-    needs_data: bool,
+    /// The JSON pointers conditions and keys read: only these parts of an event are parsed.
+    pointers: Vec<String>,
 }
 
 fn action(o: &serde_json::Map<String, Value>, at: &str) -> Result<ActionSpec, String> {
@@ -119,7 +119,7 @@ impl Rules {
             .and_then(Value::as_array)
             .ok_or("config needs `rules`, an array")?;
         let mut rules = Vec::new();
-        let mut needs_data = false;
+        let mut pointers: Vec<String> = Vec::new();
         for (i, r) in rules_v.iter().enumerate() {
             let at = format!("rules[{i}]");
             let o = r
@@ -176,8 +176,10 @@ impl Rules {
                 }
             }
             let action = action(o, &at)?;
-            needs_data |=
-                !when.is_empty() || matches!(&action, ActionSpec::Deliver { key: Some(_), .. });
+            pointers.extend(when.iter().map(|c| c.pointer.clone()));
+            if let ActionSpec::Deliver { key: Some(k), .. } = &action {
+                pointers.push(k.clone());
+            }
             rules.push(Rule {
                 pattern,
                 when,
@@ -189,19 +191,23 @@ impl Rules {
             Some(Value::Object(o)) => action(o, "default")?,
             Some(_) => return Err("`default` must be an object such as {\"keep\": true}".into()),
         };
-        needs_data |= matches!(&default, ActionSpec::Deliver { key: Some(_), .. });
+        if let ActionSpec::Deliver { key: Some(k), .. } = &default {
+            pointers.push(k.clone());
+        }
+        pointers.sort();
+        pointers.dedup();
         Ok(Rules {
             rules,
             default,
-            needs_data,
+            pointers,
         })
     }
 
     pub fn decide(&self, event_type: &str, data: &[u8]) -> Action {
-        let doc: Option<Value> = if self.needs_data {
-            serde_json::from_slice(data).ok()
-        } else {
+        let doc: Option<Value> = if self.pointers.is_empty() {
             None
+        } else {
+            json_pick::pick(data, &self.pointers).ok()
         };
         let spec = self
             .rules

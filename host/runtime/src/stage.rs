@@ -196,6 +196,37 @@ impl Stage {
         self.inner.world
     }
 
+    /// Create one instance from the pre-instantiated component and drop it, with or without
+    /// the guest's `init`: what a call pays when no idle instance is left (benchmarks time it).
+    pub fn instantiate_once(&self, init: bool) -> Result<(), CallError> {
+        if init {
+            return match self.instantiate() {
+                Ok(_) => Ok(()),
+                Err(StartError::Config(e)) => Err(CallError::Instantiate(e)),
+                Err(StartError::Call(e)) => Err(e),
+            };
+        }
+        let runtime = &self.inner.runtime.inner;
+        let mut store = Store::new(
+            &runtime.engine,
+            GuestState::new(
+                self.inner.host.clone(),
+                self.inner.tenant.clone(),
+                self.inner.component.clone(),
+                runtime.options.memory_limit,
+            ),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let started = match &self.inner.pre {
+            Pre::Validator(p) => p.instantiate(&mut store).map(drop),
+            Pre::Enricher(p) => p.instantiate(&mut store).map(drop),
+            Pre::Router(p) => p.instantiate(&mut store).map(drop),
+            Pre::Transformer(p) => p.instantiate(&mut store).map(drop),
+        };
+        started.map_err(|e| self.classify(&e, &store))
+    }
+
     pub fn stats(&self) -> StageStats {
         self.inner.counters.snapshot()
     }
