@@ -206,3 +206,70 @@ async fn pipelines_that_cannot_run_are_refused() {
     let (_, v) = c.produce("t", json!({"event_type": "x"})).await;
     assert_eq!(v["results"][0]["offset"], 0, "{v}");
 }
+
+#[tokio::test]
+async fn enrich_looks_up_a_reference_table_kept_from_a_topic() {
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("customers", 2).await;
+    let (st, v) = c
+        .produce(
+            "customers",
+            json!([
+                {"key": "c1", "event_type": "customer.updated", "payload": {"tier": "silver"}},
+                {"key": "c2", "event_type": "customer.updated", "payload": {"tier": "gold"}},
+                {"key": "c1", "event_type": "customer.updated", "payload": {"tier": "platinum"}},
+            ]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = c
+        .post(
+            "/v1/topics",
+            json!({"name": "orders", "partitions": 1, "replicationFactor": 1, "config": {},
+                "pipeline": [{"component": "enrich", "config": {"fields": [], "lookups": [
+                    {"table": "customers", "key": "/payload/customer", "into": "/payload/customer_info",
+                     "pick": "/payload", "required": true}]}}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = c
+        .produce(
+            "orders",
+            json!([{"event_type": "order.created", "payload": {"customer": "c1"}},
+                   {"event_type": "order.created", "payload": {"customer": "c9"}}]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][1]["error_code"], 42210, "{v}");
+    assert!(
+        v["results"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no entry for key `c9`"),
+        "{v}"
+    );
+    let stored = c.read_all("orders", 0, 0).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0]["event"]["payload"]["customer_info"],
+        json!({"tier": "platinum"}),
+        "the newest value wins"
+    );
+    // A new value is seen by the next lookup.
+    c.produce(
+        "customers",
+        json!({"key": "c1", "payload": {"tier": "bronze"}}),
+    )
+    .await;
+    c.produce(
+        "orders",
+        json!({"event_type": "order.created", "payload": {"customer": "c1"}}),
+    )
+    .await;
+    let stored = c.read_all("orders", 0, 0).await;
+    assert_eq!(
+        stored[1]["event"]["payload"]["customer_info"],
+        json!({"tier": "bronze"})
+    );
+}

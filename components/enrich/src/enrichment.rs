@@ -14,6 +14,9 @@ pub struct Lookup {
     table: String,
     key: String,
     into: String,
+    /// A part of the table's value to take (`/payload` of a stored envelope); all of it if
+    /// absent.
+    pick: Option<String>,
     required: bool,
 }
 
@@ -82,6 +85,15 @@ impl Config {
                     table: s("table")?,
                     key,
                     into,
+                    pick: match l.get("pick") {
+                        None => None,
+                        Some(Value::String(p)) if p.starts_with('/') => Some(p.clone()),
+                        Some(_) => {
+                            return Err(format!(
+                                "lookups[{i}].pick must be a JSON pointer such as \"/payload\""
+                            ));
+                        }
+                    },
                     required: l.get("required").and_then(Value::as_bool).unwrap_or(false),
                 });
             }
@@ -172,9 +184,12 @@ pub fn enrich(
         let found = key.as_deref().and_then(|k| lookup(&l.table, k));
         match found {
             Some(bytes) => {
-                let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                let mut value: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                     Value::String(String::from_utf8_lossy(&bytes).into_owned())
                 });
+                if let Some(p) = &l.pick {
+                    value = value.pointer_mut(p).map(Value::take).unwrap_or(Value::Null);
+                }
                 set_pointer(&mut doc, &l.into, value);
             }
             None if l.required => {
@@ -305,7 +320,7 @@ mod tests {
     #[test]
     fn lookups_fill_in_and_required_ones_reject() {
         let config = Config::parse(
-            r#"{"fields":[],"lookups":[{"table":"customers","key":"/payload/customer","into":"/payload/customer_info","required":true}]}"#,
+            r#"{"fields":[],"lookups":[{"table":"customers","key":"/payload/customer","into":"/payload/customer_info","pick":"/tier","required":true}]}"#,
         )
         .unwrap();
         let mut table = |t: &str, k: &str| {
@@ -321,7 +336,7 @@ mod tests {
             panic!()
         };
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["payload"]["customer_info"]["tier"], "gold");
+        assert_eq!(v["payload"]["customer_info"], "gold");
         assert!(v.get("tenant").is_none(), "fields: [] adds nothing");
         let err = enrich(
             &config,

@@ -7,9 +7,9 @@
 //! - `fields`: which of `ingest_time`, `producer_key_id`, `tenant`, `trace_id`,
 //!   `correlation_id` to add (default: all);
 //! - `lookups`: `[{"table": "customers", "key": "/payload/customer_id",
-//!   "into": "/payload/customer", "required": false}]` — the key is read at a JSON pointer, the
-//!   table's value (JSON, or else a string) written at another; a required lookup that finds
-//!   nothing rejects the event.
+//!   "into": "/payload/customer", "pick": "/payload", "required": false}]` — the key is read at
+//!   a JSON pointer, the table's value (JSON, or else a string; `pick` takes a part of it)
+//!   written at another; a required lookup that finds nothing rejects the event.
 //!
 //! Events whose data is not a JSON object pass through with the same facts added as headers.
 
