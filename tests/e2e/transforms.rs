@@ -372,3 +372,48 @@ async fn hostile_components_are_contained() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_suspended_component_holds_events_instead_of_dead_lettering_them() {
+    let s = Server::start().await;
+    let c = s.client();
+    upload(&c, "hostile", sluice_builtins::testing::HOSTILE).await;
+    c.create_topic("t.in", 1).await;
+    c.create_topic("t.out", 1).await;
+    let (st, v) = c
+        .post(
+            "/v1/transforms",
+            json!({"name": "trapper", "component": "hostile", "config": {"behaviour": "trap"},
+                   "input": "t.in", "output": "t.out", "batch_size": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let events: Vec<Value> = (0..5)
+        .map(|i| json!({"event_id": format!("e{i}")}))
+        .collect();
+    c.produce("t.in", json!(events)).await;
+    // Three traps in a row suspend the component; while suspended, the transform waits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut saw_suspension = false;
+    loop {
+        let (_, v) = c.get("/v1/transforms/trapper").await;
+        saw_suspension |= v["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("suspended"));
+        if v["lag"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never drained: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_suspension, "the component was never suspended");
+    let dead = c.read_all("t.in.dlq", 0, 0).await;
+    assert_eq!(dead.len(), 5, "each event dead-lettered once");
+    for d in &dead {
+        let reason = d["headers"]["sluice_dlq_reason"].as_str().unwrap();
+        assert!(
+            reason.contains("trapped"),
+            "only the guest's own failures dead-letter: {reason}"
+        );
+    }
+}

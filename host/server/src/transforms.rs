@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_log::partitioner::partition_for_key;
 use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
-use sluice_runtime::{BatchContext, Stage, StageLabels, StageStats};
+use sluice_runtime::{BatchContext, CallError, Stage, StageLabels, StageStats};
 use tokio::sync::watch;
 
 use crate::api::log_name;
@@ -380,13 +380,24 @@ impl Transforms {
         Ok(def)
     }
 
+    /// Delete a transform and forget its offsets: one created later under the same name
+    /// starts from the beginning of its input.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<(), ApiError> {
         let def = self.get(tenant, name).ok_or_else(|| not_found(name))?;
         let key = (tenant.to_owned(), name.to_owned());
         if let Some(r) = self.running.lock().await.remove(&key) {
             stop_runner(r).await;
         }
-        self.persist(tenant, &def, true).await
+        self.persist(tenant, &def, true).await?;
+        append_internal(
+            &self.log,
+            OFFSETS_TOPIC,
+            offsets_key(tenant, name),
+            serde_json::to_vec(&json!({ "offsets": [] })).expect("serializes"),
+        )
+        .await?;
+        self.offsets.lock().expect("offsets").remove(&key);
+        Ok(())
     }
 
     /// Stop every runner (each finishes and commits its batch): for shutdown.
@@ -714,6 +725,10 @@ impl Runner {
                         }
                     }
                 }
+            }
+            // Not the events' fault: keep them, retry after a pause.
+            Err(e @ (CallError::Suspended(_) | CallError::Instantiate(_))) => {
+                return Err(format!("component `{label}`: {e}"));
             }
             Err(e) => {
                 let reason = format!("{} ({})", e, e.kind());
