@@ -249,6 +249,10 @@ async fn hostile_components_are_contained() {
             )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{v}");
+        assert_eq!(
+            v["pipeline"][0]["component"], "hostile@1",
+            "pinned to the version built"
+        );
         let slow = {
             let c = c.clone();
             let topic = topic.clone();

@@ -33,7 +33,8 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
     check_topic_name(&name)?;
     who.require(Role::Admin, &name)?;
     validate(app, &doc)?;
-    let pipeline = build_pipeline(app, &who.tenant, &doc).await?;
+    let mut doc = doc;
+    let pipeline = build_pipeline(app, &who.tenant, &mut doc).await?;
     let partitions = doc["partitions"].as_u64().unwrap_or(1);
     let partitions =
         u32::try_from(partitions).map_err(|_| ApiError::invalid("`partitions` is too large"))?;
@@ -133,7 +134,8 @@ pub async fn update(
     }
     let doc = Value::Object(doc);
     validate(app, &doc)?;
-    let pipeline = build_pipeline(app, &who.tenant, &doc).await?;
+    let mut doc = doc;
+    let pipeline = build_pipeline(app, &who.tenant, &mut doc).await?;
     let partitions = doc["partitions"]
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
@@ -199,17 +201,26 @@ fn validate(app: &App, doc: &Value) -> Result<(), ApiError> {
 }
 
 /// Build the document's ingest pipeline, so a pipeline that cannot run is refused now.
+/// Tenant components are pinned to the version they were built with (`mine` → `mine@3` in the
+/// stored document), so a restart or another host runs the same code until the topic is
+/// patched.
 async fn build_pipeline(
     app: &App,
     tenant: &str,
-    doc: &Value,
+    doc: &mut Value,
 ) -> Result<Option<(Vec<StageSpec>, Arc<Pipeline>)>, ApiError> {
-    let specs = pipeline::parse_spec(doc)?;
+    let mut specs = pipeline::parse_spec(doc)?;
     if specs.is_empty() {
         return Ok(None);
     }
     let built =
         pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?;
+    for (i, (spec, stage)) in specs.iter_mut().zip(&built.stages).enumerate() {
+        if spec.component != stage.label {
+            spec.component = stage.label.clone();
+            doc["pipeline"][i]["component"] = Value::String(stage.label.clone());
+        }
+    }
     Ok(Some((specs, Arc::new(built))))
 }
 
