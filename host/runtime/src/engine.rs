@@ -43,6 +43,8 @@ impl Default for RuntimeOptions {
 
 pub(crate) struct Inner {
     pub engine: Engine,
+    /// Every live stage, so idle instances can be released when the pool is full.
+    pub stages: parking_lot::Mutex<Vec<Weak<crate::stage::StageInner>>>,
     pub linker: Linker<GuestState>,
     pub options: RuntimeOptions,
     engine_hash: String,
@@ -76,6 +78,7 @@ impl Runtime {
         let engine_hash = cache::engine_hash(&engine);
         let inner = Arc::new(Inner {
             engine,
+            stages: parking_lot::Mutex::new(Vec::new()),
             linker,
             options,
             engine_hash,
@@ -87,6 +90,18 @@ impl Runtime {
 
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.options
+    }
+
+    /// Drop every stage's idle instances, giving their pool slots back; returns how many.
+    /// Called when the pool is full: a stage that needs an instance again makes a new one.
+    pub fn release_idle(&self) -> usize {
+        let mut stages = self.inner.stages.lock();
+        stages.retain(|s| s.strong_count() > 0);
+        stages
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| s.release_idle())
+            .sum()
     }
 
     /// Compile a component, or load it from the cache when it was compiled before.

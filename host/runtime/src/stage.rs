@@ -128,10 +128,12 @@ struct Breaker {
     last: String,
 }
 
+const POOL_FULL: &str = "every instance slot is in use (raise [wasm] max_instances)";
+
 /// Idle instances kept per stage (more are created under concurrency, then dropped).
 const MAX_IDLE: usize = 4;
 
-struct StageInner {
+pub(crate) struct StageInner {
     runtime: Runtime,
     pre: Pre,
     world: World,
@@ -152,10 +154,21 @@ pub struct Stage {
     inner: Arc<StageInner>,
 }
 
-/// Why instantiating failed: the guest's `init` said no, or it misbehaved doing so.
+/// Why instantiating failed: the guest's `init` said no, it misbehaved doing so, or the
+/// pooling allocator has no free slot.
 enum StartError {
     Config(String),
     Call(CallError),
+    PoolFull,
+}
+
+impl StageInner {
+    pub(crate) fn release_idle(&self) -> usize {
+        let mut idle = self.idle.lock();
+        let n = idle.len();
+        idle.clear();
+        n
+    }
 }
 
 impl Stage {
@@ -184,11 +197,19 @@ impl Stage {
                 counters: Counters::default(),
             }),
         };
-        match stage.instantiate() {
+        match stage.instantiate_with_room() {
             Ok(instance) => stage.inner.idle.lock().push(instance),
             Err(StartError::Config(e)) => return Err(RuntimeError::Config(e)),
             Err(StartError::Call(e)) => return Err(RuntimeError::Instantiate(e.to_string())),
+            Err(StartError::PoolFull) => {
+                return Err(RuntimeError::Instantiate(POOL_FULL.into()));
+            }
         }
+        runtime
+            .inner
+            .stages
+            .lock()
+            .push(Arc::downgrade(&stage.inner));
         Ok(stage)
     }
 
@@ -204,6 +225,7 @@ impl Stage {
                 Ok(_) => Ok(()),
                 Err(StartError::Config(e)) => Err(CallError::Instantiate(e)),
                 Err(StartError::Call(e)) => Err(e),
+                Err(StartError::PoolFull) => Err(CallError::Instantiate(POOL_FULL.into())),
             };
         }
         let runtime = &self.inner.runtime.inner;
@@ -243,6 +265,18 @@ impl Stage {
         (o.call_timeout.as_micros() / o.epoch_tick.as_micros().max(1)) as u64 + 1
     }
 
+    /// Instantiate; if the pool is full, release every stage's idle instances and try once more.
+    fn instantiate_with_room(&self) -> Result<Instance, StartError> {
+        match self.instantiate() {
+            Err(StartError::PoolFull) => {
+                let released = self.inner.runtime.release_idle();
+                tracing::warn!(released, "instance pool full: released idle instances");
+                self.instantiate()
+            }
+            other => other,
+        }
+    }
+
     fn instantiate(&self) -> Result<Instance, StartError> {
         let inner = &self.inner;
         let runtime = &inner.runtime.inner;
@@ -263,7 +297,13 @@ impl Stage {
             .instantiations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let fail = |e: wasmtime::Error, store: &Store<GuestState>| {
-            StartError::Call(self.classify(&e, store))
+            if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
+                StartError::PoolFull
+            } else {
+                StartError::Call(self.classify(&e, store))
+            }
         };
         let config = &inner.config;
         let (bindings, init) = match &inner.pre {
@@ -327,13 +367,17 @@ impl Stage {
         let idle = inner.idle.lock().pop();
         let mut instance = match idle {
             Some(i) => i,
-            None => match self.instantiate() {
+            None => match self.instantiate_with_room() {
                 Ok(i) => i,
                 Err(StartError::Config(e)) => {
                     counters.error(ErrorKind::Instantiate);
                     return Err(CallError::Instantiate(format!("init refused: {e}")));
                 }
                 Err(StartError::Call(e)) => return Err(self.failed(e)),
+                Err(StartError::PoolFull) => {
+                    counters.error(ErrorKind::Instantiate);
+                    return Err(CallError::Instantiate(POOL_FULL.into()));
+                }
             },
         };
         instance.store.set_epoch_deadline(self.deadline_ticks());

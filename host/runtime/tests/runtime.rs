@@ -287,3 +287,25 @@ fn compiled_components_are_cached_on_disk() {
     .unwrap();
     assert_eq!(s.route(&ctx(), &[event("1", "t", "{}")]).unwrap().len(), 1);
 }
+
+#[test]
+fn a_full_pool_releases_idle_instances_of_other_stages() {
+    let rt = Runtime::new(RuntimeOptions {
+        max_instances: 2,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let route = |rt: &Runtime| stage(rt, sluice_builtins::ROUTE, World::Router, r#"{"rules":[]}"#);
+    // Each stage keeps one idle instance: two stages fill the pool.
+    let a = route(&rt).unwrap();
+    let b = route(&rt).unwrap();
+    // A third finds the pool full, releases the others' idle instances, and starts.
+    let c = route(&rt).expect("idle instances make room");
+    for s in [&c, &a, &b] {
+        assert_eq!(s.route(&ctx(), &[event("1", "t", "{}")]).unwrap().len(), 1);
+    }
+    assert!(
+        a.stats().instantiations >= 2,
+        "a was restarted after its idle instance went"
+    );
+}
