@@ -21,6 +21,7 @@ mod guest;
 mod metrics;
 mod stage;
 
+pub use cache::content_hash;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{CallError, RuntimeError};
 pub use generated::{

@@ -13,11 +13,10 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bytes::Bytes;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
+use sluice_log::{Log, LogError};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -198,20 +197,7 @@ impl IssuedKey {
 impl Directory {
     /// Load the directory from the log, creating its topic on first start.
     pub async fn load(log: Log) -> Result<Directory, LogError> {
-        if log.topic(AUTH_TOPIC).is_none() {
-            match log
-                .create_topic(NewTopic {
-                    name: AUTH_TOPIC.into(),
-                    partitions: 1,
-                    config: [("retention.ms".to_owned(), serde_json::json!(-1))].into(),
-                    spec: serde_json::json!({"description": "tenants and API keys"}),
-                })
-                .await
-            {
-                Ok(_) | Err(LogError::TopicExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        crate::internal_topics::ensure(&log, AUTH_TOPIC, "tenants and API keys", &[]).await?;
         let mut entries = Entries::default();
         let (mut offset, end) = log.offsets(AUTH_TOPIC, 0)?;
         while offset < end {
@@ -240,23 +226,13 @@ impl Directory {
             Entry::Tenant(t) => format!("tenant/{}", t.name),
             Entry::Key(k) => format!("key/{}", k.id),
         };
-        let record = Record {
-            key: Some(Bytes::from(key)),
-            value: Bytes::from(serde_json::to_vec(&entry).expect("entry serializes")),
-            headers: vec![],
-            timestamp: now_ms(),
-        };
-        self.log
-            .append(
-                AUTH_TOPIC,
-                vec![PartitionAppend {
-                    partition: 0,
-                    records: EncodedRecords::encode(&[record], Compression::None),
-                    event_ids: vec![],
-                }],
-            )
-            .await
-            .map_err(|e| crate::error::from_log(e, AUTH_TOPIC))?;
+        crate::internal_topics::append(
+            &self.log,
+            AUTH_TOPIC,
+            key,
+            serde_json::to_vec(&entry).expect("entry serializes"),
+        )
+        .await?;
         self.entries.write().expect("entries").apply(entry);
         Ok(())
     }

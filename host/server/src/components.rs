@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use serde::Serialize;
-use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
+use serde_json::json;
+use sluice_log::{Compression, EncodedRecords, Log, LogError, PartitionAppend, Record};
 use sluice_runtime::{Compiled, Runtime, World};
 
 use crate::auth::now_ms;
 use crate::error::{ApiError, from_log};
+use crate::internal_topics;
 
 pub const COMPONENTS_TOPIC: &str = "_components";
 /// The largest component accepted.
@@ -61,27 +63,13 @@ fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
 impl Components {
     /// Load the catalog, creating its topic on first start.
     pub async fn load(log: Log, runtime: Runtime) -> Result<Components, LogError> {
-        if log.topic(COMPONENTS_TOPIC).is_none() {
-            match log
-                .create_topic(NewTopic {
-                    name: COMPONENTS_TOPIC.into(),
-                    partitions: 1,
-                    config: [
-                        ("retention.ms".to_owned(), serde_json::json!(-1)),
-                        (
-                            "max.message.bytes".to_owned(),
-                            serde_json::json!(MAX_COMPONENT_BYTES + (1 << 20)),
-                        ),
-                    ]
-                    .into(),
-                    spec: serde_json::json!({"description": "tenants' WebAssembly components"}),
-                })
-                .await
-            {
-                Ok(_) | Err(LogError::TopicExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        internal_topics::ensure(
+            &log,
+            COMPONENTS_TOPIC,
+            "tenants' WebAssembly components",
+            &[("max.message.bytes", json!(MAX_COMPONENT_BYTES + (1 << 20)))],
+        )
+        .await?;
         let mut versions: HashMap<(String, String), Vec<ComponentVersion>> = HashMap::new();
         let (mut offset, end) = log.offsets(COMPONENTS_TOPIC, 0)?;
         while offset < end {
@@ -129,7 +117,7 @@ impl Components {
 
     /// Compile (or fetch compiled) bytes; CPU-heavy the first time, so off the async threads.
     pub async fn compile(&self, wasm: Bytes) -> Result<Arc<Compiled>, ApiError> {
-        let hash = sluice_runtime_hash(&wasm);
+        let hash = sluice_runtime::content_hash(&wasm);
         if let Some(c) = self.compiled.lock().expect("compiled").get(&hash) {
             return Ok(c.clone());
         }
@@ -326,12 +314,4 @@ impl Components {
             compiled,
         ))
     }
-}
-
-fn sluice_runtime_hash(wasm: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(wasm)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

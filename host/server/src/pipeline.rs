@@ -121,8 +121,8 @@ pub async fn build(
     Ok(Pipeline { stages })
 }
 
-/// A built pipeline and the spec it was built from.
-type Built = (Vec<StageSpec>, Arc<Pipeline>);
+/// A built pipeline and the topic's `pipeline` field it was built from.
+type Built = (Value, Arc<Pipeline>);
 
 /// Built pipelines by log topic name.
 #[derive(Default)]
@@ -131,19 +131,21 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    pub fn cached(&self, topic: &str, specs: &[StageSpec]) -> Option<Arc<Pipeline>> {
+    /// The pipeline built from exactly this `pipeline` field of the topic, if there is one:
+    /// checked on every produce, so it compares the stored JSON and parses nothing.
+    pub fn cached(&self, topic: &str, spec: &Value) -> Option<Arc<Pipeline>> {
         let built = self.built.lock().expect("pipelines");
         built
             .get(topic)
-            .filter(|(s, _)| s == specs)
+            .filter(|(s, _)| s == spec)
             .map(|(_, p)| p.clone())
     }
 
-    pub fn insert(&self, topic: &str, specs: Vec<StageSpec>, pipeline: Arc<Pipeline>) {
+    pub fn insert(&self, topic: &str, spec: Value, pipeline: Arc<Pipeline>) {
         self.built
             .lock()
             .expect("pipelines")
-            .insert(topic.to_owned(), (specs, pipeline));
+            .insert(topic.to_owned(), (spec, pipeline));
     }
 
     pub fn remove(&self, topic: &str) {
@@ -192,20 +194,11 @@ impl Fate {
                 reason,
                 violations,
             } => {
-                let details: Vec<String> = violations
-                    .iter()
-                    .map(|v| {
-                        if v.path.is_empty() {
-                            v.message.clone()
-                        } else {
-                            format!("{}: {}", v.path, v.message)
-                        }
-                    })
-                    .collect();
                 let mut message = format!("rejected by `{stage}` ({reason})");
+                let details = details(violations);
                 if !details.is_empty() {
                     message.push_str(": ");
-                    message.push_str(&details.join("; "));
+                    message.push_str(&details);
                 }
                 Some(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -224,6 +217,21 @@ impl Fate {
             _ => None,
         }
     }
+}
+
+/// A rejection's violations as one line: `/path: message; message`.
+pub fn details(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| {
+            if v.path.is_empty() {
+                v.message.clone()
+            } else {
+                format!("{}: {}", v.path, v.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where an event in flight came from and where it is going.

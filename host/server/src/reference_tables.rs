@@ -36,10 +36,12 @@ impl GatewayServices {
     }
 
     fn catch_up(&self, topic: &str, table: &mut Table) {
-        let Some(info) = self.log.topic(topic) else {
+        let Some(partitions) = self
+            .log
+            .inspect_topic(topic, |meta, _| meta.partitions as usize)
+        else {
             return;
         };
-        let partitions = info.meta.partitions as usize;
         if table.next.len() < partitions {
             table.next.resize(partitions, 0);
         }

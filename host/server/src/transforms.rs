@@ -18,12 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_log::partitioner::partition_for_key;
-use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
+use sluice_log::{EncodedRecords, Log, LogError, PartitionAppend, Record};
 use sluice_runtime::{BatchContext, CallError, Stage, StageLabels, StageStats};
 use tokio::sync::watch;
 
@@ -31,8 +30,9 @@ use crate::api::log_name;
 use crate::auth::now_ms;
 use crate::components::Components;
 use crate::dead_letters;
-use crate::error::{ApiError, from_log};
+use crate::error::ApiError;
 use crate::guest_events::{id_of, to_event, to_record};
+use crate::internal_topics;
 use crate::reference_tables::GatewayServices;
 use crate::server::App;
 
@@ -117,24 +117,6 @@ pub struct Transforms {
     running: tokio::sync::Mutex<HashMap<Key, Running>>,
 }
 
-async fn ensure_internal(log: &Log, name: &str, description: &str) -> Result<(), LogError> {
-    if log.topic(name).is_some() {
-        return Ok(());
-    }
-    match log
-        .create_topic(NewTopic {
-            name: name.into(),
-            partitions: 1,
-            config: [("retention.ms".to_owned(), json!(-1))].into(),
-            spec: json!({ "description": description }),
-        })
-        .await
-    {
-        Ok(_) | Err(LogError::TopicExists(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Every record of a one-partition internal topic, in order.
 async fn read_topic(log: &Log, topic: &str) -> Result<Vec<Record>, LogError> {
     let mut out = Vec::new();
@@ -147,31 +129,6 @@ async fn read_topic(log: &Log, topic: &str) -> Result<Vec<Record>, LogError> {
     Ok(out)
 }
 
-async fn append_internal(
-    log: &Log,
-    topic: &str,
-    key: String,
-    value: Vec<u8>,
-) -> Result<(), ApiError> {
-    let record = Record {
-        key: Some(Bytes::from(key)),
-        value: Bytes::from(value),
-        headers: vec![],
-        timestamp: now_ms(),
-    };
-    log.append(
-        topic,
-        vec![PartitionAppend {
-            partition: 0,
-            records: EncodedRecords::encode(&[record], Compression::None),
-            event_ids: vec![],
-        }],
-    )
-    .await
-    .map_err(|e| from_log(e, topic))?;
-    Ok(())
-}
-
 fn offsets_key(tenant: &str, name: &str) -> String {
     format!("transform/{tenant}/{name}")
 }
@@ -179,11 +136,12 @@ fn offsets_key(tenant: &str, name: &str) -> String {
 impl Transforms {
     /// Load definitions and committed offsets (creating their topics on first start).
     pub async fn load(log: Log) -> Result<Transforms, LogError> {
-        ensure_internal(&log, TRANSFORMS_TOPIC, "tenants' transforms").await?;
-        ensure_internal(
+        internal_topics::ensure(&log, TRANSFORMS_TOPIC, "tenants' transforms", &[]).await?;
+        internal_topics::ensure(
             &log,
             OFFSETS_TOPIC,
             "committed offsets of transforms and groups",
+            &[],
         )
         .await?;
         let mut defs = HashMap::new();
@@ -284,7 +242,7 @@ impl Transforms {
             deleted,
             def: Some(def.clone()),
         };
-        append_internal(
+        internal_topics::append(
             &self.log,
             TRANSFORMS_TOPIC,
             format!("{tenant}/{}", def.name),
@@ -389,7 +347,7 @@ impl Transforms {
             stop_runner(r).await;
         }
         self.persist(tenant, &def, true).await?;
-        append_internal(
+        internal_topics::append(
             &self.log,
             OFFSETS_TOPIC,
             offsets_key(tenant, name),
@@ -707,21 +665,8 @@ impl Runner {
                             }
                         }
                         Err(rejection) => {
-                            let details: Vec<String> = rejection
-                                .violations
-                                .iter()
-                                .map(|v| {
-                                    if v.path.is_empty() {
-                                        v.message.clone()
-                                    } else {
-                                        format!("{}: {}", v.path, v.message)
-                                    }
-                                })
-                                .collect();
-                            to_dlq(
-                                input_record,
-                                &format!("{}: {}", rejection.reason, details.join("; ")),
-                            );
+                            let details = crate::pipeline::details(&rejection.violations);
+                            to_dlq(input_record, &format!("{}: {details}", rejection.reason));
                         }
                     }
                 }
@@ -762,7 +707,7 @@ impl Runner {
             committed.resize(partitions as usize, 0);
         }
         committed[p as usize] = next;
-        append_internal(
+        internal_topics::append(
             &self.log,
             OFFSETS_TOPIC,
             offsets_key(&self.tenant, &self.def.name),

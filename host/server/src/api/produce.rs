@@ -25,7 +25,7 @@ use crate::envelope::{self, Event, Framing, TopicRules};
 use crate::error::{ApiError, from_log};
 use crate::guest_events::{id_of, to_event, to_record};
 use crate::metrics::TopicLabels;
-use crate::pipeline::{self, Fate, Pipeline, StageSpec};
+use crate::pipeline::{self, Fate, Pipeline};
 use crate::server::{App, Body, Call, json};
 
 /// One record on its way into a topic, and the request event it answers for.
@@ -62,11 +62,16 @@ pub async fn produce(
                 .get("keyField")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            let pipeline = meta.spec.get("pipeline").map(|p| json!({ "pipeline": p }));
+            // The built pipeline when it is current; its spec to build from when not.
+            let pipeline = meta
+                .spec
+                .get("pipeline")
+                .filter(|p| p.as_array().is_some_and(|a| !a.is_empty()))
+                .map(|p| app.pipelines.cached(&full, p).ok_or_else(|| p.clone()));
             (config.clone(), key_field, pipeline)
         })
         .ok_or_else(|| ApiError::topic_not_found(topic))?;
-    let (config, key_field, pipeline_doc) = topic_view;
+    let (config, key_field, pipeline) = topic_view;
     let framing =
         Framing::from_content_type(call.header(header::CONTENT_TYPE)).ok_or_else(|| {
             ApiError::unsupported_media(
@@ -102,25 +107,12 @@ pub async fn produce(
         }
     }
 
-    let specs = match &pipeline_doc {
-        Some(doc) => pipeline::parse_spec(doc)?,
-        None => Vec::new(),
-    };
     let mut placements: Vec<Placement> = Vec::with_capacity(parsed.len());
-    if specs.is_empty() || parsed.is_empty() {
-        for (i, e) in parsed {
-            placements.push(Placement {
-                origin: i,
-                topic: topic.to_owned(),
-                record: e.record,
-                partition: e.partition,
-                event_id: e.event_id,
-                dedup: e.id_given,
-                dead_letter: None,
-            });
-        }
-    } else {
-        let pipeline = pipeline_for(app, &who.tenant, &full, specs).await?;
+    let pipeline = match pipeline {
+        Some(p) if !parsed.is_empty() => Some(pipeline_for(app, &who.tenant, &full, p).await?),
+        _ => None,
+    };
+    if let Some(pipeline) = pipeline {
         let events: Vec<_> = parsed.iter().map(|(_, e)| to_event(&e.record)).collect();
         let ctx = BatchContext {
             tenant: who.tenant.clone(),
@@ -175,6 +167,18 @@ pub async fn produce(
                     Fate::Rejected { .. } | Fate::Failed { .. } => {}
                 }
             }
+        }
+    } else {
+        for (i, e) in parsed {
+            placements.push(Placement {
+                origin: i,
+                topic: topic.to_owned(),
+                record: e.record,
+                partition: e.partition,
+                event_id: e.event_id,
+                dedup: e.id_given,
+                dead_letter: None,
+            });
         }
     }
 
@@ -371,20 +375,23 @@ async fn append_to(
     Ok(answers)
 }
 
-/// The topic's pipeline, built on first use (after a restart) and cached.
+/// The topic's pipeline: the cached one, or built from its spec on first use (after a
+/// restart) and cached.
 async fn pipeline_for(
     app: &App,
     tenant: &str,
     full: &str,
-    specs: Vec<StageSpec>,
+    cached_or_spec: Result<Arc<Pipeline>, Value>,
 ) -> Result<Arc<Pipeline>, ApiError> {
-    if let Some(p) = app.pipelines.cached(full, &specs) {
-        return Ok(p);
-    }
+    let spec = match cached_or_spec {
+        Ok(p) => return Ok(p),
+        Err(spec) => spec,
+    };
+    let specs = pipeline::parse_spec(&json!({ "pipeline": spec }))?;
     let built = Arc::new(
         pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?,
     );
-    app.pipelines.insert(full, specs, built.clone());
+    app.pipelines.insert(full, spec, built.clone());
     Ok(built)
 }
 

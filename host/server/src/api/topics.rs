@@ -15,7 +15,7 @@ use sluice_log::{NewTopic, TopicInfo};
 use super::{check_topic_name, log_name};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, from_log};
-use crate::pipeline::{self, Pipeline, StageSpec};
+use crate::pipeline::{self, Pipeline};
 use crate::server::{App, Body, Call, json};
 
 const TOPIC_BODY_LIMIT: usize = 1 << 20;
@@ -51,8 +51,8 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
         })
         .await
         .map_err(|e| from_log(e, &name))?;
-    if let Some((specs, p)) = pipeline {
-        app.pipelines.insert(&full, specs, p);
+    if let Some(p) = pipeline {
+        app.pipelines.insert(&full, doc["pipeline"].clone(), p);
     }
     Ok(json(StatusCode::CREATED, &describe_json(&name, &info)))
 }
@@ -148,7 +148,7 @@ pub async fn update(
         .await
         .map_err(|e| from_log(e, name))?;
     match pipeline {
-        Some((specs, p)) => app.pipelines.insert(&full, specs, p),
+        Some(p) => app.pipelines.insert(&full, doc["pipeline"].clone(), p),
         None => app.pipelines.remove(&full),
     }
     Ok(json(StatusCode::OK, &describe_json(name, &info)))
@@ -208,20 +208,19 @@ async fn build_pipeline(
     app: &App,
     tenant: &str,
     doc: &mut Value,
-) -> Result<Option<(Vec<StageSpec>, Arc<Pipeline>)>, ApiError> {
-    let mut specs = pipeline::parse_spec(doc)?;
+) -> Result<Option<Arc<Pipeline>>, ApiError> {
+    let specs = pipeline::parse_spec(doc)?;
     if specs.is_empty() {
         return Ok(None);
     }
     let built =
         pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?;
-    for (i, (spec, stage)) in specs.iter_mut().zip(&built.stages).enumerate() {
+    for (i, (spec, stage)) in specs.iter().zip(&built.stages).enumerate() {
         if spec.component != stage.label {
-            spec.component = stage.label.clone();
             doc["pipeline"][i]["component"] = Value::String(stage.label.clone());
         }
     }
-    Ok(Some((specs, Arc::new(built))))
+    Ok(Some(Arc::new(built)))
 }
 
 fn spec_of(doc: &Value) -> Value {

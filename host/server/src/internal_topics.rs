@@ -1,0 +1,56 @@
+//! The gateway's own topics (`_auth`, `_components`, `_transforms`, `_offsets`): one
+//! partition, kept forever, created on first start, written one keyed record at a time.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
+
+use crate::auth::now_ms;
+use crate::error::{ApiError, from_log};
+
+/// Create the internal topic `name` unless it exists; `config` adds to `retention.ms = -1`.
+pub async fn ensure(
+    log: &Log,
+    name: &str,
+    description: &str,
+    config: &[(&str, Value)],
+) -> Result<(), LogError> {
+    if log.topic(name).is_some() {
+        return Ok(());
+    }
+    let mut all = vec![("retention.ms".to_owned(), json!(-1))];
+    all.extend(config.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    match log
+        .create_topic(NewTopic {
+            name: name.into(),
+            partitions: 1,
+            config: all.into_iter().collect(),
+            spec: json!({ "description": description }),
+        })
+        .await
+    {
+        Ok(_) | Err(LogError::TopicExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Append one keyed record, durably.
+pub async fn append(log: &Log, topic: &str, key: String, value: Vec<u8>) -> Result<(), ApiError> {
+    let record = Record {
+        key: Some(Bytes::from(key)),
+        value: Bytes::from(value),
+        headers: vec![],
+        timestamp: now_ms(),
+    };
+    log.append(
+        topic,
+        vec![PartitionAppend {
+            partition: 0,
+            records: EncodedRecords::encode(&[record], Compression::None),
+            event_ids: vec![],
+        }],
+    )
+    .await
+    .map_err(|e| from_log(e, topic))?;
+    Ok(())
+}
