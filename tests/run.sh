@@ -10,6 +10,8 @@ echo "==> Python test tools in $venv"
 [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 export SLUICE_MOTO_SERVER="$venv/bin/moto_server"
+# Real clients (Confluent's Python client) run from this venv.
+export SLUICE_VENV="$venv"
 
 # The guest components (components/, its own workspace) are built for wasm32-wasip2.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then

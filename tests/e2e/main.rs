@@ -12,6 +12,7 @@
 //! - `pipelines`: ingest pipelines of WebAssembly stages (validate, enrich, route).
 //! - `transforms`: components uploaded by tenants, transforms, hostile guests contained.
 //! - `transform_crash`: SIGKILL while a transform runs loses no event.
+//! - `registry`: the schema registry (Confluent API, validated produce, Confluent's client).
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 
 mod auth;
@@ -22,6 +23,7 @@ mod fencing;
 mod harness;
 mod pipelines;
 mod produce_fetch;
+mod registry;
 mod s3;
 mod topics;
 mod transform_crash;

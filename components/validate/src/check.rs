@@ -175,6 +175,8 @@ fn at_pointer(data: &[u8], pointer: &str) -> Result<Option<Value>, serde_json::E
 
 pub struct Checker {
     pointer: String,
+    /// Wire-format records must carry an id registered under this subject.
+    subject: Option<String>,
     main: Compiled,
     /// Schemas fetched by id for wire-format data, compiled once per instance.
     by_id: HashMap<u32, Result<Compiled, String>>,
@@ -194,21 +196,33 @@ impl Checker {
         };
         Ok(Checker {
             pointer: config.pointer,
+            subject: config.subject,
             main,
             by_id: HashMap::new(),
         })
     }
 
+    /// The subject wire-format ids must belong to, if any.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// Check one event's data. `envelope`: the data is a gateway envelope (JSON), checked at
+    /// the configured pointer; otherwise (raw records) the whole value is the document.
+    /// Wire-format data (magic byte 0, schema id) is checked against the schema of its id.
     pub fn check(
         &mut self,
         data: &[u8],
+        envelope: bool,
         lookup: &mut dyn FnMut(u32) -> Option<(SchemaType, String)>,
     ) -> Result<(), Failure> {
         if data.len() >= 5 && data[0] == 0 {
             let id = u32::from_be_bytes([data[1], data[2], data[3], data[4]]);
             let compiled = self.by_id.entry(id).or_insert_with(|| {
-                let (t, text) =
-                    lookup(id).ok_or_else(|| format!("schema id {id} is not registered"))?;
+                let (t, text) = lookup(id).ok_or_else(|| match &self.subject {
+                    Some(s) => format!("schema id {id} is not registered under subject `{s}`"),
+                    None => format!("schema id {id} is not registered"),
+                })?;
                 Compiled::from_text(t, &text)
             });
             return match compiled {
@@ -216,7 +230,8 @@ impl Checker {
                 Err(e) => Err(Failure::one("unknown-schema", "", e.clone())),
             };
         }
-        let part = at_pointer(data, &self.pointer).map_err(|e| {
+        let pointer = if envelope { self.pointer.as_str() } else { "" };
+        let part = at_pointer(data, pointer).map_err(|e| {
             Failure::one(
                 "invalid-json",
                 "",
@@ -226,13 +241,13 @@ impl Checker {
         let part = part.as_ref().ok_or_else(|| {
             Failure::one(
                 "missing-field",
-                &self.pointer,
-                format!("the event has nothing at `{}`", self.pointer),
+                pointer,
+                format!("the event has nothing at `{}`", pointer),
             )
         })?;
         self.main.check_json(part).map_err(|mut f| {
             for (path, _) in &mut f.violations {
-                path.insert_str(0, &self.pointer);
+                path.insert_str(0, pointer);
             }
             f
         })
@@ -257,17 +272,20 @@ mod tests {
             r#"{"pointer":"/payload","schema":{"type":"object","required":["amount"],
                 "properties":{"amount":{"type":"number","minimum":0}}}}"#,
         );
-        assert_eq!(c.check(br#"{"payload":{"amount":3}}"#, &mut none), Ok(()));
+        assert_eq!(
+            c.check(br#"{"payload":{"amount":3}}"#, true, &mut none),
+            Ok(())
+        );
         let f = c
-            .check(br#"{"payload":{"amount":-1}}"#, &mut none)
+            .check(br#"{"payload":{"amount":-1}}"#, true, &mut none)
             .unwrap_err();
         assert_eq!(f.reason, "schema-violation");
         assert_eq!(f.violations[0].0, "/payload/amount");
-        let f = c.check(br#"{"payload":{}}"#, &mut none).unwrap_err();
+        let f = c.check(br#"{"payload":{}}"#, true, &mut none).unwrap_err();
         assert!(f.violations[0].1.contains("amount"), "{f:?}");
-        let f = c.check(br#"{"other":1}"#, &mut none).unwrap_err();
+        let f = c.check(br#"{"other":1}"#, true, &mut none).unwrap_err();
         assert_eq!(f.reason, "missing-field");
-        let f = c.check(b"not json", &mut none).unwrap_err();
+        let f = c.check(b"not json", true, &mut none).unwrap_err();
         assert_eq!(f.reason, "invalid-json");
     }
 
@@ -278,14 +296,17 @@ mod tests {
                 "fields":[{"name":"id","type":"string"},{"name":"qty","type":"int"}]}}"#,
         );
         assert_eq!(
-            c.check(br#"{"payload":{"id":"a","qty":2}}"#, &mut none),
+            c.check(br#"{"payload":{"id":"a","qty":2}}"#, true, &mut none),
             Ok(())
         );
         assert!(
-            c.check(br#"{"payload":{"id":"a","qty":"two"}}"#, &mut none)
+            c.check(br#"{"payload":{"id":"a","qty":"two"}}"#, true, &mut none)
                 .is_err()
         );
-        assert!(c.check(br#"{"payload":{"qty":2}}"#, &mut none).is_err());
+        assert!(
+            c.check(br#"{"payload":{"qty":2}}"#, true, &mut none)
+                .is_err()
+        );
     }
 
     #[test]
@@ -300,20 +321,47 @@ mod tests {
         // zig-zag varint 21 → 42
         let mut good = vec![0, 0, 0, 0, 7];
         good.push(42);
-        assert_eq!(c.check(&good, &mut lookup), Ok(()));
-        assert_eq!(c.check(&good, &mut lookup), Ok(()));
+        assert_eq!(c.check(&good, true, &mut lookup), Ok(()));
+        assert_eq!(c.check(&good, true, &mut lookup), Ok(()));
         let mut bad = vec![0, 0, 0, 0, 7];
         bad.extend_from_slice(&[42, 1, 2]);
         assert_eq!(
-            c.check(&bad, &mut lookup).unwrap_err().reason,
+            c.check(&bad, true, &mut lookup).unwrap_err().reason,
             "schema-violation"
         );
         let unknown = [0, 0, 0, 0, 9, 1];
         assert_eq!(
-            c.check(&unknown, &mut lookup).unwrap_err().reason,
+            c.check(&unknown, true, &mut lookup).unwrap_err().reason,
             "unknown-schema"
         );
         assert_eq!(lookups, 2, "compiled once per id");
+    }
+
+    #[test]
+    fn raw_records_are_checked_whole_and_ids_held_to_the_subject() {
+        let mut c =
+            checker(r#"{"pointer":"/payload","schema":{"type":"object","required":["n"]}}"#);
+        assert_eq!(c.check(br#"{"n":1}"#, false, &mut none), Ok(()));
+        assert_eq!(
+            c.check(br#"{"payload":{"n":1}}"#, false, &mut none)
+                .unwrap_err()
+                .reason,
+            "schema-violation"
+        );
+        let mut held = Checker::new(
+            Config::parse(r#"{"subject":"orders-value"}"#).unwrap(),
+            Some((SchemaType::Json, r#"{"type":"object"}"#.into())),
+        )
+        .unwrap();
+        assert_eq!(held.subject(), Some("orders-value"));
+        let f = held
+            .check(&[0, 0, 0, 0, 3, b'{', b'}'], false, &mut none)
+            .unwrap_err();
+        assert_eq!(f.reason, "unknown-schema");
+        assert!(
+            f.violations[0].1.contains("under subject `orders-value`"),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -366,7 +414,7 @@ mod speed {
         let n = 200_000;
         let t = std::time::Instant::now();
         for _ in 0..n {
-            c.check(&data, &mut |_| None).unwrap();
+            c.check(&data, true, &mut |_| None).unwrap();
         }
         let per = t.elapsed().as_secs_f64() / n as f64 * 1e6;
         let t = std::time::Instant::now();

@@ -45,19 +45,29 @@ impl Guest for Validate {
                     })
                     .collect();
             };
+            // Held to the configured subject when there is one (the topic's value subject).
+            let subject = checker.subject().map(str::to_owned);
+            let mut lookup = |id: u32| {
+                match &subject {
+                    Some(s) => schemas::in_subject(s, id),
+                    None => schemas::by_id(id),
+                }
+                .map(|s| (s.schema_type.into(), s.definition))
+            };
             events
                 .iter()
-                .map(|e| match checker.check(&e.data, &mut lookup_by_id) {
+                .map(|e| {
+                    // Envelopes are JSON; raw records (any other content type) are whole.
+                    let envelope = e.content_type == "application/json";
+                    checker.check(&e.data, envelope, &mut lookup)
+                })
+                .map(|outcome| match outcome {
                     Ok(()) => Verdict::Accept,
                     Err(failure) => reject(failure.reason, failure.violations),
                 })
                 .collect()
         })
     }
-}
-
-fn lookup_by_id(id: u32) -> Option<(crate::check::SchemaType, String)> {
-    schemas::by_id(id).map(|s| (s.schema_type.into(), s.definition))
 }
 
 fn reject(reason: &str, violations: Vec<(String, String)>) -> Verdict {

@@ -18,6 +18,8 @@ pub trait HostServices: Send + Sync {
     fn schema_by_id(&self, tenant: &str, id: u32) -> Option<Schema>;
     /// The newest schema registered under `subject`.
     fn latest_schema(&self, tenant: &str, subject: &str) -> Option<Schema>;
+    /// The schema with global id `id` if `subject` holds it.
+    fn schema_in_subject(&self, tenant: &str, subject: &str, id: u32) -> Option<Schema>;
 }
 
 /// For guests run without a gateway around them (tests, benchmarks): no tables, no schemas.
@@ -31,6 +33,9 @@ impl HostServices for NoHostServices {
         None
     }
     fn latest_schema(&self, _: &str, _: &str) -> Option<Schema> {
+        None
+    }
+    fn schema_in_subject(&self, _: &str, _: &str, _: u32) -> Option<Schema> {
         None
     }
 }
@@ -154,6 +159,10 @@ impl schemas::Host for GuestState {
 
     fn latest(&mut self, subject: String) -> Option<Schema> {
         self.host.latest_schema(&self.tenant, &subject)
+    }
+
+    fn in_subject(&mut self, subject: String, id: u32) -> Option<Schema> {
+        self.host.schema_in_subject(&self.tenant, &subject, id)
     }
 }
 

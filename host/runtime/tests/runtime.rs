@@ -235,6 +235,9 @@ impl HostServices for Tables {
     fn latest_schema(&self, _: &str, _: &str) -> Option<Schema> {
         None
     }
+    fn schema_in_subject(&self, _: &str, _: &str, _: u32) -> Option<Schema> {
+        None
+    }
 }
 
 #[test]

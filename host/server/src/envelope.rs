@@ -37,6 +37,9 @@ pub struct Event {
 pub enum Framing {
     Json,
     NdJson,
+    /// `application/octet-stream`: the body is one record's value as it is (for example a
+    /// Confluent wire-format record: magic byte 0, a 4-byte schema id, the serialized body).
+    Binary,
 }
 
 impl Framing {
@@ -61,6 +64,7 @@ impl Framing {
             | "application/jsonl"
             | "application/x-jsonlines"
             | "application/jsonlines" => Some(Framing::NdJson),
+            "application/octet-stream" => Some(Framing::Binary),
             _ => None,
         }
     }
@@ -83,7 +87,7 @@ pub fn split(body: &[u8], framing: Framing) -> Result<Vec<Result<&str, ApiError>
             .collect()
     };
     let events = match framing {
-        Framing::NdJson => lines(),
+        Framing::NdJson | Framing::Binary => lines(),
         Framing::Json if trimmed.starts_with('[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text)
                 .map_err(|e| ApiError::bad_json(format!("malformed JSON array: {e}")))?;
@@ -302,6 +306,50 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
     Ok(Event {
         id_given: given_id.is_some(),
         event_id,
+        record,
+        partition,
+    })
+}
+
+/// One raw record (the `application/octet-stream` framing): the value is the body as it is,
+/// the key and partition come from the query string. It gets an event id and the producer's
+/// key id like an envelope, and `content-type: application/octet-stream`, so guests and readers
+/// know not to look for an envelope in it.
+pub fn binary(
+    body: Bytes,
+    key: Option<&str>,
+    partition: Option<u32>,
+    rules: &TopicRules,
+    key_id: &str,
+    now_ms: i64,
+) -> Result<Event, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the body holds no record"));
+    }
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let record = Record {
+        key: key.map(|k| Bytes::from(k.to_owned())),
+        value: body,
+        headers: vec![
+            ("ce_id".into(), Bytes::from(event_id.clone())),
+            (
+                "content-type".into(),
+                Bytes::from_static(b"application/octet-stream"),
+            ),
+            ("sluice_key_id".into(), Bytes::from(key_id.to_owned())),
+        ],
+        timestamp: now_ms,
+    };
+    if record.size() > rules.max_message_bytes as usize {
+        return Err(ApiError::too_large(format!(
+            "record of {} bytes exceeds the topic's max.message.bytes {}",
+            record.size(),
+            rules.max_message_bytes
+        )));
+    }
+    Ok(Event {
+        event_id,
+        id_given: false,
         record,
         partition,
     })

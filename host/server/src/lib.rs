@@ -18,6 +18,7 @@ pub mod internal_topics;
 pub mod metrics;
 pub mod pipeline;
 pub mod reference_tables;
+pub mod registry;
 pub mod serve;
 pub mod server;
 pub mod transforms;

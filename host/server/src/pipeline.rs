@@ -122,7 +122,20 @@ pub async fn build(
 }
 
 /// A built pipeline and the topic's `pipeline` field it was built from.
-type Built = (Value, Arc<Pipeline>);
+/// What a pipeline was built from: the topic's `pipeline` field, its value schema's subject,
+/// and the registry's generation at the time.
+pub struct PipelineKey<'a> {
+    pub stages: Option<&'a Value>,
+    pub subject: Option<&'a str>,
+    pub generation: u64,
+}
+
+struct Built {
+    stages: Option<Value>,
+    subject: Option<String>,
+    generation: u64,
+    pipeline: Arc<Pipeline>,
+}
 
 /// Built pipelines by log topic name.
 #[derive(Default)]
@@ -131,21 +144,38 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    /// The pipeline built from exactly this `pipeline` field of the topic, if there is one:
-    /// checked on every produce, so it compares the stored JSON and parses nothing.
-    pub fn cached(&self, topic: &str, spec: &Value) -> Option<Arc<Pipeline>> {
+    /// The pipeline built from exactly this key, if there is one: checked on every produce,
+    /// so it compares the stored JSON and parses nothing.
+    pub fn cached(&self, topic: &str, key: &PipelineKey) -> Option<Arc<Pipeline>> {
         let built = self.built.lock().expect("pipelines");
         built
             .get(topic)
-            .filter(|(s, _)| s == spec)
-            .map(|(_, p)| p.clone())
+            .filter(|b| {
+                b.stages.as_ref() == key.stages
+                    && b.subject.as_deref() == key.subject
+                    // Validators read the registry when they start: any change rebuilds.
+                    && b.generation == key.generation
+            })
+            .map(|b| b.pipeline.clone())
     }
 
-    pub fn insert(&self, topic: &str, spec: Value, pipeline: Arc<Pipeline>) {
-        self.built
-            .lock()
-            .expect("pipelines")
-            .insert(topic.to_owned(), (spec, pipeline));
+    pub fn insert(
+        &self,
+        topic: &str,
+        stages: Option<Value>,
+        subject: Option<String>,
+        generation: u64,
+        pipeline: Arc<Pipeline>,
+    ) {
+        self.built.lock().expect("pipelines").insert(
+            topic.to_owned(),
+            Built {
+                stages,
+                subject,
+                generation,
+                pipeline,
+            },
+        );
     }
 
     pub fn remove(&self, topic: &str) {
@@ -157,7 +187,12 @@ impl Pipelines {
         let built = self.built.lock().expect("pipelines");
         built
             .values()
-            .flat_map(|(_, p)| p.stages.iter().map(|s| (s.stage.labels(), s.stage.stats())))
+            .flat_map(|b| {
+                b.pipeline
+                    .stages
+                    .iter()
+                    .map(|s| (s.stage.labels(), s.stage.stats()))
+            })
             .collect()
     }
 }

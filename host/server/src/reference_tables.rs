@@ -1,7 +1,5 @@
 //! What guests reach through their host imports: reference tables kept from tenants' topics
-//! (the newest value per key, as a compacted topic reads), and schemas (the registry arrives
-//! with the schema-registry work; until then no schema is found and validators use the
-//! schemas in their own configuration).
+//! (the newest value per key, as a compacted topic reads), and the tenant's schema registry.
 //!
 //! Guests run on blocking threads, so a lookup catches its table up with the log right there
 //! (reading only what was appended since the last lookup), and then answers from memory.
@@ -11,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use sluice_log::Log;
 use sluice_runtime::{HostServices, Schema};
+
+use crate::registry::Registry;
 
 /// The most entries one table keeps; past it, lookups of keys not yet seen find nothing.
 const MAX_ENTRIES: usize = 1_000_000;
@@ -24,13 +24,15 @@ struct Table {
 
 pub struct GatewayServices {
     log: Log,
+    registry: Arc<Registry>,
     tables: Mutex<HashMap<String, Arc<Mutex<Table>>>>,
 }
 
 impl GatewayServices {
-    pub fn new(log: Log) -> GatewayServices {
+    pub fn new(log: Log, registry: Arc<Registry>) -> GatewayServices {
         GatewayServices {
             log,
+            registry,
             tables: Mutex::new(HashMap::new()),
         }
     }
@@ -94,11 +96,15 @@ impl HostServices for GatewayServices {
         t.entries.get(key).cloned()
     }
 
-    fn schema_by_id(&self, _tenant: &str, _id: u32) -> Option<Schema> {
-        None
+    fn schema_by_id(&self, tenant: &str, id: u32) -> Option<Schema> {
+        self.registry.guest_by_id(tenant, id)
     }
 
-    fn latest_schema(&self, _tenant: &str, _subject: &str) -> Option<Schema> {
-        None
+    fn latest_schema(&self, tenant: &str, subject: &str) -> Option<Schema> {
+        self.registry.guest_latest(tenant, subject)
+    }
+
+    fn schema_in_subject(&self, tenant: &str, subject: &str, id: u32) -> Option<Schema> {
+        self.registry.guest_in_subject(tenant, subject, id)
     }
 }

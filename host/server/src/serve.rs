@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::auth::Directory;
 use crate::components::Components;
 use crate::config::S3Config;
+use crate::registry::Registry;
 use crate::server::{self, App};
 use crate::transforms::Transforms;
 
@@ -122,11 +123,13 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     let runtime = Runtime::new(wasm)?;
     let components = Components::load(log.clone(), runtime).await?;
     let transforms = Transforms::load(log.clone()).await?;
+    let registry = Registry::load(log.clone()).await?;
     let app = Arc::new(App::new(
         log,
         directory,
         components,
         transforms,
+        registry,
         opts.max_body_bytes,
     ));
     app.transforms.resume(&app).await;

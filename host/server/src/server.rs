@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::pipeline::Pipelines;
 use crate::reference_tables::GatewayServices;
+use crate::registry::Registry;
 use crate::transforms::Transforms;
 
 pub type Body = Full<Bytes>;
@@ -51,6 +52,8 @@ pub struct App {
     pub guest_services: Arc<GatewayServices>,
     /// Tenants' running transforms.
     pub transforms: Transforms,
+    /// Tenants' schema registries.
+    pub registry: Arc<Registry>,
 }
 
 impl App {
@@ -59,8 +62,10 @@ impl App {
         directory: Directory,
         components: Components,
         transforms: Transforms,
+        registry: Registry,
         max_body_bytes: usize,
     ) -> App {
+        let registry = Arc::new(registry);
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("api/topic_schema.json")).expect("schema is JSON");
         App {
@@ -72,7 +77,8 @@ impl App {
             components,
             pipelines: Pipelines::default(),
             transforms,
-            guest_services: Arc::new(GatewayServices::new(log.clone())),
+            guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
+            registry,
             log,
         }
     }

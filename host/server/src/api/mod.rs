@@ -4,6 +4,7 @@ mod admin;
 mod components;
 mod fetch;
 mod produce;
+mod registry;
 mod topics;
 mod transforms;
 
@@ -76,6 +77,7 @@ pub async fn dispatch(
         (["v1", "transforms", n, "start"], &Method::POST) => {
             ("transform", transforms::set_state(app, &who, n, true).await)
         }
+        (["registry", rest @ ..], _) => ("registry", registry::handle(app, &who, rest, call).await),
         (
             ["metrics"]
             | ["v1", "topics"]

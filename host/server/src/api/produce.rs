@@ -25,7 +25,7 @@ use crate::envelope::{self, Event, Framing, TopicRules};
 use crate::error::{ApiError, from_log};
 use crate::guest_events::{id_of, to_event, to_record};
 use crate::metrics::TopicLabels;
-use crate::pipeline::{self, Fate, Pipeline};
+use crate::pipeline::{self, Fate, Pipeline, PipelineKey};
 use crate::server::{App, Body, Call, json};
 
 /// One record on its way into a topic, and the request event it answers for.
@@ -53,6 +53,9 @@ pub async fn produce(
     check_topic_name(topic)?;
     who.require(Role::Produce, topic)?;
     let full = log_name(&who.tenant, topic);
+    // Schemas change rarely; a pipeline built before the newest change is rebuilt.
+    let generation = app.registry.generation(&who.tenant);
+    let default_subject = format!("{topic}-value");
     // Only what producing needs, read in place: this runs for every request.
     let topic_view = app
         .log
@@ -62,12 +65,35 @@ pub async fn produce(
                 .get("keyField")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            // The built pipeline when it is current; its spec to build from when not.
-            let pipeline = meta
+            // The value schema's subject: named in `schemaConfig`, or `<topic>-value` when
+            // that subject has a schema.
+            let named = meta
+                .spec
+                .pointer("/schemaConfig/valueSchema")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            let subject = match named {
+                Some(s) => Some(s.to_owned()),
+                None => app
+                    .registry
+                    .latest_id(&who.tenant, &default_subject)
+                    .map(|_| default_subject.clone()),
+            };
+            let stages = meta
                 .spec
                 .get("pipeline")
-                .filter(|p| p.as_array().is_some_and(|a| !a.is_empty()))
-                .map(|p| app.pipelines.cached(&full, p).ok_or_else(|| p.clone()));
+                .filter(|p| p.as_array().is_some_and(|a| !a.is_empty()));
+            // The built pipeline when it is current; what to build it from when not.
+            let pipeline = (stages.is_some() || subject.is_some()).then(|| {
+                let wanted = PipelineKey {
+                    stages,
+                    subject: subject.as_deref(),
+                    generation,
+                };
+                app.pipelines
+                    .cached(&full, &wanted)
+                    .ok_or_else(|| (stages.cloned(), subject.clone()))
+            });
             (config.clone(), key_field, pipeline)
         })
         .ok_or_else(|| ApiError::topic_not_found(topic))?;
@@ -75,11 +101,18 @@ pub async fn produce(
     let framing =
         Framing::from_content_type(call.header(header::CONTENT_TYPE)).ok_or_else(|| {
             ApiError::unsupported_media(
-                "send application/json (an event or an array of events) or application/x-ndjson",
+                "send application/json (an event or an array of events), application/x-ndjson, \
+                 or application/octet-stream (one record's raw value)",
             )
         })?;
+    let binary_key = call.query("key").map(str::to_owned);
+    let binary_partition = match call.query("partition") {
+        None => None,
+        Some(p) => Some(p.parse::<u32>().map_err(|_| {
+            ApiError::invalid(format!("`partition` must be a partition number, not `{p}`"))
+        })?),
+    };
     let body = call.body(app.max_body_bytes).await?;
-    let raw = envelope::split(&body, framing)?;
 
     let rules = TopicRules {
         key_field: key_field.as_deref(),
@@ -88,13 +121,27 @@ pub async fn produce(
     };
     let now = now_ms();
 
-    let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(raw.len());
-    let mut answers: Vec<Vec<Value>> = Vec::with_capacity(raw.len());
-    let mut ids: Vec<String> = Vec::with_capacity(raw.len());
-    let mut parsed: Vec<(usize, Event)> = Vec::with_capacity(raw.len());
-    for (i, item) in raw.into_iter().enumerate() {
+    let items: Vec<Result<Event, ApiError>> = match framing {
+        Framing::Binary => vec![envelope::binary(
+            body,
+            binary_key.as_deref(),
+            binary_partition,
+            &rules,
+            &who.key_id,
+            now,
+        )],
+        _ => envelope::split(&body, framing)?
+            .into_iter()
+            .map(|item| item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now)))
+            .collect(),
+    };
+    let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(items.len());
+    let mut answers: Vec<Vec<Value>> = Vec::with_capacity(items.len());
+    let mut ids: Vec<String> = Vec::with_capacity(items.len());
+    let mut parsed: Vec<(usize, Event)> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
         answers.push(Vec::new());
-        match item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now)) {
+        match item {
             Ok(e) => {
                 ids.push(e.event_id.clone());
                 errors.push(None);
@@ -109,7 +156,9 @@ pub async fn produce(
 
     let mut placements: Vec<Placement> = Vec::with_capacity(parsed.len());
     let pipeline = match pipeline {
-        Some(p) if !parsed.is_empty() => Some(pipeline_for(app, &who.tenant, &full, p).await?),
+        Some(p) if !parsed.is_empty() => {
+            Some(pipeline_for(app, &who.tenant, &full, generation, p).await?)
+        }
         _ => None,
     };
     if let Some(pipeline) = pipeline {
@@ -375,23 +424,44 @@ async fn append_to(
     Ok(answers)
 }
 
-/// The topic's pipeline: the cached one, or built from its spec on first use (after a
-/// restart) and cached.
+/// The topic's pipeline: the cached one, or built (on first use, after a restart, after a
+/// schema change) and cached. A topic with a value schema validates against it first.
 async fn pipeline_for(
     app: &App,
     tenant: &str,
     full: &str,
-    cached_or_spec: Result<Arc<Pipeline>, Value>,
+    generation: u64,
+    cached_or_spec: Result<Arc<Pipeline>, (Option<Value>, Option<String>)>,
 ) -> Result<Arc<Pipeline>, ApiError> {
-    let spec = match cached_or_spec {
+    let (stages, subject) = match cached_or_spec {
         Ok(p) => return Ok(p),
         Err(spec) => spec,
     };
-    let specs = pipeline::parse_spec(&json!({ "pipeline": spec }))?;
+    let mut specs = Vec::new();
+    if let Some(subject) = &subject {
+        if app.registry.latest_id(tenant, subject).is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                42214,
+                format!(
+                    "the topic's value schema subject `{subject}` has no schema registered; \
+                     register one (POST /registry/subjects/{subject}/versions) before producing"
+                ),
+            ));
+        }
+        specs.push(pipeline::StageSpec {
+            component: "validate".into(),
+            config: json!({ "subject": subject, "pointer": "/payload" }).to_string(),
+        });
+    }
+    if let Some(stages) = &stages {
+        specs.extend(pipeline::parse_spec(&json!({ "pipeline": stages }))?);
+    }
     let built = Arc::new(
         pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?,
     );
-    app.pipelines.insert(full, spec, built.clone());
+    app.pipelines
+        .insert(full, stages, subject, generation, built.clone());
     Ok(built)
 }
 

@@ -52,7 +52,13 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
         .await
         .map_err(|e| from_log(e, &name))?;
     if let Some(p) = pipeline {
-        app.pipelines.insert(&full, doc["pipeline"].clone(), p);
+        app.pipelines.insert(
+            &full,
+            Some(doc["pipeline"].clone()),
+            None,
+            app.registry.generation(&who.tenant),
+            p,
+        );
     }
     Ok(json(StatusCode::CREATED, &describe_json(&name, &info)))
 }
@@ -148,7 +154,13 @@ pub async fn update(
         .await
         .map_err(|e| from_log(e, name))?;
     match pipeline {
-        Some(p) => app.pipelines.insert(&full, doc["pipeline"].clone(), p),
+        Some(p) => app.pipelines.insert(
+            &full,
+            Some(doc["pipeline"].clone()),
+            None,
+            app.registry.generation(&who.tenant),
+            p,
+        ),
         None => app.pipelines.remove(&full),
     }
     Ok(json(StatusCode::OK, &describe_json(name, &info)))

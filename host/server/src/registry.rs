@@ -1,0 +1,185 @@
+//! The schema registry's storage: every tenant's [`Subjects`], kept in the compacted internal
+//! topic `_schemas` (as Confluent keeps its `_schemas`). A change is appended, durably, before
+//! it is applied, so what a client was told is what a restart rebuilds; ids never change.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use serde_json::json;
+use sluice_log::{Compression, EncodedRecords, Log, LogError, PartitionAppend, Record};
+use sluice_registry::{Change, RegistryError, SchemaType, Subjects, VersionSpec};
+use sluice_runtime::Schema;
+
+use crate::auth::now_ms;
+use crate::error::{ApiError, from_log};
+use crate::internal_topics;
+
+pub const SCHEMAS_TOPIC: &str = "_schemas";
+
+pub struct Registry {
+    log: Log,
+    tenants: RwLock<HashMap<String, Subjects>>,
+    /// Changes are decided and stored one at a time, so two registrations never race for an
+    /// id or a version.
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    /// Replay `_schemas`, creating it on first start.
+    pub async fn load(log: Log) -> Result<Registry, LogError> {
+        internal_topics::ensure(
+            &log,
+            SCHEMAS_TOPIC,
+            "schema registry: subjects, versions, configuration",
+            &[("cleanup.policy", json!("compact"))],
+        )
+        .await?;
+        let mut tenants: HashMap<String, Subjects> = HashMap::new();
+        let (mut offset, end) = log.offsets(SCHEMAS_TOPIC, 0)?;
+        while offset < end {
+            let r = log.read(SCHEMAS_TOPIC, 0, offset, 1024, 16 << 20).await?;
+            for s in &r.records {
+                let tenant = s
+                    .record
+                    .key
+                    .as_ref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.split_once('/'))
+                    .map(|(t, _)| t.to_owned());
+                match (tenant, serde_json::from_slice::<Change>(&s.record.value)) {
+                    (Some(t), Ok(change)) => tenants.entry(t).or_default().apply(&change),
+                    _ => tracing::warn!(offset = s.offset, "skipping an unreadable schema record"),
+                }
+            }
+            if r.next_offset <= offset {
+                break;
+            }
+            offset = r.next_offset;
+        }
+        Ok(Registry {
+            log,
+            tenants: RwLock::new(tenants),
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Read one tenant's registry.
+    pub fn read<R>(&self, tenant: &str, f: impl FnOnce(&Subjects) -> R) -> R {
+        let tenants = self.tenants.read().expect("registry");
+        match tenants.get(tenant) {
+            Some(s) => f(s),
+            None => f(&Subjects::default()),
+        }
+    }
+
+    /// Decide a change from the current state, store it, then apply it: `decide` returns the
+    /// answer and the changes to make.
+    pub async fn write<R>(
+        &self,
+        tenant: &str,
+        decide: impl FnOnce(&Subjects) -> Result<(R, Vec<Change>), RegistryError>,
+    ) -> Result<R, ApiError> {
+        let _one_at_a_time = self.writes.lock().await;
+        let (answer, changes) = self.read(tenant, decide).map_err(registry_error)?;
+        if changes.is_empty() {
+            return Ok(answer);
+        }
+        let records: Vec<Record> = changes
+            .iter()
+            .map(|c| Record {
+                key: Some(Bytes::from(format!("{tenant}/{}", c.key()))),
+                value: Bytes::from(serde_json::to_vec(c).expect("changes serialize")),
+                headers: vec![],
+                timestamp: now_ms(),
+            })
+            .collect();
+        self.log
+            .append(
+                SCHEMAS_TOPIC,
+                vec![PartitionAppend {
+                    partition: 0,
+                    records: EncodedRecords::encode(&records, Compression::None),
+                    event_ids: vec![],
+                }],
+            )
+            .await
+            .map_err(|e| from_log(e, SCHEMAS_TOPIC))?;
+        let mut tenants = self.tenants.write().expect("registry");
+        let subjects = tenants.entry(tenant.to_owned()).or_default();
+        for c in &changes {
+            subjects.apply(c);
+        }
+        Ok(answer)
+    }
+
+    /// Bumped by every change of the tenant's registry.
+    pub fn generation(&self, tenant: &str) -> u64 {
+        self.read(tenant, Subjects::generation)
+    }
+
+    /// The newest live version's id under `subject`, if any.
+    pub fn latest_id(&self, tenant: &str, subject: &str) -> Option<u32> {
+        self.read(tenant, |s| {
+            s.version(subject, VersionSpec::Latest, false)
+                .ok()
+                .map(|v| v.id)
+        })
+    }
+
+    // ---- what guests reach through the `schemas` import ----
+
+    pub fn guest_by_id(&self, tenant: &str, id: u32) -> Option<Schema> {
+        self.read(tenant, |s| {
+            let (subject, version) = s.id_versions(id, false).ok()?.into_iter().next()?;
+            let v = s
+                .version(&subject, VersionSpec::Number(version), false)
+                .ok()?;
+            Some(guest_schema(v))
+        })
+    }
+
+    pub fn guest_latest(&self, tenant: &str, subject: &str) -> Option<Schema> {
+        self.read(tenant, |s| {
+            s.version(subject, VersionSpec::Latest, false)
+                .ok()
+                .map(guest_schema)
+        })
+    }
+
+    pub fn guest_in_subject(&self, tenant: &str, subject: &str, id: u32) -> Option<Schema> {
+        self.read(tenant, |s| {
+            let (_, version) = s
+                .id_versions(id, false)
+                .ok()?
+                .into_iter()
+                .find(|(holder, _)| holder == subject)?;
+            let v = s
+                .version(subject, VersionSpec::Number(version), false)
+                .ok()?;
+            Some(guest_schema(v))
+        })
+    }
+}
+
+fn guest_schema(v: &sluice_registry::Version) -> Schema {
+    use sluice_runtime::SchemaType as G;
+    Schema {
+        id: v.id,
+        subject: v.subject.clone(),
+        version: v.version,
+        schema_type: match v.schema_type {
+            SchemaType::Avro => G::Avro,
+            SchemaType::Json => G::Json,
+            SchemaType::Protobuf => G::Protobuf,
+        },
+        definition: v.schema.clone(),
+    }
+}
+
+/// Confluent's error shape and codes; the HTTP status is the code's first three digits.
+pub fn registry_error(e: RegistryError) -> ApiError {
+    let status =
+        http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    ApiError::new(status, e.code(), e.to_string())
+}
