@@ -189,3 +189,47 @@ fn the_cli_deploys_a_transform_in_one_command() {
     let (ok, _, err) = sluice(&p, &["deploy", "bad", "/nonexistent.wasm"]);
     assert!(!ok && err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn the_cli_manages_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let v1 = dir.path().join("order.avsc");
+    std::fs::write(
+        &v1,
+        r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#,
+    )
+    .unwrap();
+    let v2 = dir.path().join("order2.avsc");
+    std::fs::write(
+        &v2,
+        r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"},{"name":"n","type":"int"}]}"#,
+    )
+    .unwrap();
+    let path = |f: &std::path::Path| f.to_str().unwrap().to_owned();
+
+    let (ok, out, err) = sluice(&p, &["schemas", "register", "orders-value", &path(&v1)]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("version 1 (id 1)"), "{out}");
+    let (ok, out, _) = sluice(&p, &["schemas", "list"]);
+    assert!(ok && out.contains("orders-value"), "{out}");
+    let (ok, out, _) = sluice(&p, &["schemas", "get", "orders-value"]);
+    assert!(ok && out.contains("\"version\": 1"), "{out}");
+    let (ok, out, _) = sluice(&p, &["schemas", "get", "--id", "1"]);
+    assert!(ok && out.contains("Order"), "{out}");
+    // An incompatible file: `check` exits 1 saying why, `register` is refused.
+    let (ok, _, err) = sluice(&p, &["schemas", "check", "orders-value", &path(&v2)]);
+    assert!(!ok);
+    assert!(err.contains("READER_FIELD_MISSING_DEFAULT_VALUE"), "{err}");
+    let (ok, _, err) = sluice(&p, &["schemas", "register", "orders-value", &path(&v2)]);
+    assert!(!ok && err.contains("409"), "{err}");
+    let (ok, out, err) = sluice(&p, &["schemas", "check", "orders-value", &path(&v1)]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = sluice(&p, &["schemas", "delete", "orders-value"]);
+    assert!(ok && out.contains("soft-deleted"), "{out}{err}");
+    let (ok, out, _) = sluice(&p, &["schemas", "list"]);
+    assert!(ok && !out.contains("orders-value"), "{out}");
+    let (ok, _, err) = sluice(&p, &["schemas", "get", "nothing"]);
+    assert!(!ok && err.contains("40401"), "{err}");
+    assert!(p.terminate().success());
+}
