@@ -392,10 +392,13 @@ async fn schemas_validate_what_is_produced() {
         .post(
             "/v1/topics",
             json!({"name": "strict", "partitions": 1, "replicationFactor": 1, "config": {},
-                   "schemaConfig": {"valueSchema": "strict-contract"}}),
+                   "schemaConfig": {"valueSchema": "strict-contract", "compatibility": "FULL"}}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED);
+    // Its `compatibility` became the subject's level in the registry.
+    let (_, cfg) = call(&c, Method::GET, "/config/strict-contract", None).await;
+    assert_eq!(cfg["compatibilityLevel"], "FULL");
     let (st, v) = c.produce("strict", json!({"payload": {}})).await;
     assert_eq!(
         (st, v["error_code"].as_u64()),
@@ -512,5 +515,148 @@ async fn confluent_python_client_registers_serializes_and_reads_back() {
         "the Confluent client failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("confluent-kafka client: ok"), "{stdout}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_catalog_validates_its_types_and_warns_on_deprecated_ones() {
+    let s = Server::start().await;
+    let c = s.client();
+    let schema = json!({"type": "object", "required": ["booking_id"],
+        "properties": {"booking_id": {"type": "string"}, "nights": {"type": "integer"}}});
+    let definition = json!({
+        "event_id": "BookingEvents.created", "name": "Booking created",
+        "description": "A guest booked a stay", "pattern": "bookings.created",
+        "version": "1.0.0", "source_types": ["web", "mobile"], "payload_schema": schema,
+        "examples": [{"booking_id": "b-1", "nights": 2}],
+        "ui_metadata": {"icon": "calendar", "color": "#0a0"}, "status": "active"
+    });
+    // An example that does not follow the schema refuses the definition.
+    let mut broken = definition.clone();
+    broken["examples"] = json!([{"booking_id": 7}]);
+    let (st, e) = c.post("/v1/event-definitions", broken).await;
+    assert_eq!(
+        (st, e["error_code"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(42215)),
+        "{e}"
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("examples[0]"),
+        "{e}"
+    );
+    let mut bad_version = definition.clone();
+    bad_version["version"] = json!("v1");
+    let (st, _) = c.post("/v1/event-definitions", bad_version).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (st, d) = c.post("/v1/event-definitions", definition.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    assert_eq!(d["schema_subject"], "BookingEvents.created-payload");
+    assert_eq!(d["revision"], 1);
+    let (_, registered) = call(
+        &c,
+        Method::GET,
+        "/subjects/BookingEvents.created-payload/versions/latest",
+        None,
+    )
+    .await;
+    assert_eq!(registered["id"], d["schema_id"]);
+    let (st, e) = c.post("/v1/event-definitions", definition.clone()).await;
+    assert_eq!(
+        (st, e["error_code"].as_u64()),
+        (StatusCode::CONFLICT, Some(40904))
+    );
+
+    // Produce: the active type is validated, other types are not.
+    c.create_topic("bookings", 1).await;
+    let (_, v) = c
+        .produce(
+            "bookings",
+            json!([
+                {"event_type": "bookings.created", "payload": {"booking_id": "b-2"}},
+                {"event_type": "bookings.created", "payload": {"booking_id": 3}},
+                {"event_type": "bookings.viewed", "payload": {"anything": true}}
+            ]),
+        )
+        .await;
+    assert!(v["results"][0]["offset"].is_u64(), "{v}");
+    assert_eq!(v["results"][1]["error_code"], 42210, "{v}");
+    assert!(v["results"][2]["offset"].is_u64(), "{v}");
+
+    // An incompatible payload schema is refused by the registry's rules.
+    let mut narrowed = definition.clone();
+    narrowed["payload_schema"]["required"] = json!(["booking_id", "nights"]);
+    let (st, e) = c
+        .send(
+            Method::PUT,
+            "/v1/event-definitions/BookingEvents.created",
+            Some(narrowed),
+        )
+        .await;
+    assert_eq!(
+        (st, e["error_code"].as_u64()),
+        (StatusCode::CONFLICT, Some(409)),
+        "{e}"
+    );
+
+    // Deprecate it (optimistic concurrency on `revision`).
+    let mut deprecated = definition.clone();
+    deprecated["status"] = json!("deprecated");
+    deprecated["revision"] = json!(1);
+    let (st, d) = c
+        .send(
+            Method::PUT,
+            "/v1/event-definitions/BookingEvents.created",
+            Some(deprecated.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    assert_eq!(d["revision"], 2);
+    let (st, e) = c
+        .send(
+            Method::PUT,
+            "/v1/event-definitions/BookingEvents.created",
+            Some(deprecated),
+        )
+        .await;
+    assert_eq!(
+        (st, e["error_code"].as_u64()),
+        (StatusCode::CONFLICT, Some(40905))
+    );
+    let (_, listed) = c.get("/v1/event-definitions?status=deprecated").await;
+    assert_eq!(
+        listed["event_definitions"][0]["event_id"],
+        "BookingEvents.created"
+    );
+
+    // Deprecated: accepted with a warning, and counted.
+    let resp = c
+        .http
+        .post(format!("{}/v1/topics/bookings/events", c.url))
+        .bearer_auth(&c.key)
+        .json(&json!({"event_type": "bookings.created", "payload": {"booking_id": 4}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let warning = resp.headers()["warning"].to_str().unwrap().to_owned();
+    assert!(warning.contains("bookings.created"), "{warning}");
+    let (_, metrics) = c.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("sluice_deprecated_events_total{tenant=\"")
+            && metrics.contains("event_type=\"bookings.created\"} 1"),
+        "{metrics}"
+    );
+    let (st, _) = c
+        .send(
+            Method::DELETE,
+            "/v1/event-definitions/BookingEvents.created",
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = c.get("/v1/event-definitions/BookingEvents.created").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }

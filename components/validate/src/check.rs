@@ -17,6 +17,9 @@ pub struct Config {
     pub schema_type: SchemaType,
     pub pointer: String,
     pub subject: Option<String>,
+    /// Per event type (`bookings.created`, or a prefix ending in `*`), the subject whose newest
+    /// schema that type's events must follow (the event catalog).
+    pub types: Vec<(String, String)>,
 }
 
 impl Config {
@@ -27,9 +30,9 @@ impl Config {
             return Err("config must be a JSON object".into());
         };
         for k in o.keys() {
-            if !["schema", "schemaType", "pointer", "subject"].contains(&k.as_str()) {
+            if !["schema", "schemaType", "pointer", "subject", "types"].contains(&k.as_str()) {
                 return Err(format!(
-                    "unknown config field `{k}` (known: schema, schemaType, pointer, subject)"
+                    "unknown config field `{k}` (known: schema, schemaType, pointer, subject, types)"
                 ));
             }
         }
@@ -48,15 +51,35 @@ impl Config {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(_) => return Err("`subject` must be a non-empty string".into()),
         };
+        let mut types = Vec::new();
+        if let Some(t) = o.get("types") {
+            let bad =
+                || "`types` must be a list of {\"pattern\": ..., \"subject\": ...}".to_owned();
+            for entry in t.as_array().ok_or_else(bad)? {
+                let field = |name: &str| {
+                    entry
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .ok_or_else(bad)
+                };
+                types.push((field("pattern")?, field("subject")?));
+            }
+        }
         let schema = o.get("schema").cloned();
-        if schema.is_none() == subject.is_none() {
-            return Err("give exactly one of `schema` and `subject`".into());
+        if schema.is_some() && subject.is_some() {
+            return Err("give one of `schema` and `subject`, not both".into());
+        }
+        if schema.is_none() && subject.is_none() && types.is_empty() {
+            return Err("give `schema`, `subject` or `types`".into());
         }
         Ok(Config {
             schema,
             schema_type,
             pointer,
             subject,
+            types,
         })
     }
 }
@@ -177,29 +200,62 @@ pub struct Checker {
     pointer: String,
     /// Wire-format records must carry an id registered under this subject.
     subject: Option<String>,
-    main: Compiled,
+    main: Option<Compiled>,
+    /// Per event-type pattern, its schema.
+    by_type: Vec<(String, Compiled)>,
     /// Schemas fetched by id for wire-format data, compiled once per instance.
     by_id: HashMap<u32, Result<Compiled, String>>,
 }
 
 impl Checker {
-    /// `registered` is the subject's schema when the config names a subject.
+    /// `registered` is the subject's schema when the config names a subject; `typed` the
+    /// schemas of the config's `types`, in their order.
     pub fn new(
         config: Config,
         registered: Option<(SchemaType, String)>,
+        typed: Vec<(SchemaType, String)>,
     ) -> Result<Checker, String> {
         let main = match (&config.schema, registered) {
-            (_, Some((t, text))) => Compiled::from_text(t, &text)?,
-            (Some(Value::String(text)), None) => Compiled::from_text(config.schema_type, text)?,
-            (Some(doc), None) => Compiled::new(config.schema_type, doc)?,
-            (None, None) => return Err("no schema".into()),
+            (_, Some((t, text))) => Some(Compiled::from_text(t, &text)?),
+            (Some(Value::String(text)), None) => {
+                Some(Compiled::from_text(config.schema_type, text)?)
+            }
+            (Some(doc), None) => Some(Compiled::new(config.schema_type, doc)?),
+            (None, None) if config.subject.is_some() => return Err("no schema".into()),
+            (None, None) => None,
         };
+        if typed.len() != config.types.len() {
+            return Err("a schema is missing for an event type".into());
+        }
+        let by_type = config
+            .types
+            .iter()
+            .zip(typed)
+            .map(|((pattern, subject), (t, text))| {
+                Compiled::from_text(t, &text)
+                    .map(|c| (pattern.clone(), c))
+                    .map_err(|e| format!("subject `{subject}`: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Checker {
             pointer: config.pointer,
             subject: config.subject,
             main,
+            by_type,
             by_id: HashMap::new(),
         })
+    }
+
+    /// The schema for events of `event_type`: its type's, else the main one.
+    fn schema_for(&self, event_type: &str) -> Option<&Compiled> {
+        self.by_type
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_suffix('*') {
+                Some(prefix) => event_type.starts_with(prefix),
+                None => pattern == event_type,
+            })
+            .map(|(_, c)| c)
+            .or(self.main.as_ref())
     }
 
     /// The subject wire-format ids must belong to, if any.
@@ -214,6 +270,7 @@ impl Checker {
         &mut self,
         data: &[u8],
         envelope: bool,
+        event_type: &str,
         lookup: &mut dyn FnMut(u32) -> Option<(SchemaType, String)>,
     ) -> Result<(), Failure> {
         if data.len() >= 5 && data[0] == 0 {
@@ -230,6 +287,9 @@ impl Checker {
                 Err(e) => Err(Failure::one("unknown-schema", "", e.clone())),
             };
         }
+        if self.schema_for(event_type).is_none() {
+            return Ok(());
+        }
         let pointer = if envelope { self.pointer.as_str() } else { "" };
         let part = at_pointer(data, pointer).map_err(|e| {
             Failure::one(
@@ -245,7 +305,8 @@ impl Checker {
                 format!("the event has nothing at `{}`", pointer),
             )
         })?;
-        self.main.check_json(part).map_err(|mut f| {
+        let schema = self.schema_for(event_type).expect("checked above");
+        schema.check_json(part).map_err(|mut f| {
             for (path, _) in &mut f.violations {
                 path.insert_str(0, pointer);
             }
@@ -259,7 +320,7 @@ mod tests {
     use super::*;
 
     fn checker(config: &str) -> Checker {
-        Checker::new(Config::parse(config).unwrap(), None).unwrap()
+        Checker::new(Config::parse(config).unwrap(), None, vec![]).unwrap()
     }
 
     fn none(_: u32) -> Option<(SchemaType, String)> {
@@ -273,19 +334,21 @@ mod tests {
                 "properties":{"amount":{"type":"number","minimum":0}}}}"#,
         );
         assert_eq!(
-            c.check(br#"{"payload":{"amount":3}}"#, true, &mut none),
+            c.check(br#"{"payload":{"amount":3}}"#, true, "", &mut none),
             Ok(())
         );
         let f = c
-            .check(br#"{"payload":{"amount":-1}}"#, true, &mut none)
+            .check(br#"{"payload":{"amount":-1}}"#, true, "", &mut none)
             .unwrap_err();
         assert_eq!(f.reason, "schema-violation");
         assert_eq!(f.violations[0].0, "/payload/amount");
-        let f = c.check(br#"{"payload":{}}"#, true, &mut none).unwrap_err();
+        let f = c
+            .check(br#"{"payload":{}}"#, true, "", &mut none)
+            .unwrap_err();
         assert!(f.violations[0].1.contains("amount"), "{f:?}");
-        let f = c.check(br#"{"other":1}"#, true, &mut none).unwrap_err();
+        let f = c.check(br#"{"other":1}"#, true, "", &mut none).unwrap_err();
         assert_eq!(f.reason, "missing-field");
-        let f = c.check(b"not json", true, &mut none).unwrap_err();
+        let f = c.check(b"not json", true, "", &mut none).unwrap_err();
         assert_eq!(f.reason, "invalid-json");
     }
 
@@ -296,15 +359,20 @@ mod tests {
                 "fields":[{"name":"id","type":"string"},{"name":"qty","type":"int"}]}}"#,
         );
         assert_eq!(
-            c.check(br#"{"payload":{"id":"a","qty":2}}"#, true, &mut none),
+            c.check(br#"{"payload":{"id":"a","qty":2}}"#, true, "", &mut none),
             Ok(())
         );
         assert!(
-            c.check(br#"{"payload":{"id":"a","qty":"two"}}"#, true, &mut none)
-                .is_err()
+            c.check(
+                br#"{"payload":{"id":"a","qty":"two"}}"#,
+                true,
+                "",
+                &mut none
+            )
+            .is_err()
         );
         assert!(
-            c.check(br#"{"payload":{"qty":2}}"#, true, &mut none)
+            c.check(br#"{"payload":{"qty":2}}"#, true, "", &mut none)
                 .is_err()
         );
     }
@@ -321,17 +389,17 @@ mod tests {
         // zig-zag varint 21 → 42
         let mut good = vec![0, 0, 0, 0, 7];
         good.push(42);
-        assert_eq!(c.check(&good, true, &mut lookup), Ok(()));
-        assert_eq!(c.check(&good, true, &mut lookup), Ok(()));
+        assert_eq!(c.check(&good, true, "", &mut lookup), Ok(()));
+        assert_eq!(c.check(&good, true, "", &mut lookup), Ok(()));
         let mut bad = vec![0, 0, 0, 0, 7];
         bad.extend_from_slice(&[42, 1, 2]);
         assert_eq!(
-            c.check(&bad, true, &mut lookup).unwrap_err().reason,
+            c.check(&bad, true, "", &mut lookup).unwrap_err().reason,
             "schema-violation"
         );
         let unknown = [0, 0, 0, 0, 9, 1];
         assert_eq!(
-            c.check(&unknown, true, &mut lookup).unwrap_err().reason,
+            c.check(&unknown, true, "", &mut lookup).unwrap_err().reason,
             "unknown-schema"
         );
         assert_eq!(lookups, 2, "compiled once per id");
@@ -341,9 +409,9 @@ mod tests {
     fn raw_records_are_checked_whole_and_ids_held_to_the_subject() {
         let mut c =
             checker(r#"{"pointer":"/payload","schema":{"type":"object","required":["n"]}}"#);
-        assert_eq!(c.check(br#"{"n":1}"#, false, &mut none), Ok(()));
+        assert_eq!(c.check(br#"{"n":1}"#, false, "", &mut none), Ok(()));
         assert_eq!(
-            c.check(br#"{"payload":{"n":1}}"#, false, &mut none)
+            c.check(br#"{"payload":{"n":1}}"#, false, "", &mut none)
                 .unwrap_err()
                 .reason,
             "schema-violation"
@@ -351,11 +419,12 @@ mod tests {
         let mut held = Checker::new(
             Config::parse(r#"{"subject":"orders-value"}"#).unwrap(),
             Some((SchemaType::Json, r#"{"type":"object"}"#.into())),
+            vec![],
         )
         .unwrap();
         assert_eq!(held.subject(), Some("orders-value"));
         let f = held
-            .check(&[0, 0, 0, 0, 3, b'{', b'}'], false, &mut none)
+            .check(&[0, 0, 0, 0, 3, b'{', b'}'], false, "", &mut none)
             .unwrap_err();
         assert_eq!(f.reason, "unknown-schema");
         assert!(
@@ -365,11 +434,47 @@ mod tests {
     }
 
     #[test]
+    fn event_types_pick_their_schema() {
+        let config = Config::parse(
+            r#"{"pointer":"/payload","types":[{"pattern":"bookings.created","subject":"a"},
+                {"pattern":"invoice.*","subject":"b"}]}"#,
+        )
+        .unwrap();
+        let typed = vec![
+            (SchemaType::Json, r#"{"required":["booking"]}"#.to_owned()),
+            (SchemaType::Json, r#"{"required":["invoice"]}"#.to_owned()),
+        ];
+        let mut c = Checker::new(config, None, typed).unwrap();
+        let booking = br#"{"payload":{"booking":1}}"#;
+        let invoice = br#"{"payload":{"invoice":1}}"#;
+        assert_eq!(
+            c.check(booking, true, "bookings.created", &mut none),
+            Ok(())
+        );
+        assert!(
+            c.check(invoice, true, "bookings.created", &mut none)
+                .is_err()
+        );
+        assert_eq!(c.check(invoice, true, "invoice.paid", &mut none), Ok(()));
+        assert!(c.check(booking, true, "invoice.paid", &mut none).is_err());
+        // Types without a definition pass (there is no main schema).
+        assert_eq!(c.check(b"{}", true, "other.thing", &mut none), Ok(()));
+        assert!(Config::parse(r#"{"types":[{"pattern":"x"}]}"#).is_err());
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         assert!(Config::parse("{}").is_err());
         assert!(Config::parse(r#"{"schema":{},"subject":"x"}"#).is_err());
         assert!(Config::parse(r#"{"schema":{},"nope":1}"#).is_err());
-        assert!(Checker::new(Config::parse(r#"{"schema":{"type":12}}"#).unwrap(), None).is_err());
+        assert!(
+            Checker::new(
+                Config::parse(r#"{"schema":{"type":12}}"#).unwrap(),
+                None,
+                vec![]
+            )
+            .is_err()
+        );
     }
 }
 
@@ -408,13 +513,13 @@ mod speed {
         }
         let schema = serde_json::json!({"type":"object","properties":props});
         let config = serde_json::json!({"pointer":"/payload","schema":schema}).to_string();
-        let mut c = Checker::new(Config::parse(&config).unwrap(), None).unwrap();
+        let mut c = Checker::new(Config::parse(&config).unwrap(), None, vec![]).unwrap();
         let doc = serde_json::json!({"event_type":"x","org_id":1,"payload":payload,"note":"n".repeat(400)});
         let data = serde_json::to_vec(&doc).unwrap();
         let n = 200_000;
         let t = std::time::Instant::now();
         for _ in 0..n {
-            c.check(&data, true, &mut |_| None).unwrap();
+            c.check(&data, true, "", &mut |_| None).unwrap();
         }
         let per = t.elapsed().as_secs_f64() / n as f64 * 1e6;
         let t = std::time::Instant::now();

@@ -26,7 +26,24 @@ impl Guest for Validate {
             ),
             None => None,
         };
-        let checker = Checker::new(config, schema.map(|s| (s.schema_type.into(), s.definition)))?;
+        let typed = config
+            .types
+            .iter()
+            .map(|(pattern, subject)| {
+                schemas::latest(subject)
+                    .map(|s| (s.schema_type.into(), s.definition))
+                    .ok_or_else(|| {
+                        format!(
+                            "no schema is registered under subject `{subject}` (for `{pattern}`)"
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let checker = Checker::new(
+            config,
+            schema.map(|s| (s.schema_type.into(), s.definition)),
+            typed,
+        )?;
         CHECKER.with(|c| *c.borrow_mut() = Some(checker));
         Ok(())
     }
@@ -59,7 +76,7 @@ impl Guest for Validate {
                 .map(|e| {
                     // Envelopes are JSON; raw records (any other content type) are whole.
                     let envelope = e.content_type == "application/json";
-                    checker.check(&e.data, envelope, &mut lookup)
+                    checker.check(&e.data, envelope, &e.type_, &mut lookup)
                 })
                 .map(|outcome| match outcome {
                     Ok(()) => Verdict::Accept,

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod components;
 pub mod config;

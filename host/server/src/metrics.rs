@@ -18,6 +18,12 @@ pub struct TopicLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventTypeLabels {
+    pub tenant: String,
+    pub event_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: &'static str,
     pub status: u16,
@@ -32,6 +38,8 @@ pub struct Metrics {
     pub events_rejected: Family<TopicLabels, Counter>,
     pub produce_latency: Histogram,
     pub requests: Family<RequestLabels, Counter>,
+    /// Events of a deprecated type in the event catalog, accepted with a warning.
+    pub deprecated_events: Family<EventTypeLabels, Counter>,
     /// Encoding is not reentrant-safe across scrapes; one at a time.
     encode: Mutex<()>,
 }
@@ -46,6 +54,12 @@ impl Default for Metrics {
         let events_rejected = Family::<TopicLabels, Counter>::default();
         let produce_latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
         let requests = Family::<RequestLabels, Counter>::default();
+        let deprecated_events = Family::<EventTypeLabels, Counter>::default();
+        registry.register(
+            "deprecated_events",
+            "Events of a type the event catalog marks deprecated (accepted with a warning)",
+            deprecated_events.clone(),
+        );
         registry.register("events_in", "Events appended", events_in.clone());
         registry.register("bytes_in", "Bytes of events appended", bytes_in.clone());
         registry.register("events_out", "Events served to readers", events_out.clone());
@@ -74,6 +88,7 @@ impl Default for Metrics {
             events_rejected,
             produce_latency,
             requests,
+            deprecated_events,
             encode: Mutex::new(()),
         }
     }

@@ -14,6 +14,7 @@ use sluice_runtime::{Runtime, RuntimeOptions};
 use tokio::net::TcpListener;
 
 use crate::auth::Directory;
+use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::config::S3Config;
 use crate::registry::Registry;
@@ -124,12 +125,14 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     let components = Components::load(log.clone(), runtime).await?;
     let transforms = Transforms::load(log.clone()).await?;
     let registry = Registry::load(log.clone()).await?;
+    let catalog = Catalog::load(log.clone()).await?;
     let app = Arc::new(App::new(
         log,
         directory,
         components,
         transforms,
         registry,
+        catalog,
         opts.max_body_bytes,
     ));
     app.transforms.resume(&app).await;

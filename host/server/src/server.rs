@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::auth::{Directory, Principal};
+use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, RequestLabels};
@@ -54,6 +55,8 @@ pub struct App {
     pub transforms: Transforms,
     /// Tenants' schema registries.
     pub registry: Arc<Registry>,
+    /// Tenants' event catalogs.
+    pub catalog: Catalog,
 }
 
 impl App {
@@ -63,6 +66,7 @@ impl App {
         components: Components,
         transforms: Transforms,
         registry: Registry,
+        catalog: Catalog,
         max_body_bytes: usize,
     ) -> App {
         let registry = Arc::new(registry);
@@ -79,8 +83,17 @@ impl App {
             transforms,
             guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
             registry,
+            catalog,
             log,
         }
+    }
+}
+
+impl App {
+    /// Changes whenever the tenant's schemas or event definitions change: pipelines whose
+    /// validators read them are rebuilt.
+    pub fn schema_generation(&self, tenant: &str) -> u64 {
+        self.registry.generation(tenant) + self.catalog.generation(tenant)
     }
 }
 

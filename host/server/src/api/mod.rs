@@ -2,6 +2,7 @@
 
 mod admin;
 mod components;
+mod event_definitions;
 mod fetch;
 mod produce;
 mod registry;
@@ -77,6 +78,26 @@ pub async fn dispatch(
         (["v1", "transforms", n, "start"], &Method::POST) => {
             ("transform", transforms::set_state(app, &who, n, true).await)
         }
+        (["v1", "event-definitions"], &Method::GET) => (
+            "event-definitions",
+            event_definitions::list(app, &who, &call),
+        ),
+        (["v1", "event-definitions"], &Method::POST) => (
+            "event-definitions",
+            event_definitions::create(app, &who, call).await,
+        ),
+        (["v1", "event-definitions", id], &Method::GET) => (
+            "event-definition",
+            event_definitions::describe(app, &who, id),
+        ),
+        (["v1", "event-definitions", id], &Method::PUT) => (
+            "event-definition",
+            event_definitions::update(app, &who, id, call).await,
+        ),
+        (["v1", "event-definitions", id], &Method::DELETE) => (
+            "event-definition",
+            event_definitions::delete(app, &who, id).await,
+        ),
         (["registry", rest @ ..], _) => ("registry", registry::handle(app, &who, rest, call).await),
         (
             ["metrics"]
@@ -93,7 +114,9 @@ pub async fn dispatch(
             | ["v1", "components", _]
             | ["v1", "transforms"]
             | ["v1", "transforms", _]
-            | ["v1", "transforms", _, "stop" | "start"],
+            | ["v1", "transforms", _, "stop" | "start"]
+            | ["v1", "event-definitions"]
+            | ["v1", "event-definitions", _],
             _,
         ) => ("method", Err(ApiError::method_not_allowed())),
         _ => (

@@ -24,7 +24,7 @@ use crate::dead_letters;
 use crate::envelope::{self, Event, Framing, TopicRules};
 use crate::error::{ApiError, from_log};
 use crate::guest_events::{id_of, to_event, to_record};
-use crate::metrics::TopicLabels;
+use crate::metrics::{EventTypeLabels, TopicLabels};
 use crate::pipeline::{self, Fate, Pipeline, PipelineKey};
 use crate::server::{App, Body, Call, json};
 
@@ -53,8 +53,10 @@ pub async fn produce(
     check_topic_name(topic)?;
     who.require(Role::Produce, topic)?;
     let full = log_name(&who.tenant, topic);
-    // Schemas change rarely; a pipeline built before the newest change is rebuilt.
-    let generation = app.registry.generation(&who.tenant);
+    // Schemas and event definitions change rarely; a pipeline built before the newest change
+    // is rebuilt.
+    let generation = app.schema_generation(&who.tenant);
+    let catalog = app.catalog.has_active(&who.tenant);
     let default_subject = format!("{topic}-value");
     // Only what producing needs, read in place: this runs for every request.
     let topic_view = app
@@ -84,7 +86,7 @@ pub async fn produce(
                 .get("pipeline")
                 .filter(|p| p.as_array().is_some_and(|a| !a.is_empty()));
             // The built pipeline when it is current; what to build it from when not.
-            let pipeline = (stages.is_some() || subject.is_some()).then(|| {
+            let pipeline = (stages.is_some() || subject.is_some() || catalog).then(|| {
                 let wanted = PipelineKey {
                     stages,
                     subject: subject.as_deref(),
@@ -150,6 +152,32 @@ pub async fn produce(
             Err(err) => {
                 ids.push(String::new());
                 errors.push(Some(err));
+            }
+        }
+    }
+
+    // Event types the catalog marks deprecated: accepted, counted, and the producer warned.
+    let mut deprecated: Vec<String> = Vec::new();
+    if app.catalog.in_force(&who.tenant) {
+        for (_, e) in &parsed {
+            let Some(t) = e
+                .record
+                .header("ce_type")
+                .and_then(|v| std::str::from_utf8(v).ok())
+            else {
+                continue;
+            };
+            if app.catalog.deprecated(&who.tenant, t).is_some() {
+                app.metrics
+                    .deprecated_events
+                    .get_or_create(&EventTypeLabels {
+                        tenant: who.tenant.clone(),
+                        event_type: t.to_owned(),
+                    })
+                    .inc();
+                if !deprecated.iter().any(|d| d == t) {
+                    deprecated.push(t.to_owned());
+                }
             }
         }
     }
@@ -293,7 +321,19 @@ pub async fn produce(
             e.status,
             &json!({"error_code": e.error_code, "message": e.message, "results": body}),
         )),
-        _ => Ok(json(StatusCode::OK, &json!({ "results": body }))),
+        _ => {
+            let mut response = json(StatusCode::OK, &json!({ "results": body }));
+            if !deprecated.is_empty() {
+                let warning = format!(
+                    "299 sluice \"deprecated event type(s) in the event catalog: {}\"",
+                    deprecated.join(", ")
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&warning) {
+                    response.headers_mut().insert(header::WARNING, v);
+                }
+            }
+            Ok(response)
+        }
     }
 }
 
@@ -438,6 +478,19 @@ async fn pipeline_for(
         Err(spec) => spec,
     };
     let mut specs = Vec::new();
+    // The event catalog: events of an active definition's type follow its payload schema.
+    let types: Vec<Value> = app
+        .catalog
+        .active(tenant)
+        .into_iter()
+        .map(|(pattern, subject)| json!({"pattern": pattern, "subject": subject}))
+        .collect();
+    if !types.is_empty() {
+        specs.push(pipeline::StageSpec {
+            component: "validate".into(),
+            config: json!({ "types": types, "pointer": "/payload" }).to_string(),
+        });
+    }
     if let Some(subject) = &subject {
         if app.registry.latest_id(tenant, subject).is_none() {
             return Err(ApiError::new(

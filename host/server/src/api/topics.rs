@@ -56,11 +56,45 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
             &full,
             Some(doc["pipeline"].clone()),
             None,
-            app.registry.generation(&who.tenant),
+            app.schema_generation(&who.tenant),
             p,
         );
     }
+    apply_schema_config(app, who, &name, &doc).await?;
     Ok(json(StatusCode::CREATED, &describe_json(&name, &info)))
+}
+
+/// `schemaConfig.compatibility` sets the compatibility level of the topic's subjects (its
+/// `valueSchema` and `keySchema`, by default `<topic>-value`) in the schema registry.
+async fn apply_schema_config(
+    app: &App,
+    who: &Principal,
+    topic: &str,
+    doc: &Value,
+) -> Result<(), ApiError> {
+    let Some(level) = doc
+        .pointer("/schemaConfig/compatibility")
+        .and_then(Value::as_str)
+    else {
+        return Ok(());
+    };
+    let level: sluice_registry::Level = level.parse().map_err(ApiError::invalid)?;
+    let named = |field: &str| {
+        doc.pointer(&format!("/schemaConfig/{field}"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mut subjects = vec![named("valueSchema").unwrap_or_else(|| format!("{topic}-value"))];
+    subjects.extend(named("keySchema"));
+    let changes = subjects
+        .into_iter()
+        .map(|subject| sluice_registry::Change::Config {
+            subject: Some(subject),
+            level: Some(level),
+        })
+        .collect();
+    app.registry.write(&who.tenant, |_| Ok(((), changes))).await
 }
 
 pub fn list(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
@@ -158,11 +192,12 @@ pub async fn update(
             &full,
             Some(doc["pipeline"].clone()),
             None,
-            app.registry.generation(&who.tenant),
+            app.schema_generation(&who.tenant),
             p,
         ),
         None => app.pipelines.remove(&full),
     }
+    apply_schema_config(app, who, name, &doc).await?;
     Ok(json(StatusCode::OK, &describe_json(name, &info)))
 }
 
