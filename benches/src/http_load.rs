@@ -14,7 +14,7 @@ use sluice_log::{Compression, EncodedRecords, Log, LogOptions, PartitionAppend, 
 
 use crate::pct;
 
-const PARTITIONS: u32 = 12;
+pub const PARTITIONS: u32 = 12;
 
 pub struct Server {
     child: Child,
@@ -210,12 +210,12 @@ fn bodies(per_request: usize, variants: usize) -> Vec<Bytes> {
         .collect()
 }
 
-struct LoadResult {
-    events: u64,
-    bytes: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u32>,
-    errors: u64,
+pub struct LoadResult {
+    pub events: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
 }
 
 async fn drive(
@@ -225,7 +225,27 @@ async fn drive(
     per_request: usize,
     secs: Duration,
 ) -> LoadResult {
-    let bodies = Arc::new(bodies(per_request, 16));
+    drive_bodies(
+        server,
+        topic,
+        clients,
+        bodies(per_request, 16),
+        per_request,
+        secs,
+    )
+    .await
+}
+
+/// `clients` connections each posting `bodies` (JSON arrays of `per_request` events) in turn.
+pub async fn drive_bodies(
+    server: &Server,
+    topic: &str,
+    clients: usize,
+    bodies: Vec<Bytes>,
+    per_request: usize,
+    secs: Duration,
+) -> LoadResult {
+    let bodies = Arc::new(bodies);
     let stop = Arc::new(AtomicBool::new(false));
     let events = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));

@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod http_load;
 mod latency_store;
+mod registry;
 mod wasm;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,8 @@ enum Cmd {
     Wasm,
     /// Batched produce with the validate+enrich+route pipeline vs without.
     Pipeline,
+    /// Validated produce (a registered 20-field JSON Schema) vs unvalidated; lookups by id.
+    Registry,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +96,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Pipeline) {
         rt.block_on(http_load::pipeline(&dir.join("pipeline"), secs))?;
+    }
+    if run(Cmd::Registry) {
+        rt.block_on(registry::run(&dir.join("registry"), secs))?;
     }
     Ok(())
 }

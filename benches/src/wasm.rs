@@ -48,7 +48,7 @@ fn envelope(i: usize) -> Vec<u8> {
 }
 
 /// A 20-field event of about 1 KiB, and a JSON Schema that types and bounds every field.
-fn twenty_fields(i: usize) -> Vec<u8> {
+pub fn twenty_fields(i: usize) -> Vec<u8> {
     let mut payload = serde_json::Map::new();
     for f in 0..20 {
         let v = match f % 4 {
@@ -72,7 +72,7 @@ fn twenty_fields(i: usize) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn twenty_field_schema() -> Value {
+pub fn twenty_field_schema() -> Value {
     let mut props = serde_json::Map::new();
     let mut required = Vec::new();
     for f in 0..20 {

@@ -54,6 +54,7 @@ pub struct Components {
     compiled: Mutex<HashMap<String, Arc<Compiled>>>,
     /// Uploads are serialized so versions stay dense.
     uploads: tokio::sync::Mutex<()>,
+    compiling: tokio::sync::Mutex<()>,
 }
 
 fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
@@ -108,6 +109,7 @@ impl Components {
             versions: RwLock::new(versions),
             compiled: Mutex::new(HashMap::new()),
             uploads: tokio::sync::Mutex::new(()),
+            compiling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -118,6 +120,12 @@ impl Components {
     /// Compile (or fetch compiled) bytes; CPU-heavy the first time, so off the async threads.
     pub async fn compile(&self, wasm: Bytes) -> Result<Arc<Compiled>, ApiError> {
         let hash = sluice_runtime::content_hash(&wasm);
+        if let Some(c) = self.compiled.lock().expect("compiled").get(&hash) {
+            return Ok(c.clone());
+        }
+        // One compile at a time: requests arriving together for a component not yet compiled
+        // wait for the first one's result instead of each compiling it (seconds of CPU each).
+        let _one_at_a_time = self.compiling.lock().await;
         if let Some(c) = self.compiled.lock().expect("compiled").get(&hash) {
             return Ok(c.clone());
         }

@@ -141,6 +141,9 @@ struct Built {
 #[derive(Default)]
 pub struct Pipelines {
     built: Mutex<HashMap<String, Built>>,
+    /// Builds happen one at a time, so concurrent requests to a topic whose pipeline is not
+    /// built yet wait for one build instead of each starting their own.
+    pub building: tokio::sync::Mutex<()>,
 }
 
 impl Pipelines {

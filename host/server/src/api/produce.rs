@@ -477,6 +477,15 @@ async fn pipeline_for(
         Ok(p) => return Ok(p),
         Err(spec) => spec,
     };
+    let _one_at_a_time = app.pipelines.building.lock().await;
+    let key = PipelineKey {
+        stages: stages.as_ref(),
+        subject: subject.as_deref(),
+        generation,
+    };
+    if let Some(built) = app.pipelines.cached(full, &key) {
+        return Ok(built);
+    }
     let mut specs = Vec::new();
     // The event catalog: events of an active definition's type follow its payload schema.
     let types: Vec<Value> = app
