@@ -698,6 +698,22 @@ mod tests {
     }
 
     #[test]
+    fn nested_named_types_inherit_the_namespace() {
+        let outer = |inner_name: &str, aliases: &str| {
+            format!(
+                r#"{{"type":"record","name":"Order","namespace":"acme","fields":[
+                {{"name":"status","type":{{"type":"enum","name":"{inner_name}"{aliases},"symbols":["NEW","PAID"]}}}},
+                {{"name":"previous","type":["null","{inner_name}"],"default":null}}]}}"#
+            )
+        };
+        let v1 = outer("Status", "");
+        ok(&v1, &v1);
+        // The nested enum renamed: incompatible, unless the reader aliases the old full name.
+        assert!(kinds(&outer("State", ""), &v1).contains(&"NAME_MISMATCH"));
+        ok(&outer("State", r#","aliases":["acme.Status"]"#), &v1);
+    }
+
+    #[test]
     fn fixed_sizes_and_decimals() {
         let f = |size: u32| format!(r#"{{"type":"fixed","name":"Hash","size":{size}}}"#);
         ok(&f(16), &f(16));

@@ -321,6 +321,74 @@ mod tests {
     }
 
     #[test]
+    fn json_schema_levels() {
+        let j = |v: &str| parse(SchemaType::Json, v, &[]).unwrap();
+        let closed = |props: &str, required: &str| {
+            j(&format!(
+                r#"{{"type":"object","properties":{{{props}}},"required":[{required}],"additionalProperties":false}}"#
+            ))
+        };
+        let v1 = closed(r#""id":{"type":"string"}"#, r#""id""#);
+        // An optional property added to a closed model: backward compatible (old documents
+        // never hold it), not forward (the old closed reader refuses it), as Confluent says.
+        let v2 = closed(
+            r#""id":{"type":"string"},"note":{"type":"string"}"#,
+            r#""id""#,
+        );
+        assert!(check(Level::Backward, &v2, &[(1, v1.clone())]).is_empty());
+        let forward = check(Level::Forward, &v2, &[(1, v1.clone())]);
+        assert_eq!(
+            forward[0].kind,
+            "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL"
+        );
+        assert_eq!(check(Level::Full, &v2, &[(1, v1.clone())]).len(), 1);
+        // In an open model it is the other way round.
+        let open = |props: &str| j(&format!(r#"{{"type":"object","properties":{{{props}}}}}"#));
+        let o1 = open(r#""id":{"type":"string"}"#);
+        let o2 = open(r#""id":{"type":"string"},"note":{"type":"string"}"#);
+        assert!(check(Level::Forward, &o2, &[(1, o1.clone())]).is_empty());
+        assert_eq!(
+            check(Level::Backward, &o2, &[(1, o1)])[0].kind,
+            "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL"
+        );
+        // A new required property: old documents lack it (backward breaks), new ones are
+        // still closed-model documents the old reader rejects only for the unknown property.
+        let v3 = closed(
+            r#""id":{"type":"string"},"qty":{"type":"integer"}"#,
+            r#""id","qty""#,
+        );
+        let backward = check(Level::Backward, &v3, &[(1, v1.clone())]);
+        assert_eq!(backward.len(), 1);
+        assert_eq!(backward[0].kind, "REQUIRED_PROPERTY_ADDED");
+        let forward = check(Level::Forward, &v3, &[(1, v1.clone())]);
+        assert_eq!(
+            forward[0].kind,
+            "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL"
+        );
+        // Transitive: widening `id` to string|number then narrowing it back to number breaks
+        // only against the first version.
+        let wide = j(
+            r#"{"type":"object","properties":{"id":{"type":["string","number"]}},"required":["id"],"additionalProperties":false}"#,
+        );
+        let num = j(
+            r#"{"type":"object","properties":{"id":{"type":"number"}},"required":["id"],"additionalProperties":false}"#,
+        );
+        let history = [(1, v1), (2, wide)];
+        // Forward against the newest (string|number reads number): fine; transitively the
+        // first version (string only) cannot read numbers.
+        assert!(check(Level::Forward, &num, &history).is_empty());
+        let transitive = check(Level::ForwardTransitive, &num, &history);
+        assert_eq!(transitive.len(), 1);
+        assert_eq!(
+            (transitive[0].version, transitive[0].kind),
+            (1, "TYPE_NARROWED")
+        );
+        // Backward: number cannot read the strings either version allowed.
+        assert_eq!(check(Level::Backward, &num, &history).len(), 1);
+        assert_eq!(check(Level::BackwardTransitive, &num, &history).len(), 2);
+    }
+
+    #[test]
     fn levels_parse_case_insensitively() {
         assert_eq!(
             "full_transitive".parse::<Level>().unwrap(),
