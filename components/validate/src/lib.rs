@@ -4,7 +4,11 @@
 //! - `schema` — a JSON Schema document, or an Avro schema when `schemaType` is `"AVRO"`;
 //! - `schemaType` — `"JSON"` (default) or `"AVRO"`;
 //! - `pointer` — the part of the event's data to check (`"/payload"`; default: all of it);
-//! - `subject` — instead of `schema`, the newest schema of this registry subject.
+//! - `subject` — instead of `schema`, the newest schema of this registry subject;
+//! - `types` — per event type, a subject whose newest schema that type follows (the catalog).
+//!
+//! Valid JSON is usually proven so by a tokenizing check of a JSON Schema subset ([`fast`]);
+//! the full `jsonschema` check runs when that cannot decide, and explains rejections.
 //!
 //! Data in Confluent's wire format (magic byte 0, a 4-byte big-endian schema id, the body) is
 //! checked against the schema with that id, fetched from the host's registry; compiled
@@ -14,5 +18,6 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 mod check;
+mod fast;
 #[cfg(target_arch = "wasm32")]
 mod guest;
