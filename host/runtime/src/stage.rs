@@ -2,6 +2,7 @@
 //! memory bounds, its failure breaker and its counters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -130,8 +131,27 @@ struct Breaker {
 
 const POOL_FULL: &str = "every instance slot is in use (raise [wasm] max_instances)";
 
-/// Idle instances kept per stage (more are created under concurrency, then dropped).
-const MAX_IDLE: usize = 4;
+/// Idle instances kept per stage: as many as were ever busy at once (so a steady load never
+/// pays `init` again), at least `MIN_IDLE`, at most `MAX_IDLE`.
+const MIN_IDLE: usize = 4;
+const MAX_IDLE: usize = 64;
+
+/// Counts a call's instance as busy while it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn enter(busy: &'a AtomicUsize, peak: &AtomicUsize) -> Busy<'a> {
+        let now = busy.fetch_add(1, Ordering::Relaxed) + 1;
+        peak.fetch_max(now, Ordering::Relaxed);
+        Busy(busy)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 pub(crate) struct StageInner {
     runtime: Runtime,
@@ -143,6 +163,9 @@ pub(crate) struct StageInner {
     component: Arc<str>,
     /// Initialized instances waiting for the next batch.
     idle: Mutex<Vec<Instance>>,
+    /// Instances in calls now, and the most ever at once.
+    busy: AtomicUsize,
+    peak: AtomicUsize,
     breaker: Mutex<Breaker>,
     counters: Counters,
 }
@@ -193,6 +216,8 @@ impl Stage {
                 tenant: labels.tenant.into(),
                 component: labels.component.into(),
                 idle: Mutex::new(Vec::new()),
+                busy: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
                 breaker: Mutex::new(Breaker::default()),
                 counters: Counters::default(),
             }),
@@ -364,6 +389,7 @@ impl Stage {
                 return Err(CallError::Suspended(breaker.last.clone()));
             }
         }
+        let _busy = Busy::enter(&inner.busy, &inner.peak);
         let idle = inner.idle.lock().pop();
         let mut instance = match idle {
             Some(i) => i,
@@ -413,8 +439,9 @@ impl Stage {
                 breaker.suspended_until = None;
                 breaker.next_suspension = None;
                 drop(breaker);
+                let keep = inner.peak.load(Ordering::Relaxed).clamp(MIN_IDLE, MAX_IDLE);
                 let mut idle = inner.idle.lock();
-                if idle.len() < MAX_IDLE {
+                if idle.len() < keep {
                     idle.push(instance);
                 }
                 Ok(out)

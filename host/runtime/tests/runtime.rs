@@ -312,3 +312,30 @@ fn a_full_pool_releases_idle_instances_of_other_stages() {
         "a was restarted after its idle instance went"
     );
 }
+
+#[test]
+fn a_steady_concurrent_load_keeps_its_instances() {
+    let rt = runtime();
+    let s = stage(&rt, sluice_builtins::ROUTE, World::Router, r#"{"rules":[]}"#).unwrap();
+    let events = [event("1", "t", "{}")];
+    for _round in 0..3 {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..25 {
+                        assert_eq!(s.route(&ctx(), &events).unwrap().len(), 1);
+                    }
+                });
+            }
+        });
+    }
+    // An instance is only created when every existing one is busy, and instances are kept up
+    // to the most ever busy at once: 600 calls from 8 threads never need more than 8.
+    let stats = s.stats();
+    assert_eq!(stats.calls, 600);
+    assert!(
+        stats.instantiations <= 8,
+        "{} instances for 8 threads",
+        stats.instantiations
+    );
+}
