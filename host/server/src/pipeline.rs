@@ -138,25 +138,12 @@ struct Built {
 }
 
 /// Built pipelines by log topic name.
+#[derive(Default)]
 pub struct Pipelines {
     built: Mutex<HashMap<String, Built>>,
     /// Builds happen one at a time, so concurrent requests to a topic whose pipeline is not
     /// built yet wait for one build instead of each starting their own.
     pub building: tokio::sync::Mutex<()>,
-    /// Pipeline runs at once: one per core. More would only take turns on the cores while
-    /// each holding a guest instance (and its memory).
-    pub running: tokio::sync::Semaphore,
-}
-
-impl Default for Pipelines {
-    fn default() -> Pipelines {
-        let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        Pipelines {
-            built: Mutex::new(HashMap::new()),
-            building: tokio::sync::Mutex::new(()),
-            running: tokio::sync::Semaphore::new(cores),
-        }
-    }
 }
 
 impl Pipelines {
