@@ -316,7 +316,13 @@ fn a_full_pool_releases_idle_instances_of_other_stages() {
 #[test]
 fn a_steady_concurrent_load_keeps_its_instances() {
     let rt = runtime();
-    let s = stage(&rt, sluice_builtins::ROUTE, World::Router, r#"{"rules":[]}"#).unwrap();
+    let s = stage(
+        &rt,
+        sluice_builtins::ROUTE,
+        World::Router,
+        r#"{"rules":[]}"#,
+    )
+    .unwrap();
     let events = [event("1", "t", "{}")];
     for _round in 0..3 {
         std::thread::scope(|scope| {
