@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+pub use crate::Incompatibility;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Primitive {
     Null,
@@ -319,17 +321,6 @@ impl Parser {
     }
 }
 
-/// One reason a reader cannot read a writer's data, in Confluent's terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incompatibility {
-    /// `TYPE_MISMATCH`, `READER_FIELD_MISSING_DEFAULT_VALUE`, `MISSING_ENUM_SYMBOLS`,
-    /// `NAME_MISMATCH`, `FIXED_SIZE_MISMATCH`, `MISSING_UNION_BRANCH`.
-    pub kind: &'static str,
-    /// Where in the reader's schema, as a JSON pointer (`/fields/1/type`).
-    pub path: String,
-    pub message: String,
-}
-
 /// Why `reader` cannot read data written with `writer`; empty when it can.
 pub fn can_read(reader: &AvroSchema, writer: &AvroSchema) -> Vec<Incompatibility> {
     let mut check = Check {
@@ -361,6 +352,22 @@ impl Check<'_> {
             },
             message,
         });
+    }
+
+    /// Decimals resolve only with equal precision and scale.
+    fn decimals(&mut self, reader: Option<Decimal>, writer: Option<Decimal>, path: &str) {
+        if let (Some(r), Some(w)) = (reader, writer)
+            && r != w
+        {
+            self.report(
+                "TYPE_MISMATCH",
+                path,
+                format!(
+                    "decimal({}, {}) cannot read decimal({}, {})",
+                    r.precision, r.scale, w.precision, w.scale
+                ),
+            );
+        }
     }
 
     /// Would `reader` read `writer` (without reporting)?
@@ -430,17 +437,8 @@ impl Check<'_> {
                             w.name()
                         ),
                     );
-                } else if let (Some(rd), Some(wd)) = (rd, wd)
-                    && rd != wd
-                {
-                    self.report(
-                        "TYPE_MISMATCH",
-                        &path,
-                        format!(
-                            "decimal({}, {}) cannot read decimal({}, {})",
-                            rd.precision, rd.scale, wd.precision, wd.scale
-                        ),
-                    );
+                } else {
+                    self.decimals(*rd, *wd, &path);
                 }
             }
             (Node::Array(r), Node::Array(w)) => self.node(r, w, format!("{path}/items")),
@@ -541,17 +539,8 @@ impl Check<'_> {
                         &format!("{path}/size"),
                         format!("expected a fixed of size {ws}, found {rs}"),
                     );
-                } else if let (Some(rd), Some(wd)) = (rd, wd)
-                    && rd != wd
-                {
-                    self.report(
-                        "TYPE_MISMATCH",
-                        &path,
-                        format!(
-                            "decimal({}, {}) cannot read decimal({}, {})",
-                            rd.precision, rd.scale, wd.precision, wd.scale
-                        ),
-                    );
+                } else {
+                    self.decimals(*rd, *wd, &path);
                 }
             }
             _ => unreachable!("kinds compared above"),

@@ -19,14 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-/// One reason, in the style of Confluent's JSON Schema difference types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incompatibility {
-    pub kind: &'static str,
-    /// Where in the reader's schema (`#/properties/amount`).
-    pub path: String,
-    pub message: String,
-}
+pub use crate::Incompatibility;
 
 /// A JSON Schema with the documents its references name.
 #[derive(Debug, Clone)]

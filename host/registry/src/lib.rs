@@ -5,6 +5,16 @@
 //! The server keeps the changes in a compacted internal topic and serves Confluent's REST API
 //! over [`Subjects`].
 
+/// One reason a reader cannot read what a writer wrote, in Confluent's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incompatibility {
+    /// `TYPE_MISMATCH`, `READER_FIELD_MISSING_DEFAULT_VALUE`, `TYPE_NARROWED`, ...
+    pub kind: &'static str,
+    /// Where in the reader's schema (`/fields/1/type`, `#/properties/amount`).
+    pub path: String,
+    pub message: String,
+}
+
 pub mod avro;
 pub mod json_schema;
 pub mod schema;

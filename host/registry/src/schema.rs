@@ -236,35 +236,29 @@ fn differences(
     version: u32,
     direction: &'static str,
 ) -> Vec<Problem> {
-    match (reader, writer) {
-        (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w)
-            .into_iter()
-            .map(|i| Problem {
+    let found = match (reader, writer) {
+        (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w),
+        (Parsed::Json(r), Parsed::Json(w)) => json_schema::can_read(r, w),
+        _ => {
+            return vec![Problem {
                 version,
-                kind: i.kind,
-                path: i.path,
-                message: i.message,
+                kind: "SCHEMA_TYPE_CHANGED",
+                path: "/".into(),
+                message: "the schema type differs from the older version's".into(),
                 direction,
-            })
-            .collect(),
-        (Parsed::Json(r), Parsed::Json(w)) => json_schema::can_read(r, w)
-            .into_iter()
-            .map(|i| Problem {
-                version,
-                kind: i.kind,
-                path: i.path,
-                message: i.message,
-                direction,
-            })
-            .collect(),
-        _ => vec![Problem {
+            }];
+        }
+    };
+    found
+        .into_iter()
+        .map(|i| Problem {
             version,
-            kind: "SCHEMA_TYPE_CHANGED",
-            path: "/".into(),
-            message: "the schema type differs from the older version's".into(),
+            kind: i.kind,
+            path: i.path,
+            message: i.message,
             direction,
-        }],
-    }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -181,34 +181,26 @@ impl Catalog {
         )
         .await?;
         let mut tenants: HashMap<String, TenantCatalog> = HashMap::new();
-        let (mut offset, end) = log.offsets(CATALOG_TOPIC, 0)?;
-        while offset < end {
-            let r = log.read(CATALOG_TOPIC, 0, offset, 1024, 16 << 20).await?;
-            for s in &r.records {
-                let Some((tenant, event_id)) = s
-                    .record
-                    .key
-                    .as_ref()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| k.split_once('/'))
-                else {
-                    continue;
-                };
-                let t = tenants.entry(tenant.to_owned()).or_default();
-                t.generation += 1;
-                if s.record.value.is_empty() {
-                    t.definitions.remove(event_id);
-                } else if let Ok(d) = serde_json::from_slice::<Definition>(&s.record.value) {
-                    t.definitions.insert(event_id.to_owned(), d);
-                } else {
-                    tracing::warn!(offset = s.offset, "skipping an unreadable event definition");
-                }
+        internal_topics::replay(&log, CATALOG_TOPIC, |offset, record| {
+            let Some((tenant, event_id)) = record
+                .key
+                .as_ref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.split_once('/'))
+            else {
+                return;
+            };
+            let t = tenants.entry(tenant.to_owned()).or_default();
+            t.generation += 1;
+            if record.value.is_empty() {
+                t.definitions.remove(event_id);
+            } else if let Ok(d) = serde_json::from_slice::<Definition>(&record.value) {
+                t.definitions.insert(event_id.to_owned(), d);
+            } else {
+                tracing::warn!(offset, "skipping an unreadable event definition");
             }
-            if r.next_offset <= offset {
-                break;
-            }
-            offset = r.next_offset;
-        }
+        })
+        .await?;
         Ok(Catalog {
             log,
             tenants: RwLock::new(tenants),

@@ -34,6 +34,27 @@ pub async fn ensure(
     }
 }
 
+/// Every record of the internal topic `name`, oldest first, with its offset (how each owner
+/// rebuilds its state at start).
+pub async fn replay(
+    log: &Log,
+    name: &str,
+    mut each: impl FnMut(u64, &Record),
+) -> Result<(), LogError> {
+    let (mut offset, end) = log.offsets(name, 0)?;
+    while offset < end {
+        let r = log.read(name, 0, offset, 1024, 16 << 20).await?;
+        for s in &r.records {
+            each(s.offset, &s.record);
+        }
+        if r.next_offset <= offset {
+            break;
+        }
+        offset = r.next_offset;
+    }
+    Ok(())
+}
+
 /// Append one keyed record, durably.
 pub async fn append(log: &Log, topic: &str, key: String, value: Vec<u8>) -> Result<(), ApiError> {
     let record = Record {

@@ -36,27 +36,19 @@ impl Registry {
         )
         .await?;
         let mut tenants: HashMap<String, Subjects> = HashMap::new();
-        let (mut offset, end) = log.offsets(SCHEMAS_TOPIC, 0)?;
-        while offset < end {
-            let r = log.read(SCHEMAS_TOPIC, 0, offset, 1024, 16 << 20).await?;
-            for s in &r.records {
-                let tenant = s
-                    .record
-                    .key
-                    .as_ref()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| k.split_once('/'))
-                    .map(|(t, _)| t.to_owned());
-                match (tenant, serde_json::from_slice::<Change>(&s.record.value)) {
-                    (Some(t), Ok(change)) => tenants.entry(t).or_default().apply(&change),
-                    _ => tracing::warn!(offset = s.offset, "skipping an unreadable schema record"),
-                }
+        internal_topics::replay(&log, SCHEMAS_TOPIC, |offset, record| {
+            let tenant = record
+                .key
+                .as_ref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.split_once('/'))
+                .map(|(t, _)| t.to_owned());
+            match (tenant, serde_json::from_slice::<Change>(&record.value)) {
+                (Some(t), Ok(change)) => tenants.entry(t).or_default().apply(&change),
+                _ => tracing::warn!(offset, "skipping an unreadable schema record"),
             }
-            if r.next_offset <= offset {
-                break;
-            }
-            offset = r.next_offset;
-        }
+        })
+        .await?;
         Ok(Registry {
             log,
             tenants: RwLock::new(tenants),
