@@ -326,15 +326,37 @@ pub fn binary(
     if body.is_empty() {
         return Err(ApiError::bad_request("the body holds no record"));
     }
+    raw(
+        body,
+        key.map(|k| Bytes::from(k.to_owned())),
+        partition,
+        "application/octet-stream",
+        rules,
+        key_id,
+        now_ms,
+    )
+}
+
+/// One raw record with the given content type (not `application/json`, which marks
+/// envelopes): an event id and the producer's key id are added as headers.
+pub fn raw(
+    value: Bytes,
+    key: Option<Bytes>,
+    partition: Option<u32>,
+    content_type: &'static str,
+    rules: &TopicRules,
+    key_id: &str,
+    now_ms: i64,
+) -> Result<Event, ApiError> {
     let event_id = uuid::Uuid::now_v7().to_string();
     let record = Record {
-        key: key.map(|k| Bytes::from(k.to_owned())),
-        value: body,
+        key,
+        value,
         headers: vec![
             ("ce_id".into(), Bytes::from(event_id.clone())),
             (
                 "content-type".into(),
-                Bytes::from_static(b"application/octet-stream"),
+                Bytes::from_static(content_type.as_bytes()),
             ),
             ("sluice_key_id".into(), Bytes::from(key_id.to_owned())),
         ],

@@ -57,18 +57,32 @@ pub async fn replay(
 
 /// Append one keyed record, durably.
 pub async fn append(log: &Log, topic: &str, key: String, value: Vec<u8>) -> Result<(), ApiError> {
-    let record = Record {
-        key: Some(Bytes::from(key)),
-        value: Bytes::from(value),
-        headers: vec![],
-        timestamp: now_ms(),
-    };
+    append_all(log, topic, vec![(key, value)]).await
+}
+
+/// Append keyed records, durably, in one write.
+pub async fn append_all(
+    log: &Log,
+    topic: &str,
+    entries: Vec<(String, Vec<u8>)>,
+) -> Result<(), ApiError> {
+    let now = now_ms();
+    let records: Vec<Record> = entries
+        .into_iter()
+        .map(|(key, value)| Record {
+            key: Some(Bytes::from(key)),
+            value: Bytes::from(value),
+            headers: vec![],
+            timestamp: now,
+        })
+        .collect();
+    let event_ids = vec![None; records.len()];
     log.append(
         topic,
         vec![PartitionAppend {
             partition: 0,
-            records: EncodedRecords::encode(&[record], Compression::None),
-            event_ids: vec![],
+            records: EncodedRecords::encode(&records, Compression::None),
+            event_ids,
         }],
     )
     .await

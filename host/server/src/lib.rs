@@ -14,6 +14,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod envelope;
 pub mod error;
+pub mod groups;
 pub mod guest_events;
 pub mod internal_topics;
 pub mod metrics;

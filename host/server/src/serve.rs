@@ -17,6 +17,7 @@ use crate::auth::Directory;
 use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::config::S3Config;
+use crate::groups::Groups;
 use crate::registry::Registry;
 use crate::server::{self, App};
 use crate::transforms::Transforms;
@@ -126,16 +127,22 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     let transforms = Transforms::load(log.clone()).await?;
     let registry = Registry::load(log.clone()).await?;
     let catalog = Catalog::load(log.clone()).await?;
+    let groups = Groups::load(log.clone()).await?;
     let app = Arc::new(App::new(
-        log,
-        directory,
-        components,
-        transforms,
-        registry,
-        catalog,
+        server::Parts {
+            log,
+            directory,
+            components,
+            transforms,
+            registry,
+            catalog,
+            groups,
+        },
         opts.max_body_bytes,
     ));
     app.transforms.resume(&app).await;
+    app.groups
+        .spawn_sweeper(std::time::Duration::from_millis(250));
     Ok((app, token))
 }
 

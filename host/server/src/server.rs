@@ -26,6 +26,7 @@ use crate::auth::{Directory, Principal};
 use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::error::ApiError;
+use crate::groups::Groups;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::pipeline::Pipelines;
 use crate::reference_tables::GatewayServices;
@@ -57,18 +58,32 @@ pub struct App {
     pub registry: Arc<Registry>,
     /// Tenants' event catalogs.
     pub catalog: Catalog,
+    /// Tenants' consumer groups and their committed offsets.
+    pub groups: Arc<Groups>,
+}
+
+/// The parts [`App::new`] puts together, each loaded from the log.
+pub struct Parts {
+    pub log: Log,
+    pub directory: Directory,
+    pub components: Components,
+    pub transforms: Transforms,
+    pub registry: Registry,
+    pub catalog: Catalog,
+    pub groups: Groups,
 }
 
 impl App {
-    pub fn new(
-        log: Log,
-        directory: Directory,
-        components: Components,
-        transforms: Transforms,
-        registry: Registry,
-        catalog: Catalog,
-        max_body_bytes: usize,
-    ) -> App {
+    pub fn new(parts: Parts, max_body_bytes: usize) -> App {
+        let Parts {
+            log,
+            directory,
+            components,
+            transforms,
+            registry,
+            catalog,
+            groups,
+        } = parts;
         let registry = Arc::new(registry);
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("api/topic_schema.json")).expect("schema is JSON");
@@ -84,6 +99,7 @@ impl App {
             guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
             registry,
             catalog,
+            groups: Arc::new(groups),
             log,
         }
     }

@@ -43,13 +43,29 @@ struct Placement {
     dead_letter: Option<String>,
 }
 
-pub async fn produce(
-    app: &App,
-    who: &Principal,
-    topic: &str,
-    call: Call,
-) -> Result<Response<Body>, ApiError> {
-    let started = Instant::now();
+/// A topic's built pipeline, or what to build it from (stages, value subject).
+type CachedOrSpec = Result<Arc<Pipeline>, (Option<Value>, Option<String>)>;
+
+/// What producing to a topic needs to know about it, read once per request.
+pub(crate) struct Prepared {
+    config: sluice_log::TopicConfig,
+    key_field: Option<String>,
+    pipeline: Option<CachedOrSpec>,
+    generation: u64,
+}
+
+impl Prepared {
+    pub(crate) fn rules(&self) -> TopicRules<'_> {
+        TopicRules {
+            key_field: self.key_field.as_deref(),
+            log_append_time: self.config.timestamp_type == TimestampType::LogAppendTime,
+            max_message_bytes: self.config.max_message_bytes,
+        }
+    }
+}
+
+/// Check the caller may produce to `topic` and read what producing needs.
+pub(crate) fn prepare(app: &App, who: &Principal, topic: &str) -> Result<Prepared, ApiError> {
     check_topic_name(topic)?;
     who.require(Role::Produce, topic)?;
     let full = log_name(&who.tenant, topic);
@@ -100,6 +116,22 @@ pub async fn produce(
         })
         .ok_or_else(|| ApiError::topic_not_found(topic))?;
     let (config, key_field, pipeline) = topic_view;
+    Ok(Prepared {
+        config,
+        key_field,
+        pipeline,
+        generation,
+    })
+}
+
+pub async fn produce(
+    app: &App,
+    who: &Principal,
+    topic: &str,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let started = Instant::now();
+    let prepared = prepare(app, who, topic)?;
     let framing =
         Framing::from_content_type(call.header(header::CONTENT_TYPE)).ok_or_else(|| {
             ApiError::unsupported_media(
@@ -116,11 +148,7 @@ pub async fn produce(
     };
     let body = call.body(app.max_body_bytes).await?;
 
-    let rules = TopicRules {
-        key_field: key_field.as_deref(),
-        log_append_time: config.timestamp_type == TimestampType::LogAppendTime,
-        max_message_bytes: config.max_message_bytes,
-    };
+    let rules = prepared.rules();
     let now = now_ms();
 
     let items: Vec<Result<Event, ApiError>> = match framing {
@@ -137,6 +165,73 @@ pub async fn produce(
             .map(|item| item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now)))
             .collect(),
     };
+    let Ingested {
+        results,
+        deprecated,
+    } = ingest(app, who, topic, &prepared, items, now).await?;
+    let rejected = results.iter().filter(|r| r.is_err()).count();
+    let labels = TopicLabels {
+        tenant: who.tenant.clone(),
+        topic: topic.to_owned(),
+    };
+    app.metrics
+        .events_rejected
+        .get_or_create(&labels)
+        .inc_by(rejected as u64);
+
+    let first_error = results.iter().find_map(|r| r.as_ref().err().cloned());
+    let all_failed = rejected == results.len();
+    let body: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(v) => v,
+            Err(e) => json!({"error_code": e.error_code, "message": e.message}),
+        })
+        .collect();
+    app.metrics
+        .produce_latency
+        .observe(started.elapsed().as_secs_f64());
+    match first_error {
+        // Nothing was appended: answer with the (first) reason, and each event's.
+        Some(e) if all_failed => Ok(json(
+            e.status,
+            &json!({"error_code": e.error_code, "message": e.message, "results": body}),
+        )),
+        _ => {
+            let mut response = json(StatusCode::OK, &json!({ "results": body }));
+            if !deprecated.is_empty() {
+                let warning = format!(
+                    "299 sluice \"deprecated event type(s) in the event catalog: {}\"",
+                    deprecated.join(", ")
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&warning) {
+                    response.headers_mut().insert(header::WARNING, v);
+                }
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// Each request item's answer (position(s), drop, or its own error), and the deprecated event
+/// types seen.
+pub(crate) struct Ingested {
+    pub results: Vec<Result<Value, ApiError>>,
+    pub deprecated: Vec<String>,
+}
+
+/// Run parsed events through the topic's pipeline (if any) and append them, answering for
+/// each in order. Shared by every produce API.
+pub(crate) async fn ingest(
+    app: &App,
+    who: &Principal,
+    topic: &str,
+    prepared: &Prepared,
+    items: Vec<Result<Event, ApiError>>,
+    now: i64,
+) -> Result<Ingested, ApiError> {
+    let full = log_name(&who.tenant, topic);
+    let generation = prepared.generation;
     let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(items.len());
     let mut answers: Vec<Vec<Value>> = Vec::with_capacity(items.len());
     let mut ids: Vec<String> = Vec::with_capacity(items.len());
@@ -183,7 +278,7 @@ pub async fn produce(
     }
 
     let mut placements: Vec<Placement> = Vec::with_capacity(parsed.len());
-    let pipeline = match pipeline {
+    let pipeline = match prepared.pipeline.clone() {
         Some(p) if !parsed.is_empty() => {
             Some(pipeline_for(app, &who.tenant, &full, generation, p).await?)
         }
@@ -293,48 +388,10 @@ pub async fn produce(
             None => Ok(json!({"event_id": id, "outputs": answers})),
         })
         .collect();
-    let rejected = results.iter().filter(|r| r.is_err()).count();
-    let labels = TopicLabels {
-        tenant: who.tenant.clone(),
-        topic: topic.to_owned(),
-    };
-    app.metrics
-        .events_rejected
-        .get_or_create(&labels)
-        .inc_by(rejected as u64);
-
-    let first_error = results.iter().find_map(|r| r.as_ref().err().cloned());
-    let all_failed = rejected == results.len();
-    let body: Vec<Value> = results
-        .into_iter()
-        .map(|r| match r {
-            Ok(v) => v,
-            Err(e) => json!({"error_code": e.error_code, "message": e.message}),
-        })
-        .collect();
-    app.metrics
-        .produce_latency
-        .observe(started.elapsed().as_secs_f64());
-    match first_error {
-        // Nothing was appended: answer with the (first) reason, and each event's.
-        Some(e) if all_failed => Ok(json(
-            e.status,
-            &json!({"error_code": e.error_code, "message": e.message, "results": body}),
-        )),
-        _ => {
-            let mut response = json(StatusCode::OK, &json!({ "results": body }));
-            if !deprecated.is_empty() {
-                let warning = format!(
-                    "299 sluice \"deprecated event type(s) in the event catalog: {}\"",
-                    deprecated.join(", ")
-                );
-                if let Ok(v) = http::HeaderValue::from_str(&warning) {
-                    response.headers_mut().insert(header::WARNING, v);
-                }
-            }
-            Ok(response)
-        }
-    }
+    Ok(Ingested {
+        results,
+        deprecated,
+    })
 }
 
 type Answer = (usize, Result<Value, ApiError>);
@@ -471,7 +528,7 @@ async fn pipeline_for(
     tenant: &str,
     full: &str,
     generation: u64,
-    cached_or_spec: Result<Arc<Pipeline>, (Option<Value>, Option<String>)>,
+    cached_or_spec: CachedOrSpec,
 ) -> Result<Arc<Pipeline>, ApiError> {
     let (stages, subject) = match cached_or_spec {
         Ok(p) => return Ok(p),
