@@ -233,3 +233,66 @@ fn the_cli_manages_schemas() {
     assert!(!ok && err.contains("40401"), "{err}");
     assert!(p.terminate().success());
 }
+
+#[test]
+fn the_cli_consumes_as_a_group_and_manages_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let (ok, out, err) = sluice(&p, &["topics", "create", "jobs", "--partitions", "2"]);
+    assert!(ok, "{out}{err}");
+    let file = dir.path().join("jobs.ndjson");
+    let lines: Vec<String> = (0..50)
+        .map(|i| format!("{{\"type\":\"job\",\"payload\":{{\"n\":{i}}}}}"))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (ok, out, err) = sluice(&p, &["produce", "jobs", "--file", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+
+    // The first run reads 30 and commits them; the second continues with the other 20.
+    let (ok, first, err) = sluice(
+        &p,
+        &[
+            "consume",
+            "jobs",
+            "--group",
+            "crew",
+            "--from-beginning",
+            "--max",
+            "30",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, second, err) = sluice(&p, &["consume", "jobs", "--group", "crew"]);
+    assert!(ok, "{err}");
+    let mut seen: Vec<u64> = first
+        .lines()
+        .chain(second.lines())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["payload"]["n"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(first.lines().count(), 30, "{first}");
+    seen.sort();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+
+    let (ok, out, _) = sluice(&p, &["groups", "list"]);
+    assert!(ok);
+    let row = out.lines().find(|l| l.starts_with("crew")).unwrap();
+    assert!(
+        row.contains("Empty") && row.trim_end().ends_with(" 0"),
+        "{out}"
+    );
+    let (ok, out, err) = sluice(&p, &["groups", "reset", "crew", "--to", "earliest"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = sluice(&p, &["groups", "describe", "crew"]);
+    assert!(ok);
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["total_lag"], 50);
+    let (ok, _, err) = sluice(&p, &["groups", "reset", "crew", "--to", "nowhere"]);
+    assert!(!ok);
+    assert!(err.contains("`to` must be"), "{err}");
+    let (ok, _, err) = sluice(&p, &["groups", "describe", "ghost"]);
+    assert!(!ok);
+    assert!(err.contains("40407"), "{err}");
+}

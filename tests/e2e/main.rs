@@ -9,6 +9,7 @@
 //! - `cli`: the `sluice` command against a running server.
 //! - `crash`: SIGKILL under load loses nothing acknowledged.
 //! - `fencing`: two hosts on one data directory.
+//! - `groups`: consumer groups over the REST Proxy v2 API, `/v1/groups`, lag and alerts.
 //! - `pipelines`: ingest pipelines of WebAssembly stages (validate, enrich, route).
 //! - `transforms`: components uploaded by tenants, transforms, hostile guests contained.
 //! - `transform_crash`: SIGKILL while a transform runs loses no event.
@@ -20,6 +21,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod fencing;
+mod groups;
 mod harness;
 mod pipelines;
 mod produce_fetch;

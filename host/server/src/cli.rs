@@ -73,6 +73,17 @@ pub enum Command {
         /// Print the whole record (partition, offset, key, headers) instead of the event.
         #[arg(long)]
         full: bool,
+        /// Read as a member of this consumer group: the group's partitions are shared with its
+        /// other members, and what was printed is committed.
+        #[arg(long, short, conflicts_with_all = ["partition", "offset", "since"])]
+        group: Option<String>,
+    },
+    /// Consumer groups: list, describe, reset offsets, delete.
+    Groups {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: GroupsCmd,
     },
     /// Manage API keys.
     Keys {
@@ -131,6 +142,31 @@ pub enum Command {
         #[command(subcommand)]
         cmd: SchemasCmd,
     },
+}
+
+#[derive(Subcommand)]
+pub enum GroupsCmd {
+    /// The tenant's groups with their state and lag.
+    List,
+    /// A group's state, members, assignments, committed offsets and lag.
+    Describe { id: String },
+    /// Move a stopped group's committed offsets.
+    Reset {
+        id: String,
+        /// earliest, latest, offset (with --offset) or timestamp (with --timestamp).
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        offset: Option<u64>,
+        /// RFC 3339 or milliseconds since the epoch.
+        #[arg(long)]
+        timestamp: Option<String>,
+        /// Only these topics (repeat; default: every topic of the group).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+    },
+    /// Delete a stopped group and its offsets.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -519,6 +555,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume {
             conn,
             topic,
+            from_beginning,
+            follow,
+            max,
+            full,
+            group: Some(group),
+            ..
+        } => {
+            consume_group(
+                &Client::new(&conn)?,
+                &topic,
+                &group,
+                from_beginning,
+                follow,
+                max,
+                full,
+            )
+            .await
+        }
+        Command::Consume {
+            conn,
+            topic,
             partition,
             from_beginning,
             offset,
@@ -526,6 +583,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             follow,
             max,
             full,
+            group: None,
         } => {
             let start = match (from_beginning, offset, since) {
                 (true, _, _) => Start::Earliest,
@@ -678,6 +736,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schemas { conn, cmd } => schemas(&Client::new(&conn)?, cmd).await,
+        Command::Groups { conn, cmd } => groups(&Client::new(&conn)?, cmd).await,
     }
 }
 
@@ -956,4 +1015,173 @@ async fn consume(
             }
         }
     }
+}
+
+async fn groups(c: &Client, cmd: GroupsCmd) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match cmd {
+        GroupsCmd::List => {
+            let v = c.call(Method::GET, "/v1/groups", None).await?;
+            println!(
+                "{:<32} {:<20} {:>7} {:>12}",
+                "GROUP", "STATE", "MEMBERS", "LAG"
+            );
+            for g in v["groups"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<32} {:<20} {:>7} {:>12}",
+                    g["group_id"].as_str().unwrap_or_default(),
+                    g["state"].as_str().unwrap_or_default(),
+                    g["members"],
+                    g["total_lag"]
+                );
+            }
+        }
+        GroupsCmd::Describe { id } => print(
+            &c.call(Method::GET, &format!("/v1/groups/{}", enc(&id)), None)
+                .await?,
+        ),
+        GroupsCmd::Reset {
+            id,
+            to,
+            offset,
+            timestamp,
+            topics,
+        } => {
+            let mut body = json!({ "to": to });
+            if let Some(o) = offset {
+                body["offset"] = json!(o);
+            }
+            if let Some(t) = timestamp {
+                body["timestamp"] = match t.parse::<i64>() {
+                    Ok(ms) => json!(ms),
+                    Err(_) => json!(t),
+                };
+            }
+            if !topics.is_empty() {
+                body["topics"] = json!(topics);
+            }
+            print(
+                &c.call(
+                    Method::POST,
+                    &format!("/v1/groups/{}/offsets/reset", enc(&id)),
+                    Some(Body::Json(body)),
+                )
+                .await?,
+            )
+        }
+        GroupsCmd::Delete { id } => {
+            c.call(Method::DELETE, &format!("/v1/groups/{}", enc(&id)), None)
+                .await?;
+            println!("deleted group {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `sluice consume --group G`: a REST Proxy consumer instance of group G; each batch is
+/// committed once printed (at-least-once), and the instance leaves the group at the end
+/// (or on Ctrl-C).
+async fn consume_group(
+    c: &Client,
+    topic: &str,
+    group: &str,
+    from_beginning: bool,
+    follow: bool,
+    max: Option<u64>,
+    full: bool,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    use reqwest::Method;
+    let mut settings = json!({"format": "binary", "auto.commit.enable": false});
+    if from_beginning {
+        settings["auto.offset.reset"] = json!("earliest");
+    }
+    let created = c
+        .call(
+            Method::POST,
+            &format!("/consumers/{}", enc(group)),
+            Some(Body::Json(settings)),
+        )
+        .await?;
+    let instance = format!(
+        "/consumers/{}/instances/{}",
+        enc(group),
+        created["instance_id"].as_str().unwrap_or_default()
+    );
+    let work = async {
+        c.call(
+            Method::POST,
+            &format!("{instance}/subscription"),
+            Some(Body::Json(json!({ "topics": [topic] }))),
+        )
+        .await?;
+        let mut printed = 0u64;
+        let mut empty = 0;
+        let out = std::io::stdout();
+        loop {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!("{instance}/records?timeout=1000"),
+                    None,
+                )
+                .await?;
+            let records = v.as_array().cloned().unwrap_or_default();
+            if records.is_empty() {
+                empty += 1;
+                // The first polls may go to joining the group.
+                if !follow && empty >= 3 {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                continue;
+            }
+            empty = 0;
+            let mut offsets = std::collections::BTreeMap::new();
+            {
+                let mut lock = out.lock();
+                for r in &records {
+                    let value = r["value"]
+                        .as_str()
+                        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                        .unwrap_or_default();
+                    let text = String::from_utf8_lossy(&value);
+                    if full {
+                        let mut shown = r.clone();
+                        shown["value"] = serde_json::from_str(&text)
+                            .unwrap_or_else(|_| Value::String(text.into_owned()));
+                        writeln!(lock, "{shown}")?;
+                    } else {
+                        writeln!(lock, "{text}")?;
+                    }
+                    offsets.insert(
+                        (r["topic"].clone().to_string(), r["partition"].as_u64()),
+                        json!({"topic": r["topic"], "partition": r["partition"],
+                               "offset": r["offset"].as_u64().unwrap_or(0) + 1}),
+                    );
+                    printed += 1;
+                    if max.is_some_and(|m| printed >= m) {
+                        break;
+                    }
+                }
+            }
+            let list: Vec<Value> = offsets.into_values().collect();
+            c.call(
+                Method::POST,
+                &format!("{instance}/offsets"),
+                Some(Body::Json(json!({ "offsets": list }))),
+            )
+            .await?;
+            if max.is_some_and(|m| printed >= m) {
+                return Ok(());
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    // Leave the group either way, so its partitions move to the other members at once.
+    let left = c.call(Method::DELETE, &instance, None).await;
+    outcome?;
+    left.map(|_| ())
 }

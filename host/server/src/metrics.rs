@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 use sluice_log::{LogMetrics, metrics::FLUSH_BYTES_BUCKETS};
 use sluice_runtime::{StageLabels, StageStats};
 
+use crate::groups::PartitionLag;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub tenant: String,
@@ -96,7 +98,12 @@ impl Default for Metrics {
 
 impl Metrics {
     /// `stages`: every built pipeline stage and running transform, with its counters.
-    pub fn render(&self, log: &LogMetrics, stages: &[(StageLabels, StageStats)]) -> String {
+    pub fn render(
+        &self,
+        log: &LogMetrics,
+        stages: &[(StageLabels, StageStats)],
+        lag: &[(String, String, PartitionLag)],
+    ) -> String {
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
@@ -202,8 +209,39 @@ impl Metrics {
             LogMetrics::get(&log.flushes)
         );
         render_components(&mut out, stages);
+        render_lag(&mut out, lag);
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// Consumer groups' lag per partition, and committed offsets.
+fn render_lag(out: &mut String, lag: &[(String, String, PartitionLag)]) {
+    let _ = writeln!(
+        out,
+        "# HELP sluice_group_lag Events between a group's committed offset and the log end."
+    );
+    let _ = writeln!(out, "# TYPE sluice_group_lag gauge");
+    for (tenant, group, l) in lag {
+        let _ = writeln!(
+            out,
+            "sluice_group_lag{{tenant=\"{tenant}\",group=\"{group}\",topic=\"{}\",partition=\"{}\"}} {}",
+            l.topic, l.partition, l.lag
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_group_committed_offset A group's committed offset."
+    );
+    let _ = writeln!(out, "# TYPE sluice_group_committed_offset gauge");
+    for (tenant, group, l) in lag {
+        if let Some(c) = l.committed {
+            let _ = writeln!(
+                out,
+                "sluice_group_committed_offset{{tenant=\"{tenant}\",group=\"{group}\",topic=\"{}\",partition=\"{}\"}} {c}",
+                l.topic, l.partition
+            );
+        }
     }
 }
 

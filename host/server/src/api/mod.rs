@@ -4,8 +4,10 @@ mod admin;
 mod components;
 mod event_definitions;
 mod fetch;
+mod groups;
 mod produce;
 mod registry;
+mod rest_proxy;
 mod topics;
 mod transforms;
 
@@ -98,7 +100,17 @@ pub async fn dispatch(
             "event-definition",
             event_definitions::delete(app, &who, id).await,
         ),
+        (["v1", "alerts"], &Method::GET) => ("alerts", groups::alerts(app, &who).await),
+        (["v1", "groups"], &Method::GET) => ("groups", groups::list(app, &who)),
+        (["v1", "groups"], &Method::POST) => ("groups", groups::create(app, &who, call).await),
+        (["v1", "groups", id], &Method::GET) => ("group", groups::describe(app, &who, id)),
+        (["v1", "groups", id], &Method::PUT) => ("group", groups::put(app, &who, id, call).await),
+        (["v1", "groups", id], &Method::DELETE) => ("group", groups::delete(app, &who, id).await),
+        (["v1", "groups", id, "offsets", "reset"], &Method::POST) => {
+            ("group", groups::reset(app, &who, id, call).await)
+        }
         (["registry", rest @ ..], _) => ("registry", registry::handle(app, &who, rest, call).await),
+        (["topics" | "consumers", ..], _) => rest_proxy::handle(app, &who, &p, call).await,
         (
             ["metrics"]
             | ["v1", "topics"]
@@ -116,7 +128,11 @@ pub async fn dispatch(
             | ["v1", "transforms", _]
             | ["v1", "transforms", _, "stop" | "start"]
             | ["v1", "event-definitions"]
-            | ["v1", "event-definitions", _],
+            | ["v1", "event-definitions", _]
+            | ["v1", "groups"]
+            | ["v1", "alerts"]
+            | ["v1", "groups", _]
+            | ["v1", "groups", _, "offsets", "reset"],
             _,
         ) => ("method", Err(ApiError::method_not_allowed())),
         _ => (
@@ -140,7 +156,9 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
         .body(Body::new(
-            app.metrics.render(app.log.metrics(), &stages).into(),
+            app.metrics
+                .render(app.log.metrics(), &stages, &app.groups.lag_snapshot())
+                .into(),
         ))
         .expect("response builds"))
 }

@@ -11,12 +11,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_log::{LogError, StoredRecord};
 
 use super::{Committed, GroupConfig, GroupError, Groups, OffsetReset, TopicPartition};
 use crate::api::log_name;
 use crate::auth::now_ms;
+use crate::error::ApiError;
 
 /// How records' keys and values are embedded in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +42,51 @@ impl Format {
             "jsonschema" => Some(Format::JsonSchema),
             _ => None,
         }
+    }
+
+    /// A key or value as this format embeds it. JSON keys that are not JSON (keys written
+    /// through Sluice's own produce API are plain text) are given as strings.
+    fn embed(self, bytes: Option<&Bytes>, is_key: bool) -> Result<Value, String> {
+        let Some(b) = bytes.filter(|b| !b.is_empty()) else {
+            return Ok(Value::Null);
+        };
+        match self {
+            Format::Binary => Ok(Value::String(STANDARD.encode(b))),
+            Format::Json => match serde_json::from_slice(b) {
+                Ok(v) => Ok(v),
+                Err(_) if is_key => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
+                Err(e) => Err(format!("the value is not JSON ({e})")),
+            },
+            Format::JsonSchema => {
+                if b.len() < 5 || b[0] != 0 {
+                    if is_key {
+                        return Format::Json.embed(Some(b), true);
+                    }
+                    return Err("the value is not in the schema registry's wire format".into());
+                }
+                serde_json::from_slice(&b[5..])
+                    .map_err(|e| format!("the value's body is not JSON ({e})"))
+            }
+        }
+    }
+
+    fn embed_record(self, topic: &str, r: &StoredRecord) -> Result<ConsumedRecord, String> {
+        let value = self.embed(Some(&r.record.value), false).map_err(|e| {
+            format!(
+                "record {topic}/{}/{} cannot be read as {}: {e}; read it with a binary consumer",
+                r.partition,
+                r.offset,
+                self.name()
+            )
+        })?;
+        Ok(ConsumedRecord {
+            topic: topic.to_owned(),
+            key: self.embed(r.record.key.as_ref(), true)?,
+            value,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.record.timestamp,
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -124,10 +174,15 @@ pub struct ReadLimits {
     pub timeout_ms: Option<u64>,
 }
 
-/// Records read for a consumer, with the format to show them in.
-pub struct Records {
-    pub format: Format,
-    pub records: Vec<(String, StoredRecord)>,
+/// A record as a REST Proxy consumer receives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub key: Value,
+    pub value: Value,
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp: i64,
 }
 
 impl Groups {
@@ -221,6 +276,18 @@ impl Groups {
             })
         })?;
         self.commit_positions(tenant, group, commit).await
+    }
+
+    /// The instance's embedded format.
+    pub fn format_of(
+        &self,
+        tenant: &str,
+        group: &str,
+        instance: &str,
+    ) -> Result<Format, GroupError> {
+        self.with_instance(tenant, group, instance, |_, g, id| {
+            Ok(g.instances[id].format)
+        })
     }
 
     /// `POST .../subscription`: topics or a pattern. Joins the group (a rebalance).
@@ -576,7 +643,7 @@ impl Groups {
         group: &str,
         instance: &str,
         limits: ReadLimits,
-    ) -> Result<Records, GroupError> {
+    ) -> Result<Vec<ConsumedRecord>, GroupError> {
         let (reading, format, wait, max_bytes, max_records) =
             self.with_instance(tenant, group, instance, |_, g, id| {
                 let i = &g.instances[id];
@@ -601,7 +668,8 @@ impl Groups {
         loop {
             let plan = self.plan(tenant, group, instance)?;
             self.commit_positions(tenant, group, plan.commit).await?;
-            let mut got: Vec<(String, StoredRecord)> = Vec::new();
+            let mut got: Vec<ConsumedRecord> = Vec::new();
+            let mut undecodable: Option<String> = None;
             let mut advanced: Vec<(TopicPartition, u64, u64)> = Vec::new();
             let mut bytes = 0usize;
             for (tp, position) in &plan.parts {
@@ -636,12 +704,24 @@ impl Groups {
                     Err(LogError::TopicNotFound(_)) => continue,
                     Err(e) => return Err(e.into()),
                 };
-                if read.next_offset != *position {
-                    advanced.push((tp.clone(), *position, read.next_offset));
-                }
+                // Records this consumer's format cannot show stop the read there: the
+                // position stays on them, and the consumer gets the error if nothing else.
+                let mut next = read.next_offset;
                 for r in read.records {
-                    bytes += r.record.size();
-                    got.push((tp.topic.clone(), r));
+                    match format.embed_record(&tp.topic, &r) {
+                        Ok(c) => {
+                            bytes += r.record.size();
+                            got.push(c);
+                        }
+                        Err(e) => {
+                            next = r.offset;
+                            undecodable.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+                if next != *position {
+                    advanced.push((tp.clone(), *position, next));
                 }
             }
             // Keep what is still ours and unmoved (a rebalance or a seek may have come
@@ -675,16 +755,20 @@ impl Groups {
                 };
                 Ok((keep, commit))
             })?;
-            got.retain(|(topic, r)| {
-                kept.contains(&TopicPartition::new(topic.clone(), r.partition))
-            });
+            got.retain(|c| kept.contains(&TopicPartition::new(c.topic.clone(), c.partition)));
             self.commit_positions(tenant, group, auto_commit).await?;
+            if got.is_empty()
+                && let Some(e) = undecodable
+            {
+                return Err(GroupError::Api(ApiError::new(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    50002,
+                    e,
+                )));
+            }
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
-                return Ok(Records {
-                    format,
-                    records: got,
-                });
+                return Ok(got);
             }
             // Wait for new records on any of the partitions, a slice at a time so a rebalance
             // (which this instance's poll takes part in) is not held up.
