@@ -14,6 +14,7 @@
 //! - `transforms`: components uploaded by tenants, transforms, hostile guests contained.
 //! - `transform_crash`: SIGKILL while a transform runs loses no event.
 //! - `registry`: the schema registry (Confluent API, validated produce, Confluent's client).
+//! - `stream`: Server-Sent Events, resumed by `Last-Event-ID`, shared through a group.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 
 mod auth;
@@ -27,6 +28,7 @@ mod pipelines;
 mod produce_fetch;
 mod registry;
 mod s3;
+mod stream;
 mod topics;
 mod transform_crash;
 mod transforms;

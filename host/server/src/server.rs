@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -33,7 +34,16 @@ use crate::reference_tables::GatewayServices;
 use crate::registry::Registry;
 use crate::transforms::Transforms;
 
-pub type Body = Full<Bytes>;
+/// Response bodies: whole ones ([`full`], [`empty`]) or streams (server-sent events).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    http_body_util::Empty::new().boxed_unsync()
+}
 
 /// Everything a request handler may need; one per server.
 pub struct App {
@@ -60,6 +70,8 @@ pub struct App {
     pub catalog: Catalog,
     /// Tenants' consumer groups and their committed offsets.
     pub groups: Arc<Groups>,
+    /// Turns `true` when the server stops: long-lived responses (streams) end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The parts [`App::new`] puts together, each loaded from the log.
@@ -100,6 +112,7 @@ impl App {
             registry,
             catalog,
             groups: Arc::new(groups),
+            closing: tokio::sync::watch::Sender::new(false),
             log,
         }
     }
@@ -147,6 +160,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         }
     }
     drop(listener);
+    app.closing.send_replace(true);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await
         .is_err()
@@ -287,7 +301,7 @@ pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(full(body))
         .expect("response builds")
 }
 

@@ -102,7 +102,7 @@ pub async fn fetch(
 /// the bytes as base64 `value`. Keys and header values that are not UTF-8 come as base64 too,
 /// with `key_encoding` / `headers_encoding` saying so.
 #[derive(Serialize)]
-struct EventOut<'a> {
+pub(crate) struct EventOut<'a> {
     partition: u32,
     offset: u64,
     timestamp: i64,

@@ -143,7 +143,7 @@ pub async fn delete(app: &App, who: &Principal, id: &str) -> Result<Response<Bod
     app.groups.delete(&who.tenant, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(Body::default())
+        .body(crate::server::empty())
         .expect("response builds"))
 }
 

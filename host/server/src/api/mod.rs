@@ -8,6 +8,7 @@ mod groups;
 mod produce;
 mod registry;
 mod rest_proxy;
+mod stream;
 mod topics;
 mod transforms;
 
@@ -41,6 +42,9 @@ pub async fn dispatch(
         }
         (["v1", "topics", t, "partitions", p, "events"], &Method::GET) => {
             ("fetch", fetch::fetch(app, &who, t, p, &call).await)
+        }
+        (["v1", "topics", t, "stream"], &Method::GET) => {
+            ("stream", stream::stream(app, &who, t, &call).await)
         }
         (["v1", "topics", t, "offsets"], &Method::GET) => {
             ("offsets", fetch::offsets(app, &who, t, &call).await)
@@ -118,6 +122,7 @@ pub async fn dispatch(
             | ["v1", "topics", _, "events"]
             | ["v1", "topics", _, "partitions", _, "events"]
             | ["v1", "topics", _, "offsets"]
+            | ["v1", "topics", _, "stream"]
             | ["v1", "tenants"]
             | ["v1", "keys"]
             | ["v1", "keys", _]
@@ -155,11 +160,11 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-        .body(Body::new(
-            app.metrics
-                .render(app.log.metrics(), &stages, &app.groups.lag_snapshot())
-                .into(),
-        ))
+        .body(crate::server::full(app.metrics.render(
+            app.log.metrics(),
+            &stages,
+            &app.groups.lag_snapshot(),
+        )))
         .expect("response builds"))
 }
 

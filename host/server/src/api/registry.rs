@@ -40,7 +40,7 @@ pub async fn handle(
         Ok(Answer::Raw(text)) => Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(Body::new(text.into()))
+            .body(crate::server::full(text))
             .expect("response builds"),
         Err(e) => respond(
             e.status,
@@ -59,7 +59,9 @@ fn respond(status: StatusCode, v: &Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-        .body(Body::new(serde_json::to_vec(v).expect("serializes").into()))
+        .body(crate::server::full(
+            serde_json::to_vec(v).expect("serializes"),
+        ))
         .expect("response builds")
 }
 

@@ -40,7 +40,7 @@ fn v2(status: StatusCode, value: &Value) -> Response<Body> {
 fn no_content() -> Response<Body> {
     Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(Body::default())
+        .body(crate::server::empty())
         .expect("response builds")
 }
 
@@ -667,7 +667,11 @@ async fn consumer(
                      this consumer instance",
                 ));
             }
-            let records = groups.read(tenant, group, instance, limits).await?;
+            let records = groups
+                .read(tenant, group, instance, limits, |topic, r| {
+                    format.embed_record(topic, r)
+                })
+                .await?;
             let mut r = v2(StatusCode::OK, &json!(records));
             let media = format!("application/vnd.kafka.{}.v2+json", format.name());
             if let Ok(v) = http::HeaderValue::from_str(&media) {

@@ -215,7 +215,7 @@ pub async fn delete(app: &App, who: &Principal, name: &str) -> Result<Response<B
     app.pipelines.remove(&log_name(&who.tenant, name));
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(Body::default())
+        .body(crate::server::empty())
         .expect("response builds"))
 }
 

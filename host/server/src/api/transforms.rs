@@ -122,6 +122,6 @@ pub async fn delete(app: &App, who: &Principal, name: &str) -> Result<Response<B
     app.transforms.delete(&who.tenant, name).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(Body::default())
+        .body(crate::server::empty())
         .expect("response builds"))
 }

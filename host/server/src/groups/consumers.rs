@@ -70,7 +70,7 @@ impl Format {
         }
     }
 
-    fn embed_record(self, topic: &str, r: &StoredRecord) -> Result<ConsumedRecord, String> {
+    pub fn embed_record(self, topic: &str, r: &StoredRecord) -> Result<ConsumedRecord, String> {
         let value = self.embed(Some(&r.record.value), false).map_err(|e| {
             format!(
                 "record {topic}/{}/{} cannot be read as {}: {e}; read it with a binary consumer",
@@ -164,8 +164,29 @@ impl Instance {
 /// What a records request reads, decided under the lock.
 struct Plan {
     parts: Vec<(TopicPartition, u64)>,
-    /// Positions of revoked partitions, to commit before anything else (auto-commit).
-    commit: Vec<(TopicPartition, u64)>,
+    /// Positions of revoked partitions (auto-commit), applied already, to store.
+    commit: Vec<(TopicPartition, Option<Committed>)>,
+}
+
+/// Commit positions in memory at once (see [`Groups::store_applied_offsets`]); returns them
+/// to be stored.
+fn apply_positions(
+    g: &mut super::Group,
+    positions: Vec<(TopicPartition, u64)>,
+) -> Vec<(TopicPartition, Option<Committed>)> {
+    let now = now_ms();
+    positions
+        .into_iter()
+        .map(|(tp, offset)| {
+            let c = Committed {
+                offset,
+                metadata: String::new(),
+                commit_ms: now,
+            };
+            g.committed.insert(tp.clone(), c.clone());
+            (tp, Some(c))
+        })
+        .collect()
 }
 
 /// A records request's limits.
@@ -270,12 +291,12 @@ impl Groups {
             let topics = g.membership.subscribed_topics();
             g.membership.leave(id, me.partition_counts(tenant, &topics));
             Ok(if i.auto_commit {
-                i.positions.into_iter().collect::<Vec<_>>()
+                apply_positions(g, i.positions.into_iter().collect())
             } else {
                 Vec::new()
             })
         })?;
-        self.commit_positions(tenant, group, commit).await
+        self.store_applied_offsets(tenant, group, commit).await
     }
 
     /// The instance's embedded format.
@@ -596,13 +617,15 @@ impl Groups {
                     }
                     let poll = g.membership.poll(id, now).expect("joined above");
                     let i = g.instances.get_mut(id).expect("checked");
+                    let mut given_up = Vec::new();
                     for tp in poll.revoked {
                         if let Some(p) = i.positions.remove(&tp)
                             && i.auto_commit
                         {
-                            commit.push((tp, p));
+                            given_up.push((tp, p));
                         }
                     }
+                    commit = apply_positions(g, given_up);
                     poll.owned
                 }
             };
@@ -636,21 +659,22 @@ impl Groups {
     }
 
     /// `GET .../records`: read from the instance's partitions, long-polling up to the
-    /// timeout when there is nothing new.
-    pub async fn read(
+    /// timeout when there is nothing new. `embed` shows a record (topic, record) as the caller
+    /// wants it, or says why it cannot.
+    pub async fn read<T>(
         &self,
         tenant: &str,
         group: &str,
         instance: &str,
         limits: ReadLimits,
-    ) -> Result<Vec<ConsumedRecord>, GroupError> {
-        let (reading, format, wait, max_bytes, max_records) =
+        embed: impl Fn(&str, &StoredRecord) -> Result<T, String>,
+    ) -> Result<Vec<T>, GroupError> {
+        let (reading, wait, max_bytes, max_records) =
             self.with_instance(tenant, group, instance, |_, g, id| {
                 let i = &g.instances[id];
                 let c = &g.config.config;
                 Ok((
                     i.reading.clone(),
-                    i.format,
                     limits
                         .timeout_ms
                         .or(i.request_wait_ms)
@@ -667,8 +691,8 @@ impl Groups {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
         loop {
             let plan = self.plan(tenant, group, instance)?;
-            self.commit_positions(tenant, group, plan.commit).await?;
-            let mut got: Vec<ConsumedRecord> = Vec::new();
+            self.store_applied_offsets(tenant, group, plan.commit).await?;
+            let mut got: Vec<(TopicPartition, T)> = Vec::new();
             let mut undecodable: Option<String> = None;
             let mut advanced: Vec<(TopicPartition, u64, u64)> = Vec::new();
             let mut bytes = 0usize;
@@ -708,10 +732,10 @@ impl Groups {
                 // position stays on them, and the consumer gets the error if nothing else.
                 let mut next = read.next_offset;
                 for r in read.records {
-                    match format.embed_record(&tp.topic, &r) {
+                    match embed(&tp.topic, &r) {
                         Ok(c) => {
                             bytes += r.record.size();
-                            got.push(c);
+                            got.push((tp.clone(), c));
                         }
                         Err(e) => {
                             next = r.offset;
@@ -755,7 +779,7 @@ impl Groups {
                 };
                 Ok((keep, commit))
             })?;
-            got.retain(|c| kept.contains(&TopicPartition::new(c.topic.clone(), c.partition)));
+            got.retain(|(tp, _)| kept.contains(tp));
             self.commit_positions(tenant, group, auto_commit).await?;
             if got.is_empty()
                 && let Some(e) = undecodable
@@ -768,7 +792,7 @@ impl Groups {
             }
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
-                return Ok(got);
+                return Ok(got.into_iter().map(|(_, c)| c).collect());
             }
             // Wait for new records on any of the partitions, a slice at a time so a rebalance
             // (which this instance's poll takes part in) is not held up.

@@ -246,6 +246,28 @@ impl Groups {
         group: &str,
         offsets: Vec<(TopicPartition, Option<Committed>)>,
     ) -> Result<(), GroupError> {
+        self.write_offsets(tenant, group, offsets, true).await
+    }
+
+    /// Make offsets durable that were applied already (a member's positions, committed as it
+    /// gave its partitions up: applied at once, under the lock that released them, so the
+    /// next owner starts there; a failure to store them means redelivery, never loss).
+    pub(crate) async fn store_applied_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: Vec<(TopicPartition, Option<Committed>)>,
+    ) -> Result<(), GroupError> {
+        self.write_offsets(tenant, group, offsets, false).await
+    }
+
+    async fn write_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: Vec<(TopicPartition, Option<Committed>)>,
+        apply: bool,
+    ) -> Result<(), GroupError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -262,6 +284,9 @@ impl Groups {
             .collect();
         let _order = self.commit_order.lock().await;
         internal_topics::append_all(&self.log, OFFSETS_TOPIC, records).await?;
+        if !apply {
+            return Ok(());
+        }
         let mut groups = self.groups.lock().expect("groups");
         let g = groups
             .entry((tenant.to_owned(), group.to_owned()))

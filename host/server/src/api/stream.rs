@@ -1,0 +1,356 @@
+//! `GET /v1/topics/{topic}/stream`: a topic as Server-Sent Events.
+//!
+//! Each event is one SSE message whose `data:` is the record as the fetch API shows it
+//! (partition, offset, timestamp, key, headers, event or value) and whose `id:` is the cursor
+//! after it: every partition's next offset, `0:17,1:5,2:9`. A client that reconnects with
+//! `Last-Event-ID` (browsers do it by themselves) resumes exactly after the last event it got.
+//! Without one: `from=earliest|latest|<cursor>` or `since=<time>`; the default is `latest`.
+//! A comment line (`: heartbeat`) goes out when nothing else did for `heartbeat_ms` (15 s by
+//! default), so proxies keep the connection open.
+//!
+//! With `group=G` the stream is a member of consumer group G instead: the group's partitions
+//! are shared among its members (streams or REST Proxy consumers), positions are committed
+//! as they go and when the stream ends, and `id:` is `partition:offset` of the event.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use sluice_log::StoredRecord;
+use tokio::sync::mpsc;
+
+use super::fetch::EventOut;
+use super::{check_topic_name, log_name};
+use crate::auth::{Principal, Role};
+use crate::envelope::parse_time_text;
+use crate::error::{ApiError, from_log};
+use crate::groups::OffsetReset;
+use crate::groups::consumers::{Format, InstanceSettings, ReadLimits};
+use crate::server::{App, Body, Call};
+
+const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
+const MIN_HEARTBEAT_MS: u64 = 100;
+
+/// Every partition's next offset, as `0:17,1:5`.
+fn cursor(positions: &[u64]) -> String {
+    let mut out = String::with_capacity(positions.len() * 8);
+    for (p, o) in positions.iter().enumerate() {
+        if p > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("{p}:{o}"));
+    }
+    out
+}
+
+fn parse_cursor(text: &str, partitions: usize) -> Option<Vec<Option<u64>>> {
+    let mut out = vec![None; partitions];
+    for part in text.split(',').filter(|s| !s.is_empty()) {
+        let (p, o) = part.split_once(':')?;
+        let p: usize = p.trim().parse().ok()?;
+        let o: u64 = o.trim().parse().ok()?;
+        if p < partitions {
+            out[p] = Some(o);
+        }
+    }
+    Some(out)
+}
+
+fn message(id: &str, data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + id.len() + 16);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn event_json(r: &StoredRecord) -> Vec<u8> {
+    // The record as JSON has no raw newlines (JSON escapes them), so one `data:` line holds it.
+    serde_json::to_vec(&EventOut::from(r)).expect("event serializes")
+}
+
+pub async fn stream(
+    app: &Arc<App>,
+    who: &Principal,
+    topic: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    check_topic_name(topic)?;
+    who.require(Role::Consume, topic)?;
+    let full = log_name(&who.tenant, topic);
+    let partitions = app
+        .log
+        .inspect_topic(&full, |meta, _| meta.partitions)
+        .ok_or_else(|| ApiError::topic_not_found(topic))?;
+    let heartbeat = match call.query("heartbeat_ms") {
+        None => DEFAULT_HEARTBEAT_MS,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("`heartbeat_ms` must be milliseconds"))?
+            .max(MIN_HEARTBEAT_MS),
+    };
+    let heartbeat = Duration::from_millis(heartbeat);
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let _ = tx.try_send(Bytes::from_static(b"retry: 2000\n: connected\n\n"));
+
+    if let Some(group) = call.query("group").filter(|g| !g.is_empty()) {
+        let reset = match call.query("from") {
+            None => None,
+            Some("earliest") => Some(OffsetReset::Earliest),
+            Some("latest") => Some(OffsetReset::Latest),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "with `group`, `from` is earliest or latest (where the group starts when it \
+                     has no committed offset)",
+                ));
+            }
+        };
+        let instance = app.groups.create_instance(
+            &who.tenant,
+            group,
+            InstanceSettings {
+                name: Some(format!("stream-{}", uuid::Uuid::new_v4())),
+                format: Format::Binary,
+                auto_offset_reset: reset,
+                auto_commit: true,
+                request_wait_ms: None,
+                min_bytes: None,
+            },
+        )?;
+        app.groups.subscribe(
+            &who.tenant,
+            group,
+            &instance,
+            Some(vec![topic.to_owned()]),
+            None,
+        )?;
+        tokio::spawn(group_stream(
+            app.clone(),
+            who.tenant.clone(),
+            group.to_owned(),
+            instance,
+            heartbeat,
+            tx,
+        ));
+    } else {
+        let resume = call.header(header::HeaderName::from_static("last-event-id"));
+        let mut positions = Vec::with_capacity(partitions as usize);
+        let asked: Option<Vec<Option<u64>>> = match (resume, call.query("from")) {
+            (Some(c), _) | (None, Some(c)) if c != "earliest" && c != "latest" => {
+                Some(parse_cursor(c, partitions as usize).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "the cursor (Last-Event-ID or `from`) must look like `0:17,1:5`",
+                    )
+                })?)
+            }
+            _ => None,
+        };
+        let since = match call.query("since") {
+            None => None,
+            Some(t) => Some(parse_time_text(t).ok_or_else(|| {
+                ApiError::bad_request("`since` must be milliseconds or an RFC 3339 time")
+            })?),
+        };
+        let earliest = call.query("from") == Some("earliest");
+        for p in 0..partitions {
+            let (start, end) = app.log.offsets(&full, p).map_err(|e| from_log(e, topic))?;
+            let at = match (&asked, since) {
+                // Partitions the cursor does not name (added since) start at their beginning.
+                (Some(c), _) => c[p as usize].unwrap_or(start),
+                (None, Some(ms)) => app
+                    .log
+                    .offset_for_timestamp(&full, p, ms)
+                    .await
+                    .map_err(|e| from_log(e, topic))?,
+                (None, None) if earliest => start,
+                (None, None) => end,
+            };
+            positions.push(at.clamp(start, end));
+        }
+        tokio::spawn(topic_stream(app.clone(), full, positions, heartbeat, tx));
+    }
+
+    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    }));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body.boxed_unsync())
+        .expect("response builds"))
+}
+
+/// Send `b`, unless the client is gone or the server is stopping: then `false`.
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+    b: Bytes,
+) -> bool {
+    if *closing.borrow() {
+        return false;
+    }
+    tokio::select! {
+        sent = tx.send(b) => sent.is_ok(),
+        _ = closing.changed() => false,
+    }
+}
+
+async fn topic_stream(
+    app: Arc<App>,
+    full: String,
+    mut positions: Vec<u64>,
+    heartbeat: Duration,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let mut closing = app.closing.subscribe();
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        let mut sent = false;
+        for p in 0..positions.len() {
+            let read = match app
+                .log
+                .read(&full, p as u32, positions[p], 500, 1 << 20)
+                .await
+            {
+                Ok(r) => r,
+                Err(sluice_log::LogError::OffsetOutOfRange { start, .. }) => {
+                    // Retention passed the reader: go on from the oldest event kept.
+                    positions[p] = start;
+                    continue;
+                }
+                Err(e) => {
+                    let text = format!(
+                        "event: error\ndata: {}\n\n",
+                        serde_json::json!({"message": e.to_string()})
+                    );
+                    let _ = send(&tx, &mut closing, Bytes::from(text)).await;
+                    return;
+                }
+            };
+            for r in &read.records {
+                positions[p] = r.offset + 1;
+                if !send(
+                    &tx,
+                    &mut closing,
+                    message(&cursor(&positions), &event_json(r)),
+                )
+                .await
+                {
+                    return;
+                }
+                sent = true;
+            }
+            positions[p] = positions[p].max(read.next_offset);
+        }
+        if sent {
+            quiet_since = tokio::time::Instant::now();
+            continue;
+        }
+        let until_heartbeat = heartbeat.saturating_sub(quiet_since.elapsed());
+        if until_heartbeat.is_zero() {
+            if !send(&tx, &mut closing, Bytes::from_static(b": heartbeat\n\n")).await {
+                return;
+            }
+            quiet_since = tokio::time::Instant::now();
+            continue;
+        }
+        // Wait for any partition to grow, the heartbeat, the client leaving or shutdown.
+        let waits = positions.iter().enumerate().map(|(p, o)| {
+            let log = app.log.clone();
+            let full = full.clone();
+            let o = *o;
+            Box::pin(async move { log.wait_for(&full, p as u32, o, until_heartbeat).await })
+        });
+        tokio::select! {
+            _ = futures::future::select_all(waits) => {}
+            _ = tx.closed() => return,
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+async fn group_stream(
+    app: Arc<App>,
+    tenant: String,
+    group: String,
+    instance: String,
+    heartbeat: Duration,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let mut closing = app.closing.subscribe();
+    let mut quiet_since = tokio::time::Instant::now();
+    'serve: loop {
+        let wait = heartbeat
+            .saturating_sub(quiet_since.elapsed())
+            .min(Duration::from_secs(1));
+        let limits = ReadLimits {
+            max_bytes: None,
+            timeout_ms: Some(wait.as_millis() as u64),
+        };
+        let read = tokio::select! {
+            r = app.groups.read(&tenant, &group, &instance, limits, |_, r| {
+                Ok(message(&format!("{}:{}", r.partition, r.offset), &event_json(r)))
+            }) => r,
+            _ = tx.closed() => break 'serve,
+            _ = closing.changed() => break 'serve,
+        };
+        match read {
+            Ok(messages) if messages.is_empty() => {
+                if quiet_since.elapsed() >= heartbeat {
+                    if !send(&tx, &mut closing, Bytes::from_static(b": heartbeat\n\n")).await {
+                        break;
+                    }
+                    quiet_since = tokio::time::Instant::now();
+                }
+            }
+            Ok(messages) => {
+                for m in messages {
+                    if !send(&tx, &mut closing, m).await {
+                        break 'serve;
+                    }
+                }
+                quiet_since = tokio::time::Instant::now();
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                let text = format!(
+                    "event: error\ndata: {}\n\n",
+                    serde_json::json!({"error_code": e.error_code, "message": e.message})
+                );
+                let _ = send(&tx, &mut closing, Bytes::from(text)).await;
+                break;
+            }
+        }
+    }
+    // Leave the group (committing positions) so the partitions move on at once.
+    if let Err(e) = app.groups.delete_instance(&tenant, &group, &instance).await {
+        tracing::debug!(error = %e, "stream consumer left");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = cursor(&[17, 5, 0]);
+        assert_eq!(c, "0:17,1:5,2:0");
+        assert_eq!(
+            parse_cursor(&c, 4),
+            Some(vec![Some(17), Some(5), Some(0), None])
+        );
+        assert_eq!(parse_cursor("0:x", 1), None);
+        assert_eq!(parse_cursor("9:1", 1), Some(vec![None]));
+    }
+}
