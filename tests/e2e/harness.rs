@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 /// A server running inside the test process.
 pub struct Server {
     pub url: String,
+    /// The server's state, for what tests control directly (the clock).
+    pub app: std::sync::Arc<sluice::server::App>,
     pub admin_key: String,
     pub data: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -34,6 +36,10 @@ pub fn options(data: &Path) -> ServeOptions {
         log: LogOptions::default(),
         max_body_bytes: 4 << 20,
         wasm: wasm_options(),
+        // The tests' webhook receivers listen on loopback.
+        webhooks: sluice::webhooks::egress::Egress {
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+        },
     }
 }
 
@@ -67,11 +73,13 @@ impl Server {
         let listener = TcpListener::bind(opts.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
+        let handle = app.clone();
         let task = tokio::spawn(run(listener, app.clone(), async {
             let _ = rx.await;
         }));
         Server {
             url,
+            app: handle,
             admin_key,
             data: opts.data,
             stop: Some(tx),
@@ -301,4 +309,13 @@ fn unsafe_free_sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// The Python of the test venv (`tests/run.sh` makes it), if there is one.
+pub fn python() -> Option<PathBuf> {
+    if let Ok(venv) = std::env::var("SLUICE_VENV") {
+        return Some(PathBuf::from(venv).join("bin/python"));
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    local.exists().then_some(local)
 }

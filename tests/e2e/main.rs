@@ -15,6 +15,8 @@
 //! - `transform_crash`: SIGKILL while a transform runs loses no event.
 //! - `registry`: the schema registry (Confluent API, validated produce, Confluent's client).
 //! - `stream`: Server-Sent Events, resumed by `Last-Event-ID`, shared through a group.
+//! - `webhooks`: subscriptions, Standard Webhooks signatures verified by their libraries,
+//!   retries on a moved clock, 410, dead letters, replay, rotation, SIGKILL.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 
 mod auth;
@@ -32,3 +34,4 @@ mod stream;
 mod topics;
 mod transform_crash;
 mod transforms;
+mod webhooks;

@@ -279,6 +279,10 @@ pub struct ServeArgs {
     /// TOML configuration file; flags win over it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// An internal network (CIDR, e.g. 127.0.0.0/8) webhooks may be delivered to; repeat for
+    /// more. Adds to `[webhooks] allow_networks`.
+    #[arg(long = "webhook-allow-network")]
+    pub webhook_allow_network: Vec<ipnet::IpNet>,
 }
 
 impl ServeArgs {
@@ -303,6 +307,14 @@ impl ServeArgs {
             s3: file.s3,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
             wasm: file.wasm.options(),
+            webhooks: crate::webhooks::egress::Egress {
+                allow: file
+                    .webhooks
+                    .allow_networks
+                    .into_iter()
+                    .chain(self.webhook_allow_network.iter().cloned())
+                    .collect(),
+            },
         })
     }
 }

@@ -23,6 +23,18 @@ pub struct FileConfig {
     pub log: LogTuning,
     #[serde(default)]
     pub wasm: WasmTuning,
+    #[serde(default)]
+    pub webhooks: WebhookConfig,
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Internal networks (CIDR) webhooks may be delivered to. Private, loopback, link-local
+    /// and other internal addresses are refused unless listed here.
+    #[serde(default)]
+    pub allow_networks: Vec<ipnet::IpNet>,
 }
 
 /// Bounds for WebAssembly guests (pipelines and transforms).

@@ -76,6 +76,11 @@ pub async fn append_all(
             timestamp: now,
         })
         .collect();
+    append_records(log, topic, records).await
+}
+
+/// Append records to partition 0 of `topic`, durably, in one write.
+pub async fn append_records(log: &Log, topic: &str, records: Vec<Record>) -> Result<(), ApiError> {
     let event_ids = vec![None; records.len()];
     log.append(
         topic,

@@ -21,6 +21,8 @@ use crate::groups::Groups;
 use crate::registry::Registry;
 use crate::server::{self, App};
 use crate::transforms::Transforms;
+use crate::webhooks::Webhooks;
+use crate::webhooks::egress::Egress;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -34,6 +36,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Bounds for WebAssembly guests; its `cache_dir` defaults to `<data>/compiled`.
     pub wasm: RuntimeOptions,
+    /// Where webhooks may be delivered.
+    pub webhooks: Egress,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +132,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     let registry = Registry::load(log.clone()).await?;
     let catalog = Catalog::load(log.clone()).await?;
     let groups = Groups::load(log.clone()).await?;
+    let webhooks = Webhooks::load(log.clone(), opts.webhooks.clone()).await?;
     let app = Arc::new(App::new(
         server::Parts {
             log,
@@ -137,9 +142,11 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
             registry,
             catalog,
             groups,
+            webhooks,
         },
         opts.max_body_bytes,
     ));
+    app.webhooks.resume(&app).await;
     app.transforms.resume(&app).await;
     app.groups
         .spawn_sweeper(std::time::Duration::from_millis(250));

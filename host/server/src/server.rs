@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::auth::{Directory, Principal};
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::components::Components;
 use crate::error::ApiError;
 use crate::groups::Groups;
@@ -33,6 +34,7 @@ use crate::pipeline::Pipelines;
 use crate::reference_tables::GatewayServices;
 use crate::registry::Registry;
 use crate::transforms::Transforms;
+use crate::webhooks::Webhooks;
 
 /// Response bodies: whole ones ([`full`], [`empty`]) or streams (server-sent events).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -70,6 +72,10 @@ pub struct App {
     pub catalog: Catalog,
     /// Tenants' consumer groups and their committed offsets.
     pub groups: Arc<Groups>,
+    /// Tenants' webhook subscriptions and their delivery loops.
+    pub webhooks: Arc<Webhooks>,
+    /// The time that schedules retries (tests move it).
+    pub clock: Arc<Clock>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.
     pub closing: tokio::sync::watch::Sender<bool>,
 }
@@ -83,6 +89,7 @@ pub struct Parts {
     pub registry: Registry,
     pub catalog: Catalog,
     pub groups: Groups,
+    pub webhooks: Webhooks,
 }
 
 impl App {
@@ -95,6 +102,7 @@ impl App {
             registry,
             catalog,
             groups,
+            webhooks,
         } = parts;
         let registry = Arc::new(registry);
         let schema: serde_json::Value =
@@ -113,6 +121,8 @@ impl App {
             catalog,
             groups: Arc::new(groups),
             closing: tokio::sync::watch::Sender::new(false),
+            webhooks: Arc::new(webhooks),
+            clock: Arc::new(Clock::default()),
             log,
         }
     }
@@ -169,6 +179,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
     // Transforms finish and commit their batch before the log closes.
     app.transforms.stop_all().await;
+    app.webhooks.stop_all().await;
     app.log.close().await;
 }
 

@@ -9,6 +9,7 @@ mod produce;
 mod registry;
 mod rest_proxy;
 mod stream;
+mod subscriptions;
 mod topics;
 mod transforms;
 
@@ -104,6 +105,43 @@ pub async fn dispatch(
             "event-definition",
             event_definitions::delete(app, &who, id).await,
         ),
+        (["v1", "subscriptions"], &Method::GET) => {
+            ("subscriptions", subscriptions::list(app, &who))
+        }
+        (["v1", "subscriptions"], &Method::POST) => (
+            "subscriptions",
+            subscriptions::create(app, &who, call).await,
+        ),
+        (["v1", "subscriptions", id], &Method::GET) => {
+            ("subscription", subscriptions::describe(app, &who, id))
+        }
+        (["v1", "subscriptions", id], &Method::PUT) => (
+            "subscription",
+            subscriptions::update(app, &who, id, call, false).await,
+        ),
+        (["v1", "subscriptions", id], &Method::PATCH) => (
+            "subscription",
+            subscriptions::update(app, &who, id, call, true).await,
+        ),
+        (["v1", "subscriptions", id], &Method::DELETE) => {
+            ("subscription", subscriptions::delete(app, &who, id).await)
+        }
+        (["v1", "subscriptions", id, "secret"], &Method::GET) => {
+            ("subscription", subscriptions::secret(app, &who, id))
+        }
+        (["v1", "subscriptions", id, "rotate-secret"], &Method::POST) => (
+            "subscription",
+            subscriptions::rotate(app, &who, id, call).await,
+        ),
+        (["v1", "subscriptions", id, "attempts"], &Method::GET) => {
+            ("attempts", subscriptions::attempts(app, &who, id, &call))
+        }
+        (["v1", "subscriptions", id, "replay"], &Method::POST) => {
+            ("replay", subscriptions::replay(app, &who, id, call).await)
+        }
+        (["v1", "subscriptions", id, "redrive"], &Method::POST) => {
+            ("replay", subscriptions::redrive(app, &who, id, call).await)
+        }
         (["v1", "alerts"], &Method::GET) => ("alerts", groups::alerts(app, &who).await),
         (["v1", "groups"], &Method::GET) => ("groups", groups::list(app, &who)),
         (["v1", "groups"], &Method::POST) => ("groups", groups::create(app, &who, call).await),
@@ -136,6 +174,14 @@ pub async fn dispatch(
             | ["v1", "event-definitions", _]
             | ["v1", "groups"]
             | ["v1", "alerts"]
+            | ["v1", "subscriptions"]
+            | ["v1", "subscriptions", _]
+            | [
+                "v1",
+                "subscriptions",
+                _,
+                "secret" | "rotate-secret" | "attempts" | "replay" | "redrive",
+            ]
             | ["v1", "groups", _]
             | ["v1", "groups", _, "offsets", "reset"],
             _,
@@ -166,6 +212,11 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
             &app.groups.lag_snapshot(),
         )))
         .expect("response builds"))
+}
+
+/// A stored record as the fetch API shows it (for other modules that show records).
+pub fn fetch_view(s: &sluice_log::StoredRecord) -> impl serde::Serialize + '_ {
+    fetch::EventOut::from(s)
 }
 
 /// The log's name for a tenant's topic. Tenants never see the namespace.

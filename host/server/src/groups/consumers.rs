@@ -691,7 +691,8 @@ impl Groups {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
         loop {
             let plan = self.plan(tenant, group, instance)?;
-            self.store_applied_offsets(tenant, group, plan.commit).await?;
+            self.store_applied_offsets(tenant, group, plan.commit)
+                .await?;
             let mut got: Vec<(TopicPartition, T)> = Vec::new();
             let mut undecodable: Option<String> = None;
             let mut advanced: Vec<(TopicPartition, u64, u64)> = Vec::new();

@@ -1,0 +1,312 @@
+//! `/v1/subscriptions`: webhook subscriptions, their attempts, replays and dead-letter
+//! re-drives.
+//!
+//! Managing a subscription (create, change, delete, see or rotate its secret, replay) needs
+//! `admin` on each of its topics; reading it and its attempts needs `consume` on them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Principal, Role};
+use crate::dead_letters;
+use crate::envelope::{parse_time_text, read_headers};
+use crate::error::ApiError;
+use crate::server::{App, Body, Call, json};
+use crate::webhooks::subscription::Subscription;
+use crate::webhooks::{SUBSCRIPTION_HEADER, delivery, not_found};
+
+fn require(who: &Principal, role: Role, s: &Subscription) -> Result<(), ApiError> {
+    for t in &s.topics {
+        who.require(role, t)?;
+    }
+    Ok(())
+}
+
+fn view(app: &App, tenant: &str, s: &Subscription) -> Value {
+    let mut v = s.public();
+    let committed = app.webhooks.committed(tenant, &s.id);
+    let mut lag = 0u64;
+    let mut positions = Vec::new();
+    for ((topic, p), o) in committed {
+        let end = app
+            .log
+            .offsets(&super::log_name(tenant, &topic), p)
+            .map_or(o, |(_, e)| e);
+        lag += end.saturating_sub(o);
+        positions
+            .push(json!({"topic": topic, "partition": p, "committed": o, "log_end_offset": end}));
+    }
+    v["positions"] = json!(positions);
+    v["lag"] = json!(lag);
+    v
+}
+
+fn parse_body(body: Value) -> Result<Subscription, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42216,
+            format!("invalid subscription: {e}"),
+        )
+    })
+}
+
+pub fn list(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    let subs: Vec<Value> = app
+        .webhooks
+        .list(&who.tenant)
+        .iter()
+        .filter(|s| s.0.topics.iter().all(|t| who.can(Role::Consume, t)))
+        .map(|s| view(app, &who.tenant, &s.0))
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "subscriptions": subs })))
+}
+
+pub async fn create(
+    app: &Arc<App>,
+    who: &Principal,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let body: Value = call.json(app.max_body_bytes).await?;
+    if body.get("id").is_some() {
+        return Err(ApiError::invalid("`id` is chosen by Sluice"));
+    }
+    let s = parse_body(body)?;
+    require(who, Role::Admin, &s)?;
+    let s = app.webhooks.put(app, &who.tenant, s, None).await?;
+    let mut v = view(app, &who.tenant, &s);
+    // The secret is shown here, and to admins at `/secret`.
+    v["secret"] = json!(s.secret);
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+fn current(app: &App, who: &Principal, id: &str, role: Role) -> Result<Subscription, ApiError> {
+    let s = app
+        .webhooks
+        .get(&who.tenant, id)
+        .ok_or_else(|| not_found(id))?
+        .0
+        .clone();
+    require(who, role, &s)?;
+    Ok(s)
+}
+
+pub fn describe(app: &App, who: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
+    let s = current(app, who, id, Role::Consume)?;
+    Ok(json(StatusCode::OK, &view(app, &who.tenant, &s)))
+}
+
+/// `PUT` replaces the definition (the secret is kept unless one is given); `PATCH` changes
+/// the fields given (`{"enabled": true}` re-enables a subscription Sluice disabled).
+pub async fn update(
+    app: &Arc<App>,
+    who: &Principal,
+    id: &str,
+    call: Call,
+    merge: bool,
+) -> Result<Response<Body>, ApiError> {
+    let old = current(app, who, id, Role::Admin)?;
+    let body: Value = call.json(app.max_body_bytes).await?;
+    if body.get("id").is_some_and(|v| v != id) {
+        return Err(ApiError::invalid("`id` cannot change"));
+    }
+    let new = if merge {
+        let mut v = serde_json::to_value(&old).expect("serializes");
+        let Some(changes) = body.as_object() else {
+            return Err(ApiError::invalid(
+                "a PATCH body is an object of the fields to change",
+            ));
+        };
+        for (k, x) in changes {
+            v[k] = x.clone();
+        }
+        parse_body(v)?
+    } else {
+        let mut s = parse_body(body)?;
+        s.old_secrets = Vec::new();
+        s
+    };
+    require(who, Role::Admin, &new)?;
+    let s = app.webhooks.put(app, &who.tenant, new, Some(&old)).await?;
+    Ok(json(StatusCode::OK, &view(app, &who.tenant, &s)))
+}
+
+pub async fn delete(app: &App, who: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
+    current(app, who, id, Role::Admin)?;
+    app.webhooks.delete(&who.tenant, id).await?;
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(crate::server::empty())
+        .expect("response builds"))
+}
+
+pub fn secret(app: &App, who: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
+    let s = current(app, who, id, Role::Admin)?;
+    let now = app.clock.now_ms();
+    let old: Vec<Value> = s
+        .old_secrets
+        .iter()
+        .filter(|o| o.expires_ms > now)
+        .map(|o| json!({"secret": o.secret, "expires_ms": o.expires_ms}))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"secret": s.secret, "previous": old}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default)]
+    secret: Option<String>,
+    /// How long the old secret keeps signing (default 24h).
+    #[serde(default, with = "humantime_serde")]
+    grace: Option<Duration>,
+}
+
+pub async fn rotate(
+    app: &Arc<App>,
+    who: &Principal,
+    id: &str,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    current(app, who, id, Role::Admin)?;
+    let body = call.body(app.max_body_bytes).await?;
+    let r: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate {
+            secret: None,
+            grace: None,
+        }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid request: {e}")))?
+    };
+    let grace = r.grace.unwrap_or(Duration::from_secs(24 * 3600));
+    let s = app
+        .webhooks
+        .rotate(app, &who.tenant, id, r.secret, grace)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"secret": s.secret, "previous_valid_for": humantime::format_duration(grace).to_string()}),
+    ))
+}
+
+pub fn attempts(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    current(app, who, id, Role::Consume)?;
+    let limit = match call.query("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("`limit` must be a number"))?
+            .clamp(1, 1_000),
+    };
+    let list = app
+        .webhooks
+        .attempts(&who.tenant, id, call.query("event_id"), limit);
+    Ok(json(StatusCode::OK, &json!({ "attempts": list })))
+}
+
+fn time_of(v: &Value, name: &str) -> Result<Option<i64>, ApiError> {
+    match v.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_i64()),
+        Some(Value::String(s)) => parse_time_text(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(format!("`{name}` must be milliseconds or RFC 3339"))),
+        Some(_) => Err(ApiError::invalid(format!(
+            "`{name}` must be milliseconds or RFC 3339"
+        ))),
+    }
+}
+
+const MAX_REPLAY: usize = 100_000;
+
+/// `POST .../replay`: `{"since": time, "until": time}` delivers again every event of the
+/// subscription's topics stored in that window (that its types and condition select), under
+/// the same rules, without moving its offsets. At most 100,000 events per request.
+pub async fn replay(
+    app: &Arc<App>,
+    who: &Principal,
+    id: &str,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let s = current(app, who, id, Role::Admin)?;
+    let body: Value = call.json(app.max_body_bytes).await?;
+    let since = time_of(&body, "since")?.ok_or_else(|| ApiError::invalid("give `since`"))?;
+    let until = time_of(&body, "until")?.unwrap_or(i64::MAX);
+    if until < since {
+        return Err(ApiError::invalid("`until` is before `since`"));
+    }
+    let records = delivery::read_range(app, &who.tenant, &s.topics, since, until, MAX_REPLAY)
+        .await
+        .map_err(|e| crate::error::from_log(e, &s.topics.join(",")))?;
+    let n = records.len();
+    app.webhooks.replay(&who.tenant, id, records).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({"subscription": id, "replaying": n}),
+    ))
+}
+
+/// `POST .../redrive`: deliver again the events this subscription dead-lettered
+/// (`{"from_offset": n}` skips dead-letter records before offset n of each `T.dlq`).
+pub async fn redrive(
+    app: &Arc<App>,
+    who: &Principal,
+    id: &str,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let s = current(app, who, id, Role::Admin)?;
+    let body = call.body(app.max_body_bytes).await?;
+    let from: u64 = if body.iter().all(u8::is_ascii_whitespace) {
+        0
+    } else {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid request: {e}")))?;
+        v.get("from_offset").and_then(Value::as_u64).unwrap_or(0)
+    };
+    let mut records = Vec::new();
+    for t in &s.topics {
+        let dlq = super::log_name(&who.tenant, &dead_letters::dlq_of(t));
+        let Ok((start, end)) = app.log.offsets(&dlq, 0) else {
+            continue;
+        };
+        let mut at = start.max(from);
+        while at < end && records.len() < MAX_REPLAY {
+            let r = app
+                .log
+                .read(&dlq, 0, at, 1_000, 8 << 20)
+                .await
+                .map_err(|e| crate::error::from_log(e, &dead_letters::dlq_of(t)))?;
+            for rec in r.records {
+                let mine = read_headers(&rec.record)
+                    .iter()
+                    .any(|(k, v)| k == SUBSCRIPTION_HEADER && v.as_ref() == id.as_bytes());
+                if mine {
+                    records.push((t.clone(), rec));
+                }
+            }
+            if r.next_offset <= at {
+                break;
+            }
+            at = r.next_offset;
+        }
+    }
+    let n = records.len();
+    app.webhooks.replay(&who.tenant, id, records).await?;
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &json!({"subscription": id, "redriving": n}),
+    ))
+}

@@ -1,0 +1,769 @@
+//! One subscription's delivery loop: read its topics from the committed offsets, keep the
+//! events its types and condition select, and deliver each, signed, under the subscription's
+//! rules:
+//!
+//! - 2xx is success; anything else (3xx included: redirects are not followed), a timeout or
+//!   a connection error is a failure, retried after the next delay of the schedule (±10%
+//!   jitter, never before the endpoint's `Retry-After`);
+//! - 429, 502 and 504 also pause the whole endpoint (for `Retry-After`, else the delay);
+//! - 410 disables the subscription; so does failing without a single success for
+//!   `disable_after`; both raise an operational alert;
+//! - an event whose attempts are exhausted goes to the topic's dead-letter topic `T.dlq`
+//!   with the reason in its headers;
+//! - with `ordering: per-key`, an event waits until its key's earlier events are done.
+//!
+//! Progress is a committed offset per partition: the oldest event not yet done (delivered or
+//! dead-lettered). A restart resumes there, so every event is delivered at least once.
+//! Replays and re-drives go through the same rules without moving the offsets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rand::Rng;
+use serde_json::Value;
+use sluice_log::{LogError, Record, StoredRecord};
+use tokio::sync::{mpsc, watch};
+
+use super::subscription::{self, Ordering, Shared};
+use super::{Attempt, Outcome};
+use crate::api::log_name;
+use crate::dead_letters;
+use crate::envelope::read_headers;
+use crate::server::App;
+
+/// Attempts in flight per subscription.
+const MAX_IN_FLIGHT: usize = 64;
+/// Events read but not done per subscription.
+const MAX_OUTSTANDING: usize = 4_096;
+const READ_BATCH: usize = 500;
+
+/// Work sent to a running subscription.
+pub enum Command {
+    /// Deliver these records again (they do not move the committed offsets).
+    Replay(Vec<(String, StoredRecord)>),
+}
+
+#[derive(Clone)]
+struct Delivery {
+    topic: String,
+    partition: u32,
+    offset: u64,
+    event_id: String,
+    key: Option<Bytes>,
+    body: Bytes,
+    /// The stored record, for the dead-letter topic.
+    record: Record,
+    /// Attempts made so far.
+    attempts: u32,
+    tracked: bool,
+}
+
+struct Response {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    excerpt: String,
+    error: Option<String>,
+    latency: Duration,
+}
+
+type Tp = (String, u32);
+
+pub struct Runner {
+    app: Arc<App>,
+    tenant: String,
+    sub: Shared,
+    next_read: BTreeMap<Tp, u64>,
+    pending: BTreeMap<Tp, BTreeSet<u64>>,
+    committed: BTreeMap<Tp, u64>,
+    ready: VecDeque<Delivery>,
+    waiting: BTreeMap<(i64, u64), Delivery>,
+    seq: u64,
+    key_queues: HashMap<Bytes, VecDeque<Delivery>>,
+    paused_until: i64,
+    failing_since: Option<i64>,
+    rate_window: (Instant, u32),
+}
+
+impl Runner {
+    pub fn new(app: Arc<App>, tenant: String, sub: Shared, committed: BTreeMap<Tp, u64>) -> Runner {
+        Runner {
+            app,
+            tenant,
+            sub,
+            next_read: committed.clone(),
+            pending: BTreeMap::new(),
+            committed,
+            ready: VecDeque::new(),
+            waiting: BTreeMap::new(),
+            seq: 0,
+            key_queues: HashMap::new(),
+            paused_until: 0,
+            failing_since: None,
+            rate_window: (Instant::now(), 0),
+        }
+    }
+
+    fn id(&self) -> &str {
+        &self.sub.0.id
+    }
+
+    fn outstanding(&self) -> usize {
+        self.ready.len()
+            + self.waiting.len()
+            + self.key_queues.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// Partitions of the subscribed topics (new ones start at their beginning).
+    fn refresh_partitions(&mut self) {
+        for t in &self.sub.0.topics {
+            let full = log_name(&self.tenant, t);
+            let Some(n) = self.app.log.inspect_topic(&full, |m, _| m.partitions) else {
+                continue;
+            };
+            for p in 0..n {
+                let tp = (t.clone(), p);
+                if !self.next_read.contains_key(&tp) {
+                    let start = self.app.log.offsets(&full, p).map_or(0, |(s, _)| s);
+                    self.next_read.insert(tp.clone(), start);
+                    self.committed.entry(tp).or_insert(start);
+                }
+            }
+        }
+    }
+
+    /// The event a record holds, if the subscription wants it: (event id, body).
+    fn select(&self, topic: &str, s: &StoredRecord) -> Result<Option<(String, Bytes)>, String> {
+        let sub = &self.sub.0;
+        let compiled = &self.sub.1;
+        let r = &s.record;
+        let headers = read_headers(r);
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let event: Option<Value> = serde_json::from_slice(&r.value).ok();
+        let event_type = header("ce_type")
+            .map(str::to_owned)
+            .or_else(|| {
+                event.as_ref().and_then(|e| {
+                    e.get("type")
+                        .or_else(|| e.get("event_type"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+            })
+            .unwrap_or_default();
+        if !sub.matches_type(&event_type) {
+            return Ok(None);
+        }
+        let event_id = header("ce_id")
+            .map(str::to_owned)
+            .or_else(|| {
+                event
+                    .as_ref()
+                    .and_then(|e| e.get("event_id").or_else(|| e.get("id")))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("{topic}-{}-{}", s.partition, s.offset));
+        let shown = || {
+            event.clone().unwrap_or_else(|| {
+                serde_json::to_value(crate::api::fetch_view(s)).unwrap_or(Value::Null)
+            })
+        };
+        let needs_ctx = compiled.condition.is_some() || compiled.mapping.is_some();
+        let ctx = needs_ctx.then(|| {
+            let hv: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(String::from_utf8_lossy(v).into())))
+                .collect();
+            let key = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok());
+            subscription::cel_context(&shown(), &event_type, key, &Value::Object(hv))
+        });
+        if let (Some(cond), Some(ctx)) = (&compiled.condition, &ctx)
+            && !subscription::holds(cond, ctx)?
+        {
+            return Ok(None);
+        }
+        let body = match (&compiled.mapping, &ctx) {
+            (Some(m), Some(ctx)) => {
+                Bytes::from(serde_json::to_vec(&subscription::map(m, ctx)?).expect("JSON"))
+            }
+            _ if event.is_some() => r.value.clone(),
+            _ => Bytes::from(serde_json::to_vec(&shown()).expect("JSON")),
+        };
+        Ok(Some((event_id, body)))
+    }
+
+    fn delivery(
+        &self,
+        topic: &str,
+        s: StoredRecord,
+        tracked: bool,
+    ) -> Option<Result<Delivery, (Delivery, String)>> {
+        let make = |event_id: String, body: Bytes, s: StoredRecord| Delivery {
+            topic: topic.to_owned(),
+            partition: s.partition,
+            offset: s.offset,
+            event_id,
+            key: s.record.key.clone(),
+            body,
+            record: s.record,
+            attempts: 0,
+            tracked,
+        };
+        match self.select(topic, &s) {
+            Ok(None) => None,
+            Ok(Some((id, body))) => Some(Ok(make(id, body, s))),
+            // A condition or mapping that fails on this event: dead-letter it with the reason.
+            Err(reason) => {
+                let id = format!("{topic}-{}-{}", s.partition, s.offset);
+                Some(Err((make(id, Bytes::new(), s), reason)))
+            }
+        }
+    }
+
+    fn admit(&mut self, d: Delivery) {
+        if d.tracked {
+            self.pending
+                .entry((d.topic.clone(), d.partition))
+                .or_default()
+                .insert(d.offset);
+        }
+        if self.sub.0.ordering == Ordering::PerKey
+            && let Some(k) = d.key.clone()
+        {
+            if let Some(q) = self.key_queues.get_mut(&k) {
+                q.push_back(d);
+                return;
+            }
+            self.key_queues.insert(k, VecDeque::new());
+        }
+        self.ready.push_back(d);
+    }
+
+    /// An event is done (delivered or dead-lettered): release its offset and its key.
+    fn finish(&mut self, d: &Delivery) {
+        if d.tracked
+            && let Some(set) = self.pending.get_mut(&(d.topic.clone(), d.partition))
+        {
+            set.remove(&d.offset);
+        }
+        if self.sub.0.ordering == Ordering::PerKey
+            && let Some(k) = &d.key
+            && let Some(q) = self.key_queues.get_mut(k)
+        {
+            match q.pop_front() {
+                Some(next) => self.ready.push_front(next),
+                None => {
+                    self.key_queues.remove(k);
+                }
+            }
+        }
+    }
+
+    /// The offsets to commit: per partition, the oldest event not done.
+    fn watermarks(&self) -> BTreeMap<Tp, u64> {
+        self.next_read
+            .iter()
+            .map(|(tp, next)| {
+                let low = self
+                    .pending
+                    .get(tp)
+                    .and_then(|s| s.first().copied())
+                    .unwrap_or(*next);
+                (tp.clone(), low)
+            })
+            .collect()
+    }
+
+    async fn commit(&mut self) {
+        let marks = self.watermarks();
+        let changed: Vec<(Tp, u64)> = marks
+            .into_iter()
+            .filter(|(tp, o)| self.committed.get(tp) != Some(o))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        match self
+            .app
+            .webhooks
+            .store_offsets(&self.tenant, self.id(), &changed)
+            .await
+        {
+            Ok(()) => self.committed.extend(changed),
+            Err(e) => tracing::warn!(error = %e.message, "committing webhook offsets"),
+        }
+    }
+
+    async fn read_more(&mut self) -> bool {
+        let mut got = false;
+        let tps: Vec<Tp> = self.next_read.keys().cloned().collect();
+        for tp in tps {
+            if self.outstanding() >= MAX_OUTSTANDING {
+                break;
+            }
+            let full = log_name(&self.tenant, &tp.0);
+            let at = self.next_read[&tp];
+            let read = match self
+                .app
+                .log
+                .read(&full, tp.1, at, READ_BATCH, 4 << 20)
+                .await
+            {
+                Ok(r) => r,
+                Err(LogError::OffsetOutOfRange { start, .. }) => {
+                    // Retention passed us: go on from the oldest event kept.
+                    self.next_read.insert(tp.clone(), start);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = tp.0, "webhook read");
+                    continue;
+                }
+            };
+            for s in read.records {
+                got = true;
+                self.next_read.insert(tp.clone(), s.offset + 1);
+                match self.delivery(&tp.0, s, true) {
+                    None => {}
+                    Some(Ok(d)) => self.admit(d),
+                    Some(Err((d, reason))) => {
+                        self.admit_failed(d, reason).await;
+                    }
+                }
+            }
+            let next = self.next_read[&tp].max(read.next_offset);
+            self.next_read.insert(tp, next);
+        }
+        got
+    }
+
+    /// An event the condition or mapping could not evaluate: straight to the dead letters.
+    async fn admit_failed(&mut self, d: Delivery, reason: String) {
+        if d.tracked {
+            self.pending
+                .entry((d.topic.clone(), d.partition))
+                .or_default()
+                .insert(d.offset);
+        }
+        self.dead_letter(&d, &reason).await;
+        if d.tracked
+            && let Some(set) = self.pending.get_mut(&(d.topic.clone(), d.partition))
+        {
+            set.remove(&d.offset);
+        }
+    }
+
+    async fn dead_letter(&self, d: &Delivery, reason: &str) {
+        let dlq = dead_letters::dlq_of(&d.topic);
+        let mut record = d.record.clone();
+        dead_letters::mark(&mut record, &d.topic, "webhook", reason);
+        record
+            .headers
+            .retain(|(k, _)| k != super::SUBSCRIPTION_HEADER && k != "sluice_dlq_attempts");
+        record.headers.push((
+            super::SUBSCRIPTION_HEADER.into(),
+            Bytes::from(self.id().to_owned()),
+        ));
+        record.headers.push((
+            "sluice_dlq_attempts".into(),
+            Bytes::from(d.attempts.to_string()),
+        ));
+        let result = async {
+            dead_letters::ensure(&self.app, &self.tenant, &dlq).await?;
+            crate::internal_topics::append_records(
+                &self.app.log,
+                &log_name(&self.tenant, &dlq),
+                vec![record],
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e.message, "writing a dead letter");
+        }
+        self.app.webhooks.record(Attempt {
+            tenant: self.tenant.clone(),
+            subscription: self.id().to_owned(),
+            event_id: d.event_id.clone(),
+            topic: d.topic.clone(),
+            partition: d.partition,
+            offset: d.offset,
+            attempt: d.attempts,
+            time_ms: self.app.clock.now_ms(),
+            status: None,
+            latency_ms: 0,
+            error: Some(reason.to_owned()),
+            response: String::new(),
+            outcome: Outcome::DeadLettered,
+            next_attempt_ms: None,
+        });
+    }
+
+    fn rate_allows(&mut self) -> bool {
+        let Some(limit) = self.sub.0.rate_limit else {
+            return true;
+        };
+        let (start, count) = &mut self.rate_window;
+        if start.elapsed() >= Duration::from_secs(1) {
+            *start = Instant::now();
+            *count = 0;
+        }
+        if *count < limit {
+            *count += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Run until stopped, or until the subscription disables itself (returns its reason).
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Option<String> {
+        let client = self.app.webhooks.client.clone();
+        let mut in_flight = FuturesUnordered::new();
+        let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.refresh_partitions();
+        let mut refreshed = Instant::now();
+        let mut caught_up = false;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let now = self.app.clock.now_ms();
+            // Retries that are due.
+            while let Some(entry) = self.waiting.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let d = entry.remove();
+                self.ready.push_back(d);
+            }
+            // Start attempts.
+            let mut rate_limited = false;
+            while in_flight.len() < MAX_IN_FLIGHT
+                && now >= self.paused_until
+                && !self.ready.is_empty()
+            {
+                if !self.rate_allows() {
+                    rate_limited = true;
+                    break;
+                }
+                let d = self.ready.pop_front().expect("not empty");
+                in_flight.push(attempt(
+                    client.clone(),
+                    self.sub.clone(),
+                    self.app.clock.now_ms(),
+                    d,
+                ));
+            }
+            if refreshed.elapsed() > Duration::from_secs(5) {
+                self.refresh_partitions();
+                refreshed = Instant::now();
+            }
+            if self.outstanding() < MAX_OUTSTANDING {
+                caught_up = !self.read_more().await;
+            }
+            let next_due = self.waiting.keys().next().map(|k| k.0);
+            let wake_at = match (next_due, self.paused_until > now) {
+                (Some(d), true) => Some(d.max(self.paused_until)),
+                (Some(d), false) => Some(d),
+                (None, true) => Some(self.paused_until),
+                (None, false) => None,
+            };
+            let clock = self.app.clock.clone();
+            let timer = async move {
+                match wake_at {
+                    Some(t) => clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // New events, when we have read everything and have room.
+            let log = self.app.log.clone();
+            let watch_new: Vec<_> = if caught_up && self.outstanding() < MAX_OUTSTANDING {
+                self.next_read
+                    .iter()
+                    .map(|(tp, o)| (log_name(&self.tenant, &tp.0), tp.1, *o))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let new_data = async move {
+                if watch_new.is_empty() {
+                    return std::future::pending().await;
+                }
+                let waits = watch_new.into_iter().map(|(full, p, o)| {
+                    let log = log.clone();
+                    Box::pin(async move { log.wait_for(&full, p, o, Duration::from_secs(1)).await })
+                });
+                let _ = futures::future::select_all(waits).await;
+            };
+            let ready_to_start = !self.ready.is_empty()
+                && in_flight.len() < MAX_IN_FLIGHT
+                && !rate_limited
+                && now >= self.paused_until;
+            if ready_to_start || (!caught_up && self.outstanding() < MAX_OUTSTANDING) {
+                // More to do right away; still take finished attempts first.
+                if let Some(Some((d, resp))) = futures::FutureExt::now_or_never(in_flight.next())
+                    && let Some(reason) = self.settle(d, resp).await
+                {
+                    self.commit().await;
+                    return Some(reason);
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                Some((d, resp)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Some(reason) = self.settle(d, resp).await {
+                        self.commit().await;
+                        return Some(reason);
+                    }
+                }
+                _ = timer => {}
+                _ = new_data => {}
+                _ = commit_tick.tick() => self.commit().await,
+                _ = tokio::time::sleep(Duration::from_millis(100)), if rate_limited => {}
+                c = commands.recv() => match c {
+                    Some(Command::Replay(records)) => {
+                        for (topic, s) in records {
+                            match self.delivery(&topic, s, false) {
+                                None => {}
+                                Some(Ok(d)) => self.admit(d),
+                                Some(Err((d, reason))) => self.admit_failed(d, reason).await,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        // Stopping: let attempts in flight finish briefly, then commit what is done.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some((d, resp))) = tokio::time::timeout_at(deadline, in_flight.next()).await {
+            if self.settle(d, resp).await.is_some() {
+                break;
+            }
+        }
+        self.commit().await;
+        None
+    }
+
+    /// Apply an attempt's outcome. `Some(reason)` when the subscription must be disabled.
+    async fn settle(&mut self, mut d: Delivery, resp: Response) -> Option<String> {
+        d.attempts += 1;
+        let now = self.app.clock.now_ms();
+        let shared = self.sub.clone();
+        let sub = &shared.0;
+        let mut record = Attempt {
+            tenant: self.tenant.clone(),
+            subscription: sub.id.clone(),
+            event_id: d.event_id.clone(),
+            topic: d.topic.clone(),
+            partition: d.partition,
+            offset: d.offset,
+            attempt: d.attempts,
+            time_ms: now,
+            status: resp.status,
+            latency_ms: resp.latency.as_millis() as u64,
+            error: resp.error.clone(),
+            response: resp.excerpt.clone(),
+            outcome: Outcome::Delivered,
+            next_attempt_ms: None,
+        };
+        if resp.status.is_some_and(|s| (200..300).contains(&s)) {
+            self.failing_since = None;
+            self.app.webhooks.record(record);
+            self.finish(&d);
+            return None;
+        }
+        let failing_since = *self.failing_since.get_or_insert(now);
+        if resp.status == Some(410) {
+            record.outcome = Outcome::Disabled;
+            self.app.webhooks.record(record);
+            return Some(format!(
+                "the endpoint answered 410 Gone on {} (event {})",
+                chrono::DateTime::from_timestamp_millis(now)
+                    .map_or_else(String::new, |t| t.to_rfc3339()),
+                d.event_id
+            ));
+        }
+        let throttled = matches!(resp.status, Some(429 | 502 | 504));
+        let retry_after_ms = resp.retry_after.map_or(0, |d| d.as_millis() as i64);
+        if (d.attempts as usize) < sub.retry_schedule.len() {
+            let delay = sub.retry_schedule[d.attempts as usize].as_millis() as i64;
+            let jitter = if delay > 0 {
+                rand::rng().random_range(-(delay / 10)..=delay / 10)
+            } else {
+                0
+            };
+            let due = now + (delay + jitter).max(retry_after_ms);
+            if throttled {
+                self.paused_until = self
+                    .paused_until
+                    .max(now + retry_after_ms.max(delay).max(1_000));
+                record.outcome = Outcome::Throttled;
+            } else {
+                record.outcome = Outcome::Retrying;
+            }
+            record.next_attempt_ms = Some(due);
+            self.app.webhooks.record(record);
+            self.seq += 1;
+            self.waiting.insert((due, self.seq), d);
+        } else {
+            record.outcome = Outcome::Failed;
+            self.app.webhooks.record(record);
+            let reason = format!(
+                "delivery failed after {} attempts; last: {}",
+                d.attempts,
+                resp.status
+                    .map(|s| format!("HTTP {s}"))
+                    .or(resp.error.clone())
+                    .unwrap_or_default()
+            );
+            self.dead_letter(&d, &reason).await;
+            self.finish(&d);
+        }
+        if now - failing_since >= sub.disable_after.as_millis() as i64 {
+            return Some(format!(
+                "the endpoint failed every attempt for {} (since {})",
+                humantime::format_duration(sub.disable_after),
+                chrono::DateTime::from_timestamp_millis(failing_since)
+                    .map_or_else(String::new, |t| t.to_rfc3339())
+            ));
+        }
+        None
+    }
+}
+
+/// One attempt: POST the body, signed with every valid secret.
+async fn attempt(
+    client: reqwest::Client,
+    sub: Shared,
+    now_ms: i64,
+    d: Delivery,
+) -> (Delivery, Response) {
+    {
+        let s = &sub.0;
+        // Receivers check the timestamp against their own clock: the real time.
+        let timestamp = crate::auth::now_ms() / 1000;
+        let signature = super::signing::header(&s.keys(now_ms), &d.event_id, timestamp, &d.body);
+        let mut req = client
+            .post(&s.url)
+            .timeout(s.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature);
+        for (k, v) in &s.headers {
+            req = req.header(k, v);
+        }
+        let started = Instant::now();
+        let resp = match req.body(d.body.clone()).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let mut excerpt = String::new();
+                let mut body = r;
+                while excerpt.len() < 512 {
+                    match body.chunk().await {
+                        Ok(Some(c)) => excerpt.push_str(&String::from_utf8_lossy(&c)),
+                        _ => break,
+                    }
+                }
+                excerpt.truncate(excerpt.floor_char_boundary(512));
+                Response {
+                    status: Some(status),
+                    retry_after,
+                    excerpt,
+                    error: None,
+                    latency: started.elapsed(),
+                }
+            }
+            Err(e) => Response {
+                status: None,
+                retry_after: None,
+                excerpt: String::new(),
+                error: Some(if e.is_timeout() {
+                    format!("timed out after {}", humantime::format_duration(s.timeout))
+                } else {
+                    let mut msg = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(inner) = src {
+                        msg = format!("{msg}: {inner}");
+                        src = inner.source();
+                    }
+                    msg
+                }),
+                latency: started.elapsed(),
+            },
+        };
+        (d, resp)
+    }
+}
+
+/// Read events of `topics` between two times (a replay), at most `limit`.
+pub async fn read_range(
+    app: &App,
+    tenant: &str,
+    topics: &[String],
+    since_ms: i64,
+    until_ms: i64,
+    limit: usize,
+) -> Result<Vec<(String, StoredRecord)>, LogError> {
+    let mut out = Vec::new();
+    for t in topics {
+        let full = log_name(tenant, t);
+        let Some(n) = app.log.inspect_topic(&full, |m, _| m.partitions) else {
+            continue;
+        };
+        for p in 0..n {
+            let mut at = app.log.offset_for_timestamp(&full, p, since_ms).await?;
+            let (_, end) = app.log.offsets(&full, p)?;
+            'partition: while at < end {
+                let r = app.log.read(&full, p, at, 1_000, 8 << 20).await?;
+                for s in r.records {
+                    if s.record.timestamp > until_ms || out.len() >= limit {
+                        break 'partition;
+                    }
+                    out.push((t.clone(), s));
+                }
+                if r.next_offset <= at {
+                    break;
+                }
+                at = r.next_offset;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_schedule_is_svixs() {
+        let s = super::super::subscription::DEFAULT_SCHEDULE;
+        let secs: Vec<u64> = s.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, vec![0, 5, 300, 1800, 7200, 18000, 36000, 36000]);
+    }
+}
