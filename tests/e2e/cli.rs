@@ -296,3 +296,68 @@ fn the_cli_consumes_as_a_group_and_manages_groups() {
     assert!(!ok);
     assert!(err.contains("40407"), "{err}");
 }
+
+#[test]
+fn the_cli_manages_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &["--webhook-allow-network", "127.0.0.0/8"]);
+    let (ok, out, err) = sluice(&p, &["topics", "create", "bills"]);
+    assert!(ok, "{out}{err}");
+    // Nothing listens on port 9: every attempt fails to connect, and is recorded.
+    let (ok, out, err) = sluice(
+        &p,
+        &[
+            "subscriptions",
+            "create",
+            "--endpoint",
+            "http://127.0.0.1:9/hook",
+            "--topic",
+            "bills",
+            "--type",
+            "bill.*",
+            "--condition",
+            "data.total > 1",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let sub: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = sub["id"].as_str().unwrap().to_owned();
+    assert!(sub["secret"].as_str().unwrap().starts_with("whsec_"));
+    let file = dir.path().join("bills.ndjson");
+    std::fs::write(&file, "{\"type\":\"bill.due\",\"payload\":{\"total\":5}}\n").unwrap();
+    let (ok, _, err) = sluice(&p, &["produce", "bills", "--file", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = sluice(&p, &["subscriptions", "list"]);
+    assert!(ok && out.contains(&id), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = sluice(&p, &["subscriptions", "attempts", &id]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if let Some(a) = v["attempts"].as_array().and_then(|a| a.first()) {
+            assert_eq!(a["outcome"], "retrying");
+            assert!(a["error"].as_str().unwrap().contains("onnect"), "{a}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt recorded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (ok, out, err) = sluice(&p, &["subscriptions", "replay", &id, "--since", "0"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"replaying\": 1"), "{out}");
+    let (ok, _, err) = sluice(
+        &p,
+        &[
+            "subscriptions",
+            "create",
+            "--endpoint",
+            "http://10.1.1.1/",
+            "--topic",
+            "bills",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("internal address"), "{err}");
+    let (ok, _, err) = sluice(&p, &["subscriptions", "delete", &id]);
+    assert!(ok, "{err}");
+}

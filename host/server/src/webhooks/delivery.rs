@@ -656,68 +656,66 @@ async fn attempt(
     now_ms: i64,
     d: Delivery,
 ) -> (Delivery, Response) {
-    {
-        let s = &sub.0;
-        // Receivers check the timestamp against their own clock: the real time.
-        let timestamp = crate::auth::now_ms() / 1000;
-        let signature = super::signing::header(&s.keys(now_ms), &d.event_id, timestamp, &d.body);
-        let mut req = client
-            .post(&s.url)
-            .timeout(s.timeout)
-            .header("content-type", "application/json")
-            .header("webhook-id", &d.event_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature);
-        for (k, v) in &s.headers {
-            req = req.header(k, v);
-        }
-        let started = Instant::now();
-        let resp = match req.body(d.body.clone()).send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let retry_after = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                let mut excerpt = String::new();
-                let mut body = r;
-                while excerpt.len() < 512 {
-                    match body.chunk().await {
-                        Ok(Some(c)) => excerpt.push_str(&String::from_utf8_lossy(&c)),
-                        _ => break,
-                    }
-                }
-                excerpt.truncate(excerpt.floor_char_boundary(512));
-                Response {
-                    status: Some(status),
-                    retry_after,
-                    excerpt,
-                    error: None,
-                    latency: started.elapsed(),
+    let s = &sub.0;
+    // Receivers check the timestamp against their own clock: the real time.
+    let timestamp = crate::auth::now_ms() / 1000;
+    let signature = super::signing::header(&s.keys(now_ms), &d.event_id, timestamp, &d.body);
+    let mut req = client
+        .post(&s.url)
+        .timeout(s.timeout)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature);
+    for (k, v) in &s.headers {
+        req = req.header(k, v);
+    }
+    let started = Instant::now();
+    let resp = match req.body(d.body.clone()).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let mut excerpt = String::new();
+            let mut body = r;
+            while excerpt.len() < 512 {
+                match body.chunk().await {
+                    Ok(Some(c)) => excerpt.push_str(&String::from_utf8_lossy(&c)),
+                    _ => break,
                 }
             }
-            Err(e) => Response {
-                status: None,
-                retry_after: None,
-                excerpt: String::new(),
-                error: Some(if e.is_timeout() {
-                    format!("timed out after {}", humantime::format_duration(s.timeout))
-                } else {
-                    let mut msg = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(inner) = src {
-                        msg = format!("{msg}: {inner}");
-                        src = inner.source();
-                    }
-                    msg
-                }),
+            excerpt.truncate(excerpt.floor_char_boundary(512));
+            Response {
+                status: Some(status),
+                retry_after,
+                excerpt,
+                error: None,
                 latency: started.elapsed(),
-            },
-        };
-        (d, resp)
-    }
+            }
+        }
+        Err(e) => Response {
+            status: None,
+            retry_after: None,
+            excerpt: String::new(),
+            error: Some(if e.is_timeout() {
+                format!("timed out after {}", humantime::format_duration(s.timeout))
+            } else {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(inner) = src {
+                    msg = format!("{msg}: {inner}");
+                    src = inner.source();
+                }
+                msg
+            }),
+            latency: started.elapsed(),
+        },
+    };
+    (d, resp)
 }
 
 /// Read events of `topics` between two times (a replay), at most `limit`.
