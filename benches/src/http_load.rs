@@ -25,11 +25,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path) -> anyhow::Result<(Server, Duration)> {
+        Server::start_with(data, &[])
+    }
+
+    /// With extra `sluice serve` flags.
+    pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<(Server, Duration)> {
         let bin: PathBuf = std::env::current_exe()?.with_file_name("sluice");
         let started = Instant::now();
         let mut cmd = Command::new(&bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data);
+            .arg(data)
+            .args(extra);
         // A server config to benchmark other settings with (see docs/CONFIG.md).
         if let Ok(cfg) = std::env::var("SLUICE_BENCH_CONFIG") {
             cmd.arg("--config").arg(cfg);

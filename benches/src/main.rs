@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod http_load;
 mod latency_store;
+mod outbound;
 mod registry;
 mod wasm;
 
@@ -55,6 +56,10 @@ enum Cmd {
     Pipeline,
     /// Validated produce (a registered 20-field JSON Schema) vs unvalidated; lookups by id.
     Registry,
+    /// Webhook deliveries/s with 100 subscriptions; produce-to-first-attempt latency.
+    Webhooks,
+    /// Consumer-group fetch through the REST Proxy API; SSE fan-out to 1,000 clients.
+    Consumers,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -99,6 +104,12 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Registry) {
         rt.block_on(registry::run(&dir.join("registry"), secs))?;
+    }
+    if run(Cmd::Webhooks) {
+        rt.block_on(outbound::webhooks(&dir.join("webhooks"), secs))?;
+    }
+    if run(Cmd::Consumers) {
+        rt.block_on(outbound::consumers(&dir.join("consumers"), secs))?;
     }
     Ok(())
 }
