@@ -575,3 +575,118 @@ async fn sigkill_during_deliveries_loses_no_event() {
     }
     drop(p);
 }
+
+#[tokio::test]
+async fn triggers_start_workflows_in_priority_order_with_retries() {
+    let Some(rx) = Receiver::start() else { return };
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("customers", 2).await;
+    let endpoint = format!("{}/workflows", rx.url);
+    let mut ids = Vec::new();
+    for (wf, priority, condition) in [
+        ("wf-low", 1, None),
+        ("wf-high", 10, Some("data.tier == 'gold'")),
+        ("wf-never", 50, Some("data.tier == 'none'")),
+    ] {
+        let mut body = json!({"workflowDefinitionId": wf, "eventPattern": "customer.*",
+                              "triggerType": "START", "priority": priority,
+                              "inputMapping": "{'customer': data.id, 'tier': data.tier}",
+                              "correlationKey": "data.id", "enabled": true,
+                              "topics": ["customers"], "endpoint": endpoint});
+        if let Some(cnd) = condition {
+            body["eventCondition"] = json!(cnd);
+        }
+        let (st, t) = c.post("/v1/triggers", body).await;
+        assert_eq!(st, StatusCode::CREATED, "{t}");
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    let (_, secret) = c.get("/v1/triggers/secret").await;
+    // The highest-priority trigger's delivery fails first: the lower one waits for its retry.
+    rx.control(json!({"secrets": [secret["secret"]], "script": ["status:500"]}))
+        .await;
+    c.produce(
+        "customers",
+        json!([{"event_id": "c-1", "type": "customer.created", "payload": {"id": 7, "tier": "gold"}}]),
+    )
+    .await;
+    let a = wait_attempts_at(&c, "/v1/triggers/attempts", 1).await;
+    assert_eq!(a[0]["status"], 500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.received().await.len(), 1, "the lower priority waits");
+    s.app.clock.advance(Duration::from_secs(6));
+    let got = rx.wait_for(3).await;
+    let wfs: Vec<&str> = got
+        .iter()
+        .map(|d| d["body"]["workflowDefinitionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(wfs, vec!["wf-high", "wf-high", "wf-low"]);
+    for d in &got {
+        assert_eq!(d["verified"], true);
+        assert_eq!(d["body"]["triggerType"], "START");
+        assert_eq!(d["body"]["correlationKey"], "7");
+        assert_eq!(d["body"]["input"], json!({"customer": 7, "tier": "gold"}));
+    }
+    assert_eq!(got[2]["id"], format!("c-1:{}", ids[0]));
+
+    // A CANCEL trigger replaces the low one; disabled triggers do nothing.
+    let (st, _) = c
+        .send(
+            Method::PATCH,
+            &format!("/v1/triggers/{}", ids[0]),
+            Some(json!({"triggerType": "CANCEL"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = c
+        .send(
+            Method::PATCH,
+            &format!("/v1/triggers/{}", ids[1]),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    c.produce(
+        "customers",
+        json!([{"event_id": "c-2", "type": "customer.closed", "payload": {"id": 8, "tier": "gold"}}]),
+    )
+    .await;
+    let got = rx.wait_for(4).await;
+    assert_eq!(got[3]["body"]["triggerType"], "CANCEL");
+    assert_eq!(got[3]["body"]["workflowDefinitionId"], "wf-low");
+
+    let (st, e) = c
+        .post(
+            "/v1/triggers",
+            json!({"workflowDefinitionId": "x", "eventPattern": "a b",
+                                     "triggerType": "START", "topics": ["customers"],
+                                     "endpoint": "http://10.0.0.1/", "correlationKey": "data."}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("eventPattern") && m.contains("endpoint") && m.contains("correlationKey"),
+        "{m}"
+    );
+    let (st, _) = c
+        .send(Method::DELETE, &format!("/v1/triggers/{}", ids[2]), None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (_, list) = c.get("/v1/triggers").await;
+    assert_eq!(list["triggers"].as_array().unwrap().len(), 2);
+    s.stop().await;
+}
+
+async fn wait_attempts_at(c: &Client, path: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = c.get(path).await;
+        let a = v["attempts"].as_array().cloned().unwrap_or_default();
+        if a.len() >= n {
+            return a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

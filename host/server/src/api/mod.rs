@@ -142,6 +142,33 @@ pub async fn dispatch(
         (["v1", "subscriptions", id, "redrive"], &Method::POST) => {
             ("replay", subscriptions::redrive(app, &who, id, call).await)
         }
+        (["v1", "triggers"], &Method::GET) => ("triggers", subscriptions::list_triggers(app, &who)),
+        (["v1", "triggers"], &Method::POST) => (
+            "triggers",
+            subscriptions::create_trigger(app, &who, call).await,
+        ),
+        (["v1", "triggers", "attempts"], &Method::GET) => (
+            "triggers",
+            subscriptions::trigger_attempts(app, &who, &call),
+        ),
+        (["v1", "triggers", "secret"], &Method::GET) => {
+            ("triggers", subscriptions::trigger_secret(app, &who).await)
+        }
+        (["v1", "triggers", id], &Method::GET) => {
+            ("trigger", subscriptions::describe_trigger(app, &who, id))
+        }
+        (["v1", "triggers", id], &Method::PUT) => (
+            "trigger",
+            subscriptions::update_trigger(app, &who, id, call, false).await,
+        ),
+        (["v1", "triggers", id], &Method::PATCH) => (
+            "trigger",
+            subscriptions::update_trigger(app, &who, id, call, true).await,
+        ),
+        (["v1", "triggers", id], &Method::DELETE) => (
+            "trigger",
+            subscriptions::delete_trigger(app, &who, id).await,
+        ),
         (["v1", "alerts"], &Method::GET) => ("alerts", groups::alerts(app, &who).await),
         (["v1", "groups"], &Method::GET) => ("groups", groups::list(app, &who)),
         (["v1", "groups"], &Method::POST) => ("groups", groups::create(app, &who, call).await),
@@ -175,6 +202,8 @@ pub async fn dispatch(
             | ["v1", "groups"]
             | ["v1", "alerts"]
             | ["v1", "subscriptions"]
+            | ["v1", "triggers"]
+            | ["v1", "triggers", _]
             | ["v1", "subscriptions", _]
             | [
                 "v1",

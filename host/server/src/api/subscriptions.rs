@@ -1,5 +1,5 @@
 //! `/v1/subscriptions`: webhook subscriptions, their attempts, replays and dead-letter
-//! re-drives.
+//! re-drives; `/v1/triggers`: workflow event triggers.
 //!
 //! Managing a subscription (create, change, delete, see or rotate its secret, replay) needs
 //! `admin` on each of its topics; reading it and its attempts needs `consume` on them.
@@ -17,7 +17,8 @@ use crate::envelope::{parse_time_text, read_headers};
 use crate::error::ApiError;
 use crate::server::{App, Body, Call, json};
 use crate::webhooks::subscription::Subscription;
-use crate::webhooks::{SUBSCRIPTION_HEADER, delivery, not_found};
+use crate::webhooks::trigger::Trigger;
+use crate::webhooks::{SUBSCRIPTION_HEADER, TRIGGER_LOOP, delivery, not_found, trigger_not_found};
 
 fn require(who: &Principal, role: Role, s: &Subscription) -> Result<(), ApiError> {
     for t in &s.topics {
@@ -309,4 +310,135 @@ pub async fn redrive(
         StatusCode::ACCEPTED,
         &json!({"subscription": id, "redriving": n}),
     ))
+}
+
+// Workflow event triggers: `/v1/triggers`.
+
+fn parse_trigger(body: Value) -> Result<Trigger, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42216,
+            format!("invalid trigger: {e}"),
+        )
+    })
+}
+
+fn require_trigger(who: &Principal, role: Role, t: &Trigger) -> Result<(), ApiError> {
+    for topic in &t.topics {
+        who.require(role, topic)?;
+    }
+    Ok(())
+}
+
+pub fn list_triggers(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    let list: Vec<Trigger> = app
+        .webhooks
+        .list_triggers(&who.tenant)
+        .into_iter()
+        .filter(|t| t.topics.iter().all(|topic| who.can(Role::Consume, topic)))
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "triggers": list })))
+}
+
+pub async fn create_trigger(
+    app: &Arc<App>,
+    who: &Principal,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let body: Value = call.json(app.max_body_bytes).await?;
+    if body.get("id").is_some() {
+        return Err(ApiError::invalid("`id` is chosen by Sluice"));
+    }
+    let t = parse_trigger(body)?;
+    require_trigger(who, Role::Admin, &t)?;
+    let t = app.webhooks.put_trigger(app, &who.tenant, t, None).await?;
+    Ok(json(StatusCode::CREATED, &t))
+}
+
+fn current_trigger(app: &App, who: &Principal, id: &str, role: Role) -> Result<Trigger, ApiError> {
+    let t = app
+        .webhooks
+        .get_trigger(&who.tenant, id)
+        .ok_or_else(|| trigger_not_found(id))?;
+    require_trigger(who, role, &t)?;
+    Ok(t)
+}
+
+pub fn describe_trigger(app: &App, who: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
+    Ok(json(
+        StatusCode::OK,
+        &current_trigger(app, who, id, Role::Consume)?,
+    ))
+}
+
+pub async fn update_trigger(
+    app: &Arc<App>,
+    who: &Principal,
+    id: &str,
+    call: Call,
+    merge: bool,
+) -> Result<Response<Body>, ApiError> {
+    let old = current_trigger(app, who, id, Role::Admin)?;
+    let body: Value = call.json(app.max_body_bytes).await?;
+    let new = if merge {
+        let mut v = serde_json::to_value(&old).expect("serializes");
+        let Some(changes) = body.as_object() else {
+            return Err(ApiError::invalid(
+                "a PATCH body is an object of the fields to change",
+            ));
+        };
+        for (k, x) in changes {
+            v[k] = x.clone();
+        }
+        parse_trigger(v)?
+    } else {
+        parse_trigger(body)?
+    };
+    require_trigger(who, Role::Admin, &new)?;
+    let t = app
+        .webhooks
+        .put_trigger(app, &who.tenant, new, Some(&old))
+        .await?;
+    Ok(json(StatusCode::OK, &t))
+}
+
+pub async fn delete_trigger(
+    app: &Arc<App>,
+    who: &Principal,
+    id: &str,
+) -> Result<Response<Body>, ApiError> {
+    current_trigger(app, who, id, Role::Admin)?;
+    app.webhooks.delete_trigger(app, &who.tenant, id).await?;
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(crate::server::empty())
+        .expect("response builds"))
+}
+
+/// Attempts of the tenant's trigger deliveries (`?event_id=` takes `<event id>:<trigger id>`).
+pub fn trigger_attempts(
+    app: &App,
+    who: &Principal,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    if !who.can(Role::Consume, "*") {
+        return Err(ApiError::forbidden(
+            "trigger attempts need consume on every topic",
+        ));
+    }
+    let list = app
+        .webhooks
+        .attempts(&who.tenant, TRIGGER_LOOP, call.query("event_id"), 1_000);
+    Ok(json(StatusCode::OK, &json!({ "attempts": list })))
+}
+
+pub async fn trigger_secret(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    if !who.is_tenant_admin() {
+        return Err(ApiError::forbidden(
+            "the trigger signing secret needs a tenant admin key",
+        ));
+    }
+    let secret = app.webhooks.trigger_secret(&who.tenant).await?;
+    Ok(json(StatusCode::OK, &json!({ "secret": secret })))
 }

@@ -16,7 +16,7 @@
 //! dead-lettered). A restart resumes there, so every event is delivered at least once.
 //! Replays and re-drives go through the same rules without moving the offsets.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,19 @@ pub enum Command {
     Replay(Vec<(String, StoredRecord)>),
 }
 
+/// What a record asks to deliver.
+struct Selected {
+    id: String,
+    body: Bytes,
+    /// Another endpoint than the subscription's (a trigger's).
+    url: Option<String>,
+    /// Deliveries with the same chain go one after another (a trigger chain).
+    chain: Option<Bytes>,
+}
+
 #[derive(Clone)]
 struct Delivery {
+    url: Option<String>,
     topic: String,
     partition: u32,
     offset: u64,
@@ -77,7 +88,8 @@ pub struct Runner {
     tenant: String,
     sub: Shared,
     next_read: BTreeMap<Tp, u64>,
-    pending: BTreeMap<Tp, BTreeSet<u64>>,
+    /// Per partition, offsets not done (and how many deliveries each still has).
+    pending: BTreeMap<Tp, BTreeMap<u64, u32>>,
     committed: BTreeMap<Tp, u64>,
     ready: VecDeque<Delivery>,
     waiting: BTreeMap<(i64, u64), Delivery>,
@@ -135,8 +147,9 @@ impl Runner {
         }
     }
 
-    /// The event a record holds, if the subscription wants it: (event id, body).
-    fn select(&self, topic: &str, s: &StoredRecord) -> Result<Option<(String, Bytes)>, String> {
+    /// The deliveries a record makes: none, one (a subscription), or one per matching
+    /// trigger, highest priority first (the trigger loop): (webhook id, body, endpoint).
+    fn select(&self, topic: &str, s: &StoredRecord) -> Result<Vec<Selected>, String> {
         let sub = &self.sub.0;
         let compiled = &self.sub.1;
         let r = &s.record;
@@ -159,8 +172,8 @@ impl Runner {
                 })
             })
             .unwrap_or_default();
-        if !sub.matches_type(&event_type) {
-            return Ok(None);
+        if compiled.triggers.is_empty() && !sub.matches_type(&event_type) {
+            return Ok(Vec::new());
         }
         let event_id = header("ce_id")
             .map(str::to_owned)
@@ -177,7 +190,9 @@ impl Runner {
                 serde_json::to_value(crate::api::fetch_view(s)).unwrap_or(Value::Null)
             })
         };
-        let needs_ctx = compiled.condition.is_some() || compiled.mapping.is_some();
+        let needs_ctx = compiled.condition.is_some()
+            || compiled.mapping.is_some()
+            || !compiled.triggers.is_empty();
         let ctx = needs_ctx.then(|| {
             let hv: serde_json::Map<String, Value> = headers
                 .iter()
@@ -186,10 +201,32 @@ impl Runner {
             let key = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok());
             subscription::cel_context(&shown(), &event_type, key, &Value::Object(hv))
         });
+        if !compiled.triggers.is_empty() {
+            let ctx = ctx.as_ref().expect("built for triggers");
+            let event = shown();
+            let source = serde_json::json!({"id": event_id, "type": event_type, "topic": topic,
+                                             "partition": s.partition, "offset": s.offset});
+            let mut out = Vec::new();
+            for t in &compiled.triggers {
+                if !t.trigger.enabled {
+                    continue;
+                }
+                if let Some(body) = t.body(&event_type, ctx, &event, source.clone())? {
+                    out.push(Selected {
+                        id: format!("{event_id}:{}", t.trigger.id),
+                        body: Bytes::from(serde_json::to_vec(&body).expect("JSON")),
+                        url: Some(t.trigger.endpoint.clone()),
+                        // One chain per event: each trigger waits for the one before.
+                        chain: Some(Bytes::from(format!("{topic}/{}/{}", s.partition, s.offset))),
+                    });
+                }
+            }
+            return Ok(out);
+        }
         if let (Some(cond), Some(ctx)) = (&compiled.condition, &ctx)
             && !subscription::holds(cond, ctx)?
         {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let body = match (&compiled.mapping, &ctx) {
             (Some(m), Some(ctx)) => {
@@ -198,44 +235,72 @@ impl Runner {
             _ if event.is_some() => r.value.clone(),
             _ => Bytes::from(serde_json::to_vec(&shown()).expect("JSON")),
         };
-        Ok(Some((event_id, body)))
+        Ok(vec![Selected {
+            id: event_id,
+            body,
+            url: None,
+            chain: None,
+        }])
     }
 
-    fn delivery(
+    fn deliveries(
         &self,
         topic: &str,
         s: StoredRecord,
         tracked: bool,
-    ) -> Option<Result<Delivery, (Delivery, String)>> {
-        let make = |event_id: String, body: Bytes, s: StoredRecord| Delivery {
+    ) -> Result<Vec<Delivery>, Box<(Delivery, String)>> {
+        let make = |sel: Selected, s: &StoredRecord| Delivery {
             topic: topic.to_owned(),
             partition: s.partition,
             offset: s.offset,
-            event_id,
-            key: s.record.key.clone(),
-            body,
-            record: s.record,
+            event_id: sel.id,
+            key: sel.chain.or_else(|| s.record.key.clone()),
+            url: sel.url,
+            body: sel.body,
+            record: s.record.clone(),
             attempts: 0,
             tracked,
         };
         match self.select(topic, &s) {
-            Ok(None) => None,
-            Ok(Some((id, body))) => Some(Ok(make(id, body, s))),
+            Ok(selected) => Ok(selected.into_iter().map(|sel| make(sel, &s)).collect()),
             // A condition or mapping that fails on this event: dead-letter it with the reason.
             Err(reason) => {
-                let id = format!("{topic}-{}-{}", s.partition, s.offset);
-                Some(Err((make(id, Bytes::new(), s), reason)))
+                let sel = Selected {
+                    id: format!("{topic}-{}-{}", s.partition, s.offset),
+                    body: Bytes::new(),
+                    url: None,
+                    chain: None,
+                };
+                Err(Box::new((make(sel, &s), reason)))
+            }
+        }
+    }
+
+    fn hold(&mut self, d: &Delivery) {
+        if d.tracked {
+            *self
+                .pending
+                .entry((d.topic.clone(), d.partition))
+                .or_default()
+                .entry(d.offset)
+                .or_default() += 1;
+        }
+    }
+
+    fn release(&mut self, d: &Delivery) {
+        if d.tracked
+            && let Some(set) = self.pending.get_mut(&(d.topic.clone(), d.partition))
+            && let Some(n) = set.get_mut(&d.offset)
+        {
+            *n -= 1;
+            if *n == 0 {
+                set.remove(&d.offset);
             }
         }
     }
 
     fn admit(&mut self, d: Delivery) {
-        if d.tracked {
-            self.pending
-                .entry((d.topic.clone(), d.partition))
-                .or_default()
-                .insert(d.offset);
-        }
+        self.hold(&d);
         if self.sub.0.ordering == Ordering::PerKey
             && let Some(k) = d.key.clone()
         {
@@ -250,11 +315,7 @@ impl Runner {
 
     /// An event is done (delivered or dead-lettered): release its offset and its key.
     fn finish(&mut self, d: &Delivery) {
-        if d.tracked
-            && let Some(set) = self.pending.get_mut(&(d.topic.clone(), d.partition))
-        {
-            set.remove(&d.offset);
-        }
+        self.release(d);
         if self.sub.0.ordering == Ordering::PerKey
             && let Some(k) = &d.key
             && let Some(q) = self.key_queues.get_mut(k)
@@ -276,7 +337,7 @@ impl Runner {
                 let low = self
                     .pending
                     .get(tp)
-                    .and_then(|s| s.first().copied())
+                    .and_then(|s| s.first_key_value().map(|(o, _)| *o))
                     .unwrap_or(*next);
                 (tp.clone(), low)
             })
@@ -332,11 +393,11 @@ impl Runner {
             for s in read.records {
                 got = true;
                 self.next_read.insert(tp.clone(), s.offset + 1);
-                match self.delivery(&tp.0, s, true) {
-                    None => {}
-                    Some(Ok(d)) => self.admit(d),
-                    Some(Err((d, reason))) => {
-                        self.admit_failed(d, reason).await;
+                match self.deliveries(&tp.0, s, true) {
+                    Ok(list) => list.into_iter().for_each(|d| self.admit(d)),
+                    Err(failed) => {
+                        let (d, reason) = *failed;
+                        self.admit_failed(d, reason).await
                     }
                 }
             }
@@ -348,18 +409,9 @@ impl Runner {
 
     /// An event the condition or mapping could not evaluate: straight to the dead letters.
     async fn admit_failed(&mut self, d: Delivery, reason: String) {
-        if d.tracked {
-            self.pending
-                .entry((d.topic.clone(), d.partition))
-                .or_default()
-                .insert(d.offset);
-        }
+        self.hold(&d);
         self.dead_letter(&d, &reason).await;
-        if d.tracked
-            && let Some(set) = self.pending.get_mut(&(d.topic.clone(), d.partition))
-        {
-            set.remove(&d.offset);
-        }
+        self.release(&d);
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) {
@@ -539,10 +591,12 @@ impl Runner {
                 c = commands.recv() => match c {
                     Some(Command::Replay(records)) => {
                         for (topic, s) in records {
-                            match self.delivery(&topic, s, false) {
-                                None => {}
-                                Some(Ok(d)) => self.admit(d),
-                                Some(Err((d, reason))) => self.admit_failed(d, reason).await,
+                            match self.deliveries(&topic, s, false) {
+                                Ok(list) => list.into_iter().for_each(|d| self.admit(d)),
+                                Err(failed) => {
+                        let (d, reason) = *failed;
+                        self.admit_failed(d, reason).await
+                    }
                             }
                         }
                     }
@@ -661,7 +715,7 @@ async fn attempt(
     let timestamp = crate::auth::now_ms() / 1000;
     let signature = super::signing::header(&s.keys(now_ms), &d.event_id, timestamp, &d.body);
     let mut req = client
-        .post(&s.url)
+        .post(d.url.as_deref().unwrap_or(&s.url))
         .timeout(s.timeout)
         .header("content-type", "application/json")
         .header("webhook-id", &d.event_id)

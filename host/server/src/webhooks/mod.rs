@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod egress;
 pub mod signing;
 pub mod subscription;
+pub mod trigger;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,10 @@ use egress::Egress;
 use subscription::{Shared, Subscription};
 
 pub const SUBSCRIPTIONS_TOPIC: &str = "_subscriptions";
+/// Tenants' workflow triggers (`<tenant>/<id>`) and their signing secrets (`<tenant>`).
+pub const TRIGGERS_TOPIC: &str = "_triggers";
+/// The id of a tenant's trigger delivery loop (attempts and offsets are kept under it).
+pub const TRIGGER_LOOP: &str = "triggers";
 pub const ATTEMPTS_TOPIC: &str = "_webhook_attempts";
 /// On dead letters: the subscription that gave up on the event.
 pub const SUBSCRIPTION_HEADER: &str = "sluice_subscription";
@@ -95,6 +100,8 @@ pub struct Webhooks {
     running: tokio::sync::Mutex<HashMap<Key, Running>>,
     attempts: Mutex<HashMap<Key, VecDeque<Attempt>>>,
     attempt_log: mpsc::UnboundedSender<Attempt>,
+    triggers: Mutex<HashMap<Key, trigger::Trigger>>,
+    trigger_secrets: Mutex<HashMap<String, String>>,
 }
 
 fn offsets_key(tenant: &str, id: &str, topic: &str, partition: u32) -> String {
@@ -217,6 +224,35 @@ impl Webhooks {
             }
             at = r.next_offset;
         }
+        internal_topics::ensure(&log, TRIGGERS_TOPIC, "workflow event triggers", &[]).await?;
+        let mut triggers: HashMap<Key, trigger::Trigger> = HashMap::new();
+        let mut trigger_secrets: HashMap<String, String> = HashMap::new();
+        internal_topics::replay(&log, TRIGGERS_TOPIC, |_, r| {
+            let Some(key) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) else {
+                return;
+            };
+            let Ok(v) = serde_json::from_slice::<Value>(&r.value) else {
+                return;
+            };
+            match key.split_once('/') {
+                None => {
+                    if let Some(secret) = v["secret"].as_str() {
+                        trigger_secrets.insert(key.to_owned(), secret.to_owned());
+                    }
+                }
+                Some((tenant, id)) => {
+                    let k = (tenant.to_owned(), id.to_owned());
+                    if v["deleted"] == json!(true) {
+                        triggers.remove(&k);
+                    } else if let Ok(t) =
+                        serde_json::from_value::<trigger::Trigger>(v["trigger"].clone())
+                    {
+                        triggers.insert(k, t);
+                    }
+                }
+            }
+        })
+        .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_attempts(log.clone(), rx));
         Ok(Webhooks {
@@ -228,6 +264,8 @@ impl Webhooks {
             running: tokio::sync::Mutex::new(HashMap::new()),
             attempts: Mutex::new(attempts),
             attempt_log: tx,
+            triggers: Mutex::new(triggers),
+            trigger_secrets: Mutex::new(trigger_secrets),
         })
     }
 
@@ -243,6 +281,18 @@ impl Webhooks {
             .collect();
         for ((tenant, _), s) in all {
             self.start(app, &tenant, s).await;
+        }
+        let tenants: std::collections::BTreeSet<String> = self
+            .triggers
+            .lock()
+            .expect("triggers")
+            .keys()
+            .map(|(t, _)| t.clone())
+            .collect();
+        for tenant in tenants {
+            if let Err(e) = self.rebuild_triggers(app, &tenant).await {
+                tracing::error!(tenant, error = %e.message, "starting triggers");
+            }
         }
     }
 
@@ -314,6 +364,8 @@ impl Webhooks {
             .await
             .remove(&(tenant.to_owned(), id.to_owned()));
         let Some(current) = self.get(tenant, id) else {
+            // The trigger loop: its triggers stay as they are; the alert says what happened.
+            self.alert(tenant, id, "", &reason).await;
             return;
         };
         let mut s = current.0.clone();
@@ -329,9 +381,13 @@ impl Webhooks {
             (tenant.to_owned(), id.to_owned()),
             Arc::new((s.clone(), compiled)),
         );
+        self.alert(tenant, id, &s.url, &reason).await;
+    }
+
+    async fn alert(&self, tenant: &str, id: &str, url: &str, reason: &str) {
         let alert = json!({
             "type": "sluice.webhook.endpoint.disabled", "tenant": tenant,
-            "subscription": id, "url": s.url, "reason": reason,
+            "subscription": id, "url": url, "reason": reason,
             "time_ms": crate::auth::now_ms(),
         });
         if let Err(e) = internal_topics::append(
@@ -597,6 +653,198 @@ impl Webhooks {
             .await
             .map_err(|_| ApiError::unavailable("the subscription stopped"))
     }
+}
+
+impl Webhooks {
+    pub fn list_triggers(&self, tenant: &str) -> Vec<trigger::Trigger> {
+        let mut out: Vec<trigger::Trigger> = self
+            .triggers
+            .lock()
+            .expect("triggers")
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, t)| t.clone())
+            .collect();
+        out.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.created_ms.cmp(&b.created_ms))
+                .then(a.id.cmp(&b.id))
+        });
+        out
+    }
+
+    pub fn get_trigger(&self, tenant: &str, id: &str) -> Option<trigger::Trigger> {
+        self.triggers
+            .lock()
+            .expect("triggers")
+            .get(&(tenant.to_owned(), id.to_owned()))
+            .cloned()
+    }
+
+    /// Create (no `current`) or replace a trigger; the tenant's trigger loop restarts with it.
+    pub async fn put_trigger(
+        &self,
+        app: &Arc<App>,
+        tenant: &str,
+        mut t: trigger::Trigger,
+        current: Option<&trigger::Trigger>,
+    ) -> Result<trigger::Trigger, ApiError> {
+        t.check(&self.egress, |name| {
+            app.log.topic(&crate::api::log_name(tenant, name)).is_some()
+        })
+        .map_err(check_error)?;
+        let now = crate::auth::now_ms();
+        match current {
+            None => {
+                t.id = format!("trg_{}", uuid::Uuid::now_v7().simple());
+                t.created_ms = now;
+            }
+            Some(c) => {
+                t.id = c.id.clone();
+                t.created_ms = c.created_ms;
+            }
+        }
+        t.updated_ms = now;
+        internal_topics::append(
+            &self.log,
+            TRIGGERS_TOPIC,
+            format!("{tenant}/{}", t.id),
+            serde_json::to_vec(&json!({ "trigger": t })).expect("serializes"),
+        )
+        .await?;
+        self.triggers
+            .lock()
+            .expect("triggers")
+            .insert((tenant.to_owned(), t.id.clone()), t.clone());
+        self.rebuild_triggers(app, tenant).await?;
+        Ok(t)
+    }
+
+    pub async fn delete_trigger(
+        &self,
+        app: &Arc<App>,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        if self.get_trigger(tenant, id).is_none() {
+            return Err(trigger_not_found(id));
+        }
+        internal_topics::append(
+            &self.log,
+            TRIGGERS_TOPIC,
+            format!("{tenant}/{id}"),
+            serde_json::to_vec(&json!({ "deleted": true })).expect("serializes"),
+        )
+        .await?;
+        self.triggers
+            .lock()
+            .expect("triggers")
+            .remove(&(tenant.to_owned(), id.to_owned()));
+        self.rebuild_triggers(app, tenant).await
+    }
+
+    /// The secret that signs the tenant's trigger deliveries (made on first use).
+    pub async fn trigger_secret(&self, tenant: &str) -> Result<String, ApiError> {
+        if let Some(s) = self.trigger_secrets.lock().expect("secrets").get(tenant) {
+            return Ok(s.clone());
+        }
+        let secret = signing::new_secret();
+        internal_topics::append(
+            &self.log,
+            TRIGGERS_TOPIC,
+            tenant.to_owned(),
+            serde_json::to_vec(&json!({ "secret": secret })).expect("serializes"),
+        )
+        .await?;
+        self.trigger_secrets
+            .lock()
+            .expect("secrets")
+            .insert(tenant.to_owned(), secret.clone());
+        Ok(secret)
+    }
+
+    /// (Re)start the tenant's trigger loop over its enabled triggers, highest priority first.
+    async fn rebuild_triggers(&self, app: &Arc<App>, tenant: &str) -> Result<(), ApiError> {
+        self.stop(tenant, TRIGGER_LOOP).await;
+        let list: Vec<trigger::Trigger> = self
+            .list_triggers(tenant)
+            .into_iter()
+            .filter(|t| t.enabled)
+            .collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        let secret = self.trigger_secret(tenant).await?;
+        let mut topics: Vec<String> = list.iter().flat_map(|t| t.topics.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        // Topics new to the loop start at their end: a new trigger acts on what comes next.
+        let known = self.committed(tenant, TRIGGER_LOOP);
+        let mut start = Vec::new();
+        for t in &topics {
+            let full = crate::api::log_name(tenant, t);
+            let n = app
+                .log
+                .inspect_topic(&full, |m, _| m.partitions)
+                .unwrap_or(0);
+            for p in 0..n {
+                if !known.contains_key(&(t.clone(), p)) {
+                    let (_, end) = app
+                        .log
+                        .offsets(&full, p)
+                        .map_err(|e| crate::error::from_log(e, t))?;
+                    start.push(((t.clone(), p), end));
+                }
+            }
+        }
+        self.store_offsets(tenant, TRIGGER_LOOP, &start).await?;
+        let mut compiled = Vec::with_capacity(list.len());
+        for t in list.iter().cloned() {
+            compiled.push(t.compile().map_err(check_error)?);
+        }
+        let now = crate::auth::now_ms();
+        let sub = Subscription {
+            id: TRIGGER_LOOP.into(),
+            url: list[0].endpoint.clone(),
+            topics,
+            event_types: vec!["*".into()],
+            condition: None,
+            input_mapping: None,
+            headers: Default::default(),
+            secret,
+            old_secrets: Vec::new(),
+            rate_limit: None,
+            ordering: subscription::Ordering::PerKey,
+            enabled: true,
+            disabled_reason: None,
+            retry_schedule: subscription::DEFAULT_SCHEDULE.to_vec(),
+            timeout: Duration::from_secs(15),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            start: "latest".into(),
+            description: "workflow triggers".into(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        let shared = Arc::new((
+            sub,
+            subscription::Compiled {
+                condition: None,
+                mapping: None,
+                triggers: compiled,
+            },
+        ));
+        self.start(app, tenant, shared).await;
+        Ok(())
+    }
+}
+
+pub fn trigger_not_found(id: &str) -> ApiError {
+    ApiError::new(
+        http::StatusCode::NOT_FOUND,
+        40409,
+        format!("trigger `{id}` does not exist"),
+    )
 }
 
 /// Append attempts to `_webhook_attempts`, batched.

@@ -136,6 +136,8 @@ mod humantime_list {
 pub struct Compiled {
     pub condition: Option<cel::Program>,
     pub mapping: Option<cel::Program>,
+    /// The trigger loop's triggers, highest priority first (empty for subscriptions).
+    pub triggers: Vec<super::trigger::CompiledTrigger>,
 }
 
 fn valid_pattern(p: &str) -> bool {
@@ -221,7 +223,11 @@ impl Subscription {
             problems.push("start: `latest` or `earliest`".into());
         }
         if problems.is_empty() {
-            Ok(Compiled { condition, mapping })
+            Ok(Compiled {
+                condition,
+                mapping,
+                triggers: Vec::new(),
+            })
         } else {
             Err(problems.join("; "))
         }
@@ -237,6 +243,7 @@ impl Subscription {
         Ok(Compiled {
             condition: one(&self.condition)?,
             mapping: one(&self.input_mapping)?,
+            triggers: Vec::new(),
         })
     }
 
