@@ -194,3 +194,54 @@ async fn streams_in_a_group_share_the_partitions() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_stream_over_websocket() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("ws", 2).await;
+    produce(&c, "ws", 0, 6).await;
+    let url = format!(
+        "{}/v1/topics/ws/stream?from=earliest&heartbeat_ms=200",
+        s.url.replace("http://", "ws://")
+    );
+    let mut req = url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", c.key).parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    let mut seen = BTreeSet::new();
+    let mut last_id = String::new();
+    let mut pinged = false;
+    while seen.len() < 6 || !pinged {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame")
+            .unwrap()
+            .unwrap();
+        match msg {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                seen.insert(v["data"]["event"]["payload"]["i"].as_u64().unwrap());
+                last_id = v["id"].as_str().unwrap().to_owned();
+            }
+            Message::Ping(_) => pinged = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, (0..6).collect());
+    assert_eq!(last_id.split(',').count(), 2, "{last_id}");
+    ws.close(None).await.unwrap();
+
+    // Without a key: refused before any upgrade.
+    let req = url.as_str().into_client_request().unwrap();
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    s.stop().await;
+}

@@ -190,6 +190,8 @@ pub struct Call {
     pub query: HashMap<String, String>,
     pub headers: http::HeaderMap,
     pub body: Incoming,
+    /// The connection, once the response switches protocols (WebSocket).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Call {
@@ -230,7 +232,8 @@ impl Call {
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path: Vec<String> = parts
         .uri
         .path()
@@ -245,6 +248,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         query,
         headers: parts.headers,
         body,
+        upgrade,
     };
     let (route, result) = route(&app, call).await;
     let response = result.unwrap_or_else(|e| error_response(&e));

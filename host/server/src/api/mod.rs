@@ -45,7 +45,7 @@ pub async fn dispatch(
             ("fetch", fetch::fetch(app, &who, t, p, &call).await)
         }
         (["v1", "topics", t, "stream"], &Method::GET) => {
-            ("stream", stream::stream(app, &who, t, &call).await)
+            ("stream", stream::stream(app, &who, t, call).await)
         }
         (["v1", "topics", t, "offsets"], &Method::GET) => {
             ("offsets", fetch::offsets(app, &who, t, &call).await)

@@ -8,6 +8,9 @@
 //! A comment line (`: heartbeat`) goes out when nothing else did for `heartbeat_ms` (15 s by
 //! default), so proxies keep the connection open.
 //!
+//! The same over WebSocket: a request with `Upgrade: websocket` gets text frames
+//! `{"id": cursor, "data": record}` and pings for heartbeats.
+//!
 //! With `group=G` the stream is a member of consumer group G instead: the group's partitions
 //! are shared among its members (streams or REST Proxy consumers), positions are committed
 //! as they go and when the stream ends, and `id:` is `partition:offset` of the event.
@@ -60,6 +63,42 @@ fn parse_cursor(text: &str, partitions: usize) -> Option<Vec<Option<u64>>> {
     Some(out)
 }
 
+/// What a stream sends, before it is framed as SSE or WebSocket.
+pub enum Out {
+    Message { id: String, data: Vec<u8> },
+    Heartbeat,
+    Error(serde_json::Value),
+}
+
+impl Out {
+    fn sse(self) -> Bytes {
+        match self {
+            Out::Message { id, data } => message(&id, &data),
+            Out::Heartbeat => Bytes::from_static(b": heartbeat\n\n"),
+            Out::Error(v) => Bytes::from(format!("event: error\ndata: {v}\n\n")),
+        }
+    }
+
+    /// A WebSocket text frame: `{"id": cursor, "data": record}` (SSE's two fields), `{"error": ...}`; a ping for
+    /// a heartbeat.
+    fn ws(self) -> tokio_tungstenite::tungstenite::Message {
+        use tokio_tungstenite::tungstenite::Message;
+        match self {
+            Out::Message { id, data } => {
+                let mut text = String::with_capacity(data.len() + id.len() + 24);
+                text.push_str("{\"id\":");
+                text.push_str(&serde_json::to_string(&id).expect("string"));
+                text.push_str(",\"data\":");
+                text.push_str(std::str::from_utf8(&data).expect("JSON is UTF-8"));
+                text.push('}');
+                Message::Text(text.into())
+            }
+            Out::Heartbeat => Message::Ping(Bytes::new()),
+            Out::Error(v) => Message::Text(serde_json::json!({ "error": v }).to_string().into()),
+        }
+    }
+}
+
 fn message(id: &str, data: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(data.len() + id.len() + 16);
     out.extend_from_slice(b"id: ");
@@ -79,8 +118,10 @@ pub async fn stream(
     app: &Arc<App>,
     who: &Principal,
     topic: &str,
-    call: &Call,
+    mut call: Call,
 ) -> Result<Response<Body>, ApiError> {
+    let websocket = WebSocket::from_call(&mut call)?;
+    let call = &call;
     check_topic_name(topic)?;
     who.require(Role::Consume, topic)?;
     let full = log_name(&who.tenant, topic);
@@ -96,8 +137,7 @@ pub async fn stream(
             .max(MIN_HEARTBEAT_MS),
     };
     let heartbeat = Duration::from_millis(heartbeat);
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
-    let _ = tx.try_send(Bytes::from_static(b"retry: 2000\n: connected\n\n"));
+    let (tx, rx) = mpsc::channel::<Out>(16);
 
     if let Some(group) = call.query("group").filter(|g| !g.is_empty()) {
         let reset = match call.query("from") {
@@ -176,11 +216,20 @@ pub async fn stream(
         tokio::spawn(topic_stream(app.clone(), full, positions, heartbeat, tx));
     }
 
-    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    }));
+    if let Some(upgrade) = websocket {
+        return Ok(upgrade.respond(rx));
+    }
+    let hello = futures::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+        b"retry: 2000\n: connected\n\n",
+    )))]);
+    let body = StreamBody::new(futures::StreamExt::chain(
+        hello,
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|o| (Ok::<_, Infallible>(Frame::data(o.sse())), rx))
+        }),
+    ));
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -190,11 +239,86 @@ pub async fn stream(
         .expect("response builds"))
 }
 
+/// A WebSocket handshake asked for by the request, checked before the stream starts.
+struct WebSocket {
+    accept: String,
+    upgrade: hyper::upgrade::OnUpgrade,
+}
+
+impl WebSocket {
+    fn from_call(call: &mut Call) -> Result<Option<WebSocket>, ApiError> {
+        let wants = call
+            .header(header::UPGRADE)
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if !wants {
+            return Ok(None);
+        }
+        let key = call
+            .header(header::SEC_WEBSOCKET_KEY)
+            .ok_or_else(|| ApiError::bad_request("a WebSocket upgrade needs Sec-WebSocket-Key"))?;
+        if call.header(header::SEC_WEBSOCKET_VERSION) != Some("13") {
+            return Err(ApiError::bad_request("WebSocket version 13 only"));
+        }
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let upgrade = call
+            .upgrade
+            .take()
+            .ok_or_else(|| ApiError::bad_request("this connection cannot be upgraded"))?;
+        Ok(Some(WebSocket { accept, upgrade }))
+    }
+
+    /// Answer 101, then relay the stream's messages as text frames (heartbeats as pings)
+    /// until either side ends; the client's frames are read (answering pings, noticing close).
+    fn respond(self, mut rx: mpsc::Receiver<Out>) -> Response<Body> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let upgrade = self.upgrade;
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                hyper_util::rt::TokioIo::new(upgraded),
+                Role::Server,
+                None,
+            )
+            .await;
+            let (mut sink, mut incoming) = ws.split();
+            loop {
+                tokio::select! {
+                    out = rx.recv() => match out {
+                        Some(o) => {
+                            if sink.send(o.ws()).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => {
+                            let _ = sink.send(Message::Close(None)).await;
+                            break;
+                        }
+                    },
+                    msg = incoming.next() => match msg {
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+            // Dropping `rx` tells the producer the client is gone.
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept)
+            .body(crate::server::empty())
+            .expect("response builds")
+    }
+}
+
 /// Send `b`, unless the client is gone or the server is stopping: then `false`.
 async fn send(
-    tx: &mpsc::Sender<Bytes>,
+    tx: &mpsc::Sender<Out>,
     closing: &mut tokio::sync::watch::Receiver<bool>,
-    b: Bytes,
+    b: Out,
 ) -> bool {
     if *closing.borrow() {
         return false;
@@ -210,7 +334,7 @@ async fn topic_stream(
     full: String,
     mut positions: Vec<u64>,
     heartbeat: Duration,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Out>,
 ) {
     let mut closing = app.closing.subscribe();
     let mut quiet_since = tokio::time::Instant::now();
@@ -229,23 +353,18 @@ async fn topic_stream(
                     continue;
                 }
                 Err(e) => {
-                    let text = format!(
-                        "event: error\ndata: {}\n\n",
-                        serde_json::json!({"message": e.to_string()})
-                    );
-                    let _ = send(&tx, &mut closing, Bytes::from(text)).await;
+                    let v = serde_json::json!({"message": e.to_string()});
+                    let _ = send(&tx, &mut closing, Out::Error(v)).await;
                     return;
                 }
             };
             for r in &read.records {
                 positions[p] = r.offset + 1;
-                if !send(
-                    &tx,
-                    &mut closing,
-                    message(&cursor(&positions), &event_json(r)),
-                )
-                .await
-                {
+                let out = Out::Message {
+                    id: cursor(&positions),
+                    data: event_json(r),
+                };
+                if !send(&tx, &mut closing, out).await {
                     return;
                 }
                 sent = true;
@@ -258,7 +377,7 @@ async fn topic_stream(
         }
         let until_heartbeat = heartbeat.saturating_sub(quiet_since.elapsed());
         if until_heartbeat.is_zero() {
-            if !send(&tx, &mut closing, Bytes::from_static(b": heartbeat\n\n")).await {
+            if !send(&tx, &mut closing, Out::Heartbeat).await {
                 return;
             }
             quiet_since = tokio::time::Instant::now();
@@ -285,7 +404,7 @@ async fn group_stream(
     group: String,
     instance: String,
     heartbeat: Duration,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Out>,
 ) {
     let mut closing = app.closing.subscribe();
     let mut quiet_since = tokio::time::Instant::now();
@@ -299,7 +418,7 @@ async fn group_stream(
         };
         let read = tokio::select! {
             r = app.groups.read(&tenant, &group, &instance, limits, |_, r| {
-                Ok(message(&format!("{}:{}", r.partition, r.offset), &event_json(r)))
+                Ok(Out::Message { id: format!("{}:{}", r.partition, r.offset), data: event_json(r) })
             }) => r,
             _ = tx.closed() => break 'serve,
             _ = closing.changed() => break 'serve,
@@ -307,7 +426,7 @@ async fn group_stream(
         match read {
             Ok(messages) if messages.is_empty() => {
                 if quiet_since.elapsed() >= heartbeat {
-                    if !send(&tx, &mut closing, Bytes::from_static(b": heartbeat\n\n")).await {
+                    if !send(&tx, &mut closing, Out::Heartbeat).await {
                         break;
                     }
                     quiet_since = tokio::time::Instant::now();
@@ -323,11 +442,8 @@ async fn group_stream(
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                let text = format!(
-                    "event: error\ndata: {}\n\n",
-                    serde_json::json!({"error_code": e.error_code, "message": e.message})
-                );
-                let _ = send(&tx, &mut closing, Bytes::from(text)).await;
+                let v = serde_json::json!({"error_code": e.error_code, "message": e.message});
+                let _ = send(&tx, &mut closing, Out::Error(v)).await;
                 break;
             }
         }
