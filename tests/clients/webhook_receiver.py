@@ -1,5 +1,6 @@
 """A webhook receiver for the tests: verifies every delivery with the Standard Webhooks
-reference library and with Svix's, and answers as a script says.
+reference library and with Svix's (a `whpk_` public key instead: the asymmetric `v1a`
+signatures, with `cryptography`), and answers as a script says.
 
 Usage: webhook_receiver.py --secret whsec_... [--secret whsec_...]
 Prints `PORT <n>` once listening on 127.0.0.1.
@@ -13,6 +14,7 @@ Prints `PORT <n>` once listening on 127.0.0.1.
 """
 
 import argparse
+import base64
 import json
 import sys
 import threading
@@ -20,13 +22,39 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import standardwebhooks
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from svix.webhooks import Webhook as SvixWebhook, WebhookVerificationError
 
 lock = threading.Lock()
 state = {"script": [], "secrets": [], "received": []}
 
 
+def verify_v1a(public_key, body, headers):
+    """Standard Webhooks' asymmetric signatures (`v1a,`), which neither library checks:
+    ed25519 over `id.timestamp.body` with the `whpk_` public key, via `cryptography`."""
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key[len("whpk_"):]))
+    if abs(time.time() - int(headers.get("webhook-timestamp", "0"))) > 300:
+        return False
+    content = (
+        headers.get("webhook-id", "") + "." + headers.get("webhook-timestamp", "") + "."
+    ).encode() + body
+    for sig in headers.get("webhook-signature", "").split(" "):
+        version, _, value = sig.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            key.verify(base64.b64decode(value), content)
+            return True
+        except InvalidSignature:
+            pass
+    return False
+
+
 def verify(secret, body, headers):
+    if secret.startswith("whpk_"):
+        ok = verify_v1a(secret, body, headers)
+        return ok, ok
     std = svix = False
     try:
         standardwebhooks.Webhook(secret).verify(body, headers)

@@ -690,3 +690,45 @@ async fn wait_attempts_at(c: &Client, path: &str, n: usize) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[tokio::test]
+async fn ed25519_signatures_verify_with_the_public_key() {
+    let Some(rx) = Receiver::start() else { return };
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("signed", 1).await;
+    let (st, sub) = c
+        .post(
+            "/v1/subscriptions",
+            json!({"url": format!("{}/in", rx.url), "topics": ["signed"], "signature": "v1a"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sub}");
+    assert!(sub["secret"].as_str().unwrap().starts_with("whsk_"));
+    let public = sub["public_key"].as_str().unwrap().to_owned();
+    assert!(public.starts_with("whpk_"));
+    rx.control(json!({"secrets": [public]})).await;
+    c.produce("signed", json!([invoice(1, "doc.signed", 1)]))
+        .await;
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0]["verified"], true, "{}", got[0]);
+    assert!(got[0]["signature"].as_str().unwrap().starts_with("v1a,"));
+    assert_eq!(got[0]["answer"], "ok");
+    // The public key is shown, the signing key is not.
+    let (_, d) = c
+        .get(&format!(
+            "/v1/subscriptions/{}",
+            sub["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(d["public_key"], public.as_str());
+    assert!(d.get("secret").is_none());
+    let (st, e) = c
+        .post(
+            "/v1/subscriptions",
+            json!({"url": "https://example.com/", "topics": ["signed"], "signature": "v2"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    s.stop().await;
+}

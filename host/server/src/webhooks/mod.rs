@@ -465,7 +465,7 @@ impl Webhooks {
                 s.id = format!("sub_{}", uuid::Uuid::now_v7().simple());
                 s.created_ms = now;
                 if s.secret.is_empty() {
-                    s.secret = signing::new_secret();
+                    s.secret = s.new_secret();
                 }
             }
             Some(c) => {
@@ -813,6 +813,7 @@ impl Webhooks {
             input_mapping: None,
             headers: Default::default(),
             secret,
+            signature: "v1".into(),
             old_secrets: Vec::new(),
             rate_limit: None,
             ordering: subscription::Ordering::PerKey,

@@ -1,5 +1,7 @@
-//! Standard Webhooks signatures: `webhook-signature: v1,<base64 HMAC-SHA256>` over
-//! `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64 secret after `whsec_`.
+//! Standard Webhooks signatures over `{webhook-id}.{webhook-timestamp}.{body}`:
+//! `v1,<base64 HMAC-SHA256>` keyed by the base64 secret after `whsec_` (symmetric), or
+//! `v1a,<base64 ed25519 signature>` with the signing key `whsk_<base64 32-byte seed>`, which
+//! receivers verify with its public key `whpk_<base64 32 bytes>` (asymmetric).
 //! While a secret is being rotated, every valid secret signs and the header lists each
 //! signature, space-separated, so receivers holding either secret verify.
 
@@ -10,6 +12,48 @@ use rand::RngCore;
 use sha2::Sha256;
 
 pub const PREFIX: &str = "whsec_";
+pub const SIGNING_KEY_PREFIX: &str = "whsk_";
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
+/// A key that signs: an HMAC secret or an ed25519 signing key.
+pub enum Key {
+    Hmac(Vec<u8>),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+}
+
+/// A new ed25519 signing key, `whsk_…`.
+pub fn new_signing_key() -> String {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    format!("{SIGNING_KEY_PREFIX}{}", STANDARD.encode(seed))
+}
+
+fn signing_key_of(secret: &str) -> Option<ed25519_dalek::SigningKey> {
+    let seed: [u8; 32] = STANDARD
+        .decode(secret.strip_prefix(SIGNING_KEY_PREFIX)?)
+        .ok()?
+        .try_into()
+        .ok()?;
+    Some(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// The public key (`whpk_…`) of a `whsk_…` signing key.
+pub fn public_key_of(secret: &str) -> Option<String> {
+    let key = signing_key_of(secret)?;
+    Some(format!(
+        "{PUBLIC_KEY_PREFIX}{}",
+        STANDARD.encode(key.verifying_key().as_bytes())
+    ))
+}
+
+/// Either kind of secret, as a key.
+pub fn parse(secret: &str) -> Option<Key> {
+    if secret.starts_with(SIGNING_KEY_PREFIX) {
+        signing_key_of(secret).map(|k| Key::Ed25519(Box::new(k)))
+    } else {
+        key_of(secret).map(Key::Hmac)
+    }
+}
 
 /// A new random secret (24 bytes, as Svix issues them).
 pub fn new_secret() -> String {
@@ -36,10 +80,30 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// `v1a,<signature>` of one message.
+pub fn sign_ed25519(
+    key: &ed25519_dalek::SigningKey,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    use ed25519_dalek::Signer;
+    let mut content = Vec::with_capacity(id.len() + body.len() + 24);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.to_string().as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    format!("v1a,{}", STANDARD.encode(key.sign(&content).to_bytes()))
+}
+
 /// The `webhook-signature` header value: one signature per key.
-pub fn header(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn header(keys: &[Key], id: &str, timestamp: i64, body: &[u8]) -> String {
     keys.iter()
-        .map(|k| sign(k, id, timestamp, body))
+        .map(|k| match k {
+            Key::Hmac(k) => sign(k, id, timestamp, body),
+            Key::Ed25519(k) => sign_ed25519(k, id, timestamp, body),
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -47,6 +111,28 @@ pub fn header(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ed25519_signatures_verify_with_the_public_key() {
+        use ed25519_dalek::Verifier;
+        let secret = new_signing_key();
+        let public = public_key_of(&secret).unwrap();
+        let Some(Key::Ed25519(k)) = parse(&secret) else {
+            panic!("a signing key")
+        };
+        let sig = sign_ed25519(&k, "msg_1", 1614265330, b"{}");
+        let raw = STANDARD.decode(sig.strip_prefix("v1a,").unwrap()).unwrap();
+        let pk: [u8; 32] = STANDARD
+            .decode(public.strip_prefix(PUBLIC_KEY_PREFIX).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+        let signature = ed25519_dalek::Signature::from_slice(&raw).unwrap();
+        assert!(vk.verify(b"msg_1.1614265330.{}", &signature).is_ok());
+        assert!(vk.verify(b"msg_1.1614265331.{}", &signature).is_err());
+        assert!(parse("whsk_short").is_none());
+    }
 
     /// The example of the Standard Webhooks specification and its reference libraries.
     #[test]
@@ -67,7 +153,7 @@ mod tests {
         assert!(key_of("whsec_!!").is_none());
         let (a, b) = (new_secret(), new_secret());
         assert_ne!(a, b);
-        let keys = vec![key_of(&a).unwrap(), key_of(&b).unwrap()];
+        let keys = vec![parse(&a).unwrap(), parse(&b).unwrap()];
         let h = header(&keys, "m", 1, b"{}");
         assert_eq!(h.split(' ').count(), 2);
         assert!(h.split(' ').all(|s| s.starts_with("v1,")));

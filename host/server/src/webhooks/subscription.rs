@@ -62,8 +62,12 @@ pub struct Subscription {
     pub input_mapping: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `whsec_…` (HMAC, `v1`) or `whsk_…` (ed25519, `v1a`); made by Sluice when absent.
     #[serde(default)]
     pub secret: String,
+    /// `v1` (HMAC-SHA256, the default) or `v1a` (ed25519): the kind of secret made.
+    #[serde(default = "v1")]
+    pub signature: String,
     #[serde(default)]
     pub old_secrets: Vec<OldSecret>,
     /// Deliveries started per second at most.
@@ -100,6 +104,9 @@ fn all_types() -> Vec<String> {
 }
 fn yes() -> bool {
     true
+}
+fn v1() -> String {
+    "v1".into()
 }
 fn latest() -> String {
     "latest".into()
@@ -194,8 +201,15 @@ impl Subscription {
         };
         let condition = compile("condition", &self.condition, &mut problems);
         let mapping = compile("input_mapping", &self.input_mapping, &mut problems);
-        if !self.secret.is_empty() && signing::key_of(&self.secret).is_none() {
-            problems.push("secret: use `whsec_` and 16-64 bytes of base64".into());
+        match self.signature.as_str() {
+            "v1" if !self.secret.is_empty() && signing::key_of(&self.secret).is_none() => {
+                problems.push("secret: use `whsec_` and 16-64 bytes of base64".into());
+            }
+            "v1a" if !self.secret.is_empty() && signing::public_key_of(&self.secret).is_none() => {
+                problems.push("secret: for `v1a` use `whsk_` and a 32-byte base64 seed".into());
+            }
+            "v1" | "v1a" => {}
+            other => problems.push(format!("signature: `{other}`; use `v1` or `v1a`")),
         }
         for (name, value) in &self.headers {
             let lower = name.to_ascii_lowercase();
@@ -248,7 +262,7 @@ impl Subscription {
     }
 
     /// The keys that sign now: the current secret and those rotated out but not expired.
-    pub fn keys(&self, now_ms: i64) -> Vec<Vec<u8>> {
+    pub fn keys(&self, now_ms: i64) -> Vec<signing::Key> {
         std::iter::once(self.secret.as_str())
             .chain(
                 self.old_secrets
@@ -256,7 +270,7 @@ impl Subscription {
                     .filter(|o| o.expires_ms > now_ms)
                     .map(|o| o.secret.as_str()),
             )
-            .filter_map(signing::key_of)
+            .filter_map(signing::parse)
             .collect()
     }
 
@@ -266,12 +280,24 @@ impl Subscription {
             .any(|p| crate::auth::glob(p, event_type))
     }
 
-    /// The view callers get: secrets left out.
+    /// A new secret of this subscription's kind.
+    pub fn new_secret(&self) -> String {
+        if self.signature == "v1a" {
+            signing::new_signing_key()
+        } else {
+            signing::new_secret()
+        }
+    }
+
+    /// The view callers get: secrets left out (an ed25519 subscription's public key shown).
     pub fn public(&self) -> Value {
         let mut v = serde_json::to_value(self).expect("serializes");
         if let Some(o) = v.as_object_mut() {
             o.remove("secret");
             o.remove("old_secrets");
+            if let Some(pk) = signing::public_key_of(&self.secret) {
+                o.insert("public_key".into(), Value::String(pk));
+            }
         }
         v
     }
