@@ -678,3 +678,117 @@ async fn group_configs_are_checked_and_lag_raises_alerts() {
     assert_eq!(g["state"], "Empty");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn avro_and_json_schema_embedded_formats_round_trip() {
+    const AVRO_V2: &str = "application/vnd.kafka.avro.v2+json";
+    const JSONSCHEMA_V2: &str = "application/vnd.kafka.jsonschema.v2+json";
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("avro-orders", 1).await;
+    let schema = json!({"type": "record", "name": "Order", "namespace": "acme", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "qty", "type": "int"},
+        {"name": "note", "type": ["null", "string"], "default": null}]})
+    .to_string();
+    let (st, v) = rest(
+        &c,
+        Method::POST,
+        "/topics/avro-orders",
+        AVRO_V2,
+        Some(json!({"value_schema": schema, "records": [
+            {"value": {"id": "o1", "qty": 2, "note": {"string": "gift"}}},
+            {"value": {"id": "o2", "qty": 1, "note": null}},
+            {"value": {"id": "o3", "qty": "many"}}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let id = v["value_schema_id"].as_u64().unwrap();
+    assert!(v["offsets"][0]["error_code"].is_null() && v["offsets"][1]["error_code"].is_null());
+    assert_eq!(v["offsets"][2]["error_code"], 1, "{v}");
+    assert!(
+        v["offsets"][2]["error"].as_str().unwrap().contains("Avro"),
+        "{v}"
+    );
+    // The schema is the subject's: a second request can name it by id.
+    let (st, v) = rest(
+        &c,
+        Method::POST,
+        "/topics/avro-orders",
+        AVRO_V2,
+        Some(json!({"value_schema_id": id, "records": [{"value": {"id": "o4", "qty": 7}}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, e) = rest(
+        &c,
+        Method::POST,
+        "/topics/avro-orders",
+        AVRO_V2,
+        Some(json!({"records": [{"value": {"id": "o5", "qty": 1}}]})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error_code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!(42202))
+    );
+
+    let inst = new_consumer(
+        &c,
+        "avro-readers",
+        json!({"format": "avro", "auto.offset.reset": "earliest"}),
+    )
+    .await;
+    subscribe(&c, &inst, &["avro-orders"]).await;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.extend(poll(&c, &inst, AVRO_V2).await);
+        if got.len() >= 3 {
+            break;
+        }
+    }
+    let values: Vec<Value> = got.iter().map(|r| r["value"].clone()).collect();
+    assert_eq!(
+        values,
+        vec![
+            json!({"id": "o1", "qty": 2, "note": {"string": "gift"}}),
+            json!({"id": "o2", "qty": 1, "note": null}),
+            json!({"id": "o4", "qty": 7, "note": null}),
+        ]
+    );
+
+    // JSON Schema: registered, validated by the topic's pipeline, read back as JSON.
+    c.create_topic("js-orders", 1).await;
+    let js = json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})
+        .to_string();
+    let (st, v) = rest(
+        &c,
+        Method::POST,
+        "/topics/js-orders",
+        JSONSCHEMA_V2,
+        Some(json!({"value_schema": js, "records": [{"value": {"n": 1}}, {"value": {"n": "x"}}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["offsets"][0]["error_code"].is_null());
+    assert_eq!(
+        v["offsets"][1]["error_code"], 1,
+        "the topic's schema refuses it: {v}"
+    );
+    let inst = new_consumer(
+        &c,
+        "js-readers",
+        json!({"format": "jsonschema", "auto.offset.reset": "earliest"}),
+    )
+    .await;
+    subscribe(&c, &inst, &["js-orders"]).await;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.extend(poll(&c, &inst, JSONSCHEMA_V2).await);
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got[0]["value"], json!({"n": 1}));
+    s.stop().await;
+}

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod avro_json;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

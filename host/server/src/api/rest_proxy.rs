@@ -4,9 +4,10 @@
 //! illegal state, 42204 invalid consumer configuration, ...).
 //!
 //! Records produced here go through the topic's pipeline like any other (validation against
-//! the topic's schema included); the embedded formats are `binary` (base64), `json` and
-//! `jsonschema` (the value's schema is registered under `<topic>-value` and the value is
-//! written in the schema registry's wire format).
+//! the topic's schema included); the embedded formats are `binary` (base64), `json`,
+//! `jsonschema` and `avro` (the value's schema is registered under `<topic>-value` and the
+//! value is written in the schema registry's wire format; Avro values are exchanged in Avro's
+//! JSON encoding).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -19,6 +20,7 @@ use sluice_registry::{Registration, SchemaType};
 use super::log_name;
 use super::produce::{self, Ingested};
 use crate::auth::{Principal, Role, now_ms};
+use crate::avro_json::AvroSchema;
 use crate::envelope;
 use crate::error::ApiError;
 use crate::groups::consumers::{Format, InstanceSettings, ReadLimits, Seek};
@@ -251,8 +253,7 @@ async fn produce(
         .map_err(ApiError::unsupported_media)?
         .ok_or_else(|| {
             ApiError::unsupported_media(
-                "send application/vnd.kafka.{binary,json,jsonschema}.v2+json \
-                 (Avro is not supported: use jsonschema)",
+                "send application/vnd.kafka.{binary,json,jsonschema,avro}.v2+json",
             )
         })?;
     let path_partition = match partition {
@@ -274,7 +275,9 @@ async fn produce(
         ));
     }
     let value_schema_id = match format {
-        Format::JsonSchema => Some(value_schema_id(app, who, topic, &request).await?),
+        Format::JsonSchema | Format::Avro => {
+            Some(value_schema_id(app, who, topic, &request, format).await?)
+        }
         _ => {
             if request.value_schema.is_some() || request.value_schema_id.is_some() {
                 return Err(ApiError::new(
@@ -286,20 +289,45 @@ async fn produce(
             None
         }
     };
+    // A schema registered just now brings the topic a validating pipeline: look again.
+    let prepared = if value_schema_id.is_some() {
+        produce::prepare(app, who, topic)?
+    } else {
+        prepared
+    };
     let rules = prepared.rules();
     let now = now_ms();
     let content_type = match format {
         Format::Binary => "application/octet-stream",
         Format::Json => "application/vnd.kafka.json",
         Format::JsonSchema => "application/vnd.kafka.jsonschema",
+        Format::Avro => "application/vnd.kafka.avro",
+    };
+    let avro = match (format, value_schema_id) {
+        (Format::Avro, Some(id)) => Some(avro_schema(app, &who.tenant, id)?),
+        _ => None,
     };
     let items: Vec<_> = request
         .records
         .into_iter()
         .map(|r| {
             let key = embedded_bytes(format, r.key, None, "key")?;
-            let value =
-                embedded_bytes(format, r.value, value_schema_id, "value")?.unwrap_or_default();
+            let value = match (&avro, r.value.filter(|v| !v.is_null())) {
+                (Some(schema), Some(v)) => {
+                    let body = schema.encode(&v).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            42203,
+                            format!("Conversion of JSON to Avro failed: {e}"),
+                        )
+                    })?;
+                    let mut out = vec![0u8];
+                    out.extend_from_slice(&value_schema_id.unwrap_or(0).to_be_bytes());
+                    out.extend_from_slice(&body);
+                    Bytes::from(out)
+                }
+                (_, v) => embedded_bytes(format, v, value_schema_id, "value")?.unwrap_or_default(),
+            };
             envelope::raw(
                 value,
                 key,
@@ -340,11 +368,30 @@ async fn produce(
 
 /// The id of the value schema: the one given, which must be in the registry, or the schema
 /// given, registered under `<topic>-value` (under the subject's compatibility rules).
+/// The registry's Avro schema of `id`, parsed.
+fn avro_schema(app: &App, tenant: &str, id: u32) -> Result<AvroSchema, ApiError> {
+    let s = app.registry.guest_by_id(tenant, id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42206,
+            format!("schema id {id} is not in the registry"),
+        )
+    })?;
+    AvroSchema::parse(&s.definition).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42205,
+            format!("schema {id} is not an Avro schema Sluice can use: {e}"),
+        )
+    })
+}
+
 async fn value_schema_id(
     app: &App,
     who: &Principal,
     topic: &str,
     request: &ProduceRequest,
+    format: Format,
 ) -> Result<u32, ApiError> {
     let subject = format!("{topic}-value");
     match (&request.value_schema, request.value_schema_id) {
@@ -370,7 +417,11 @@ async fn value_schema_id(
                     let out = s.register(
                         &subject,
                         Registration {
-                            schema_type: SchemaType::Json,
+                            schema_type: if format == Format::Avro {
+                                SchemaType::Avro
+                            } else {
+                                SchemaType::Json
+                            },
                             schema,
                             references: vec![],
                             id: None,
@@ -412,7 +463,7 @@ fn embedded_bytes(
             })?)
         }
         Format::Json => Bytes::from(serde_json::to_vec(&v).expect("serializes")),
-        Format::JsonSchema => match schema_id {
+        Format::JsonSchema | Format::Avro => match schema_id {
             // Keys go as JSON.
             None => Bytes::from(serde_json::to_vec(&v).expect("serializes")),
             Some(id) => {
@@ -479,7 +530,7 @@ async fn create_consumer(
         None => Format::Binary,
         Some(f) => Format::parse(f).ok_or_else(|| {
             invalid_config(format!(
-                "format `{f}` is not supported: use binary, json or jsonschema"
+                "format `{f}` is not supported: use binary, json, jsonschema or avro"
             ))
         })?,
     };
@@ -667,9 +718,36 @@ async fn consumer(
                      this consumer instance",
                 ));
             }
+            // Avro values are decoded with the registry's schema of their id (parsed once).
+            let schemas: std::sync::Mutex<
+                std::collections::HashMap<u32, std::sync::Arc<AvroSchema>>,
+            > = Default::default();
+            let avro_value = |b: Option<&Bytes>| -> Result<Value, String> {
+                let Some(b) = b else { return Ok(Value::Null) };
+                if b.len() < 5 || b[0] != 0 {
+                    return Err("the value is not in the schema registry's wire format".into());
+                }
+                let id = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
+                let cached = schemas.lock().expect("schemas").get(&id).cloned();
+                let schema = match cached {
+                    Some(s) => s,
+                    None => {
+                        let s = std::sync::Arc::new(
+                            avro_schema(app, tenant, id).map_err(|e| e.message)?,
+                        );
+                        schemas.lock().expect("schemas").insert(id, s.clone());
+                        s
+                    }
+                };
+                schema.decode(&b[5..]).map_err(|e| e.to_string())
+            };
             let records = groups
                 .read(tenant, group, instance, limits, |topic, r| {
-                    format.embed_record(topic, r)
+                    if format == Format::Avro {
+                        format.embed_record_with(topic, r, avro_value)
+                    } else {
+                        format.embed_record(topic, r)
+                    }
                 })
                 .await?;
             let mut r = v2(StatusCode::OK, &json!(records));

@@ -32,6 +32,9 @@ pub enum Format {
     Json,
     /// Confluent wire format (magic 0, schema id) with a JSON body, embedded as JSON.
     JsonSchema,
+    /// Confluent wire format with an Avro body, embedded in Avro's JSON encoding (the REST
+    /// Proxy API decodes it with the registry's schema of that id).
+    Avro,
 }
 
 impl Format {
@@ -40,6 +43,7 @@ impl Format {
             "binary" => Some(Format::Binary),
             "json" => Some(Format::Json),
             "jsonschema" => Some(Format::JsonSchema),
+            "avro" => Some(Format::Avro),
             _ => None,
         }
     }
@@ -57,6 +61,9 @@ impl Format {
                 Err(_) if is_key => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
                 Err(e) => Err(format!("the value is not JSON ({e})")),
             },
+            // Keys go as JSON (or text); values are decoded by the caller, who has the schemas.
+            Format::Avro if is_key => Format::Json.embed(Some(b), true),
+            Format::Avro => Err("Avro values need the schema registry".into()),
             Format::JsonSchema => {
                 if b.len() < 5 || b[0] != 0 {
                     if is_key {
@@ -71,7 +78,17 @@ impl Format {
     }
 
     pub fn embed_record(self, topic: &str, r: &StoredRecord) -> Result<ConsumedRecord, String> {
-        let value = self.embed(Some(&r.record.value), false).map_err(|e| {
+        self.embed_record_with(topic, r, |b| self.embed(b, false))
+    }
+
+    /// The record, its value shown by `value` (for formats that need more than the bytes).
+    pub fn embed_record_with(
+        self,
+        topic: &str,
+        r: &StoredRecord,
+        value: impl FnOnce(Option<&Bytes>) -> Result<Value, String>,
+    ) -> Result<ConsumedRecord, String> {
+        let value = value(Some(&r.record.value).filter(|b| !b.is_empty())).map_err(|e| {
             format!(
                 "record {topic}/{}/{} cannot be read as {}: {e}; read it with a binary consumer",
                 r.partition,
@@ -94,6 +111,7 @@ impl Format {
             Format::Binary => "binary",
             Format::Json => "json",
             Format::JsonSchema => "jsonschema",
+            Format::Avro => "avro",
         }
     }
 }
