@@ -5,6 +5,8 @@
 //! - [`signing`]: `webhook-signature` values.
 //! - [`egress`]: outbound HTTP that cannot be pointed at internal addresses.
 //! - [`delivery`]: one subscription's delivery loop and its rules.
+//! - [`trigger`], `trigger_loop`: workflow event triggers, and the per-tenant loop that
+//!   delivers them.
 //!
 //! [`Webhooks`] owns every tenant's subscriptions (stored in `_subscriptions`, the newest
 //! record per `<tenant>/<id>` wins), their committed offsets (in `_offsets`, keys
@@ -17,6 +19,9 @@ pub mod egress;
 pub mod signing;
 pub mod subscription;
 pub mod trigger;
+mod trigger_loop;
+
+pub use trigger_loop::trigger_not_found;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -653,199 +658,6 @@ impl Webhooks {
             .await
             .map_err(|_| ApiError::unavailable("the subscription stopped"))
     }
-}
-
-impl Webhooks {
-    pub fn list_triggers(&self, tenant: &str) -> Vec<trigger::Trigger> {
-        let mut out: Vec<trigger::Trigger> = self
-            .triggers
-            .lock()
-            .expect("triggers")
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .map(|(_, t)| t.clone())
-            .collect();
-        out.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.created_ms.cmp(&b.created_ms))
-                .then(a.id.cmp(&b.id))
-        });
-        out
-    }
-
-    pub fn get_trigger(&self, tenant: &str, id: &str) -> Option<trigger::Trigger> {
-        self.triggers
-            .lock()
-            .expect("triggers")
-            .get(&(tenant.to_owned(), id.to_owned()))
-            .cloned()
-    }
-
-    /// Create (no `current`) or replace a trigger; the tenant's trigger loop restarts with it.
-    pub async fn put_trigger(
-        &self,
-        app: &Arc<App>,
-        tenant: &str,
-        mut t: trigger::Trigger,
-        current: Option<&trigger::Trigger>,
-    ) -> Result<trigger::Trigger, ApiError> {
-        t.check(&self.egress, |name| {
-            app.log.topic(&crate::api::log_name(tenant, name)).is_some()
-        })
-        .map_err(check_error)?;
-        let now = crate::auth::now_ms();
-        match current {
-            None => {
-                t.id = format!("trg_{}", uuid::Uuid::now_v7().simple());
-                t.created_ms = now;
-            }
-            Some(c) => {
-                t.id = c.id.clone();
-                t.created_ms = c.created_ms;
-            }
-        }
-        t.updated_ms = now;
-        internal_topics::append(
-            &self.log,
-            TRIGGERS_TOPIC,
-            format!("{tenant}/{}", t.id),
-            serde_json::to_vec(&json!({ "trigger": t })).expect("serializes"),
-        )
-        .await?;
-        self.triggers
-            .lock()
-            .expect("triggers")
-            .insert((tenant.to_owned(), t.id.clone()), t.clone());
-        self.rebuild_triggers(app, tenant).await?;
-        Ok(t)
-    }
-
-    pub async fn delete_trigger(
-        &self,
-        app: &Arc<App>,
-        tenant: &str,
-        id: &str,
-    ) -> Result<(), ApiError> {
-        if self.get_trigger(tenant, id).is_none() {
-            return Err(trigger_not_found(id));
-        }
-        internal_topics::append(
-            &self.log,
-            TRIGGERS_TOPIC,
-            format!("{tenant}/{id}"),
-            serde_json::to_vec(&json!({ "deleted": true })).expect("serializes"),
-        )
-        .await?;
-        self.triggers
-            .lock()
-            .expect("triggers")
-            .remove(&(tenant.to_owned(), id.to_owned()));
-        self.rebuild_triggers(app, tenant).await
-    }
-
-    /// The secret that signs the tenant's trigger deliveries (made on first use).
-    pub async fn trigger_secret(&self, tenant: &str) -> Result<String, ApiError> {
-        if let Some(s) = self.trigger_secrets.lock().expect("secrets").get(tenant) {
-            return Ok(s.clone());
-        }
-        let secret = signing::new_secret();
-        internal_topics::append(
-            &self.log,
-            TRIGGERS_TOPIC,
-            tenant.to_owned(),
-            serde_json::to_vec(&json!({ "secret": secret })).expect("serializes"),
-        )
-        .await?;
-        self.trigger_secrets
-            .lock()
-            .expect("secrets")
-            .insert(tenant.to_owned(), secret.clone());
-        Ok(secret)
-    }
-
-    /// (Re)start the tenant's trigger loop over its enabled triggers, highest priority first.
-    async fn rebuild_triggers(&self, app: &Arc<App>, tenant: &str) -> Result<(), ApiError> {
-        self.stop(tenant, TRIGGER_LOOP).await;
-        let list: Vec<trigger::Trigger> = self
-            .list_triggers(tenant)
-            .into_iter()
-            .filter(|t| t.enabled)
-            .collect();
-        if list.is_empty() {
-            return Ok(());
-        }
-        let secret = self.trigger_secret(tenant).await?;
-        let mut topics: Vec<String> = list.iter().flat_map(|t| t.topics.clone()).collect();
-        topics.sort();
-        topics.dedup();
-        // Topics new to the loop start at their end: a new trigger acts on what comes next.
-        let known = self.committed(tenant, TRIGGER_LOOP);
-        let mut start = Vec::new();
-        for t in &topics {
-            let full = crate::api::log_name(tenant, t);
-            let n = app
-                .log
-                .inspect_topic(&full, |m, _| m.partitions)
-                .unwrap_or(0);
-            for p in 0..n {
-                if !known.contains_key(&(t.clone(), p)) {
-                    let (_, end) = app
-                        .log
-                        .offsets(&full, p)
-                        .map_err(|e| crate::error::from_log(e, t))?;
-                    start.push(((t.clone(), p), end));
-                }
-            }
-        }
-        self.store_offsets(tenant, TRIGGER_LOOP, &start).await?;
-        let mut compiled = Vec::with_capacity(list.len());
-        for t in list.iter().cloned() {
-            compiled.push(t.compile().map_err(check_error)?);
-        }
-        let now = crate::auth::now_ms();
-        let sub = Subscription {
-            id: TRIGGER_LOOP.into(),
-            url: list[0].endpoint.clone(),
-            topics,
-            event_types: vec!["*".into()],
-            condition: None,
-            input_mapping: None,
-            headers: Default::default(),
-            secret,
-            signature: "v1".into(),
-            old_secrets: Vec::new(),
-            rate_limit: None,
-            ordering: subscription::Ordering::PerKey,
-            enabled: true,
-            disabled_reason: None,
-            retry_schedule: subscription::DEFAULT_SCHEDULE.to_vec(),
-            timeout: Duration::from_secs(15),
-            disable_after: Duration::from_secs(5 * 24 * 3600),
-            start: "latest".into(),
-            description: "workflow triggers".into(),
-            created_ms: now,
-            updated_ms: now,
-        };
-        let shared = Arc::new((
-            sub,
-            subscription::Compiled {
-                condition: None,
-                mapping: None,
-                triggers: compiled,
-            },
-        ));
-        self.start(app, tenant, shared).await;
-        Ok(())
-    }
-}
-
-pub fn trigger_not_found(id: &str) -> ApiError {
-    ApiError::new(
-        http::StatusCode::NOT_FOUND,
-        40409,
-        format!("trigger `{id}` does not exist"),
-    )
 }
 
 /// Append attempts to `_webhook_attempts`, batched.
