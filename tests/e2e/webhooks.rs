@@ -357,6 +357,24 @@ async fn exhausted_events_are_dead_lettered_and_can_be_redriven_and_replayed() {
     assert_eq!(v["replaying"], 1);
     let got = rx.wait_for(4).await;
     assert_eq!(got[3]["id"], "evt-shipment.sent-1");
+    // Replay by offsets.
+    let (st, v) = c
+        .post(
+            &format!("/v1/subscriptions/{id}/replay"),
+            json!({"topic": "ship", "partition": 0, "from_offset": 0, "to_offset": 1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["replaying"], 1);
+    let got = rx.wait_for(5).await;
+    assert_eq!(got[4]["id"], "evt-shipment.sent-1");
+    let (st, _) = c
+        .post(
+            &format!("/v1/subscriptions/{id}/replay"),
+            json!({"topic": "elsewhere", "partition": 0, "from_offset": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     s.stop().await;
 }
 
@@ -730,5 +748,73 @@ async fn ed25519_signatures_verify_with_the_public_key() {
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_spreads_deliveries_out() {
+    let Some(rx) = Receiver::start() else { return };
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("burst", 1).await;
+    let sub = subscribe(
+        &c,
+        json!({"url": format!("{}/in", rx.url), "topics": ["burst"], "rate_limit": 10}),
+    )
+    .await;
+    rx.control(json!({"secrets": [sub["secret"]]})).await;
+    let events: Vec<Value> = (0..30).map(|i| invoice(i, "tick", 1)).collect();
+    let started = std::time::Instant::now();
+    c.produce("burst", json!(events)).await;
+    rx.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(900).saturating_sub(started.elapsed())).await;
+    // At 10 per second, no more than two windows' worth can be out within a second.
+    let early = rx.received().await.len();
+    assert!(early <= 20, "{early} deliveries within a second at 10/s");
+    let got = rx.wait_for(30).await;
+    assert!(got.iter().all(|d| d["verified"] == true));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
+    let Some(rx) = Receiver::start() else { return };
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("flaky", 1).await;
+    let sub = subscribe(
+        &c,
+        json!({"url": format!("{}/in", rx.url), "topics": ["flaky"], "disable_after": "1h",
+               "retry_schedule": ["0s", "30m", "30m", "30m"]}),
+    )
+    .await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    rx.control(json!({"secrets": [sub["secret"]],
+                      "script": ["status:500", "status:500", "status:500", "status:500"]}))
+        .await;
+    c.produce("flaky", json!([invoice(1, "x.y", 1)])).await;
+    wait_attempts(&c, &id, 1).await;
+    s.app.clock.advance(Duration::from_secs(31 * 60));
+    wait_attempts(&c, &id, 2).await;
+    let (_, d) = c.get(&format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(d["enabled"], true, "31 minutes of failures: still on");
+    s.app.clock.advance(Duration::from_secs(31 * 60));
+    wait_attempts(&c, &id, 3).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, d) = c.get(&format!("/v1/subscriptions/{id}")).await;
+        if d["enabled"] == false {
+            assert!(
+                d["disabled_reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("failed every attempt for 1h"),
+                "{d}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.stop().await;
 }

@@ -234,8 +234,9 @@ fn time_of(v: &Value, name: &str) -> Result<Option<i64>, ApiError> {
 const MAX_REPLAY: usize = 100_000;
 
 /// `POST .../replay`: `{"since": time, "until": time}` delivers again every event of the
-/// subscription's topics stored in that window (that its types and condition select), under
-/// the same rules, without moving its offsets. At most 100,000 events per request.
+/// subscription's topics stored in that window, or `{"topic", "partition", "from_offset",
+/// "to_offset"}` those of an offset range (that its types and condition select), under the same
+/// rules, without moving its offsets. At most 100,000 events per request.
 pub async fn replay(
     app: &Arc<App>,
     who: &Principal,
@@ -244,14 +245,39 @@ pub async fn replay(
 ) -> Result<Response<Body>, ApiError> {
     let s = current(app, who, id, Role::Admin)?;
     let body: Value = call.json(app.max_body_bytes).await?;
-    let since = time_of(&body, "since")?.ok_or_else(|| ApiError::invalid("give `since`"))?;
-    let until = time_of(&body, "until")?.unwrap_or(i64::MAX);
-    if until < since {
-        return Err(ApiError::invalid("`until` is before `since`"));
-    }
-    let records = delivery::read_range(app, &who.tenant, &s.topics, since, until, MAX_REPLAY)
-        .await
-        .map_err(|e| crate::error::from_log(e, &s.topics.join(",")))?;
+    let records = if body.get("from_offset").is_some() {
+        // By offsets: one partition of one of its topics, [from_offset, to_offset).
+        let topic = body["topic"]
+            .as_str()
+            .filter(|t| s.topics.iter().any(|x| x == t))
+            .ok_or_else(|| ApiError::invalid("`topic`: one of the subscription's topics"))?;
+        let partition = body["partition"]
+            .as_u64()
+            .ok_or_else(|| ApiError::invalid("`partition` is required with offsets"))?
+            as u32;
+        let from = body["from_offset"]
+            .as_u64()
+            .ok_or_else(|| ApiError::invalid("`from_offset` must be an offset"))?;
+        let to = match body.get("to_offset") {
+            None | Some(Value::Null) => u64::MAX,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| ApiError::invalid("`to_offset` must be an offset"))?,
+        };
+        delivery::read_offsets(app, &who.tenant, topic, partition, from, to, MAX_REPLAY)
+            .await
+            .map_err(|e| crate::error::from_log(e, topic))?
+    } else {
+        let since = time_of(&body, "since")?
+            .ok_or_else(|| ApiError::invalid("give `since` (a time) or `from_offset`"))?;
+        let until = time_of(&body, "until")?.unwrap_or(i64::MAX);
+        if until < since {
+            return Err(ApiError::invalid("`until` is before `since`"));
+        }
+        delivery::read_range(app, &who.tenant, &s.topics, since, until, MAX_REPLAY)
+            .await
+            .map_err(|e| crate::error::from_log(e, &s.topics.join(",")))?
+    };
     let n = records.len();
     app.webhooks.replay(&who.tenant, id, records).await?;
     Ok(json(

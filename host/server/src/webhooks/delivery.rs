@@ -772,6 +772,36 @@ async fn attempt(
     (d, resp)
 }
 
+/// Read events of one partition in `[from, to)` (a replay), at most `limit`.
+pub async fn read_offsets(
+    app: &App,
+    tenant: &str,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    to: u64,
+    limit: usize,
+) -> Result<Vec<(String, StoredRecord)>, LogError> {
+    let full = log_name(tenant, topic);
+    let (start, end) = app.log.offsets(&full, partition)?;
+    let mut at = from.max(start);
+    let mut out = Vec::new();
+    while at < end.min(to) && out.len() < limit {
+        let r = app.log.read(&full, partition, at, 1_000, 8 << 20).await?;
+        for s in r.records {
+            if s.offset >= to || out.len() >= limit {
+                return Ok(out);
+            }
+            out.push((topic.to_owned(), s));
+        }
+        if r.next_offset <= at {
+            break;
+        }
+        at = r.next_offset;
+    }
+    Ok(out)
+}
+
 /// Read events of `topics` between two times (a replay), at most `limit`.
 pub async fn read_range(
     app: &App,

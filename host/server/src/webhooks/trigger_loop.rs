@@ -122,7 +122,11 @@ impl Webhooks {
     }
 
     /// (Re)start the tenant's trigger loop over its enabled triggers, highest priority first.
-    pub(super) async fn rebuild_triggers(&self, app: &Arc<App>, tenant: &str) -> Result<(), ApiError> {
+    pub(super) async fn rebuild_triggers(
+        &self,
+        app: &Arc<App>,
+        tenant: &str,
+    ) -> Result<(), ApiError> {
         self.stop(tenant, TRIGGER_LOOP).await;
         let list: Vec<trigger::Trigger> = self
             .list_triggers(tenant)
