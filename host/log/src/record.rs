@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 /// One record as a producer hands it to the log. Offsets are assigned by the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// Partitioning and compaction key; `None` for keyless records.
     pub key: Option<Bytes>,

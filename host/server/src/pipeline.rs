@@ -279,6 +279,13 @@ struct Meta {
 }
 
 impl Pipeline {
+    /// Only validators: events come out as they went in, or not at all.
+    pub fn validate_only(&self) -> bool {
+        self.stages
+            .iter()
+            .all(|s| s.stage.world() == World::Validator)
+    }
+
     /// Run a batch through every stage. Returns, per input event (by index), its fates (a
     /// transformer may turn one event into several, or none).
     pub fn run(&self, ctx: &BatchContext, events: Vec<Event>) -> Vec<Vec<Fate>> {

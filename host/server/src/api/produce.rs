@@ -285,6 +285,9 @@ pub(crate) async fn ingest(
         _ => None,
     };
     if let Some(pipeline) = pipeline {
+        // Validators cannot change an event: an accepted one is appended as it was parsed,
+        // without converting it back from the guest's form.
+        let keep_records = pipeline.validate_only();
         let events: Vec<_> = parsed.iter().map(|(_, e)| to_event(&e.record)).collect();
         let ctx = BatchContext {
             tenant: who.tenant.clone(),
@@ -295,16 +298,23 @@ pub(crate) async fn ingest(
         let fates = tokio::task::spawn_blocking(move || pipeline.run(&ctx, events))
             .await
             .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
-        for ((i, e), fates) in parsed.into_iter().zip(fates) {
+        for ((i, mut e), fates) in parsed.into_iter().zip(fates) {
             if let Some(err) = fates.iter().find_map(Fate::error) {
                 errors[i] = Some(err);
                 continue;
             }
+            let mut original = keep_records.then(|| std::mem::take(&mut e.record));
             for fate in fates {
                 match fate {
                     Fate::Append { topic: to, event } => {
-                        let record = to_record(event);
-                        let id = id_of(&record);
+                        let (record, id) = match original.take() {
+                            Some(record) => (record, e.event_id.clone()),
+                            None => {
+                                let record = to_record(event);
+                                let id = id_of(&record);
+                                (record, id)
+                            }
+                        };
                         placements.push(Placement {
                             origin: i,
                             partition: if to.is_none() { e.partition } else { None },
