@@ -819,3 +819,45 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_retry_waiting_at_a_crash_resumes_where_it_was() {
+    let Some(rx) = Receiver::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--webhook-allow-network", "127.0.0.0/8"];
+    let p = Process::start(dir.path(), &args);
+    let c = p.client();
+    c.create_topic("resume", 1).await;
+    let sub = subscribe(
+        &c,
+        json!({"url": format!("{}/in", rx.url), "topics": ["resume"],
+               "retry_schedule": ["0s", "4s"]}),
+    )
+    .await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    rx.control(json!({"secrets": [sub["secret"]], "script": ["status:500"]}))
+        .await;
+    c.produce("resume", json!([invoice(1, "r.x", 1)])).await;
+    let a = wait_attempts(&c, &id, 1).await;
+    assert_eq!(a[0]["outcome"], "retrying");
+    // Let the attempt's record reach the log, then kill.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    p.kill9();
+    let p = Process::start(dir.path(), &args);
+    let c = p.client();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rx.received().await.len(),
+        1,
+        "the retry waits for its due time, not the restart"
+    );
+    let got = rx.wait_for(2).await;
+    assert_eq!(got[1]["answer"], "ok");
+    let a = wait_attempts(&c, &id, 2).await;
+    assert_eq!(
+        (a[0]["attempt"].clone(), a[0]["outcome"].clone()),
+        (json!(2), json!("delivered")),
+        "{a:?}"
+    );
+    drop(p);
+}

@@ -70,6 +70,8 @@ struct Delivery {
     record: Record,
     /// Attempts made so far.
     attempts: u32,
+    /// Not before this time (a retry resumed after a restart).
+    due: Option<i64>,
     tracked: bool,
 }
 
@@ -98,14 +100,23 @@ pub struct Runner {
     paused_until: i64,
     failing_since: Option<i64>,
     rate_window: (Instant, u32),
+    /// The newest attempt of events found at start (see [`Runner::resume`]).
+    recovered: HashMap<String, Attempt>,
 }
 
 impl Runner {
-    pub fn new(app: Arc<App>, tenant: String, sub: Shared, committed: BTreeMap<Tp, u64>) -> Runner {
+    pub fn new(
+        app: Arc<App>,
+        tenant: String,
+        sub: Shared,
+        committed: BTreeMap<Tp, u64>,
+        recovered: HashMap<String, Attempt>,
+    ) -> Runner {
         Runner {
             app,
             tenant,
             sub,
+            recovered,
             next_read: committed.clone(),
             pending: BTreeMap::new(),
             committed,
@@ -259,6 +270,7 @@ impl Runner {
             body: sel.body,
             record: s.record.clone(),
             attempts: 0,
+            due: None,
             tracked,
         };
         match self.select(topic, &s) {
@@ -299,7 +311,37 @@ impl Runner {
         }
     }
 
+    /// An event read past the committed offset that was attempted before a restart: done
+    /// (delivered, dead-lettered) → skipped; waiting for a retry → resumed at its attempt
+    /// count and due time. Otherwise it starts afresh.
+    fn resume(&mut self, d: Delivery) {
+        let Some(a) = self
+            .recovered
+            .remove(&d.event_id)
+            .filter(|a| a.topic == d.topic && a.partition == d.partition && a.offset == d.offset)
+        else {
+            return self.admit(d);
+        };
+        match a.outcome {
+            Outcome::Delivered | Outcome::DeadLettered => {}
+            Outcome::Retrying | Outcome::Throttled => {
+                let mut d = d;
+                d.attempts = a.attempt;
+                d.due = Some(a.next_attempt_ms.unwrap_or(0));
+                let due = d.due;
+                self.admit_due(d, due);
+            }
+            Outcome::Failed | Outcome::Disabled => self.admit(d),
+        }
+    }
+
     fn admit(&mut self, d: Delivery) {
+        self.admit_due(d, None)
+    }
+
+    /// Admit an event: into its key's queue when that key is busy, else ready (or waiting
+    /// until `due`).
+    fn admit_due(&mut self, d: Delivery, due: Option<i64>) {
         self.hold(&d);
         if self.sub.0.ordering == Ordering::PerKey
             && let Some(k) = d.key.clone()
@@ -310,7 +352,13 @@ impl Runner {
             }
             self.key_queues.insert(k, VecDeque::new());
         }
-        self.ready.push_back(d);
+        match due {
+            Some(at) => {
+                self.seq += 1;
+                self.waiting.insert((at, self.seq), d);
+            }
+            None => self.ready.push_back(d),
+        }
     }
 
     /// An event is done (delivered or dead-lettered): release its offset and its key.
@@ -321,7 +369,13 @@ impl Runner {
             && let Some(q) = self.key_queues.get_mut(k)
         {
             match q.pop_front() {
-                Some(next) => self.ready.push_front(next),
+                Some(next) => match next.due {
+                    Some(at) => {
+                        self.seq += 1;
+                        self.waiting.insert((at, self.seq), next);
+                    }
+                    None => self.ready.push_front(next),
+                },
                 None => {
                     self.key_queues.remove(k);
                 }
@@ -394,7 +448,10 @@ impl Runner {
                 got = true;
                 self.next_read.insert(tp.clone(), s.offset + 1);
                 match self.deliveries(&tp.0, s, true) {
-                    Ok(list) => list.into_iter().for_each(|d| self.admit(d)),
+                    Ok(list) if self.recovered.is_empty() => {
+                        list.into_iter().for_each(|d| self.admit(d))
+                    }
+                    Ok(list) => list.into_iter().for_each(|d| self.resume(d)),
                     Err(failed) => {
                         let (d, reason) = *failed;
                         self.admit_failed(d, reason).await

@@ -67,7 +67,8 @@ pub enum Outcome {
 /// One delivery attempt, as `GET /v1/subscriptions/{id}/attempts` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
-    #[serde(skip_serializing)]
+    /// The record's key in `_webhook_attempts`.
+    #[serde(skip_serializing, default)]
     pub tenant: String,
     pub subscription: String,
     pub event_id: String,
@@ -107,6 +108,9 @@ pub struct Webhooks {
     attempt_log: mpsc::UnboundedSender<Attempt>,
     triggers: Mutex<HashMap<Key, trigger::Trigger>>,
     trigger_secrets: Mutex<HashMap<String, String>>,
+    /// Per subscription, the newest attempt of each event as found at start: its delivery
+    /// loop resumes retries where they were and skips what was done past its offsets.
+    recovered: Mutex<HashMap<Key, HashMap<String, Attempt>>>,
 }
 
 fn offsets_key(tenant: &str, id: &str, topic: &str, partition: u32) -> String {
@@ -229,6 +233,18 @@ impl Webhooks {
             }
             at = r.next_offset;
         }
+        let recovered: HashMap<Key, HashMap<String, Attempt>> = attempts
+            .iter()
+            .map(|(k, q)| {
+                let mut newest: HashMap<String, Attempt> = HashMap::new();
+                for a in q {
+                    newest
+                        .entry(a.event_id.clone())
+                        .or_insert_with(|| a.clone());
+                }
+                (k.clone(), newest)
+            })
+            .collect();
         internal_topics::ensure(&log, TRIGGERS_TOPIC, "workflow event triggers", &[]).await?;
         let mut triggers: HashMap<Key, trigger::Trigger> = HashMap::new();
         let mut trigger_secrets: HashMap<String, String> = HashMap::new();
@@ -271,6 +287,7 @@ impl Webhooks {
             attempt_log: tx,
             triggers: Mutex::new(triggers),
             trigger_secrets: Mutex::new(trigger_secrets),
+            recovered: Mutex::new(recovered),
         })
     }
 
@@ -310,9 +327,15 @@ impl Webhooks {
             .get(&key)
             .cloned()
             .unwrap_or_default();
+        let recovered = self
+            .recovered
+            .lock()
+            .expect("recovered")
+            .remove(&key)
+            .unwrap_or_default();
         let (stop, stop_rx) = watch::channel(false);
         let (commands, commands_rx) = mpsc::channel(16);
-        let runner = Runner::new(app.clone(), tenant.to_owned(), sub, committed);
+        let runner = Runner::new(app.clone(), tenant.to_owned(), sub, committed, recovered);
         let app2 = app.clone();
         let key2 = key.clone();
         let task = tokio::spawn(async move {
