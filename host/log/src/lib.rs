@@ -344,6 +344,35 @@ impl Log {
         Ok((p.start_offset, p.next_offset))
     }
 
+    /// Every record of one partition in `[from, to)` that is still stored, oldest first, read
+    /// in chunks; `each` returns `false` to stop early. `to` is capped at the high watermark
+    /// as of the call.
+    pub async fn scan(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        to: u64,
+        mut each: impl FnMut(StoredRecord) -> bool,
+    ) -> Result<(), LogError> {
+        let (start, end) = self.offsets(topic, partition)?;
+        let end = end.min(to);
+        let mut at = from.max(start);
+        while at < end {
+            let r = self.read(topic, partition, at, 1_000, 8 << 20).await?;
+            for s in r.records {
+                if s.offset >= end || !each(s) {
+                    return Ok(());
+                }
+            }
+            if r.next_offset <= at {
+                break;
+            }
+            at = r.next_offset;
+        }
+        Ok(())
+    }
+
     /// Read records of one partition from `offset`, up to `max_records` and about `max_bytes`
     /// (at least one run is returned when there is data).
     pub async fn read(

@@ -617,3 +617,45 @@ async fn idempotency_survives_restarts_and_crashes() {
     assert_eq!(log.offsets("t", 0).unwrap().1, 1, "nothing appended twice");
     log.close().await;
 }
+
+#[tokio::test]
+async fn scan_reads_a_range_in_order_and_stops_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    log.create_topic(topic("scanned", 1, json!({})))
+        .await
+        .unwrap();
+    let t0 = now_ms();
+    for chunk in 0..5 {
+        let records: Vec<Record> = (0..500)
+            .map(|i| rec(&format!("v{}", chunk * 500 + i), t0))
+            .collect();
+        let ids = vec![None; records.len()];
+        log.append("scanned", vec![part(0, &records, &ids)])
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    log.scan("scanned", 0, 1_200, 2_345, |s| {
+        seen.push(s.offset);
+        true
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen,
+        (1_200..2_345).collect::<Vec<_>>(),
+        "across read chunks"
+    );
+    let mut first = Vec::new();
+    log.scan("scanned", 0, 0, u64::MAX, |s| {
+        first.push(s.offset);
+        first.len() < 3
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, vec![0, 1, 2]);
+    assert!(log.scan("nope", 0, 0, 1, |_| true).await.is_err());
+}

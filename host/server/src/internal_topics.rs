@@ -41,18 +41,18 @@ pub async fn replay(
     name: &str,
     mut each: impl FnMut(u64, &Record),
 ) -> Result<(), LogError> {
-    let (mut offset, end) = log.offsets(name, 0)?;
-    while offset < end {
-        let r = log.read(name, 0, offset, 1024, 16 << 20).await?;
-        for s in &r.records {
-            each(s.offset, &s.record);
-        }
-        if r.next_offset <= offset {
-            break;
-        }
-        offset = r.next_offset;
-    }
-    Ok(())
+    log.scan(name, 0, 0, u64::MAX, |s| {
+        each(s.offset, &s.record);
+        true
+    })
+    .await
+}
+
+/// Every record of the internal topic `name`, oldest first (read once, for several owners).
+pub async fn read_all(log: &Log, name: &str) -> Result<Vec<Record>, LogError> {
+    let mut out = Vec::new();
+    replay(log, name, |_, r| out.push(r.clone())).await?;
+    Ok(out)
 }
 
 /// Append one keyed record, durably.

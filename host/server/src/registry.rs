@@ -105,6 +105,30 @@ impl Registry {
         Ok(answer)
     }
 
+    /// Register `schema` under `subject` (its rules apply), or find it there: the version.
+    pub async fn register(
+        &self,
+        tenant: &str,
+        subject: &str,
+        schema_type: SchemaType,
+        schema: String,
+    ) -> Result<sluice_registry::Version, ApiError> {
+        self.write(tenant, |s| {
+            let out = s.register(
+                subject,
+                sluice_registry::Registration {
+                    schema_type,
+                    schema,
+                    references: vec![],
+                    id: None,
+                    version: None,
+                },
+            )?;
+            Ok((out.version, out.change.into_iter().collect()))
+        })
+        .await
+    }
+
     /// Bumped by every change of the tenant's registry.
     pub fn generation(&self, tenant: &str) -> u64 {
         self.read(tenant, Subjects::generation)

@@ -18,9 +18,10 @@ use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::config::S3Config;
 use crate::groups::Groups;
+use crate::internal_topics;
 use crate::registry::Registry;
 use crate::server::{self, App};
-use crate::transforms::Transforms;
+use crate::transforms::{OFFSETS_TOPIC, Transforms};
 use crate::webhooks::Webhooks;
 use crate::webhooks::egress::Egress;
 
@@ -128,11 +129,21 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     }
     let runtime = Runtime::new(wasm)?;
     let components = Components::load(log.clone(), runtime).await?;
-    let transforms = Transforms::load(log.clone()).await?;
+    // `_offsets` is read once; transforms, groups and subscriptions each take their keys.
+    internal_topics::ensure(
+        &log,
+        OFFSETS_TOPIC,
+        "committed offsets of transforms, groups and subscriptions",
+        &[],
+    )
+    .await?;
+    let committed = internal_topics::read_all(&log, OFFSETS_TOPIC).await?;
+    let transforms = Transforms::load(log.clone(), &committed).await?;
     let registry = Registry::load(log.clone()).await?;
     let catalog = Catalog::load(log.clone()).await?;
-    let groups = Groups::load(log.clone()).await?;
-    let webhooks = Webhooks::load(log.clone(), opts.webhooks.clone()).await?;
+    let groups = Groups::load(log.clone(), &committed).await?;
+    let webhooks = Webhooks::load(log.clone(), opts.webhooks.clone(), &committed).await?;
+    drop(committed);
     let app = Arc::new(App::new(
         server::Parts {
             log,

@@ -134,16 +134,10 @@ fn offsets_key(tenant: &str, name: &str) -> String {
 }
 
 impl Transforms {
-    /// Load definitions and committed offsets (creating their topics on first start).
-    pub async fn load(log: Log) -> Result<Transforms, LogError> {
+    /// Load definitions (creating their topic on first start) and, from `committed` (the
+    /// records of `_offsets`, read once for every owner), committed offsets.
+    pub async fn load(log: Log, committed: &[Record]) -> Result<Transforms, LogError> {
         internal_topics::ensure(&log, TRANSFORMS_TOPIC, "tenants' transforms", &[]).await?;
-        internal_topics::ensure(
-            &log,
-            OFFSETS_TOPIC,
-            "committed offsets of transforms and groups",
-            &[],
-        )
-        .await?;
         let mut defs = HashMap::new();
         for r in read_topic(&log, TRANSFORMS_TOPIC).await? {
             match serde_json::from_slice::<Stored>(&r.value) {
@@ -163,7 +157,7 @@ impl Transforms {
             }
         }
         let mut offsets = HashMap::new();
-        for r in read_topic(&log, OFFSETS_TOPIC).await? {
+        for r in committed {
             let Some(key) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) else {
                 continue;
             };

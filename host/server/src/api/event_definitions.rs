@@ -6,7 +6,7 @@
 
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
-use sluice_registry::{Registration, SchemaType};
+use sluice_registry::SchemaType;
 
 use crate::auth::{Principal, now_ms};
 use crate::catalog::{Definition, Status, check_examples};
@@ -152,19 +152,7 @@ async fn save(
     let schema = d.payload_schema.to_string();
     let version = app
         .registry
-        .write(&who.tenant, |s| {
-            let out = s.register(
-                &subject,
-                Registration {
-                    schema_type: SchemaType::Json,
-                    schema,
-                    references: vec![],
-                    id: None,
-                    version: None,
-                },
-            )?;
-            Ok((out.version, out.change.into_iter().collect()))
-        })
+        .register(&who.tenant, &subject, SchemaType::Json, schema)
         .await?;
     let now = now_ms();
     d.schema_subject = subject;

@@ -217,29 +217,21 @@ pub async fn reset(
 pub async fn alerts(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     const NEWEST: u64 = 1_000;
     let topic = crate::groups::ALERTS_TOPIC;
-    let (start, end) = app
+    let (_, end) = app
         .log
         .offsets(topic, 0)
         .map_err(|e| crate::error::from_log(e, topic))?;
-    let mut offset = start.max(end.saturating_sub(NEWEST));
     let mut out = Vec::new();
-    while offset < end {
-        let r = app
-            .log
-            .read(topic, 0, offset, 1_000, 8 << 20)
-            .await
-            .map_err(|e| crate::error::from_log(e, topic))?;
-        for s in &r.records {
+    app.log
+        .scan(topic, 0, end.saturating_sub(NEWEST), end, |s| {
             if let Ok(v) = serde_json::from_slice::<Value>(&s.record.value)
                 && (who.system || v["tenant"] == json!(who.tenant))
             {
                 out.push(v);
             }
-        }
-        if r.next_offset <= offset {
-            break;
-        }
-        offset = r.next_offset;
-    }
+            true
+        })
+        .await
+        .map_err(|e| crate::error::from_log(e, topic))?;
     Ok(json(StatusCode::OK, &json!({ "alerts": out })))
 }

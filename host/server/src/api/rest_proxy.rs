@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Method, Response, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_registry::{Registration, SchemaType};
+use sluice_registry::SchemaType;
 
 use super::log_name;
 use super::produce::{self, Ingested};
@@ -411,25 +411,14 @@ async fn value_schema_id(
         }
         (Some(schema), None) => {
             let schema = schema.clone();
+            let schema_type = if format == Format::Avro {
+                SchemaType::Avro
+            } else {
+                SchemaType::Json
+            };
             let version = app
                 .registry
-                .write(&who.tenant, |s| {
-                    let out = s.register(
-                        &subject,
-                        Registration {
-                            schema_type: if format == Format::Avro {
-                                SchemaType::Avro
-                            } else {
-                                SchemaType::Json
-                            },
-                            schema,
-                            references: vec![],
-                            id: None,
-                            version: None,
-                        },
-                    )?;
-                    Ok((out.version, out.change.into_iter().collect()))
-                })
+                .register(&who.tenant, &subject, schema_type, schema)
                 .await
                 .map_err(|e| ApiError::new(e.status, 42205, e.message))?;
             Ok(version.id)

@@ -20,11 +20,41 @@ use crate::webhooks::subscription::Subscription;
 use crate::webhooks::trigger::Trigger;
 use crate::webhooks::{SUBSCRIPTION_HEADER, TRIGGER_LOOP, delivery, not_found, trigger_not_found};
 
-fn require(who: &Principal, role: Role, s: &Subscription) -> Result<(), ApiError> {
-    for t in &s.topics {
+/// `role` on every topic a subscription or trigger reads.
+fn require(who: &Principal, role: Role, topics: &[String]) -> Result<(), ApiError> {
+    for t in topics {
         who.require(role, t)?;
     }
     Ok(())
+}
+
+/// A definition (subscription or trigger) from a request body: every field's problem is 42216.
+fn parse<T: serde::de::DeserializeOwned>(what: &str, body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42216,
+            format!("invalid {what}: {e}"),
+        )
+    })
+}
+
+/// `old` with the fields of a PATCH body replaced.
+fn patched<T: serde::Serialize + serde::de::DeserializeOwned>(
+    what: &str,
+    old: &T,
+    body: &Value,
+) -> Result<T, ApiError> {
+    let mut v = serde_json::to_value(old).expect("serializes");
+    let Some(changes) = body.as_object() else {
+        return Err(ApiError::invalid(
+            "a PATCH body is an object of the fields to change",
+        ));
+    };
+    for (k, x) in changes {
+        v[k] = x.clone();
+    }
+    parse(what, v)
 }
 
 fn view(app: &App, tenant: &str, s: &Subscription) -> Value {
@@ -44,16 +74,6 @@ fn view(app: &App, tenant: &str, s: &Subscription) -> Value {
     v["positions"] = json!(positions);
     v["lag"] = json!(lag);
     v
-}
-
-fn parse_body(body: Value) -> Result<Subscription, ApiError> {
-    serde_json::from_value(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42216,
-            format!("invalid subscription: {e}"),
-        )
-    })
 }
 
 pub fn list(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
@@ -76,8 +96,8 @@ pub async fn create(
     if body.get("id").is_some() {
         return Err(ApiError::invalid("`id` is chosen by Sluice"));
     }
-    let s = parse_body(body)?;
-    require(who, Role::Admin, &s)?;
+    let s: Subscription = parse("subscription", body)?;
+    require(who, Role::Admin, &s.topics)?;
     let s = app.webhooks.put(app, &who.tenant, s, None).await?;
     let mut v = view(app, &who.tenant, &s);
     // The secret is shown here, and to admins at `/secret`.
@@ -92,7 +112,7 @@ fn current(app: &App, who: &Principal, id: &str, role: Role) -> Result<Subscript
         .ok_or_else(|| not_found(id))?
         .0
         .clone();
-    require(who, role, &s)?;
+    require(who, role, &s.topics)?;
     Ok(s)
 }
 
@@ -116,22 +136,13 @@ pub async fn update(
         return Err(ApiError::invalid("`id` cannot change"));
     }
     let new = if merge {
-        let mut v = serde_json::to_value(&old).expect("serializes");
-        let Some(changes) = body.as_object() else {
-            return Err(ApiError::invalid(
-                "a PATCH body is an object of the fields to change",
-            ));
-        };
-        for (k, x) in changes {
-            v[k] = x.clone();
-        }
-        parse_body(v)?
+        patched("subscription", &old, &body)?
     } else {
-        let mut s = parse_body(body)?;
+        let mut s: Subscription = parse("subscription", body)?;
         s.old_secrets = Vec::new();
         s
     };
-    require(who, Role::Admin, &new)?;
+    require(who, Role::Admin, &new.topics)?;
     let s = app.webhooks.put(app, &who.tenant, new, Some(&old)).await?;
     Ok(json(StatusCode::OK, &view(app, &who.tenant, &s)))
 }
@@ -306,29 +317,21 @@ pub async fn redrive(
     let mut records = Vec::new();
     for t in &s.topics {
         let dlq = super::log_name(&who.tenant, &dead_letters::dlq_of(t));
-        let Ok((start, end)) = app.log.offsets(&dlq, 0) else {
+        if app.log.topic(&dlq).is_none() {
             continue;
-        };
-        let mut at = start.max(from);
-        while at < end && records.len() < MAX_REPLAY {
-            let r = app
-                .log
-                .read(&dlq, 0, at, 1_000, 8 << 20)
-                .await
-                .map_err(|e| crate::error::from_log(e, &dead_letters::dlq_of(t)))?;
-            for rec in r.records {
+        }
+        app.log
+            .scan(&dlq, 0, from, u64::MAX, |rec| {
                 let mine = read_headers(&rec.record)
                     .iter()
                     .any(|(k, v)| k == SUBSCRIPTION_HEADER && v.as_ref() == id.as_bytes());
                 if mine {
                     records.push((t.clone(), rec));
                 }
-            }
-            if r.next_offset <= at {
-                break;
-            }
-            at = r.next_offset;
-        }
+                records.len() < MAX_REPLAY
+            })
+            .await
+            .map_err(|e| crate::error::from_log(e, &dead_letters::dlq_of(t)))?;
     }
     let n = records.len();
     app.webhooks.replay(&who.tenant, id, records).await?;
@@ -339,23 +342,6 @@ pub async fn redrive(
 }
 
 // Workflow event triggers: `/v1/triggers`.
-
-fn parse_trigger(body: Value) -> Result<Trigger, ApiError> {
-    serde_json::from_value(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42216,
-            format!("invalid trigger: {e}"),
-        )
-    })
-}
-
-fn require_trigger(who: &Principal, role: Role, t: &Trigger) -> Result<(), ApiError> {
-    for topic in &t.topics {
-        who.require(role, topic)?;
-    }
-    Ok(())
-}
 
 pub fn list_triggers(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     let list: Vec<Trigger> = app
@@ -376,8 +362,8 @@ pub async fn create_trigger(
     if body.get("id").is_some() {
         return Err(ApiError::invalid("`id` is chosen by Sluice"));
     }
-    let t = parse_trigger(body)?;
-    require_trigger(who, Role::Admin, &t)?;
+    let t: Trigger = parse("trigger", body)?;
+    require(who, Role::Admin, &t.topics)?;
     let t = app.webhooks.put_trigger(app, &who.tenant, t, None).await?;
     Ok(json(StatusCode::CREATED, &t))
 }
@@ -387,7 +373,7 @@ fn current_trigger(app: &App, who: &Principal, id: &str, role: Role) -> Result<T
         .webhooks
         .get_trigger(&who.tenant, id)
         .ok_or_else(|| trigger_not_found(id))?;
-    require_trigger(who, role, &t)?;
+    require(who, role, &t.topics)?;
     Ok(t)
 }
 
@@ -408,20 +394,11 @@ pub async fn update_trigger(
     let old = current_trigger(app, who, id, Role::Admin)?;
     let body: Value = call.json(app.max_body_bytes).await?;
     let new = if merge {
-        let mut v = serde_json::to_value(&old).expect("serializes");
-        let Some(changes) = body.as_object() else {
-            return Err(ApiError::invalid(
-                "a PATCH body is an object of the fields to change",
-            ));
-        };
-        for (k, x) in changes {
-            v[k] = x.clone();
-        }
-        parse_trigger(v)?
+        patched("trigger", &old, &body)?
     } else {
-        parse_trigger(body)?
+        parse("trigger", body)?
     };
-    require_trigger(who, Role::Admin, &new)?;
+    require(who, Role::Admin, &new.topics)?;
     let t = app
         .webhooks
         .put_trigger(app, &who.tenant, new, Some(&old))

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sluice_log::{Log, LogError};
+use sluice_log::{Log, LogError, Record};
 
 use crate::api::log_name;
 use crate::auth::now_ms;
@@ -151,26 +151,20 @@ pub struct PartitionLag {
 
 impl Groups {
     /// Rebuild every group's configuration and committed offsets from `_offsets`.
-    pub async fn load(log: Log) -> Result<Groups, LogError> {
-        internal_topics::ensure(
-            &log,
-            OFFSETS_TOPIC,
-            "committed offsets of transforms and groups",
-            &[],
-        )
-        .await?;
+    /// `committed`: the records of `_offsets`, read once for every owner.
+    pub async fn load(log: Log, committed: &[Record]) -> Result<Groups, LogError> {
         internal_topics::ensure(&log, ALERTS_TOPIC, "operational alerts", &[]).await?;
         let mut groups: HashMap<Key, Group> = HashMap::new();
-        internal_topics::replay(&log, OFFSETS_TOPIC, |_, r| {
+        for r in committed {
             let Some(key) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) else {
-                return;
+                continue;
             };
             let Ok(v) = serde_json::from_slice::<Value>(&r.value) else {
-                return;
+                continue;
             };
             if let Some(rest) = key.strip_prefix("group-config/") {
                 let Some((tenant, group)) = rest.split_once('/') else {
-                    return;
+                    continue;
                 };
                 let k = (tenant.to_owned(), group.to_owned());
                 if v["deleted"] == json!(true) {
@@ -190,10 +184,10 @@ impl Groups {
             } else if let Some(rest) = key.strip_prefix("group/") {
                 let parts: Vec<&str> = rest.split('/').collect();
                 let [tenant, group, topic, partition] = parts.as_slice() else {
-                    return;
+                    continue;
                 };
                 let Ok(partition) = partition.parse::<u32>() else {
-                    return;
+                    continue;
                 };
                 let k = ((*tenant).to_owned(), (*group).to_owned());
                 let tp = TopicPartition::new(*topic, partition);
@@ -212,8 +206,7 @@ impl Groups {
                     }
                 }
             }
-        })
-        .await?;
+        }
         // Groups whose offsets were all forgotten and that were never declared are gone.
         groups.retain(|_, g| g.declared || !g.committed.is_empty());
         Ok(Groups {

@@ -839,23 +839,13 @@ pub async fn read_offsets(
     to: u64,
     limit: usize,
 ) -> Result<Vec<(String, StoredRecord)>, LogError> {
-    let full = log_name(tenant, topic);
-    let (start, end) = app.log.offsets(&full, partition)?;
-    let mut at = from.max(start);
     let mut out = Vec::new();
-    while at < end.min(to) && out.len() < limit {
-        let r = app.log.read(&full, partition, at, 1_000, 8 << 20).await?;
-        for s in r.records {
-            if s.offset >= to || out.len() >= limit {
-                return Ok(out);
-            }
+    app.log
+        .scan(&log_name(tenant, topic), partition, from, to, |s| {
             out.push((topic.to_owned(), s));
-        }
-        if r.next_offset <= at {
-            break;
-        }
-        at = r.next_offset;
-    }
+            out.len() < limit
+        })
+        .await?;
     Ok(out)
 }
 
@@ -875,21 +865,19 @@ pub async fn read_range(
             continue;
         };
         for p in 0..n {
-            let mut at = app.log.offset_for_timestamp(&full, p, since_ms).await?;
-            let (_, end) = app.log.offsets(&full, p)?;
-            'partition: while at < end {
-                let r = app.log.read(&full, p, at, 1_000, 8 << 20).await?;
-                for s in r.records {
+            if out.len() >= limit {
+                return Ok(out);
+            }
+            let from = app.log.offset_for_timestamp(&full, p, since_ms).await?;
+            app.log
+                .scan(&full, p, from, u64::MAX, |s| {
                     if s.record.timestamp > until_ms || out.len() >= limit {
-                        break 'partition;
+                        return false;
                     }
                     out.push((t.clone(), s));
-                }
-                if r.next_offset <= at {
-                    break;
-                }
-                at = r.next_offset;
-            }
+                    true
+                })
+                .await?;
         }
     }
     Ok(out)

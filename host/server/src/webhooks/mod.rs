@@ -130,7 +130,12 @@ pub fn not_found(id: &str) -> ApiError {
 }
 
 impl Webhooks {
-    pub async fn load(log: Log, egress: Egress) -> Result<Webhooks, LogError> {
+    /// `committed`: the records of `_offsets`, read once for every owner.
+    pub async fn load(
+        log: Log,
+        egress: Egress,
+        committed: &[sluice_log::Record],
+    ) -> Result<Webhooks, LogError> {
         internal_topics::ensure(&log, SUBSCRIPTIONS_TOPIC, "webhook subscriptions", &[]).await?;
         internal_topics::ensure(
             &log,
@@ -173,24 +178,24 @@ impl Webhooks {
             }
         }
         let mut offsets: HashMap<Key, Offsets> = HashMap::new();
-        internal_topics::replay(&log, OFFSETS_TOPIC, |_, r| {
+        for r in committed {
             let Some(rest) = r
                 .key
                 .as_ref()
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .and_then(|k| k.strip_prefix("subscription/"))
             else {
-                return;
+                continue;
             };
             let parts: Vec<&str> = rest.split('/').collect();
             let [tenant, id, topic, partition] = parts.as_slice() else {
-                return;
+                continue;
             };
             let (Ok(p), Ok(v)) = (
                 partition.parse::<u32>(),
                 serde_json::from_slice::<Value>(&r.value),
             ) else {
-                return;
+                continue;
             };
             let k = ((*tenant).to_owned(), (*id).to_owned());
             match v["offset"].as_u64() {
@@ -204,35 +209,28 @@ impl Webhooks {
                     offsets.remove(&k);
                 }
             }
-        })
-        .await?;
+        }
         // The newest attempts, back into memory.
         let mut attempts: HashMap<Key, VecDeque<Attempt>> = HashMap::new();
-        let (start, end) = log.offsets(ATTEMPTS_TOPIC, 0)?;
-        let mut at = start.max(end.saturating_sub(100_000));
-        while at < end {
-            let r = log.read(ATTEMPTS_TOPIC, 0, at, 5_000, 16 << 20).await?;
-            for s in &r.records {
-                if let Ok(mut a) = serde_json::from_slice::<Attempt>(&s.record.value)
-                    && let Some(tenant) = s
-                        .record
-                        .key
-                        .as_ref()
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                {
-                    a.tenant = tenant.to_owned();
-                    let q = attempts
-                        .entry((a.tenant.clone(), a.subscription.clone()))
-                        .or_default();
-                    q.push_front(a);
-                    q.truncate(ATTEMPTS_KEPT);
-                }
+        let (_, end) = log.offsets(ATTEMPTS_TOPIC, 0)?;
+        log.scan(ATTEMPTS_TOPIC, 0, end.saturating_sub(100_000), end, |s| {
+            if let Ok(mut a) = serde_json::from_slice::<Attempt>(&s.record.value)
+                && let Some(tenant) = s
+                    .record
+                    .key
+                    .as_ref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+            {
+                a.tenant = tenant.to_owned();
+                let q = attempts
+                    .entry((a.tenant.clone(), a.subscription.clone()))
+                    .or_default();
+                q.push_front(a);
+                q.truncate(ATTEMPTS_KEPT);
             }
-            if r.next_offset <= at {
-                break;
-            }
-            at = r.next_offset;
-        }
+            true
+        })
+        .await?;
         let recovered: HashMap<Key, HashMap<String, Attempt>> = attempts
             .iter()
             .map(|(k, q)| {

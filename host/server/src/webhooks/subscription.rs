@@ -147,11 +147,45 @@ pub struct Compiled {
     pub triggers: Vec<super::trigger::CompiledTrigger>,
 }
 
-fn valid_pattern(p: &str) -> bool {
+/// An event-type pattern: letters, digits, `._-:/` and `*`.
+pub(super) fn valid_pattern(p: &str) -> bool {
     !p.is_empty()
         && p.len() <= 256
         && p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-*:/".contains(&b))
+}
+
+/// A CEL field's program, if given; the error names the field.
+pub(super) fn compile_cel(
+    what: &str,
+    src: &Option<String>,
+) -> Result<Option<cel::Program>, String> {
+    src.as_ref()
+        .map(|s| cel::Program::compile(s).map_err(|e| format!("{what}: not a CEL expression: {e}")))
+        .transpose()
+}
+
+/// Where deliveries go and what they read (subscriptions and triggers alike): the URL's and
+/// the topics' problems.
+pub(super) fn check_target(
+    problems: &mut Vec<String>,
+    egress: &Egress,
+    url_field: &str,
+    url: &str,
+    topics: &[String],
+    topic_exists: impl Fn(&str) -> bool,
+) {
+    if let Err(e) = egress.check_url(url) {
+        problems.push(format!("{url_field}: {e}"));
+    }
+    if topics.is_empty() {
+        problems.push("topics: name at least one topic".into());
+    }
+    for t in topics {
+        if !topic_exists(t) {
+            problems.push(format!("topics: `{t}` does not exist"));
+        }
+    }
 }
 
 impl Subscription {
@@ -163,17 +197,14 @@ impl Subscription {
         known_types: &[String],
     ) -> Result<Compiled, String> {
         let mut problems = Vec::new();
-        if let Err(e) = egress.check_url(&self.url) {
-            problems.push(format!("url: {e}"));
-        }
-        if self.topics.is_empty() {
-            problems.push("topics: name at least one topic".into());
-        }
-        for t in &self.topics {
-            if !topic_exists(t) {
-                problems.push(format!("topics: `{t}` does not exist"));
-            }
-        }
+        check_target(
+            &mut problems,
+            egress,
+            "url",
+            &self.url,
+            &self.topics,
+            topic_exists,
+        );
         if self.event_types.is_empty() {
             problems.push("event_types: give at least one pattern (`*` for all)".into());
         }
@@ -190,17 +221,14 @@ impl Subscription {
                 ));
             }
         }
-        let compile = |what: &str, src: &Option<String>, problems: &mut Vec<String>| {
-            src.as_ref().and_then(|s| match cel::Program::compile(s) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    problems.push(format!("{what}: not a CEL expression: {e}"));
-                    None
-                }
+        let mut compile = |what: &str, src: &Option<String>| {
+            compile_cel(what, src).unwrap_or_else(|e| {
+                problems.push(e);
+                None
             })
         };
-        let condition = compile("condition", &self.condition, &mut problems);
-        let mapping = compile("input_mapping", &self.input_mapping, &mut problems);
+        let condition = compile("condition", &self.condition);
+        let mapping = compile("input_mapping", &self.input_mapping);
         match self.signature.as_str() {
             "v1" if !self.secret.is_empty() && signing::key_of(&self.secret).is_none() => {
                 problems.push("secret: use `whsec_` and 16-64 bytes of base64".into());
@@ -249,14 +277,9 @@ impl Subscription {
 
     /// The CEL programs alone (for definitions checked when they were stored).
     pub fn compile(&self) -> Result<Compiled, String> {
-        let one = |src: &Option<String>| {
-            src.as_ref()
-                .map(|s| cel::Program::compile(s).map_err(|e| e.to_string()))
-                .transpose()
-        };
         Ok(Compiled {
-            condition: one(&self.condition)?,
-            mapping: one(&self.input_mapping)?,
+            condition: compile_cel("condition", &self.condition)?,
+            mapping: compile_cel("input_mapping", &self.input_mapping)?,
             triggers: Vec::new(),
         })
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::egress::Egress;
+use super::subscription::{check_target, compile_cel as compile, valid_pattern};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TriggerType {
@@ -65,12 +66,6 @@ pub struct CompiledTrigger {
     pub correlation: Option<cel::Program>,
 }
 
-fn compile(what: &str, src: &Option<String>) -> Result<Option<cel::Program>, String> {
-    src.as_ref()
-        .map(|s| cel::Program::compile(s).map_err(|e| format!("{what}: not a CEL expression: {e}")))
-        .transpose()
-}
-
 impl Trigger {
     pub fn compile(self) -> Result<CompiledTrigger, String> {
         Ok(CompiledTrigger {
@@ -91,28 +86,20 @@ impl Trigger {
         if self.workflow_definition_id.trim().is_empty() {
             problems.push("workflowDefinitionId: required".to_owned());
         }
-        let pattern_ok = !self.event_pattern.is_empty()
-            && self
-                .event_pattern
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-*:/".contains(&b));
-        if !pattern_ok {
+        if !valid_pattern(&self.event_pattern) {
             problems.push(format!(
                 "eventPattern: `{}` is not a pattern (letters, digits, `._-:/` and `*`)",
                 self.event_pattern
             ));
         }
-        if let Err(e) = egress.check_url(&self.endpoint) {
-            problems.push(format!("endpoint: {e}"));
-        }
-        if self.topics.is_empty() {
-            problems.push("topics: name at least one topic".into());
-        }
-        for t in &self.topics {
-            if !topic_exists(t) {
-                problems.push(format!("topics: `{t}` does not exist"));
-            }
-        }
+        check_target(
+            &mut problems,
+            egress,
+            "endpoint",
+            &self.endpoint,
+            &self.topics,
+            topic_exists,
+        );
         for (what, src) in [
             ("eventCondition", &self.event_condition),
             ("inputMapping", &self.input_mapping),
