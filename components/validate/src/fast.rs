@@ -1,14 +1,12 @@
-//! The accept fast path: a JSON Schema subset checked while the document is tokenized, with no
-//! `serde_json::Value` built (building it is ~90 % of a full check's time).
+//! The accept fast path: a JSON Schema subset checked by one strict pass over the document's
+//! bytes, with no `serde_json::Value` built (building it is ~90 % of a full check's time) and
+//! strings scanned eight bytes at a time.
 //!
 //! It only ever says "valid" when `jsonschema` would: anything it is unsure of (a keyword it
 //! does not know, a float where only integers are allowed, a duplicate key, a parse error,
 //! an invalid value) makes it give up, and the full check runs and explains. Schemas using
 //! keywords outside the subset get no fast path at all.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 const NULL: u8 = 1;
@@ -19,8 +17,6 @@ const STRING: u8 = 16;
 const ARRAY: u8 = 32;
 const OBJECT: u8 = 64;
 const ANY: u8 = 127;
-/// Integers up to here convert to f64 exactly.
-const EXACT: u64 = 1 << 53;
 
 /// Keywords that change nothing about validity.
 const ANNOTATIONS: [&str; 10] = [
@@ -175,230 +171,519 @@ fn type_bit(t: &str) -> Option<u8> {
 /// Is the part of `data` at `pointer` (JSON pointer segments) valid under `node`? `false`
 /// means "not proven": the full check decides.
 pub fn valid(node: &Node, data: &[u8], pointer: &[String]) -> bool {
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let found = At { pointer, node }.deserialize(&mut de);
-    matches!(found, Ok(true)) && de.end().is_ok()
+    let mut s = Scanner { b: data, i: 0 };
+    let found = s.at(pointer, node, 0);
+    s.ws();
+    found.is_some() && s.i == data.len()
 }
 
-/// An object key, borrowed from the input when it has no escapes (serde's `Cow<str>` always
-/// allocates).
-enum Key<'de> {
-    Borrowed(&'de str),
-    Owned(String),
+/// Deeper than this is left to the full check (serde_json refuses documents nested past 128).
+const MAX_DEPTH: u32 = 100;
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bytes of `x` that are zero get their high bit set (exact for the lowest such byte; a word
+/// with no zero byte gives 0).
+#[inline(always)]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(LO) & !x & HI
 }
 
-impl Key<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Key::Borrowed(s) => s,
-            Key::Owned(s) => s,
+/// A string as scanned: its raw bytes between the quotes and what decoding them needs.
+struct Str {
+    start: usize,
+    end: usize,
+    /// Backslash escapes, and the bytes they take.
+    escapes: usize,
+    escape_bytes: usize,
+    non_ascii: bool,
+}
+
+/// A strict JSON scanner over bytes: everything it passes over is checked to be well-formed
+/// (so "valid" is never said of a document serde_json would refuse); `None` means "not proven".
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline(always)]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                break;
+            }
+            self.i += 1;
         }
     }
-}
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Borrowed(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Owned(v.to_owned()))
-            }
+    #[inline(always)]
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    #[inline(always)]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// Follow `pointer` down to its target and check it; `None` when the target is missing or
+    /// anything on the way is doubtful.
+    fn at(&mut self, pointer: &[String], node: &Node, depth: u32) -> Option<()> {
+        let Some((first, rest)) = pointer.split_first() else {
+            return self.value(node, depth);
+        };
+        if depth > MAX_DEPTH {
+            return None;
         }
-        d.deserialize_str(V)
-    }
-}
-
-fn give_up<E: de::Error>() -> E {
-    E::custom("not proven valid")
-}
-
-/// Walks down the pointer; `Ok(false)` when the pointer's target is missing.
-struct At<'a> {
-    pointer: &'a [String],
-    node: &'a Node,
-}
-
-impl<'de> DeserializeSeed<'de> for At<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        match self.pointer.split_first() {
-            None => Check(self.node).deserialize(d).map(|()| true),
-            Some(_) => d.deserialize_map(self),
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for At<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let (first, rest) = self.pointer.split_first().expect("non-empty");
+        self.eat(b'{')?;
         let mut found = false;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            if key.as_str() == first.as_str() {
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return None;
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            if self.key_is(&key, first)? {
                 if found {
-                    return Err(give_up());
+                    return None; // a duplicate: serde_json keeps the last one
                 }
-                found = map.next_value_seed(At {
-                    pointer: rest,
-                    node: self.node,
-                })?;
-                if !found {
-                    return Err(give_up());
-                }
+                found = true;
+                self.at(rest, node, depth + 1)?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                self.skip(depth + 1)?;
             }
-        }
-        Ok(found)
-    }
-}
-
-/// Checks one value against a node, failing (to the full check) on anything doubtful.
-struct Check<'a>(&'a Node);
-
-impl<'de> DeserializeSeed<'de> for Check<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.0.types == ANY && self.0.properties.is_empty() && self.0.additional.is_none() {
-            // Nothing to check below here (bounds only apply to their own types, and an `ANY`
-            // node with bounds still needs them checked).
-            let n = self.0;
-            let unbounded = n.minimum.is_none()
-                && n.maximum.is_none()
-                && n.exclusive_minimum.is_none()
-                && n.exclusive_maximum.is_none()
-                && n.min_length.is_none()
-                && n.max_length.is_none()
-                && n.min_items.is_none()
-                && n.max_items.is_none()
-                && n.items.is_none();
-            if unbounded {
-                return d.deserialize_ignored_any(IgnoredAny).map(|_| ());
-            }
-        }
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Check<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        if self.0.types & NULL != 0 {
-            Ok(())
-        } else {
-            Err(give_up())
-        }
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        if self.0.types & BOOLEAN != 0 {
-            Ok(())
-        } else {
-            Err(give_up())
-        }
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        // Past 2^53 a bound compared as f64 could round the wrong way: not decided here.
-        if v <= EXACT && self.0.number_ok(INTEGER, v as f64) {
-            Ok(())
-        } else {
-            Err(give_up())
-        }
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        if v.unsigned_abs() <= EXACT && self.0.number_ok(INTEGER, v as f64) {
-            Ok(())
-        } else {
-            Err(give_up())
-        }
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        // A float where only integers are allowed: `1.0` counts as an integer for jsonschema;
-        // leave that to it.
-        if self.0.number_ok(NUMBER, v) {
-            Ok(())
-        } else {
-            Err(give_up())
-        }
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        let n = self.0;
-        if n.types & STRING == 0 {
-            return Err(give_up());
-        }
-        if n.min_length.is_some() || n.max_length.is_some() {
-            let len = v.chars().count() as u64;
-            if n.min_length.is_some_and(|m| len < m) || n.max_length.is_some_and(|m| len > m) {
-                return Err(give_up());
-            }
-        }
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let n = self.0;
-        if n.types & ARRAY == 0 {
-            return Err(give_up());
-        }
-        let any = Node::any();
-        let item = n.items.as_deref().unwrap_or(&any);
-        let mut count = 0u64;
-        while seq.next_element_seed(Check(item))?.is_some() {
-            count += 1;
-        }
-        if n.min_items.is_some_and(|m| count < m) || n.max_items.is_some_and(|m| count > m) {
-            return Err(give_up());
-        }
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let n = self.0;
-        if n.types & OBJECT == 0 {
-            return Err(give_up());
-        }
-        let mut seen = 0u64;
-        let any = Node::any();
-        // Documents usually list properties in one order: try the one after the last match
-        // before searching.
-        let mut next = 0usize;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            let key = key.as_str();
-            let found = match n.properties.get(next) {
-                Some((p, _)) if p == key => Ok(next),
-                _ => n.properties.binary_search_by(|(p, _)| p.as_str().cmp(key)),
-            };
-            match found {
-                Ok(i) => {
-                    next = i + 1;
-                    let bit = 1u64 << i;
-                    if seen & bit != 0 {
-                        return Err(give_up()); // duplicate key
-                    }
-                    seen |= bit;
-                    map.next_value_seed(Check(&n.properties[i].1))?;
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
                 }
-                Err(_) => match &n.additional {
-                    None => map.next_value_seed(Check(&any))?,
-                    Some(None) => return Err(give_up()),
-                    Some(Some(extra)) => map.next_value_seed(Check(extra))?,
-                },
+                b'}' => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return None,
             }
         }
-        if seen & n.required != n.required {
-            return Err(give_up());
+        found.then_some(())
+    }
+
+    /// Whether a scanned key equals `name` (decoding it only when it has escapes).
+    fn key_is(&self, key: &Str, name: &str) -> Option<bool> {
+        let raw = &self.b[key.start..key.end];
+        if key.escapes == 0 {
+            return Some(raw == name.as_bytes());
         }
-        Ok(())
+        let decoded: String = serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
+        Some(decoded == name)
+    }
+
+    /// Scan a string at the cursor (which must be at its opening quote).
+    fn string(&mut self) -> Option<Str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.i += 1;
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let mut escapes = 0;
+        let mut escape_bytes = 0;
+        let mut high = 0u64;
+        loop {
+            // Eight bytes at a time until a quote, a backslash or a control character.
+            while i + 8 <= b.len() {
+                let x = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+                high |= x & HI;
+                let stop = zero_bytes(x ^ (LO * u64::from(b'"')))
+                    | zero_bytes(x ^ (LO * u64::from(b'\\')))
+                    | (x.wrapping_sub(LO * 0x20) & !x & HI);
+                if stop != 0 {
+                    i += (stop.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
+            }
+            let c = *b.get(i)?;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let n = escape_len(&b[i..])?;
+                    escapes += 1;
+                    escape_bytes += n;
+                    i += n;
+                }
+                0..0x20 => return None,
+                c => {
+                    high |= u64::from(c & 0x80);
+                    i += 1;
+                }
+            }
+        }
+        self.i = i + 1;
+        let non_ascii = high != 0;
+        if non_ascii {
+            std::str::from_utf8(&b[start..i]).ok()?;
+        }
+        Some(Str {
+            start,
+            end: i,
+            escapes,
+            escape_bytes,
+            non_ascii,
+        })
+    }
+
+    /// Scan a number; `(is_float, text)`.
+    fn number(&mut self) -> Option<(bool, &'a [u8])> {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let mut float = false;
+        if b.get(i) == Some(&b'.') {
+            float = true;
+            i += 1;
+            let digits = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == digits {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            float = true;
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let digits = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == digits {
+                return None;
+            }
+        }
+        self.i = i;
+        Some((float, &b[start..i]))
+    }
+
+    /// Pass over any value, checking only that it is well-formed JSON.
+    fn skip(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.i += 1;
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.skip(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => {
+                let (_, text) = self.number()?;
+                fits(text).then_some(())
+            }
+        }
+    }
+
+    /// Check one value against a node.
+    fn value(&mut self, n: &Node, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        if n.unconstrained() {
+            return self.skip(depth);
+        }
+        match self.peek()? {
+            b'"' => {
+                if n.types & STRING == 0 {
+                    return None;
+                }
+                let s = self.string()?;
+                if n.min_length.is_some() || n.max_length.is_some() {
+                    let raw = &self.b[s.start..s.end];
+                    let bytes_as_chars = if s.non_ascii {
+                        raw.iter().filter(|&&c| (c & 0xC0) != 0x80).count()
+                    } else {
+                        raw.len()
+                    };
+                    // Each escape is one character.
+                    let chars = bytes_as_chars - s.escape_bytes + s.escapes;
+                    let len = chars as u64;
+                    if n.min_length.is_some_and(|m| len < m)
+                        || n.max_length.is_some_and(|m| len > m)
+                    {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+            b'{' => self.object(n, depth),
+            b'[' => {
+                if n.types & ARRAY == 0 {
+                    return None;
+                }
+                self.i += 1;
+                let any = Node::any();
+                let item = n.items.as_deref().unwrap_or(&any);
+                let mut count = 0u64;
+                if self.peek()? == b']' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.value(item, depth + 1)?;
+                        count += 1;
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                if n.min_items.is_some_and(|m| count < m) || n.max_items.is_some_and(|m| count > m)
+                {
+                    return None;
+                }
+                Some(())
+            }
+            b't' => {
+                self.literal(b"true")?;
+                (n.types & BOOLEAN != 0).then_some(())
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                (n.types & BOOLEAN != 0).then_some(())
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                (n.types & NULL != 0).then_some(())
+            }
+            _ => {
+                let (float, text) = self.number()?;
+                if !float && let Some(v) = small_integer(text) {
+                    // Exact as f64 (at most 15 digits).
+                    return n.number_ok(INTEGER, v).then_some(());
+                }
+                if !float {
+                    // Long integers: serde_json may make them floats; not decided here.
+                    return None;
+                }
+                // A float where only integers are allowed: `1.0` counts as an integer for
+                // jsonschema; leave that to it.
+                if n.types & NUMBER == 0 {
+                    return None;
+                }
+                if !n.bounded() {
+                    return fits(text).then_some(());
+                }
+                let x = finite(text)?;
+                // serde_json's default float parsing may be one ulp off a correctly rounded
+                // one: values within a hair of a bound are left to the full check.
+                if n.near_a_bound(x) {
+                    return None;
+                }
+                n.number_ok(NUMBER, x).then_some(())
+            }
+        }
+    }
+
+    fn object(&mut self, n: &Node, depth: u32) -> Option<()> {
+        if n.types & OBJECT == 0 {
+            return None;
+        }
+        self.i += 1;
+        let mut seen = 0u64;
+        if self.peek()? == b'}' {
+            self.i += 1;
+        } else {
+            // Documents usually list properties in one order: try the one after the last
+            // match before searching.
+            let mut next = 0usize;
+            loop {
+                let key = self.string()?;
+                self.eat(b':')?;
+                let found = if key.escapes == 0 {
+                    let raw = &self.b[key.start..key.end];
+                    match n.properties.get(next) {
+                        Some((p, _)) if p.as_bytes() == raw => Ok(next),
+                        _ => n
+                            .properties
+                            .binary_search_by(|(p, _)| p.as_bytes().cmp(raw)),
+                    }
+                } else {
+                    let decoded: String =
+                        serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
+                    n.properties
+                        .binary_search_by(|(p, _)| p.as_str().cmp(decoded.as_str()))
+                };
+                match found {
+                    Ok(i) => {
+                        next = i + 1;
+                        let bit = 1u64 << i;
+                        if seen & bit != 0 {
+                            return None; // duplicate key
+                        }
+                        seen |= bit;
+                        self.value(&n.properties[i].1, depth + 1)?;
+                    }
+                    Err(_) => match &n.additional {
+                        None => self.skip(depth + 1)?,
+                        Some(None) => return None,
+                        Some(Some(extra)) => self.value(extra, depth + 1)?,
+                    },
+                }
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        (seen & n.required == n.required).then_some(())
+    }
+}
+
+/// The length of the escape at the start of `b` (which begins with a backslash), or `None`
+/// when it is not one serde_json accepts (surrogates are left to it).
+fn escape_len(b: &[u8]) -> Option<usize> {
+    match *b.get(1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
+        b'u' => {
+            let hex = std::str::from_utf8(b.get(2..6)?).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            let code = u32::from_str_radix(hex, 16).ok()?;
+            (!(0xD800..=0xDFFF).contains(&code)).then_some(6)
+        }
+        _ => None,
+    }
+}
+
+/// An integer of at most 15 digits (so exact as f64), as f64.
+fn small_integer(text: &[u8]) -> Option<f64> {
+    let (neg, digits) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.len() > 15 {
+        return None;
+    }
+    let v = digits
+        .iter()
+        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')) as f64;
+    Some(if neg { -v } else { v })
+}
+
+/// Whether serde_json would accept the number (it refuses what overflows f64, which needs an
+/// exponent or over 300 digits: only those are parsed here).
+fn fits(text: &[u8]) -> bool {
+    let may_overflow = text.len() > 300 || text.iter().any(|&c| c | 0x20 == b'e');
+    !may_overflow || finite(text).is_some()
+}
+
+/// The number's value when serde_json would accept it (it refuses what overflows f64).
+fn finite(text: &[u8]) -> Option<f64> {
+    let x: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    x.is_finite().then_some(x)
+}
+
+impl Node {
+    /// Nothing to check below here: any well-formed value will do.
+    fn unconstrained(&self) -> bool {
+        self.types == ANY
+            && self.properties.is_empty()
+            && self.additional.is_none()
+            && !self.bounded()
+            && self.min_length.is_none()
+            && self.max_length.is_none()
+            && self.min_items.is_none()
+            && self.max_items.is_none()
+            && self.items.is_none()
+    }
+
+    fn bounded(&self) -> bool {
+        self.minimum.is_some()
+            || self.maximum.is_some()
+            || self.exclusive_minimum.is_some()
+            || self.exclusive_maximum.is_some()
+    }
+
+    fn near_a_bound(&self, x: f64) -> bool {
+        let near = |m: f64| (x - m).abs() <= m.abs().max(f64::MIN_POSITIVE) * 1e-12;
+        [
+            self.minimum,
+            self.maximum,
+            self.exclusive_minimum,
+            self.exclusive_maximum,
+        ]
+        .into_iter()
+        .flatten()
+        .any(near)
     }
 }
 
@@ -498,6 +783,206 @@ mod tests {
     }
 }
 
+/// Random documents and random damage to them: the scanner must never call valid what
+/// serde_json + jsonschema would not, and on undamaged documents it should decide like them.
+#[cfg(test)]
+mod random {
+    use super::*;
+    use serde_json::json;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+            &xs[self.below(xs.len() as u64) as usize]
+        }
+    }
+
+    fn schema() -> Value {
+        json!({"type": "object", "required": ["s", "i", "b"], "additionalProperties": false,
+        "properties": {
+            "s": {"type": "string", "minLength": 2, "maxLength": 6},
+            "i": {"type": "integer", "minimum": -5, "maximum": 100},
+            "n": {"type": "number", "exclusiveMinimum": 0.5, "maximum": 1e6},
+            "b": {"type": "boolean"},
+            "z": {"type": ["null", "string"]},
+            "any": {},
+            "list": {"type": "array", "items": {"type": "integer"}, "maxItems": 3},
+            "obj": {"type": "object", "properties": {"k": {"type": "string"}},
+                    "additionalProperties": {"type": "number"}}
+        }})
+    }
+
+    fn string(rng: &mut Rng) -> String {
+        let parts = [
+            "a",
+            "bc",
+            "é",
+            "日本",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1F600}",
+            "x",
+            "/",
+            "\t",
+        ];
+        (0..rng.below(8)).map(|_| *rng.pick(&parts)).collect()
+    }
+
+    fn value(rng: &mut Rng, depth: u32) -> Value {
+        match rng.below(if depth > 2 { 6 } else { 8 }) {
+            0 => Value::Null,
+            1 => json!(rng.below(2) == 0),
+            2 => json!(rng.below(200) as i64 - 50),
+            3 => json!(*rng.pick(&[0.5, 0.25, 1.5, -3.75, 1e6, 1e7, 2.0, 0.50000001])),
+            4 | 5 => json!(string(rng)),
+            6 => Value::Array((0..rng.below(5)).map(|_| value(rng, depth + 1)).collect()),
+            _ => {
+                let keys = ["k", "q", "s", "i", "n"];
+                let mut m = Map::new();
+                for _ in 0..rng.below(4) {
+                    m.insert((*rng.pick(&keys)).to_owned(), value(rng, depth + 1));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    fn document(rng: &mut Rng) -> Value {
+        let mut m = Map::new();
+        for key in ["s", "i", "n", "b", "z", "any", "list", "obj", "extra"] {
+            // Mostly right-typed fields, sometimes missing or anything at all.
+            let v = match (key, rng.below(10)) {
+                ("extra", 0) => value(rng, 1),
+                ("extra", _) => continue,
+                (_, 0) => continue,
+                (_, 1) => value(rng, 1),
+                ("s", _) => json!(*rng.pick(&["ab", "été", "日本語", "a\"b", "abcdef", "abc\n"])),
+                ("i", _) => json!(rng.below(110) as i64 - 8),
+                ("n", _) => json!(*rng.pick(&[0.75, 3.5, 999_999.5, 0.5, 1e-3, 42.0, 1e5])),
+                ("b", _) => json!(rng.below(2) == 0),
+                ("z", _) => json!(*rng.pick(&[None, Some("x"), Some("")])),
+                ("list", _) => Value::Array((0..rng.below(4)).map(|i| json!(i * 7)).collect()),
+                ("obj", _) => json!({"k": string(rng), "w": 1.5, "v": -2}),
+                _ => value(rng, 1),
+            };
+            m.insert(key.to_owned(), v);
+        }
+        Value::Object(m)
+    }
+
+    fn damage(rng: &mut Rng, bytes: &mut Vec<u8>) {
+        let junk = b"\"\\{}[],:-+.eE0 19aZ\x01\xff\xc3";
+        for _ in 0..=rng.below(3) {
+            if bytes.is_empty() {
+                return;
+            }
+            let at = rng.below(bytes.len() as u64) as usize;
+            match rng.below(4) {
+                0 => bytes[at] = *rng.pick(junk),
+                1 => bytes.insert(at, *rng.pick(junk)),
+                2 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+    }
+
+    #[test]
+    fn never_more_permissive() {
+        let schema = schema();
+        let node = Node::compile(&schema).expect("in the subset");
+        let full = jsonschema::validator_for(&schema).unwrap();
+        let truth =
+            |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).is_ok_and(|v| full.is_valid(&v));
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut valid_docs, mut agreed) = (0, 0);
+        for round in 0..20_000 {
+            let doc = document(&mut rng);
+            let mut bytes = if round % 2 == 0 {
+                serde_json::to_vec(&doc).unwrap()
+            } else {
+                serde_json::to_vec_pretty(&doc).unwrap()
+            };
+            let fast = valid(&node, &bytes, &[]);
+            let slow = truth(&bytes);
+            assert!(
+                !fast || slow,
+                "said valid: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            if slow && !fast && std::env::var_os("SHOW").is_some() {
+                eprintln!("undecided: {}", String::from_utf8_lossy(&bytes));
+            }
+            valid_docs += usize::from(slow);
+            agreed += usize::from(slow && fast);
+            damage(&mut rng, &mut bytes);
+            let fast = valid(&node, &bytes, &[]);
+            assert!(
+                !fast || truth(&bytes),
+                "said valid after damage: {:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        // The fast path decides nearly every valid document itself.
+        assert!(valid_docs > 1000, "{valid_docs} valid documents");
+        assert!(agreed * 100 >= valid_docs * 95, "{agreed} of {valid_docs}");
+    }
+
+    #[test]
+    fn strings_numbers_and_nesting() {
+        let node = Node::compile(&json!({"type": "object", "properties": {
+            "s": {"type": "string", "maxLength": 2},
+            "n": {"type": "number", "maximum": 10}}}))
+        .unwrap();
+        let full = |b: &[u8]| valid(&node, b, &[]);
+        assert!(
+            full(br#"{"s":"\u00e9\n"}"#),
+            "escapes count as one character each"
+        );
+        assert!(!full(br#"{"s":"abc"}"#));
+        assert!(full("{\"s\":\"日本\"}".as_bytes()), "characters, not bytes");
+        assert!(
+            !full(br#"{"s":"\ud800"}"#),
+            "surrogates are left to the full check"
+        );
+        assert!(
+            !full(b"{\"s\":\"a\x01\"}"),
+            "control characters are not JSON"
+        );
+        assert!(!full(b"{\"s\":\"\xff\"}"), "nor is invalid UTF-8");
+        assert!(
+            !full(br#"{"n":1e400}"#),
+            "serde_json refuses what overflows"
+        );
+        assert!(!full(br#"{"x":1e400}"#), "even where nothing is checked");
+        assert!(full(br#"{"n":9.5,"x":[1,{"y":[]}]}"#));
+        assert!(!full(br#"{"n":01}"#));
+        assert!(!full(br#"{"n":1.}"#));
+        assert!(
+            !full(br#"{"n":10.000000000000001}"#),
+            "too near the bound to decide"
+        );
+        assert!(!full(br#"{"n":1} x"#), "trailing characters");
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(!full(deep.as_bytes()), "deeper than serde_json goes");
+        let long = format!("{{\"s\":\"{}\",\"x\":\"{}\"}}", "ab", "z".repeat(1000));
+        assert!(full(long.as_bytes()));
+    }
+}
+
 #[cfg(test)]
 mod speed {
     use super::*;
@@ -538,29 +1023,49 @@ mod speed {
                 t.elapsed().as_secs_f64() / 200_000.0 * 1e6
             );
         }
-        struct Keys;
-        impl<'de> Visitor<'de> for Keys {
-            type Value = ();
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("map")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-                while let Some(k) = map.next_key::<Key<'de>>()? {
-                    std::hint::black_box(k.as_str());
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Ok(())
-            }
+    }
+}
+
+#[cfg(test)]
+mod bench_shape {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bench_events_take_the_fast_path() {
+        let mut props = Map::new();
+        let mut required = Vec::new();
+        for f in 0..20 {
+            let name = format!("field_{f:02}");
+            let s = match f % 4 {
+                0 => json!({"type": "string", "minLength": 1, "maxLength": 64}),
+                1 => json!({"type": "integer", "minimum": 0}),
+                2 => json!({"type": "boolean"}),
+                _ => json!({"type": "number", "maximum": 1e12}),
+            };
+            props.insert(name.clone(), s);
+            required.push(name);
         }
-        let inner = serde_json::to_vec(&payload).unwrap();
-        let t = std::time::Instant::now();
-        for _ in 0..200_000 {
-            let mut de = serde_json::Deserializer::from_slice(&inner);
-            de::Deserializer::deserialize_map(&mut de, Keys).unwrap();
+        let schema = json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
+        let node = Node::compile(&schema).unwrap();
+        for i in 0..2000usize {
+            let mut payload = Map::new();
+            for f in 0..20 {
+                let v = match f % 4 {
+                    0 => json!(format!("value-{i}-{f}-{}", "y".repeat(24))),
+                    1 => json!(i as i64 * 7 + f),
+                    2 => json!(f % 3 == 0),
+                    _ => json!((i as f64) * 0.5 + f as f64),
+                };
+                payload.insert(format!("field_{f:02}"), v);
+            }
+            let doc = json!({"event_type": "bench.event", "org_id": i % 1000, "payload": payload, "note": "n".repeat(400)});
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            assert!(
+                valid(&node, &bytes, &["payload".to_owned()]),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
         }
-        println!(
-            "keys only: {:.2} us",
-            t.elapsed().as_secs_f64() / 200_000.0 * 1e6
-        );
     }
 }

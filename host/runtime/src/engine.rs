@@ -146,6 +146,10 @@ fn config(options: &RuntimeOptions, pooling: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // `perf` can name guest functions (writes /tmp/perf-PID.map) when asked to.
+    if std::env::var_os("SLUICE_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let n = options.max_instances;
         let mut pool = PoolingAllocationConfig::default();
