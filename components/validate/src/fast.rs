@@ -50,6 +50,10 @@ pub struct Node {
     required: u64,
     /// `None`: open; `Some(None)`: closed; `Some(Some(node))`: extra properties follow it.
     additional: Option<Option<Box<Node>>>,
+    /// Bit i: `properties[i]`'s name needs no escaping, so it can be matched in place.
+    plain_names: u64,
+    /// Nothing to check here or below: any well-formed value will do.
+    free: bool,
 }
 
 impl Node {
@@ -129,12 +133,19 @@ impl Node {
         if n.properties.len() > 64 {
             return None;
         }
+        for (i, (name, _)) in n.properties.iter().enumerate() {
+            if name.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+                n.plain_names |= 1 << i;
+            }
+        }
+        n.free = n.unconstrained();
         Some(n)
     }
 
     fn any() -> Node {
         Node {
             types: ANY,
+            free: true,
             ..Node::default()
         }
     }
@@ -276,11 +287,25 @@ impl<'a> Scanner<'a> {
         found.then_some(())
     }
 
+    /// If the key at the cursor is exactly `name` (which needs no escaping), pass over it.
+    #[inline(always)]
+    fn key_here(&mut self, name: &[u8]) -> bool {
+        if self.peek() != Some(b'"') {
+            return false;
+        }
+        let (start, end) = (self.i + 1, self.i + 1 + name.len());
+        let matched = self.b.get(end) == Some(&b'"') && same(&self.b[start..end], name);
+        if matched {
+            self.i = end + 1;
+        }
+        matched
+    }
+
     /// Whether a scanned key equals `name` (decoding it only when it has escapes).
     fn key_is(&self, key: &Str, name: &str) -> Option<bool> {
         let raw = &self.b[key.start..key.end];
         if key.escapes == 0 {
-            return Some(raw == name.as_bytes());
+            return Some(same(raw, name.as_bytes()));
         }
         let decoded: String = serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
         Some(decoded == name)
@@ -449,7 +474,7 @@ impl<'a> Scanner<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        if n.unconstrained() {
+        if n.free {
             return self.skip(depth);
         }
         match self.peek()? {
@@ -561,22 +586,28 @@ impl<'a> Scanner<'a> {
             // match before searching.
             let mut next = 0usize;
             loop {
-                let key = self.string()?;
-                self.eat(b':')?;
-                let found = if key.escapes == 0 {
-                    let raw = &self.b[key.start..key.end];
-                    match n.properties.get(next) {
-                        Some((p, _)) if p.as_bytes() == raw => Ok(next),
-                        _ => n
-                            .properties
-                            .binary_search_by(|(p, _)| p.as_bytes().cmp(raw)),
+                let found = match n.properties.get(next) {
+                    // The property after the last match, matched in place: no scan, no search.
+                    Some((p, _))
+                        if n.plain_names & (1 << next) != 0 && self.key_here(p.as_bytes()) =>
+                    {
+                        Ok(next)
                     }
-                } else {
-                    let decoded: String =
-                        serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
-                    n.properties
-                        .binary_search_by(|(p, _)| p.as_str().cmp(decoded.as_str()))
+                    _ => {
+                        let key = self.string()?;
+                        if key.escapes == 0 {
+                            let raw = &self.b[key.start..key.end];
+                            n.properties
+                                .binary_search_by(|(p, _)| p.as_bytes().cmp(raw))
+                        } else {
+                            let decoded: String =
+                                serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
+                            n.properties
+                                .binary_search_by(|(p, _)| p.as_str().cmp(decoded.as_str()))
+                        }
+                    }
                 };
+                self.eat(b':')?;
                 match found {
                     Ok(i) => {
                         next = i + 1;
@@ -605,6 +636,24 @@ impl<'a> Scanner<'a> {
         }
         (seen & n.required == n.required).then_some(())
     }
+}
+
+/// Byte equality eight bytes at a time (a `memcmp` call per key is slow in a wasm guest).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return false;
+        }
+        i += 8;
+    }
+    a[i..].iter().zip(&b[i..]).all(|(x, y)| x == y)
 }
 
 /// The length of the escape at the start of `b` (which begins with a backslash), or `None`

@@ -7,7 +7,8 @@
 //! - `subject` — instead of `schema`, the newest schema of this registry subject;
 //! - `types` — per event type, a subject whose newest schema that type follows (the catalog).
 //!
-//! Valid JSON is usually proven so by a tokenizing check of a JSON Schema subset ([`fast`]);
+//! Valid JSON is usually proven so by one strict pass over its bytes against a JSON Schema
+//! subset ([`fast`]);
 //! the full `jsonschema` check runs when that cannot decide, and explains rejections.
 //!
 //! Data in Confluent's wire format (magic byte 0, a 4-byte big-endian schema id, the body) is
