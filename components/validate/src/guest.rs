@@ -4,9 +4,10 @@ use std::cell::RefCell;
 
 use crate::check::{Checker, Config};
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "packed-validator", path: "../../wit" });
 
 use exports::sluice::gateway::validate::Guest;
+use exports::sluice::gateway::validate_packed::{Guest as PackedGuest, PackedEvent, Span};
 use sluice::gateway::schemas;
 use sluice::gateway::types::{BatchContext, Event, Rejection, Verdict, Violation};
 
@@ -49,42 +50,71 @@ impl Guest for Validate {
     }
 
     fn validate(_ctx: BatchContext, events: Vec<Event>) -> Vec<Verdict> {
-        CHECKER.with(|c| {
-            let mut c = c.borrow_mut();
-            let Some(checker) = c.as_mut() else {
-                return events
-                    .iter()
-                    .map(|_| {
-                        reject(
-                            "not-initialized",
-                            vec![("".into(), "the stage was not initialized".into())],
-                        )
-                    })
-                    .collect();
-            };
-            // Held to the configured subject when there is one (the topic's value subject).
-            let subject = checker.subject().map(str::to_owned);
-            let mut lookup = |id: u32| {
-                match &subject {
-                    Some(s) => schemas::in_subject(s, id),
-                    None => schemas::by_id(id),
-                }
-                .map(|s| (s.schema_type.into(), s.definition))
-            };
-            events
-                .iter()
-                .map(|e| {
-                    // Envelopes are JSON; raw records (any other content type) are whole.
-                    let envelope = e.content_type == "application/json";
-                    checker.check(&e.data, envelope, &e.type_, &mut lookup)
-                })
-                .map(|outcome| match outcome {
-                    Ok(()) => Verdict::Accept,
-                    Err(failure) => reject(failure.reason, failure.violations),
-                })
-                .collect()
+        verdicts(events.len(), |i| {
+            let e = &events[i];
+            // Envelopes are JSON; raw records (any other content type) are whole.
+            let envelope = e.content_type == "application/json";
+            (&e.data[..], envelope, &e.type_[..])
         })
     }
+}
+
+impl PackedGuest for Validate {
+    fn validate_packed(
+        _ctx: BatchContext,
+        buffer: Vec<u8>,
+        events: Vec<PackedEvent>,
+    ) -> Vec<Verdict> {
+        let part = |s: Span| {
+            let start = s.offset as usize;
+            buffer.get(start..start.saturating_add(s.len as usize))
+        };
+        verdicts(events.len(), |i| {
+            let e = &events[i];
+            let data = part(e.data).unwrap_or_default();
+            // A type that is not UTF-8 matches no pattern (the host sends UTF-8).
+            let ty = part(e.type_)
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .unwrap_or_default();
+            (data, e.json, ty)
+        })
+    }
+}
+
+/// A verdict for each of `n` events, `event(i)` giving the i-th one's data, whether it is a JSON
+/// envelope, and its type.
+fn verdicts<'a>(n: usize, event: impl Fn(usize) -> (&'a [u8], bool, &'a str)) -> Vec<Verdict> {
+    CHECKER.with(|c| {
+        let mut c = c.borrow_mut();
+        let Some(checker) = c.as_mut() else {
+            return (0..n)
+                .map(|_| {
+                    reject(
+                        "not-initialized",
+                        vec![("".into(), "the stage was not initialized".into())],
+                    )
+                })
+                .collect();
+        };
+        // Held to the configured subject when there is one (the topic's value subject).
+        let subject = checker.subject().map(str::to_owned);
+        let mut lookup = |id: u32| {
+            match &subject {
+                Some(s) => schemas::in_subject(s, id),
+                None => schemas::by_id(id),
+            }
+            .map(|s| (s.schema_type.into(), s.definition))
+        };
+        (0..n)
+            .map(|i| {
+                let (data, envelope, ty) = event(i);
+                match checker.check(data, envelope, ty, &mut lookup) {
+                    Ok(()) => Verdict::Accept,
+                    Err(failure) => reject(failure.reason, failure.violations),
+                }
+            })
+            .collect()
+    })
 }
 
 fn reject(reason: &str, violations: Vec<(String, String)>) -> Verdict {

@@ -30,6 +30,7 @@ mod with_shared {
             }
         };
     }
+    world!(packed_validator, "packed-validator");
     world!(enricher, "enricher");
     world!(router, "router");
     world!(transformer, "transformer");
@@ -44,6 +45,10 @@ pub use validator::sluice::gateway::types::{
 pub use validator::sluice::gateway::{clock, logging, reference_tables, schemas};
 pub use validator::{Validator, ValidatorPre};
 pub use with_shared::enricher::{Enricher, EnricherPre};
+pub use with_shared::packed_validator::exports::sluice::gateway::validate_packed::{
+    PackedEvent, Span,
+};
+pub use with_shared::packed_validator::{PackedValidator, PackedValidatorPre};
 pub use with_shared::router::exports::sluice::gateway::route::{DeadLetter, Decision, Destination};
 pub use with_shared::router::{Router, RouterPre};
 pub use with_shared::transformer::exports::sluice::gateway::transform::Output;

@@ -12,8 +12,9 @@ use wasmtime::{Store, Trap};
 use crate::engine::Runtime;
 use crate::error::{CallError, RuntimeError};
 use crate::generated::{
-    BatchContext, Decision, Enricher, EnricherPre, Event, Output, Rejection, Router, RouterPre,
-    Transformer, TransformerPre, Validator, ValidatorPre, Verdict,
+    BatchContext, Decision, Enricher, EnricherPre, Event, Output, PackedEvent, PackedValidator,
+    PackedValidatorPre, Rejection, Router, RouterPre, Transformer, TransformerPre, Validator,
+    ValidatorPre, Verdict,
 };
 use crate::guest::{GuestState, HostServices};
 use crate::metrics::{Counters, ErrorKind, StageStats};
@@ -74,6 +75,8 @@ impl Compiled {
 
 enum Pre {
     Validator(ValidatorPre<GuestState>),
+    /// A validator that also exports `validate-packed`.
+    PackedValidator(PackedValidatorPre<GuestState>),
     Enricher(EnricherPre<GuestState>),
     Router(RouterPre<GuestState>),
     Transformer(TransformerPre<GuestState>),
@@ -81,6 +84,7 @@ enum Pre {
 
 enum Bindings {
     Validator(Validator),
+    PackedValidator(PackedValidator),
     Enricher(Enricher),
     Router(Router),
     Transformer(Transformer),
@@ -102,7 +106,10 @@ fn pre_for(runtime: &Runtime, component: &Component, world: World) -> Result<Pre
         .instantiate_pre(component)
         .map_err(wrong)?;
     Ok(match world {
-        World::Validator => Pre::Validator(ValidatorPre::new(pre).map_err(wrong)?),
+        World::Validator => match PackedValidatorPre::new(pre.clone()) {
+            Ok(packed) => Pre::PackedValidator(packed),
+            Err(_) => Pre::Validator(ValidatorPre::new(pre).map_err(wrong)?),
+        },
         World::Enricher => Pre::Enricher(EnricherPre::new(pre).map_err(wrong)?),
         World::Router => Pre::Router(RouterPre::new(pre).map_err(wrong)?),
         World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(wrong)?),
@@ -242,6 +249,11 @@ impl Stage {
         self.inner.world
     }
 
+    /// A validator that also takes batches as one buffer ([`Stage::validate_packed`]).
+    pub fn packs(&self) -> bool {
+        matches!(self.inner.pre, Pre::PackedValidator(_))
+    }
+
     /// Create one instance from the pre-instantiated component and drop it, with or without
     /// the guest's `init`: what a call pays when no idle instance is left (benchmarks time it).
     pub fn instantiate_once(&self, init: bool) -> Result<(), CallError> {
@@ -267,6 +279,7 @@ impl Stage {
         store.set_epoch_deadline(self.deadline_ticks());
         let started = match &self.inner.pre {
             Pre::Validator(p) => p.instantiate(&mut store).map(drop),
+            Pre::PackedValidator(p) => p.instantiate(&mut store).map(drop),
             Pre::Enricher(p) => p.instantiate(&mut store).map(drop),
             Pre::Router(p) => p.instantiate(&mut store).map(drop),
             Pre::Transformer(p) => p.instantiate(&mut store).map(drop),
@@ -336,6 +349,11 @@ impl Stage {
                 let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
                 let r = b.sluice_gateway_validate().call_init(&mut store, config);
                 (Bindings::Validator(b), r)
+            }
+            Pre::PackedValidator(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_validate().call_init(&mut store, config);
+                (Bindings::PackedValidator(b), r)
             }
             Pre::Enricher(p) => {
                 let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
@@ -488,6 +506,26 @@ impl Stage {
             Bindings::Validator(v) => Some(
                 v.sluice_gateway_validate()
                     .call_validate(store, ctx, events),
+            ),
+            Bindings::PackedValidator(v) => Some(
+                v.sluice_gateway_validate()
+                    .call_validate(store, ctx, events),
+            ),
+            _ => None,
+        })
+    }
+
+    /// One verdict per event of a batch laid out in `buffer` (only where [`Stage::packs`]).
+    pub fn validate_packed(
+        &self,
+        ctx: &BatchContext,
+        buffer: &[u8],
+        events: &[PackedEvent],
+    ) -> Result<Vec<Verdict>, CallError> {
+        self.call(events.len(), |store, b| match b {
+            Bindings::PackedValidator(v) => Some(
+                v.sluice_gateway_validate_packed()
+                    .call_validate_packed(store, ctx, buffer, events),
             ),
             _ => None,
         })

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use sluice_runtime::{
     BatchContext, CallError, Decision, ErrorKind, Event, Header, HostServices, NoHostServices,
-    Runtime, RuntimeError, RuntimeOptions, Schema, Stage, StageLabels, Verdict, World,
+    PackedEvent, Runtime, RuntimeError, RuntimeOptions, Schema, Span, Stage, StageLabels, Verdict,
+    World,
 };
 
 fn runtime() -> Runtime {
@@ -94,6 +95,79 @@ fn validate_accepts_and_rejects_per_event_and_reuses_its_instance() {
     assert_eq!(stats.calls, 5);
     assert_eq!(stats.events, 15);
     assert_eq!(stats.instantiations, 1, "one instance serves every batch");
+}
+
+#[test]
+fn packed_batches_get_the_verdicts_of_per_event_calls() {
+    let rt = runtime();
+    let config = r#"{"pointer":"/payload","schema":{"type":"object","required":["amount"],
+        "properties":{"amount":{"type":"number","minimum":0}}},
+        "types":[]}"#;
+    let s = stage(&rt, sluice_builtins::VALIDATE, World::Validator, config).unwrap();
+    assert!(s.packs(), "the built-in validator exports validate-packed");
+    let router = stage(
+        &rt,
+        sluice_builtins::ROUTE,
+        World::Router,
+        r#"{"rules":[]}"#,
+    )
+    .unwrap();
+    assert!(!router.packs(), "other stages do not");
+    assert!(matches!(
+        router.validate_packed(&ctx(), b"", &[]),
+        Err(CallError::BadOutput(_))
+    ));
+
+    let mut raw = event("4", "t", r#"{"amount":-5}"#);
+    raw.content_type = "text/plain".into();
+    let events = vec![
+        event("1", "t", r#"{"payload":{"amount":1}}"#),
+        event("2", "t", r#"{"payload":{"amount":-1}}"#),
+        event("3", "other", "not json"),
+        raw,
+        event("5", "t", r#"{"payload":{}}"#),
+        event("6", "t", r#"{"note":"x","payload":{"amount":0.5}}"#),
+    ];
+    // The events back to back, with their types, as the host packs stored records.
+    let mut buffer = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        let span = Span {
+            offset: buffer.len() as u32,
+            len: bytes.len() as u32,
+        };
+        buffer.extend_from_slice(bytes);
+        span
+    };
+    let packed: Vec<PackedEvent> = events
+        .iter()
+        .map(|e| PackedEvent {
+            data: put(&e.data),
+            type_: put(e.type_.as_bytes()),
+            json: e.content_type == "application/json",
+        })
+        .collect();
+    let one_by_one = s.validate(&ctx(), &events).unwrap();
+    let in_one_buffer = s.validate_packed(&ctx(), &buffer, &packed).unwrap();
+    assert_eq!(in_one_buffer, one_by_one);
+    let accepted: Vec<bool> = in_one_buffer
+        .iter()
+        .map(|v| *v == Verdict::Accept)
+        .collect();
+    assert_eq!(accepted, [true, false, false, false, false, true]);
+    // A span outside the buffer is an event with no data, not a trap.
+    let outside = [PackedEvent {
+        data: Span {
+            offset: 1 << 30,
+            len: 10,
+        },
+        type_: Span { offset: 0, len: 0 },
+        json: true,
+    }];
+    let v = s.validate_packed(&ctx(), &buffer, &outside).unwrap();
+    assert!(
+        matches!(&v[0], Verdict::Reject(r) if r.reason == "invalid-json"),
+        "{v:?}"
+    );
 }
 
 #[test]

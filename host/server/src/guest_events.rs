@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use sluice_log::Record;
-use sluice_runtime::{Event, Header};
+use sluice_runtime::{Event, Header, PackedEvent, Span};
 
 const JSON: &str = "application/json";
 
@@ -70,6 +70,39 @@ pub fn to_record(event: Event) -> Record {
     }
 }
 
+/// Records laid out for a packed validator (`validate-packed`): their values and types back to
+/// back in one buffer, and where each one's parts are.
+pub struct PackedBatch {
+    pub buffer: Vec<u8>,
+    pub events: Vec<PackedEvent>,
+}
+
+/// Lay out `records` for `validate-packed`; `None` if they do not fit 32-bit offsets.
+pub fn pack<'a>(records: impl ExactSizeIterator<Item = &'a Record>) -> Option<PackedBatch> {
+    let mut batch = PackedBatch {
+        buffer: Vec::new(),
+        events: Vec::with_capacity(records.len()),
+    };
+    let put = |buffer: &mut Vec<u8>, bytes: &[u8]| -> Option<Span> {
+        let offset = u32::try_from(buffer.len()).ok()?;
+        let len = u32::try_from(bytes.len()).ok()?;
+        offset.checked_add(len)?;
+        buffer.extend_from_slice(bytes);
+        Some(Span { offset, len })
+    };
+    for record in records {
+        let data = put(&mut batch.buffer, &record.value)?;
+        let ty = record.header("ce_type").map_or(&[][..], |t| &t[..]);
+        let type_ = put(&mut batch.buffer, ty)?;
+        // As `to_event` sees it: JSON unless a `content-type` header says otherwise.
+        let json = record
+            .header("content-type")
+            .is_none_or(|t| &t[..] == JSON.as_bytes());
+        batch.events.push(PackedEvent { data, type_, json });
+    }
+    Some(batch)
+}
+
 /// The event's id as a guest left it (the `ce_id` header).
 pub fn id_of(record: &Record) -> String {
     record
@@ -81,6 +114,35 @@ pub fn id_of(record: &Record) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packing_lays_out_values_and_types() {
+        let json = Record {
+            key: None,
+            value: Bytes::from_static(br#"{"a":1}"#),
+            headers: vec![("ce_type".into(), Bytes::from_static(b"order.created"))],
+            timestamp: 1,
+        };
+        let raw = Record {
+            key: None,
+            value: Bytes::from_static(b"\x00\x01"),
+            headers: vec![("content-type".into(), Bytes::from_static(b"text/plain"))],
+            timestamp: 2,
+        };
+        let batch = pack([&json, &raw].into_iter()).expect("fits");
+        let part = |s: Span| &batch.buffer[s.offset as usize..(s.offset + s.len) as usize];
+        assert_eq!(batch.events.len(), 2);
+        assert_eq!(part(batch.events[0].data), br#"{"a":1}"#);
+        assert_eq!(part(batch.events[0].type_), b"order.created");
+        assert!(batch.events[0].json);
+        assert_eq!(part(batch.events[1].data), b"\x00\x01");
+        assert_eq!(part(batch.events[1].type_), b"");
+        assert!(
+            !batch.events[1].json,
+            "as to_event: the content-type header decides"
+        );
+        assert_eq!(to_event(&raw).content_type, "text/plain");
+    }
 
     #[test]
     fn round_trip_keeps_everything() {

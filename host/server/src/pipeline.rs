@@ -22,6 +22,7 @@ use sluice_runtime::{
 
 use crate::components::Components;
 use crate::error::ApiError;
+use crate::guest_events::PackedBatch;
 
 /// A stage as the topic document names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,6 +285,54 @@ impl Pipeline {
         self.stages
             .iter()
             .all(|s| s.stage.world() == World::Validator)
+    }
+
+    /// Only validators, each taking batches as one buffer: [`Pipeline::validate_packed`] may run
+    /// it.
+    pub fn packs(&self) -> bool {
+        self.stages
+            .iter()
+            .all(|s| s.stage.world() == World::Validator && s.stage.packs())
+    }
+
+    /// Run a packed batch through a pipeline of packing validators. Per event: `None` when
+    /// every stage accepted it (append it as it is), else the fate that stopped it.
+    pub fn validate_packed(&self, ctx: &BatchContext, batch: &PackedBatch) -> Vec<Option<Fate>> {
+        let mut fates: Vec<Option<Fate>> = (0..batch.events.len()).map(|_| None).collect();
+        let mut live: Vec<usize> = (0..batch.events.len()).collect();
+        for s in &self.stages {
+            if live.is_empty() {
+                break;
+            }
+            let events: Vec<_> = live.iter().map(|&i| batch.events[i]).collect();
+            match s.stage.validate_packed(ctx, &batch.buffer, &events) {
+                Ok(verdicts) => {
+                    let mut kept = Vec::with_capacity(live.len());
+                    for (i, v) in live.into_iter().zip(verdicts) {
+                        match v {
+                            Verdict::Accept => kept.push(i),
+                            Verdict::Reject(r) => {
+                                fates[i] = Some(Fate::Rejected {
+                                    stage: s.label.clone(),
+                                    reason: r.reason,
+                                    violations: r.violations,
+                                })
+                            }
+                        }
+                    }
+                    live = kept;
+                }
+                Err(error) => {
+                    for i in live.drain(..) {
+                        fates[i] = Some(Fate::Failed {
+                            stage: s.label.clone(),
+                            error: error.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        fates
     }
 
     /// Run a batch through every stage. Returns, per input event (by index), its fates (a

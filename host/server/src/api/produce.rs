@@ -23,7 +23,7 @@ use crate::auth::{Principal, Role, now_ms};
 use crate::dead_letters;
 use crate::envelope::{self, Event, Framing, TopicRules};
 use crate::error::{ApiError, from_log};
-use crate::guest_events::{id_of, to_event, to_record};
+use crate::guest_events::{id_of, pack, to_event, to_record};
 use crate::metrics::{EventTypeLabels, TopicLabels};
 use crate::pipeline::{self, Fate, Pipeline, PipelineKey};
 use crate::server::{App, Body, Call, json};
@@ -41,6 +41,21 @@ struct Placement {
     dedup: bool,
     /// Why it goes to a dead-letter topic.
     dead_letter: Option<String>,
+}
+
+impl Placement {
+    /// Request event `origin` into `topic` as it was parsed.
+    fn as_parsed(origin: usize, topic: &str, e: Event) -> Placement {
+        Placement {
+            origin,
+            topic: topic.to_owned(),
+            record: e.record,
+            partition: e.partition,
+            event_id: e.event_id,
+            dedup: e.id_given,
+            dead_letter: None,
+        }
+    }
 }
 
 /// A topic's built pipeline, or what to build it from (stages, value subject).
@@ -284,17 +299,29 @@ pub(crate) async fn ingest(
         }
         _ => None,
     };
-    if let Some(pipeline) = pipeline {
+    // Validators that take batches as one buffer: the records cross the boundary in one piece,
+    // and each accepted one is appended as it was parsed.
+    let packed = match &pipeline {
+        Some(p) if p.packs() => pack(parsed.iter().map(|(_, e)| &e.record)),
+        _ => None,
+    };
+    if let (Some(pipeline), Some(batch)) = (&pipeline, packed) {
+        let (pipeline, ctx) = (pipeline.clone(), batch_context(who, topic, now));
+        let stopped = tokio::task::spawn_blocking(move || pipeline.validate_packed(&ctx, &batch))
+            .await
+            .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
+        for ((i, e), stop) in parsed.into_iter().zip(stopped) {
+            match stop.as_ref().and_then(Fate::error) {
+                Some(err) => errors[i] = Some(err),
+                None => placements.push(Placement::as_parsed(i, topic, e)),
+            }
+        }
+    } else if let Some(pipeline) = pipeline {
         // Validators cannot change an event: an accepted one is appended as it was parsed,
         // without converting it back from the guest's form.
         let keep_records = pipeline.validate_only();
         let events: Vec<_> = parsed.iter().map(|(_, e)| to_event(&e.record)).collect();
-        let ctx = BatchContext {
-            tenant: who.tenant.clone(),
-            topic: topic.to_owned(),
-            key_id: Some(who.key_id.clone()),
-            ingest_time: now,
-        };
+        let ctx = batch_context(who, topic, now);
         let fates = tokio::task::spawn_blocking(move || pipeline.run(&ctx, events))
             .await
             .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
@@ -352,15 +379,7 @@ pub(crate) async fn ingest(
         }
     } else {
         for (i, e) in parsed {
-            placements.push(Placement {
-                origin: i,
-                topic: topic.to_owned(),
-                record: e.record,
-                partition: e.partition,
-                event_id: e.event_id,
-                dedup: e.id_given,
-                dead_letter: None,
-            });
+            placements.push(Placement::as_parsed(i, topic, e));
         }
     }
 
@@ -592,6 +611,15 @@ async fn pipeline_for(
     app.pipelines
         .insert(full, stages, subject, generation, built.clone());
     Ok(built)
+}
+
+fn batch_context(who: &Principal, topic: &str, now: i64) -> BatchContext {
+    BatchContext {
+        tenant: who.tenant.clone(),
+        topic: topic.to_owned(),
+        key_id: Some(who.key_id.clone()),
+        ingest_time: now,
+    }
 }
 
 fn sticky_counter(app: &App, topic: &str) -> Arc<AtomicU32> {
