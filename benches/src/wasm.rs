@@ -217,10 +217,20 @@ pub fn components(dir: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
                 buffer.extend_from_slice(bytes);
                 span
             };
+            // Where the payload is, as the host's envelope parser finds it.
+            let fields: std::collections::HashMap<&str, &serde_json::value::RawValue> =
+                serde_json::from_slice(&e.data).expect("an envelope");
+            let from = fields["payload"].get().as_ptr() as usize - e.data.as_ptr() as usize;
+            let len = fields["payload"].get().len() as u32;
+            let data = put(&e.data);
             PackedEvent {
-                data: put(&e.data),
+                data,
                 type_: put(e.type_.as_bytes()),
                 json: true,
+                payload: Some(Span {
+                    offset: data.offset + from as u32,
+                    len,
+                }),
             }
         })
         .collect();

@@ -269,6 +269,19 @@ impl Checker {
         self.subject.as_deref()
     }
 
+    /// Whether an envelope's `payload` member (as the host delimited it: well-formed JSON, the
+    /// only `payload`) is proven valid by the fast path, when the check is of `/payload`.
+    /// `false` means "not proven": [`Checker::check`] on the whole data decides.
+    pub fn valid_payload(&self, payload: &[u8], event_type: &str) -> bool {
+        if self.pointer != "/payload" {
+            return false;
+        }
+        match self.schema_for(event_type) {
+            Some(Compiled::Json(_, Some(node))) => fast::valid(node, payload, &[]),
+            _ => false,
+        }
+    }
+
     /// Check one event's data. `envelope`: the data is a gateway envelope (JSON), checked at
     /// the configured pointer; otherwise (raw records) the whole value is the document.
     /// Wire-format data (magic byte 0, schema id) is checked against the schema of its id.
@@ -334,6 +347,24 @@ mod tests {
 
     fn checker(config: &str) -> Checker {
         Checker::new(Config::parse(config).unwrap(), None, vec![]).unwrap()
+    }
+
+    #[test]
+    fn a_delimited_payload_is_checked_alone_only_for_the_payload_pointer() {
+        let c = checker(
+            r#"{"pointer":"/payload","schema":{"type":"object","required":["amount"],
+                "properties":{"amount":{"type":"number","minimum":0}}}}"#,
+        );
+        assert!(c.valid_payload(br#"{"amount":1}"#, "t"));
+        assert!(
+            !c.valid_payload(br#"{"amount":-1}"#, "t"),
+            "left to the full check"
+        );
+        let whole = checker(r#"{"schema":{"type":"object"}}"#);
+        assert!(
+            !whole.valid_payload(b"{}", "t"),
+            "a check of the whole data does not use the payload"
+        );
     }
 
     fn none(_: u32) -> Option<(SchemaType, String)> {

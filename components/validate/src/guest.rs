@@ -54,7 +54,7 @@ impl Guest for Validate {
             let e = &events[i];
             // Envelopes are JSON; raw records (any other content type) are whole.
             let envelope = e.content_type == "application/json";
-            (&e.data[..], envelope, &e.type_[..])
+            (&e.data[..], envelope, &e.type_[..], None)
         })
     }
 }
@@ -76,14 +76,18 @@ impl PackedGuest for Validate {
             let ty = part(e.type_)
                 .and_then(|t| std::str::from_utf8(t).ok())
                 .unwrap_or_default();
-            (data, e.json, ty)
+            let payload = e.payload.and_then(part).filter(|_| e.json);
+            (data, e.json, ty, payload)
         })
     }
 }
 
-/// A verdict for each of `n` events, `event(i)` giving the i-th one's data, whether it is a JSON
-/// envelope, and its type.
-fn verdicts<'a>(n: usize, event: impl Fn(usize) -> (&'a [u8], bool, &'a str)) -> Vec<Verdict> {
+/// What `verdicts` needs of one event: its data, whether it is a JSON envelope, its type, and
+/// its envelope's `payload` member when the host delimited it.
+type Parts<'a> = (&'a [u8], bool, &'a str, Option<&'a [u8]>);
+
+/// A verdict for each of `n` events, `event(i)` giving the i-th one's parts.
+fn verdicts<'a>(n: usize, event: impl Fn(usize) -> Parts<'a>) -> Vec<Verdict> {
     CHECKER.with(|c| {
         let mut c = c.borrow_mut();
         let Some(checker) = c.as_mut() else {
@@ -107,7 +111,12 @@ fn verdicts<'a>(n: usize, event: impl Fn(usize) -> (&'a [u8], bool, &'a str)) ->
         };
         (0..n)
             .map(|i| {
-                let (data, envelope, ty) = event(i);
+                let (data, envelope, ty, payload) = event(i);
+                if let Some(payload) = payload
+                    && checker.valid_payload(payload, ty)
+                {
+                    return Verdict::Accept;
+                }
                 match checker.check(data, envelope, ty, &mut lookup) {
                     Ok(()) => Verdict::Accept,
                     Err(failure) => reject(failure.reason, failure.violations),

@@ -129,8 +129,7 @@ fn packed_batches_get_the_verdicts_of_per_event_calls() {
         event("6", "t", r#"{"note":"x","payload":{"amount":0.5}}"#),
     ];
     // The events back to back, with their types, as the host packs stored records.
-    let mut buffer = Vec::new();
-    let mut put = |bytes: &[u8]| {
+    let put = |buffer: &mut Vec<u8>, bytes: &[u8]| {
         let span = Span {
             offset: buffer.len() as u32,
             len: bytes.len() as u32,
@@ -138,17 +137,44 @@ fn packed_batches_get_the_verdicts_of_per_event_calls() {
         buffer.extend_from_slice(bytes);
         span
     };
-    let packed: Vec<PackedEvent> = events
-        .iter()
-        .map(|e| PackedEvent {
-            data: put(&e.data),
-            type_: put(e.type_.as_bytes()),
-            json: e.content_type == "application/json",
-        })
-        .collect();
+    // With the envelope's `payload` delimited (as the host does; here it is the last member)
+    // and without.
+    let with_payload = |hint: bool| {
+        let mut buffer = Vec::new();
+        let packed: Vec<PackedEvent> = events
+            .iter()
+            .map(|e| {
+                let text = String::from_utf8_lossy(&e.data).into_owned();
+                let payload = text
+                    .find(r#""payload":"#)
+                    .map(|at| (at + 10, text.len() - 1));
+                let data_at = buffer.len() as u32;
+                let data = put(&mut buffer, &e.data);
+                let type_ = put(&mut buffer, e.type_.as_bytes());
+                PackedEvent {
+                    data,
+                    type_,
+                    json: e.content_type == "application/json",
+                    payload: payload.filter(|_| hint).map(|(from, to)| Span {
+                        offset: data_at + from as u32,
+                        len: (to - from) as u32,
+                    }),
+                }
+            })
+            .collect();
+        (buffer, packed)
+    };
     let one_by_one = s.validate(&ctx(), &events).unwrap();
+    let (buffer, packed) = with_payload(false);
     let in_one_buffer = s.validate_packed(&ctx(), &buffer, &packed).unwrap();
     assert_eq!(in_one_buffer, one_by_one);
+    let (hinted_buffer, hinted) = with_payload(true);
+    assert!(hinted[0].payload.is_some() && hinted[2].payload.is_none());
+    assert_eq!(
+        s.validate_packed(&ctx(), &hinted_buffer, &hinted).unwrap(),
+        one_by_one,
+        "a delimited payload changes no verdict, nor a rejection's path"
+    );
     let accepted: Vec<bool> = in_one_buffer
         .iter()
         .map(|v| *v == Verdict::Accept)
@@ -162,6 +188,7 @@ fn packed_batches_get_the_verdicts_of_per_event_calls() {
         },
         type_: Span { offset: 0, len: 0 },
         json: true,
+        payload: None,
     }];
     let v = s.validate_packed(&ctx(), &buffer, &outside).unwrap();
     assert!(

@@ -30,6 +30,9 @@ pub struct Event {
     pub record: Record,
     /// An explicit partition asked for by the producer.
     pub partition: Option<u32>,
+    /// Where the envelope's one `payload` member is in the stored value (none when there is
+    /// none, or several), for validators that check only it.
+    pub payload: Option<std::ops::Range<usize>>,
 }
 
 /// How the request body is framed.
@@ -275,6 +278,8 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         value.push_str("\"event_id\":");
         value.push_str(&serde_json::to_string(&event_id).expect("string serializes"));
     }
+    let mut payload = None;
+    let mut payloads = 0;
     for (k, v) in &fields.0 {
         if matches!(k.as_ref(), "key" | "partition" | "headers")
             || (k == "event_id" && given_id.is_none())
@@ -286,9 +291,14 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         }
         value.push_str(&serde_json::to_string(k.as_ref()).expect("string serializes"));
         value.push(':');
+        if k == "payload" {
+            payloads += 1;
+            payload = Some(value.len()..value.len() + v.get().len());
+        }
         value.push_str(v.get());
     }
     value.push('}');
+    let payload = payload.filter(|_| payloads == 1);
 
     let record = Record {
         key,
@@ -308,6 +318,7 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
         event_id,
         record,
         partition,
+        payload,
     })
 }
 
@@ -374,6 +385,7 @@ pub fn raw(
         id_given: false,
         record,
         partition,
+        payload: None,
     })
 }
 
@@ -448,6 +460,26 @@ mod tests {
         log_append_time: false,
         max_message_bytes: 1 << 20,
     };
+
+    #[test]
+    fn the_payload_span_points_into_the_stored_value() {
+        let e = parse(
+            r#"{"event_type":"t", "payload" : {"a": [1, "}"]}, "note":"x"}"#,
+            &RULES,
+            "kid",
+            1,
+        )
+        .unwrap();
+        let span = e.payload.clone().expect("one payload");
+        assert_eq!(&e.record.value[span], br#"{"a": [1, "}"]}"#);
+        let twice = parse(r#"{"payload":{},"payload":{"b":1}}"#, &RULES, "kid", 1).unwrap();
+        assert_eq!(
+            twice.payload, None,
+            "which one counts is left to the validator"
+        );
+        let none = parse(r#"{"event_type":"t"}"#, &RULES, "kid", 1).unwrap();
+        assert_eq!(none.payload, None);
+    }
 
     #[test]
     fn envelope_becomes_a_record() {

@@ -5,6 +5,8 @@
 //! passes every other header as is, and the way back writes them into headers again, so what a
 //! guest changes in a field is what readers see.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use sluice_log::Record;
 use sluice_runtime::{Event, Header, PackedEvent, Span};
@@ -77,8 +79,11 @@ pub struct PackedBatch {
     pub events: Vec<PackedEvent>,
 }
 
-/// Lay out `records` for `validate-packed`; `None` if they do not fit 32-bit offsets.
-pub fn pack<'a>(records: impl ExactSizeIterator<Item = &'a Record>) -> Option<PackedBatch> {
+/// Lay out `records` for `validate-packed`, each with where its envelope's `payload` is in its
+/// value (if the host knows); `None` if they do not fit 32-bit offsets.
+pub fn pack<'a>(
+    records: impl ExactSizeIterator<Item = (&'a Record, Option<Range<usize>>)>,
+) -> Option<PackedBatch> {
     let mut batch = PackedBatch {
         buffer: Vec::new(),
         events: Vec::with_capacity(records.len()),
@@ -90,15 +95,27 @@ pub fn pack<'a>(records: impl ExactSizeIterator<Item = &'a Record>) -> Option<Pa
         buffer.extend_from_slice(bytes);
         Some(Span { offset, len })
     };
-    for record in records {
+    for (record, payload) in records {
         let data = put(&mut batch.buffer, &record.value)?;
+        let payload = match payload {
+            Some(p) if p.start <= p.end && p.end <= record.value.len() => Some(Span {
+                offset: data.offset.checked_add(u32::try_from(p.start).ok()?)?,
+                len: u32::try_from(p.len()).ok()?,
+            }),
+            _ => None,
+        };
         let ty = record.header("ce_type").map_or(&[][..], |t| &t[..]);
         let type_ = put(&mut batch.buffer, ty)?;
         // As `to_event` sees it: JSON unless a `content-type` header says otherwise.
         let json = record
             .header("content-type")
             .is_none_or(|t| &t[..] == JSON.as_bytes());
-        batch.events.push(PackedEvent { data, type_, json });
+        batch.events.push(PackedEvent {
+            data,
+            type_,
+            json,
+            payload,
+        });
     }
     Some(batch)
 }
@@ -129,12 +146,14 @@ mod tests {
             headers: vec![("content-type".into(), Bytes::from_static(b"text/plain"))],
             timestamp: 2,
         };
-        let batch = pack([&json, &raw].into_iter()).expect("fits");
+        let batch = pack([(&json, Some(1..4)), (&raw, None)].into_iter()).expect("fits");
         let part = |s: Span| &batch.buffer[s.offset as usize..(s.offset + s.len) as usize];
         assert_eq!(batch.events.len(), 2);
         assert_eq!(part(batch.events[0].data), br#"{"a":1}"#);
         assert_eq!(part(batch.events[0].type_), b"order.created");
         assert!(batch.events[0].json);
+        let payload = batch.events[0].payload.expect("given");
+        assert_eq!(part(payload), br#""a""#);
         assert_eq!(part(batch.events[1].data), b"\x00\x01");
         assert_eq!(part(batch.events[1].type_), b"");
         assert!(

@@ -302,7 +302,7 @@ pub(crate) async fn ingest(
     // Validators that take batches as one buffer: the records cross the boundary in one piece,
     // and each accepted one is appended as it was parsed.
     let packed = match &pipeline {
-        Some(p) if p.packs() => pack(parsed.iter().map(|(_, e)| &e.record)),
+        Some(p) if p.packs() => pack(parsed.iter().map(|(_, e)| (&e.record, e.payload.clone()))),
         _ => None,
     };
     if let (Some(pipeline), Some(batch)) = (&pipeline, packed) {
