@@ -240,26 +240,6 @@ impl<'a> Scanner<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
-    /// The items of an object or array whose opening bracket was just passed: `item` for each,
-    /// separated by commas, up to and past `close`.
-    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        if self.peek()? == close {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            item(self)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                c if c == close => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
-    }
-
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.i + word.len();
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
@@ -276,19 +256,34 @@ impl<'a> Scanner<'a> {
         }
         self.eat(b'{')?;
         let mut found = false;
-        self.items(b'}', |s| {
-            let key = s.string()?;
-            s.eat(b':')?;
-            if s.key_is(&key, first)? {
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return None;
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            if self.key_is(&key, first)? {
                 if found {
                     return None; // a duplicate: serde_json keeps the last one
                 }
                 found = true;
-                s.at(rest, node, depth + 1)
+                self.at(rest, node, depth + 1)?;
             } else {
-                s.skip(depth + 1)
+                self.skip(depth + 1)?;
             }
-        })?;
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
         found.then_some(())
     }
 
@@ -420,6 +415,10 @@ impl<'a> Scanner<'a> {
     }
 
     /// Pass over any value, checking only that it is well-formed JSON.
+    ///
+    /// The comma-separated loops here and in `value`, `object` and `at` are written out on
+    /// purpose: one shared helper taking a closure made the guest's validate stage ~25 % slower
+    /// (measured with `sluice-bench wasm`, 1.38–1.42 vs 1.78 µs/event packed).
     fn skip(&mut self, depth: u32) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
@@ -428,15 +427,41 @@ impl<'a> Scanner<'a> {
             b'"' => self.string().map(drop),
             b'{' => {
                 self.i += 1;
-                self.items(b'}', |s| {
-                    s.string()?;
-                    s.eat(b':')?;
-                    s.skip(depth + 1)
-                })
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.string()?;
+                    self.eat(b':')?;
+                    self.skip(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
             }
             b'[' => {
                 self.i += 1;
-                self.items(b']', |s| s.skip(depth + 1))
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
             }
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
@@ -489,10 +514,22 @@ impl<'a> Scanner<'a> {
                 let any = Node::any();
                 let item = n.items.as_deref().unwrap_or(&any);
                 let mut count = 0u64;
-                self.items(b']', |s| {
-                    count += 1;
-                    s.value(item, depth + 1)
-                })?;
+                if self.peek()? == b']' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.value(item, depth + 1)?;
+                        count += 1;
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
                 if n.min_items.is_some_and(|m| count < m) || n.max_items.is_some_and(|m| count > m)
                 {
                     return None;
@@ -546,47 +583,61 @@ impl<'a> Scanner<'a> {
         }
         self.i += 1;
         let mut seen = 0u64;
-        // Documents usually list properties in one order: try the one after the last match
-        // before searching.
-        let mut next = 0usize;
-        self.items(b'}', |s| {
-            let found = match n.properties.get(next) {
-                // The property after the last match, matched in place: no scan, no search.
-                Some((p, _)) if n.plain_names & (1 << next) != 0 && s.key_here(p.as_bytes()) => {
-                    Ok(next)
-                }
-                _ => {
-                    let key = s.string()?;
-                    if key.escapes == 0 {
-                        let raw = &s.b[key.start..key.end];
-                        n.properties
-                            .binary_search_by(|(p, _)| p.as_bytes().cmp(raw))
-                    } else {
-                        let decoded: String =
-                            serde_json::from_slice(&s.b[key.start - 1..key.end + 1]).ok()?;
-                        n.properties
-                            .binary_search_by(|(p, _)| p.as_str().cmp(decoded.as_str()))
+        if self.peek()? == b'}' {
+            self.i += 1;
+        } else {
+            // Documents usually list properties in one order: try the one after the last
+            // match before searching.
+            let mut next = 0usize;
+            loop {
+                let found = match n.properties.get(next) {
+                    // The property after the last match, matched in place: no scan, no search.
+                    Some((p, _))
+                        if n.plain_names & (1 << next) != 0 && self.key_here(p.as_bytes()) =>
+                    {
+                        Ok(next)
                     }
-                }
-            };
-            s.eat(b':')?;
-            match found {
-                Ok(i) => {
-                    next = i + 1;
-                    let bit = 1u64 << i;
-                    if seen & bit != 0 {
-                        return None; // duplicate key
+                    _ => {
+                        let key = self.string()?;
+                        if key.escapes == 0 {
+                            let raw = &self.b[key.start..key.end];
+                            n.properties
+                                .binary_search_by(|(p, _)| p.as_bytes().cmp(raw))
+                        } else {
+                            let decoded: String =
+                                serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
+                            n.properties
+                                .binary_search_by(|(p, _)| p.as_str().cmp(decoded.as_str()))
+                        }
                     }
-                    seen |= bit;
-                    s.value(&n.properties[i].1, depth + 1)
+                };
+                self.eat(b':')?;
+                match found {
+                    Ok(i) => {
+                        next = i + 1;
+                        let bit = 1u64 << i;
+                        if seen & bit != 0 {
+                            return None; // duplicate key
+                        }
+                        seen |= bit;
+                        self.value(&n.properties[i].1, depth + 1)?;
+                    }
+                    Err(_) => match &n.additional {
+                        None => self.skip(depth + 1)?,
+                        Some(None) => return None,
+                        Some(Some(extra)) => self.value(extra, depth + 1)?,
+                    },
                 }
-                Err(_) => match &n.additional {
-                    None => s.skip(depth + 1),
-                    Some(None) => None,
-                    Some(Some(extra)) => s.value(extra, depth + 1),
-                },
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
             }
-        })?;
+        }
         (seen & n.required == n.required).then_some(())
     }
 }
