@@ -566,7 +566,10 @@ impl<'a> Scanner<'a> {
                 if !n.bounded() {
                     return fits(text).then_some(());
                 }
-                let x = finite(text)?;
+                let x = match short_decimal(text) {
+                    Some(x) => x,
+                    None => finite(text)?,
+                };
                 // serde_json's default float parsing may be one ulp off a correctly rounded
                 // one: values within a hair of a bound are left to the full check.
                 if n.near_a_bound(x) {
@@ -690,6 +693,40 @@ fn small_integer(text: &[u8]) -> Option<f64> {
         .iter()
         .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')) as f64;
     Some(if neg { -v } else { v })
+}
+
+/// A plain decimal (`-12.375`: no exponent, at most 15 digits) as f64, correctly rounded without
+/// the general parser: its digits as an integer are exact in f64 and so is a power of ten up to
+/// 10^15, so one division rounds correctly (Clinger's fast path).
+fn short_decimal(text: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (neg, rest) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mut mantissa = 0u64;
+    let mut digits = 0usize;
+    let mut fraction: Option<usize> = None;
+    for &c in rest {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = fraction.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            _ => return None,
+        }
+        if digits > 15 {
+            return None;
+        }
+    }
+    let x = mantissa as f64 / POW10[fraction.unwrap_or(0)];
+    Some(if neg { -x } else { x })
 }
 
 /// Whether serde_json would accept the number (it refuses what overflows f64, which needs an
@@ -992,6 +1029,31 @@ mod random {
         // The fast path decides nearly every valid document itself.
         assert!(valid_docs > 1000, "{valid_docs} valid documents");
         assert!(agreed * 100 >= valid_docs * 95, "{agreed} of {valid_docs}");
+    }
+
+    #[test]
+    fn short_decimals_parse_as_the_standard_parser_does() {
+        let mut rng = Rng(7);
+        for _ in 0..100_000 {
+            let int = rng.below(1_000_000_000);
+            let frac = rng.below(1_000_000);
+            let width = 1 + rng.below(6) as usize;
+            let text = format!(
+                "{}{int}.{frac:0width$}",
+                if rng.below(2) == 0 { "-" } else { "" }
+            );
+            let expected: f64 = text.parse().unwrap();
+            match short_decimal(text.as_bytes()) {
+                Some(x) => assert_eq!(x.to_bits(), expected.to_bits(), "{text}"),
+                None => assert!(text.trim_start_matches('-').len() > 16, "{text}"),
+            }
+        }
+        assert_eq!(
+            short_decimal(b"1e5"),
+            None,
+            "exponents take the general parser"
+        );
+        assert_eq!(short_decimal(b"12"), Some(12.0));
     }
 
     #[test]
