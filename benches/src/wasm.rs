@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_runtime::{
-    BatchContext, Event, NoHostServices, PackedEvent, Runtime, RuntimeOptions, Span, Stage,
-    StageLabels, World,
+    BatchContext, Event, NoHostServices, Runtime, RuntimeOptions, Stage, StageLabels, World,
 };
 
 use crate::pct;
@@ -204,36 +203,24 @@ pub fn components(dir: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
         "validate stage, 20-field JSON Schema, ~{} B events, batches of 100: {eps:.0} events/s on one core ({us:.2} us/event)",
         events[0].data.len()
     );
-    // The same events as the host packs stored records: one buffer per batch.
-    let mut buffer = Vec::new();
-    let packed: Vec<PackedEvent> = events
-        .iter()
-        .map(|e| {
-            let mut put = |bytes: &[u8]| {
-                let span = Span {
-                    offset: buffer.len() as u32,
-                    len: bytes.len() as u32,
-                };
-                buffer.extend_from_slice(bytes);
-                span
-            };
-            // Where the payload is, as the host's envelope parser finds it.
-            let fields: std::collections::HashMap<&str, &serde_json::value::RawValue> =
-                serde_json::from_slice(&e.data).expect("an envelope");
-            let from = fields["payload"].get().as_ptr() as usize - e.data.as_ptr() as usize;
-            let len = fields["payload"].get().len() as u32;
-            let data = put(&e.data);
-            PackedEvent {
-                data,
-                type_: put(e.type_.as_bytes()),
-                json: true,
-                payload: Some(Span {
-                    offset: data.offset + from as u32,
-                    len,
-                }),
-            }
+    // The same events as produce packs them: parsed as envelopes (which delimits each
+    // payload), then laid out in one buffer per batch.
+    let rules = sluice::envelope::TopicRules {
+        key_field: Some("org_id"),
+        log_append_time: false,
+        max_message_bytes: 1 << 20,
+    };
+    let parsed: Vec<sluice::envelope::Event> = (0..100)
+        .map(|i| {
+            let text = String::from_utf8(twenty_fields(i)).expect("UTF-8");
+            sluice::envelope::parse(&text, &rules, "bench", 0).expect("an envelope")
         })
         .collect();
+    let sluice::guest_events::PackedBatch {
+        buffer,
+        events: packed,
+    } = sluice::guest_events::pack(parsed.iter().map(|e| (&e.record, e.payload.clone())))
+        .expect("fits");
     anyhow::ensure!(
         validator.validate_packed(&ctx(), &buffer, &packed)? == verdicts,
         "packed and per-event verdicts differ"

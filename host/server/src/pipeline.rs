@@ -290,9 +290,7 @@ impl Pipeline {
     /// Only validators, each taking batches as one buffer: [`Pipeline::validate_packed`] may run
     /// it.
     pub fn packs(&self) -> bool {
-        self.stages
-            .iter()
-            .all(|s| s.stage.world() == World::Validator && s.stage.packs())
+        self.stages.iter().all(|s| s.stage.packs())
     }
 
     /// Run a packed batch through a pipeline of packing validators. Per event: `None` when
