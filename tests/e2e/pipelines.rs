@@ -273,3 +273,123 @@ async fn enrich_looks_up_a_reference_table_kept_from_a_topic() {
         json!({"tier": "bronze"})
     );
 }
+
+/// Every stored event of a topic (one partition), without what differs between two produce
+/// requests (the ingest time, the offset and timestamp).
+async fn stored_without_times(c: &Client, topic: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = c
+        .read_all(topic, 0, 0)
+        .await
+        .into_iter()
+        .map(|mut e| {
+            e["event"].as_object_mut().unwrap().remove("ingest_time");
+            let e = e.as_object_mut().unwrap();
+            e.remove("offset");
+            e.remove("timestamp");
+            if let Some(h) = e.get_mut("headers").and_then(Value::as_object_mut) {
+                // The time each request was received, and where a dead letter came from.
+                h.remove("ce_time");
+                h.remove("sluice_dlq_topic");
+            }
+            Value::Object(e.clone())
+        })
+        .collect();
+    out.sort_by_key(|e| e["event"]["event_id"].to_string());
+    out
+}
+
+#[tokio::test]
+async fn packed_and_per_event_pipelines_store_the_same() {
+    // The built-in validate, enrich and route take packed batches (the records cross in one
+    // buffer, enrich answers with insertions); a tenant's transformer after them makes the same
+    // stages run per event (`list<event>` both ways). Both must store exactly the same.
+    let s = Server::start().await;
+    let c = s.client();
+    let (st, v) = crate::transforms::upload(&c, "hostile", sluice_builtins::testing::HOSTILE).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let schema: Value = serde_json::from_str(ORDER_SCHEMA).unwrap();
+    let stages = json!([
+        {"component": "validate", "config": {"pointer": "/payload", "schema": schema}},
+        {"component": "enrich", "config": {"fields": ["tenant", "correlation_id", "ingest_time", "producer_key_id"]}},
+        {"component": "route", "config": {"rules": [
+            {"type": "*.test", "dlq": "test events are not accepted"},
+            {"type": "order.keyed", "key": "/payload/customer"},
+            {"type": "order.*", "when": [{"pointer": "/payload/amount", "op": "gte", "value": 0}], "keep": true},
+            {"type": "debug.*", "drop": true}]}}
+    ]);
+    let mut per_event = stages.clone();
+    per_event
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"component": "hostile", "config": {"behaviour": "ok"}}));
+    for (name, pipeline) in [("fast", stages), ("slow", per_event)] {
+        let (st, v) = c
+            .post(
+                "/v1/topics",
+                json!({"name": name, "partitions": 1, "replicationFactor": 1, "config": {},
+                       "pipeline": pipeline}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let batch = json!([
+        {"event_id": "a", "event_type": "order.created", "payload": {"amount": 10, "customer": "c1"}},
+        {"event_id": "b", "event_type": "order.created", "payload": {"amount": -1}},
+        {"event_id": "c", "event_type": "order.keyed", "payload": {"amount": 3, "customer": "c9"}},
+        {"event_id": "d", "event_type": "order.test", "payload": {"amount": 1}},
+        {"event_id": "e", "event_type": "debug.ping", "payload": {"amount": 1}},
+        {"event_id": "f", "event_type": "order.created", "tenant": "given", "payload": {"amount": 0}},
+        {"event_id": "g", "event_type": "order.created", "key": "k-g", "headers": {"x-trace": "t1"},
+         "payload": {"amount": 2.5, "customer": "c2"}},
+    ]);
+    let (st, fast) = c.produce("fast", batch.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{fast}");
+    let (st, slow) = c.produce("slow", batch).await;
+    assert_eq!(st, StatusCode::OK, "{slow}");
+    // The answers agree event by event (positions aside).
+    let shape = |v: &Value| -> Vec<Value> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("offset");
+                    o.remove("partition");
+                    o.remove("topic");
+                    o.remove("message");
+                }
+                r
+            })
+            .collect()
+    };
+    assert_eq!(shape(&fast), shape(&slow));
+    assert_eq!(fast["results"][1]["error_code"], 42210, "{fast}");
+    assert_eq!(fast["results"][4]["dropped"], true, "{fast}");
+    let (fast_stored, slow_stored) = (
+        stored_without_times(&c, "fast").await,
+        stored_without_times(&c, "slow").await,
+    );
+    assert_eq!(fast_stored.len(), 4, "a, c, f, g: {fast_stored:?}");
+    assert_eq!(fast_stored, slow_stored);
+    assert_eq!(fast_stored[1]["key"], "c9", "the router's key");
+    assert_eq!(fast_stored[2]["event"]["tenant"], "given", "kept as given");
+    assert_eq!(fast_stored[3]["headers"]["x-trace"], "t1");
+    assert_eq!(fast_stored[3]["key"], "k-g");
+    assert!(
+        fast_stored[0]["event"]["ingest_time"].is_null(),
+        "removed above"
+    );
+    let (fast_dlq, slow_dlq) = (
+        stored_without_times(&c, "fast.dlq").await,
+        stored_without_times(&c, "slow.dlq").await,
+    );
+    assert_eq!(fast_dlq.len(), 1);
+    assert_eq!(fast_dlq, slow_dlq);
+    assert_eq!(
+        fast_dlq[0]["event"]["correlation_id"], "d",
+        "enriched before routing"
+    );
+    s.stop().await;
+}

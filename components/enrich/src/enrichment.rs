@@ -102,18 +102,110 @@ impl Config {
     }
 }
 
-/// What the host told us about the batch and the event.
+/// What the host told us about the batch.
 pub struct Facts<'a> {
     pub ingest_time_ms: i64,
     pub key_id: Option<&'a str>,
     pub tenant: &'a str,
-    pub event_id: &'a str,
+}
+
+/// One configured field for a batch.
+enum Field {
+    /// The same for every event of the batch: its value, and its JSON member text
+    /// (`"tenant":"acme"`), rendered once.
+    Fixed { value: String, member: Vec<u8> },
+    /// A new W3C trace id per event.
+    TraceId,
+    /// The event's id.
+    CorrelationId,
+}
+
+/// The configured fields as one batch fills them in (a field with no value, such as the
+/// producer's key id of a batch without one, is left out).
+pub struct Fields {
+    list: Vec<(&'static str, Field)>,
+}
+
+impl Fields {
+    pub fn new(config: &Config, facts: &Facts) -> Fields {
+        let fixed = |name: &str, value: String| {
+            let mut member = Vec::with_capacity(name.len() + value.len() + 5);
+            serde_json::to_writer(&mut member, name).expect("writing to a Vec");
+            member.push(b':');
+            serde_json::to_writer(&mut member, &value).expect("writing to a Vec");
+            Field::Fixed { value, member }
+        };
+        let list = config
+            .fields
+            .iter()
+            .filter_map(|&f| {
+                let field = match f {
+                    "ingest_time" => fixed(f, rfc3339(facts.ingest_time_ms)),
+                    "producer_key_id" => fixed(f, facts.key_id?.to_owned()),
+                    "tenant" => fixed(f, facts.tenant.to_owned()),
+                    "trace_id" => Field::TraceId,
+                    "correlation_id" => Field::CorrelationId,
+                    _ => return None,
+                };
+                Some((f, field))
+            })
+            .collect();
+        Fields { list }
+    }
+
+    fn value(field: &Field, event_id: &str) -> String {
+        match field {
+            Field::Fixed { value, .. } => value.clone(),
+            Field::TraceId => uuid::Uuid::new_v4().simple().to_string(),
+            Field::CorrelationId => event_id.to_owned(),
+        }
+    }
+
+    /// Every field with its value for one event.
+    fn values(&self, event_id: &str) -> Vec<(&'static str, String)> {
+        self.list
+            .iter()
+            .map(|(name, f)| (*name, Fields::value(f, event_id)))
+            .collect()
+    }
+
+    /// The fields not in `keys` as members to go before the closing brace of an object
+    /// (`empty`: one with no members yet, so no leading comma).
+    fn missing_text(
+        &self,
+        keys: &[std::borrow::Cow<'_, str>],
+        empty: bool,
+        event_id: &str,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, field) in &self.list {
+            if keys.iter().any(|k| k == name) {
+                continue;
+            }
+            if !out.is_empty() || !empty {
+                out.push(b',');
+            }
+            match field {
+                Field::Fixed { member, .. } => out.extend_from_slice(member),
+                other => {
+                    serde_json::to_writer(&mut out, name).expect("writing to a Vec");
+                    out.push(b':');
+                    serde_json::to_writer(&mut out, &Fields::value(other, event_id))
+                        .expect("writing to a Vec");
+                }
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug)]
 pub enum Outcome {
     /// The new JSON data.
     Json(Vec<u8>),
+    /// `text` to insert into the data before byte `at` (the fields missing from a JSON object,
+    /// before its closing brace; nothing when none is missing).
+    Insert { at: usize, text: Vec<u8> },
     /// Data is not a JSON object: these headers instead.
     Headers(Vec<(String, String)>),
 }
@@ -121,44 +213,32 @@ pub enum Outcome {
 /// Enrich one event; `Err((path, message))` when a required lookup found nothing.
 pub fn enrich(
     config: &Config,
-    facts: &Facts,
+    fields: &Fields,
+    event_id: &str,
     data: &[u8],
     lookup: &mut dyn FnMut(&str, &str) -> Option<Vec<u8>>,
 ) -> Result<Outcome, (String, String)> {
-    let facts_list: Vec<(&str, String)> = config
-        .fields
-        .iter()
-        .filter_map(|f| {
-            let value = match *f {
-                "ingest_time" => rfc3339(facts.ingest_time_ms),
-                "producer_key_id" => facts.key_id?.to_owned(),
-                "tenant" => facts.tenant.to_owned(),
-                "trace_id" => uuid::Uuid::new_v4().simple().to_string(),
-                "correlation_id" => facts.event_id.to_owned(),
-                _ => return None,
-            };
-            Some((*f, value))
-        })
-        .collect();
     if config.lookups.is_empty() {
         // Only top-level fields are added: find which exist without building the document,
         // and write the missing ones before its closing brace.
         return Ok(match json_pick::top_level_keys(data) {
-            Ok(Some(keys)) => {
-                let missing: Vec<(&str, String)> = facts_list
-                    .into_iter()
-                    .filter(|(name, _)| !keys.iter().any(|k| k == name))
-                    .collect();
-                Outcome::Json(append_fields(data, keys.is_empty(), &missing))
-            }
+            Ok(Some(keys)) => Outcome::Insert {
+                at: data
+                    .iter()
+                    .rposition(|b| *b == b'}')
+                    .expect("a JSON object ends with a brace"),
+                text: fields.missing_text(&keys, keys.is_empty(), event_id),
+            },
             _ => Outcome::Headers(
-                facts_list
+                fields
+                    .values(event_id)
                     .into_iter()
                     .map(|(k, v)| (k.to_owned(), v))
                     .collect(),
             ),
         });
     }
+    let facts_list = fields.values(event_id);
     let doc: Option<Map<String, Value>> = match serde_json::from_slice(data) {
         Ok(Value::Object(o)) => Some(o),
         _ => None,
@@ -207,23 +287,12 @@ pub fn enrich(
     ))
 }
 
-/// `data` (a JSON object) with `fields` added before its closing brace.
-fn append_fields(data: &[u8], empty: bool, fields: &[(&str, String)]) -> Vec<u8> {
-    let end = data
-        .iter()
-        .rposition(|b| *b == b'}')
-        .expect("a JSON object ends with a brace");
-    let mut out = Vec::with_capacity(data.len() + fields.len() * 48);
-    out.extend_from_slice(&data[..end]);
-    for (i, (name, value)) in fields.iter().enumerate() {
-        if i > 0 || !empty {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, name).expect("writing to a Vec");
-        out.push(b':');
-        serde_json::to_writer(&mut out, value).expect("writing to a Vec");
-    }
-    out.extend_from_slice(&data[end..]);
+/// `data` with `text` inserted before byte `at`.
+pub fn splice(data: &[u8], at: usize, text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + text.len());
+    out.extend_from_slice(&data[..at]);
+    out.extend_from_slice(text);
+    out.extend_from_slice(&data[at..]);
     out
 }
 
@@ -291,7 +360,6 @@ mod tests {
             ingest_time_ms: 1_735_207_200_123,
             key_id: Some("k1"),
             tenant: "acme",
-            event_id: "e-1",
         }
     }
 
@@ -302,13 +370,30 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
+    /// The new data for JSON in, whichever way the outcome says it.
+    fn json_out(data: &[u8], outcome: Outcome) -> Vec<u8> {
+        match outcome {
+            Outcome::Json(out) => out,
+            Outcome::Insert { at, text } => splice(data, at, &text),
+            Outcome::Headers(h) => panic!("json in, json out: {h:?}"),
+        }
+    }
+
     #[test]
     fn adds_missing_fields_and_keeps_given_ones() {
         let config = Config::parse("").unwrap();
         let data = br#"{"event_type":"x","trace_id":"given","payload":{}}"#;
-        let Outcome::Json(out) = enrich(&config, &facts(), data, &mut |_, _| None).unwrap() else {
-            panic!("json in, json out")
-        };
+        let out = json_out(
+            data,
+            enrich(
+                &config,
+                &Fields::new(&config, &facts()),
+                "e-1",
+                data,
+                &mut |_, _| None,
+            )
+            .unwrap(),
+        );
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["trace_id"], "given");
         assert_eq!(v["tenant"], "acme");
@@ -328,7 +413,8 @@ mod tests {
         };
         let Outcome::Json(out) = enrich(
             &config,
-            &facts(),
+            &Fields::new(&config, &facts()),
+            "e-1",
             br#"{"payload":{"customer":42}}"#,
             &mut table,
         )
@@ -340,7 +426,8 @@ mod tests {
         assert!(v.get("tenant").is_none(), "fields: [] adds nothing");
         let err = enrich(
             &config,
-            &facts(),
+            &Fields::new(&config, &facts()),
+            "e-1",
             br#"{"payload":{"customer":7}}"#,
             &mut table,
         )
@@ -352,25 +439,59 @@ mod tests {
     fn fields_are_added_to_the_text_as_is() {
         let config = Config::parse(r#"{"fields":["tenant","correlation_id"]}"#).unwrap();
         let data = b"{\"b\": 2.50, \"a\": {\"x\":1} }\n";
-        let Outcome::Json(out) = enrich(&config, &facts(), data, &mut |_, _| None).unwrap() else {
-            panic!()
+        let outcome = enrich(
+            &config,
+            &Fields::new(&config, &facts()),
+            "e-1",
+            data,
+            &mut |_, _| None,
+        )
+        .unwrap();
+        let Outcome::Insert { at, .. } = &outcome else {
+            panic!("no lookups: an insertion, not a rewrite")
         };
+        assert_eq!(*at, data.len() - 2, "before the closing brace");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(json_out(data, outcome)).unwrap(),
             "{\"b\": 2.50, \"a\": {\"x\":1} ,\"tenant\":\"acme\",\"correlation_id\":\"e-1\"}\n"
         );
-        let Outcome::Json(out) = enrich(&config, &facts(), b"{}", &mut |_, _| None).unwrap() else {
+        let out = json_out(
+            b"{}",
+            enrich(
+                &config,
+                &Fields::new(&config, &facts()),
+                "e-1",
+                b"{}",
+                &mut |_, _| None,
+            )
+            .unwrap(),
+        );
+        assert_eq!(out, br#"{"tenant":"acme","correlation_id":"e-1"}"#);
+        let full = br#"{"tenant":"t","correlation_id":"c"}"#;
+        let Outcome::Insert { text, .. } = enrich(
+            &config,
+            &Fields::new(&config, &facts()),
+            "e-1",
+            full,
+            &mut |_, _| None,
+        )
+        .unwrap() else {
             panic!()
         };
-        assert_eq!(out, br#"{"tenant":"acme","correlation_id":"e-1"}"#);
+        assert!(text.is_empty(), "nothing missing, nothing inserted");
     }
 
     #[test]
     fn non_json_data_gets_headers() {
         let config = Config::parse(r#"{"fields":["tenant"]}"#).unwrap();
-        let Outcome::Headers(h) =
-            enrich(&config, &facts(), b"\x00binary", &mut |_, _| None).unwrap()
-        else {
+        let Outcome::Headers(h) = enrich(
+            &config,
+            &Fields::new(&config, &facts()),
+            "e-1",
+            b"\x00binary",
+            &mut |_, _| None,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(h, vec![("tenant".to_owned(), "acme".to_owned())]);

@@ -6,12 +6,20 @@
 //! subtrees the given pointers name, scanning past everything else without allocating, and
 //! [`top_level_keys`] lists an object's keys the same way. On the result, `Value::pointer`
 //! answers as it would on the full document.
+//!
+//! Both first try the strict byte scanner of [`scan`] (no serde visitor, strings eight bytes at
+//! a time, the picked subtrees alone parsed by serde_json); when it cannot prove the document
+//! well-formed they take serde_json's path, which then gives the same answer or the error.
+
+pub mod scan;
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+
+use crate::scan::{MAX_DEPTH, Scanner, Str};
 
 /// Split a JSON pointer into its unescaped segments.
 pub fn segments(pointer: &str) -> Vec<String> {
@@ -22,18 +30,40 @@ pub fn segments(pointer: &str) -> Vec<String> {
         .collect()
 }
 
+/// JSON pointers split once, for picking them out of many documents.
+#[derive(Debug, Clone)]
+pub struct Pointers {
+    paths: Vec<Vec<String>>,
+    /// Pointers through arrays, or the empty pointer, need the whole document.
+    whole: bool,
+}
+
+impl Pointers {
+    pub fn new(pointers: &[String]) -> Pointers {
+        let paths: Vec<Vec<String>> = pointers.iter().map(|p| segments(p)).collect();
+        let whole = paths.is_empty()
+            || paths
+                .iter()
+                .any(|p| p.is_empty() || p.iter().any(|s| s.parse::<usize>().is_ok()));
+        Pointers { paths, whole }
+    }
+}
+
 /// A sparse document with (at least) the subtrees at `pointers`. Pointers through arrays, or
 /// the empty pointer, make it parse the whole document.
 pub fn pick(data: &[u8], pointers: &[String]) -> Result<Value, serde_json::Error> {
-    let paths: Vec<Vec<String>> = pointers.iter().map(|p| segments(p)).collect();
-    let whole = paths.is_empty()
-        || paths
-            .iter()
-            .any(|p| p.is_empty() || p.iter().any(|s| s.parse::<usize>().is_ok()));
-    if whole {
+    pick_pointers(data, &Pointers::new(pointers))
+}
+
+/// [`pick`] with the pointers split beforehand.
+pub fn pick_pointers(data: &[u8], pointers: &Pointers) -> Result<Value, serde_json::Error> {
+    if pointers.whole {
         return serde_json::from_slice(data);
     }
-    let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+    let refs: Vec<&[String]> = pointers.paths.iter().map(Vec::as_slice).collect();
+    if let Some(v) = fast_pick(data, &refs) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_slice(data);
     let v = Pick(&refs).deserialize(&mut de)?;
     de.end()?;
@@ -41,11 +71,115 @@ pub fn pick(data: &[u8], pointers: &[String]) -> Result<Value, serde_json::Error
 }
 
 /// The keys of a top-level object (`None` if the document is not an object).
-pub fn top_level_keys(data: &[u8]) -> Result<Option<Vec<String>>, serde_json::Error> {
+pub fn top_level_keys(data: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, serde_json::Error> {
+    if let Some(keys) = fast_keys(data) {
+        return Ok(keys);
+    }
     let mut de = serde_json::Deserializer::from_slice(data);
     let keys = (&mut de).deserialize_any(Keys)?;
     de.end()?;
-    Ok(keys)
+    Ok(keys.map(|k| k.into_iter().map(Cow::Owned).collect()))
+}
+
+/// A scanned string's text: borrowed unless it has escapes.
+fn text<'a>(s: &Scanner<'a>, key: &Str) -> Option<Cow<'a, str>> {
+    if key.escapes == 0 {
+        return std::str::from_utf8(&s.b[key.start..key.end])
+            .ok()
+            .map(Cow::Borrowed);
+    }
+    serde_json::from_slice(&s.b[key.start - 1..key.end + 1])
+        .ok()
+        .map(Cow::Owned)
+}
+
+/// [`top_level_keys`] by the strict scanner; `None` when not proven well-formed.
+fn fast_keys(data: &[u8]) -> Option<Option<Vec<Cow<'_, str>>>> {
+    let mut s = Scanner::new(data);
+    let keys = if s.peek()? == b'{' {
+        s.i += 1;
+        let mut keys = Vec::new();
+        if s.peek()? == b'}' {
+            s.i += 1;
+        } else {
+            loop {
+                let key = s.string()?;
+                keys.push(text(&s, &key)?);
+                s.eat(b':')?;
+                s.skip(1)?;
+                match s.peek()? {
+                    b',' => s.i += 1,
+                    b'}' => {
+                        s.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        Some(keys)
+    } else {
+        s.skip(0)?;
+        None
+    };
+    s.ws();
+    (s.i == data.len()).then_some(keys)
+}
+
+/// [`pick`] by the strict scanner; `None` when not proven well-formed.
+fn fast_pick(data: &[u8], paths: &[&[String]]) -> Option<Value> {
+    let mut s = Scanner::new(data);
+    let v = pick_value(&mut s, paths, 0)?;
+    s.ws();
+    (s.i == data.len()).then_some(v)
+}
+
+/// The value at the cursor as `Pick` builds it: objects keep the members the paths go into,
+/// a subtree a path ends at is parsed whole (by serde_json, from its bytes alone), arrays the
+/// paths go into are null (a pointer through an array parses the whole document instead).
+fn pick_value(s: &mut Scanner, paths: &[&[String]], depth: u32) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let first = s.peek()?;
+    if first != b'{' || paths.iter().any(|p| p.is_empty()) {
+        let start = s.i;
+        s.skip(depth)?;
+        if first == b'[' && !paths.iter().any(|p| p.is_empty()) {
+            return Some(Value::Null);
+        }
+        return serde_json::from_slice(&s.b[start..s.i]).ok();
+    }
+    s.i += 1;
+    let mut out = Map::new();
+    if s.peek()? == b'}' {
+        s.i += 1;
+        return Some(Value::Object(out));
+    }
+    loop {
+        let key = s.string()?;
+        let key = text(s, &key)?;
+        s.eat(b':')?;
+        let below: Vec<&[String]> = paths
+            .iter()
+            .filter(|p| p[0] == key.as_ref())
+            .map(|p| &p[1..])
+            .collect();
+        if below.is_empty() {
+            s.skip(depth + 1)?;
+        } else {
+            let v = pick_value(s, &below, depth + 1)?;
+            out.insert(key.into_owned(), v);
+        }
+        match s.peek()? {
+            b',' => s.i += 1,
+            b'}' => {
+                s.i += 1;
+                return Some(Value::Object(out));
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Keeps the subtrees at its paths (relative to where it stands); an empty path keeps all.
@@ -193,5 +327,126 @@ mod tests {
         );
         assert_eq!(top_level_keys(b"[1]").unwrap(), None);
         assert!(top_level_keys(b"{").is_err());
+    }
+
+    /// The serde_json path alone, as it was before the scanner.
+    fn serde_pick(data: &[u8], pointers: &[String]) -> Result<Value, serde_json::Error> {
+        let paths: Vec<Vec<String>> = pointers.iter().map(|p| segments(p)).collect();
+        let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+        let mut de = serde_json::Deserializer::from_slice(data);
+        let v = Pick(&refs).deserialize(&mut de)?;
+        de.end()?;
+        Ok(v)
+    }
+
+    fn serde_keys(data: &[u8]) -> Result<Option<Vec<String>>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(data);
+        let keys = (&mut de).deserialize_any(Keys)?;
+        de.end()?;
+        Ok(keys)
+    }
+
+    const POINTERS: [&[&str]; 5] = [
+        &["/a"],
+        &["/a/b", "/f"],
+        &["/a", "/a/d/e"],
+        &["/k\"q", "/missing/x"],
+        &["/i", "/g"],
+    ];
+
+    /// The scanner never answers where serde_json fails, and answers as it does elsewhere.
+    fn agree(doc: &[u8]) -> (bool, bool) {
+        let mut decided = (true, true);
+        for pointers in POINTERS {
+            let pointers: Vec<String> = pointers.iter().map(|p| p.to_string()).collect();
+            let paths: Vec<Vec<String>> = pointers.iter().map(|p| segments(p)).collect();
+            let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+            let slow = serde_pick(doc, &pointers);
+            match fast_pick(doc, &refs) {
+                Some(v) => {
+                    let slow = slow.unwrap_or_else(|e| {
+                        panic!("scanner accepted what serde_json refuses ({e}): {doc:?}")
+                    });
+                    for p in &pointers {
+                        assert_eq!(v.pointer(p), slow.pointer(p), "{p} in {doc:?}");
+                    }
+                }
+                None => decided.0 &= slow.is_err(),
+            }
+        }
+        let slow = serde_keys(doc);
+        match fast_keys(doc) {
+            Some(keys) => {
+                let keys = keys.map(|k| k.into_iter().map(Cow::into_owned).collect::<Vec<_>>());
+                assert_eq!(keys, slow.expect("serde_json accepts it too"), "{doc:?}");
+            }
+            None => decided.1 &= slow.is_err(),
+        }
+        decided
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_serde_json() {
+        let corpus: [&[u8]; 16] = [
+            DOC,
+            br#"{"a":1,"a":{"b":2}}"#,
+            br#"{"k\"q":"escaped key","a\u0062":1}"#,
+            b"{\"a\":\"caf\xc3\xa9\"}",
+            b"{\"a\":\"bad \xff utf-8\"}",
+            b"{\"a\":\"raw\ncontrol\"}",
+            br#"{"a":1e400}"#,
+            br#"{"a":-0.0e-5,"f":[true,false,null,{}]}"#,
+            br#" { "a" : { "b" : [ 1 , 2 ] } } "#,
+            br#"{"a":1,}"#,
+            br#"{"a":01}"#,
+            br#"{"a":"\ud800"}"#,
+            br#"[1,2,{"a":1}]"#,
+            br#""just a string""#,
+            br#"{"a":{"b":1}} trailing"#,
+            br#"{"a":{"d":{"e":"x"}},"i":null,"g":"\u00e9\n"}"#,
+        ];
+        for doc in corpus {
+            agree(doc);
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        agree(deep.as_bytes());
+        // Well-formed documents are decided by the scanner itself.
+        assert_eq!(agree(DOC), (true, true));
+        assert_eq!(
+            agree(br#"{"a":-0.0e-5,"f":[true,false,null,{}]}"#),
+            (true, true)
+        );
+    }
+
+    #[test]
+    fn the_scanner_agrees_on_damaged_documents() {
+        // A small LCG: reproducible, no dependency.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % n
+        };
+        let base: Vec<&[u8]> = vec![
+            DOC,
+            br#"{"a":{"b":12.5,"d":{"e":"\u00e9"}},"f":"x\"y","k\"q":[1,{"z":null}],"i":-3e2}"#,
+        ];
+        let alphabet = b"{}[]\":,\\ 0123456789eE.-+tfnulrsa\xc3\xa9\xff\n";
+        for round in 0..20_000 {
+            let mut doc = base[round % base.len()].to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(doc.len() + 1);
+                match next(4) {
+                    0 if at < doc.len() => doc[at] = alphabet[next(alphabet.len())],
+                    1 => doc.insert(at, alphabet[next(alphabet.len())]),
+                    2 if at < doc.len() => {
+                        doc.remove(at);
+                    }
+                    _ => doc.truncate(at),
+                }
+            }
+            agree(&doc);
+        }
     }
 }

@@ -4,16 +4,42 @@ use std::cell::RefCell;
 
 use crate::rules::{Action, Rules};
 
-wit_bindgen::generate!({ world: "router", path: "../../wit" });
+wit_bindgen::generate!({ world: "packed-router", path: "../../wit" });
 
-use exports::sluice::gateway::route::{DeadLetter, Decision, Destination, Guest};
-use sluice::gateway::types::{BatchContext, Event};
+use exports::sluice::gateway::route::Guest;
+use exports::sluice::gateway::route_packed::Guest as PackedGuest;
+use sluice::gateway::types::{
+    BatchContext, DeadLetter, Decision, Destination, Event, PackedEvent, Span,
+};
 
 thread_local! {
     static RULES: RefCell<Option<Rules>> = const { RefCell::new(None) };
 }
 
 struct Route;
+
+/// The decision for an event of type `event_type` with `data`.
+fn decide(rules: &Rules, event_type: &str, data: &[u8]) -> Decision {
+    match rules.decide(event_type, data) {
+        Action::Keep => Decision::Deliver(Destination {
+            topic: None,
+            key: None,
+        }),
+        Action::Deliver { topic, key } => Decision::Deliver(Destination {
+            topic,
+            key: key.map(String::into_bytes),
+        }),
+        Action::DeadLetter { topic, reason } => Decision::DeadLetter(DeadLetter { topic, reason }),
+        Action::Drop => Decision::Drop,
+    }
+}
+
+fn with_rules<R>(f: impl FnOnce(&Rules) -> R) -> R {
+    RULES.with(|r| {
+        let r = r.borrow();
+        f(r.as_ref().expect("init ran before route"))
+    })
+}
 
 impl Guest for Route {
     fn init(config: String) -> Result<(), String> {
@@ -23,24 +49,34 @@ impl Guest for Route {
     }
 
     fn route(_ctx: BatchContext, events: Vec<Event>) -> Vec<Decision> {
-        RULES.with(|r| {
-            let r = r.borrow();
-            let rules = r.as_ref().expect("init ran before route");
+        with_rules(|rules| {
             events
                 .iter()
-                .map(|e| match rules.decide(&e.type_, &e.data) {
-                    Action::Keep => Decision::Deliver(Destination {
-                        topic: None,
-                        key: None,
-                    }),
-                    Action::Deliver { topic, key } => Decision::Deliver(Destination {
-                        topic,
-                        key: key.map(String::into_bytes),
-                    }),
-                    Action::DeadLetter { topic, reason } => {
-                        Decision::DeadLetter(DeadLetter { topic, reason })
-                    }
-                    Action::Drop => Decision::Drop,
+                .map(|e| decide(rules, &e.type_, &e.data))
+                .collect()
+        })
+    }
+}
+
+impl PackedGuest for Route {
+    fn route_packed(
+        _ctx: BatchContext,
+        buffer: Vec<u8>,
+        events: Vec<PackedEvent>,
+    ) -> Vec<Decision> {
+        let part = |s: Span| {
+            let start = s.offset as usize;
+            buffer
+                .get(start..start.saturating_add(s.len as usize))
+                .unwrap_or_default()
+        };
+        with_rules(|rules| {
+            events
+                .iter()
+                .map(|e| {
+                    // As the host lifts it into `event.type` for `route`.
+                    let ty = String::from_utf8_lossy(part(e.type_));
+                    decide(rules, &ty, part(e.data))
                 })
                 .collect()
         })

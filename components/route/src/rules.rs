@@ -64,7 +64,7 @@ pub struct Rules {
     rules: Vec<Rule>,
     default: ActionSpec,
     /// The JSON pointers conditions and keys read: only these parts of an event are parsed.
-    pointers: Vec<String>,
+    pointers: Option<json_pick::Pointers>,
 }
 
 fn action(o: &serde_json::Map<String, Value>, at: &str) -> Result<ActionSpec, String> {
@@ -199,16 +199,15 @@ impl Rules {
         Ok(Rules {
             rules,
             default,
-            pointers,
+            pointers: (!pointers.is_empty()).then(|| json_pick::Pointers::new(&pointers)),
         })
     }
 
     pub fn decide(&self, event_type: &str, data: &[u8]) -> Action {
-        let doc: Option<Value> = if self.pointers.is_empty() {
-            None
-        } else {
-            json_pick::pick(data, &self.pointers).ok()
-        };
+        let doc: Option<Value> = self
+            .pointers
+            .as_ref()
+            .and_then(|p| json_pick::pick_pointers(data, p).ok());
         let spec = self
             .rules
             .iter()

@@ -7,6 +7,7 @@
 //! an invalid value) makes it give up, and the full check runs and explains. Schemas using
 //! keywords outside the subset get no fast path at all.
 
+use json_pick::scan::{MAX_DEPTH, Scanner, finite, fits};
 use serde_json::{Map, Value};
 
 const NULL: u8 = 1;
@@ -182,69 +183,20 @@ fn type_bit(t: &str) -> Option<u8> {
 /// Is the part of `data` at `pointer` (JSON pointer segments) valid under `node`? `false`
 /// means "not proven": the full check decides.
 pub fn valid(node: &Node, data: &[u8], pointer: &[String]) -> bool {
-    let mut s = Scanner { b: data, i: 0 };
+    let mut s = Scanner::new(data);
     let found = s.at(pointer, node, 0);
     s.ws();
     found.is_some() && s.i == data.len()
 }
 
-/// Deeper than this is left to the full check (serde_json refuses documents nested past 128).
-const MAX_DEPTH: u32 = 100;
-
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// Bytes of `x` that are zero get their high bit set (exact for the lowest such byte; a word
-/// with no zero byte gives 0).
-#[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
-    x.wrapping_sub(LO) & !x & HI
+/// The schema checks, on the shared strict scanner.
+trait Check {
+    fn at(&mut self, pointer: &[String], node: &Node, depth: u32) -> Option<()>;
+    fn value(&mut self, n: &Node, depth: u32) -> Option<()>;
+    fn object(&mut self, n: &Node, depth: u32) -> Option<()>;
 }
 
-/// A string as scanned: its raw bytes between the quotes and what decoding them needs.
-struct Str {
-    start: usize,
-    end: usize,
-    /// Backslash escapes, and the bytes they take.
-    escapes: usize,
-    escape_bytes: usize,
-    non_ascii: bool,
-}
-
-/// A strict JSON scanner over bytes: everything it passes over is checked to be well-formed
-/// (so "valid" is never said of a document serde_json would refuse); `None` means "not proven".
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Scanner<'a> {
-    #[inline(always)]
-    fn ws(&mut self) {
-        while let Some(&c) = self.b.get(self.i) {
-            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-                break;
-            }
-            self.i += 1;
-        }
-    }
-
-    #[inline(always)]
-    fn peek(&mut self) -> Option<u8> {
-        self.ws();
-        self.b.get(self.i).copied()
-    }
-
-    #[inline(always)]
-    fn eat(&mut self, c: u8) -> Option<()> {
-        (self.peek()? == c).then(|| self.i += 1)
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        let end = self.i + word.len();
-        (self.b.get(self.i..end)? == word).then(|| self.i = end)
-    }
-
+impl Check for Scanner<'_> {
     /// Follow `pointer` down to its target and check it; `None` when the target is missing or
     /// anything on the way is doubtful.
     fn at(&mut self, pointer: &[String], node: &Node, depth: u32) -> Option<()> {
@@ -285,192 +237,6 @@ impl<'a> Scanner<'a> {
             }
         }
         found.then_some(())
-    }
-
-    /// If the key at the cursor is exactly `name` (which needs no escaping), pass over it.
-    #[inline(always)]
-    fn key_here(&mut self, name: &[u8]) -> bool {
-        if self.peek() != Some(b'"') {
-            return false;
-        }
-        let (start, end) = (self.i + 1, self.i + 1 + name.len());
-        let matched = self.b.get(end) == Some(&b'"') && same(&self.b[start..end], name);
-        if matched {
-            self.i = end + 1;
-        }
-        matched
-    }
-
-    /// Whether a scanned key equals `name` (decoding it only when it has escapes).
-    fn key_is(&self, key: &Str, name: &str) -> Option<bool> {
-        let raw = &self.b[key.start..key.end];
-        if key.escapes == 0 {
-            return Some(same(raw, name.as_bytes()));
-        }
-        let decoded: String = serde_json::from_slice(&self.b[key.start - 1..key.end + 1]).ok()?;
-        Some(decoded == name)
-    }
-
-    /// Scan a string at the cursor (which must be at its opening quote).
-    fn string(&mut self) -> Option<Str> {
-        if self.peek()? != b'"' {
-            return None;
-        }
-        self.i += 1;
-        let b = self.b;
-        let start = self.i;
-        let mut i = start;
-        let mut escapes = 0;
-        let mut escape_bytes = 0;
-        let mut high = 0u64;
-        loop {
-            // Eight bytes at a time until a quote, a backslash or a control character.
-            while i + 8 <= b.len() {
-                let x = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-                high |= x & HI;
-                let stop = zero_bytes(x ^ (LO * u64::from(b'"')))
-                    | zero_bytes(x ^ (LO * u64::from(b'\\')))
-                    | (x.wrapping_sub(LO * 0x20) & !x & HI);
-                if stop != 0 {
-                    i += (stop.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
-            let c = *b.get(i)?;
-            match c {
-                b'"' => break,
-                b'\\' => {
-                    let n = escape_len(&b[i..])?;
-                    escapes += 1;
-                    escape_bytes += n;
-                    i += n;
-                }
-                0..0x20 => return None,
-                c => {
-                    high |= u64::from(c & 0x80);
-                    i += 1;
-                }
-            }
-        }
-        self.i = i + 1;
-        let non_ascii = high != 0;
-        if non_ascii {
-            std::str::from_utf8(&b[start..i]).ok()?;
-        }
-        Some(Str {
-            start,
-            end: i,
-            escapes,
-            escape_bytes,
-            non_ascii,
-        })
-    }
-
-    /// Scan a number; `(is_float, text)`.
-    fn number(&mut self) -> Option<(bool, &'a [u8])> {
-        let b = self.b;
-        let start = self.i;
-        let mut i = start;
-        if b.get(i) == Some(&b'-') {
-            i += 1;
-        }
-        match b.get(i)? {
-            b'0' => i += 1,
-            b'1'..=b'9' => {
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
-            _ => return None,
-        }
-        let mut float = false;
-        if b.get(i) == Some(&b'.') {
-            float = true;
-            i += 1;
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == digits {
-                return None;
-            }
-        }
-        if matches!(b.get(i), Some(b'e' | b'E')) {
-            float = true;
-            i += 1;
-            if matches!(b.get(i), Some(b'+' | b'-')) {
-                i += 1;
-            }
-            let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == digits {
-                return None;
-            }
-        }
-        self.i = i;
-        Some((float, &b[start..i]))
-    }
-
-    /// Pass over any value, checking only that it is well-formed JSON.
-    ///
-    /// The comma-separated loops here and in `value`, `object` and `at` are written out on
-    /// purpose: one shared helper taking a closure made the guest's validate stage ~25 % slower
-    /// (measured with `sluice-bench wasm`, 1.38–1.42 vs 1.78 µs/event packed).
-    fn skip(&mut self, depth: u32) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        match self.peek()? {
-            b'"' => self.string().map(drop),
-            b'{' => {
-                self.i += 1;
-                if self.peek()? == b'}' {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.string()?;
-                    self.eat(b':')?;
-                    self.skip(depth + 1)?;
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.i += 1;
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip(depth + 1)?;
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => {
-                let (_, text) = self.number()?;
-                fits(text).then_some(())
-            }
-        }
     }
 
     /// Check one value against a node.
@@ -645,41 +411,6 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Byte equality eight bytes at a time (a `memcmp` call per key is slow in a wasm guest).
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i + 8 <= a.len() {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        if x != y {
-            return false;
-        }
-        i += 8;
-    }
-    a[i..].iter().zip(&b[i..]).all(|(x, y)| x == y)
-}
-
-/// The length of the escape at the start of `b` (which begins with a backslash), or `None`
-/// when it is not one serde_json accepts (surrogates are left to it).
-fn escape_len(b: &[u8]) -> Option<usize> {
-    match *b.get(1)? {
-        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(2),
-        b'u' => {
-            let hex = std::str::from_utf8(b.get(2..6)?).ok()?;
-            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return None;
-            }
-            let code = u32::from_str_radix(hex, 16).ok()?;
-            (!(0xD800..=0xDFFF).contains(&code)).then_some(6)
-        }
-        _ => None,
-    }
-}
-
 /// An integer of at most 15 digits (so exact as f64), as f64.
 fn small_integer(text: &[u8]) -> Option<f64> {
     let (neg, digits) = match text.split_first() {
@@ -727,19 +458,6 @@ fn short_decimal(text: &[u8]) -> Option<f64> {
     }
     let x = mantissa as f64 / POW10[fraction.unwrap_or(0)];
     Some(if neg { -x } else { x })
-}
-
-/// Whether serde_json would accept the number (it refuses what overflows f64, which needs an
-/// exponent or over 300 digits: only those are parsed here).
-fn fits(text: &[u8]) -> bool {
-    let may_overflow = text.len() > 300 || text.iter().any(|&c| c | 0x20 == b'e');
-    !may_overflow || finite(text).is_some()
-}
-
-/// The number's value when serde_json would accept it (it refuses what overflows f64).
-fn finite(text: &[u8]) -> Option<f64> {
-    let x: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
-    x.is_finite().then_some(x)
 }
 
 impl Node {

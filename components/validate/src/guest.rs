@@ -7,9 +7,11 @@ use crate::check::{Checker, Config};
 wit_bindgen::generate!({ world: "packed-validator", path: "../../wit" });
 
 use exports::sluice::gateway::validate::Guest;
-use exports::sluice::gateway::validate_packed::{Guest as PackedGuest, PackedEvent, Span};
+use exports::sluice::gateway::validate_packed::Guest as PackedGuest;
 use sluice::gateway::schemas;
-use sluice::gateway::types::{BatchContext, Event, Rejection, Verdict, Violation};
+use sluice::gateway::types::{
+    BatchContext, Event, PackedEvent, Rejection, Span, Verdict, Violation,
+};
 
 thread_local! {
     static CHECKER: RefCell<Option<Checker>> = const { RefCell::new(None) };

@@ -32,7 +32,9 @@ mod with_shared {
     }
     world!(packed_validator, "packed-validator");
     world!(enricher, "enricher");
+    world!(packed_enricher, "packed-enricher");
     world!(router, "router");
+    world!(packed_router, "packed-router");
     world!(transformer, "transformer");
 }
 
@@ -40,16 +42,18 @@ pub use validator::sluice::gateway::logging::Level as LogLevel;
 pub use validator::sluice::gateway::schemas::{Schema, SchemaType};
 pub use validator::sluice::gateway::types as types_host;
 pub use validator::sluice::gateway::types::{
-    BatchContext, Event, Header, Rejection, Verdict, Violation,
+    BatchContext, DeadLetter, Decision, Destination, Event, Header, PackedEvent, Rejection, Span,
+    Verdict, Violation,
 };
 pub use validator::sluice::gateway::{clock, logging, reference_tables, schemas};
 pub use validator::{Validator, ValidatorPre};
 pub use with_shared::enricher::{Enricher, EnricherPre};
-pub use with_shared::packed_validator::exports::sluice::gateway::validate_packed::{
-    PackedEvent, Span,
+pub use with_shared::packed_enricher::exports::sluice::gateway::enrich_packed::{
+    Change, Enriched, Insertion,
 };
+pub use with_shared::packed_enricher::{PackedEnricher, PackedEnricherPre};
+pub use with_shared::packed_router::{PackedRouter, PackedRouterPre};
 pub use with_shared::packed_validator::{PackedValidator, PackedValidatorPre};
-pub use with_shared::router::exports::sluice::gateway::route::{DeadLetter, Decision, Destination};
 pub use with_shared::router::{Router, RouterPre};
 pub use with_shared::transformer::exports::sluice::gateway::transform::Output;
 pub use with_shared::transformer::{Transformer, TransformerPre};

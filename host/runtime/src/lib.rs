@@ -25,8 +25,8 @@ pub use cache::content_hash;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{CallError, RuntimeError};
 pub use generated::{
-    BatchContext, DeadLetter, Decision, Destination, Event, Header, LogLevel, Output, PackedEvent,
-    Rejection, Schema, SchemaType, Span, Verdict, Violation,
+    BatchContext, Change, DeadLetter, Decision, Destination, Enriched, Event, Header, Insertion,
+    LogLevel, Output, PackedEvent, Rejection, Schema, SchemaType, Span, Verdict, Violation,
 };
 pub use guest::{HostServices, NoHostServices};
 pub use metrics::{ErrorKind, StageStats};

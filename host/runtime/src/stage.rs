@@ -12,7 +12,8 @@ use wasmtime::{Store, Trap};
 use crate::engine::Runtime;
 use crate::error::{CallError, RuntimeError};
 use crate::generated::{
-    BatchContext, Decision, Enricher, EnricherPre, Event, Output, PackedEvent, PackedValidator,
+    BatchContext, Decision, Enriched, Enricher, EnricherPre, Event, Output, PackedEnricher,
+    PackedEnricherPre, PackedEvent, PackedRouter, PackedRouterPre, PackedValidator,
     PackedValidatorPre, Rejection, Router, RouterPre, Transformer, TransformerPre, Validator,
     ValidatorPre, Verdict,
 };
@@ -78,7 +79,11 @@ enum Pre {
     /// A validator that also exports `validate-packed`.
     PackedValidator(PackedValidatorPre<GuestState>),
     Enricher(EnricherPre<GuestState>),
+    /// An enricher that also exports `enrich-packed`.
+    PackedEnricher(PackedEnricherPre<GuestState>),
     Router(RouterPre<GuestState>),
+    /// A router that also exports `route-packed`.
+    PackedRouter(PackedRouterPre<GuestState>),
     Transformer(TransformerPre<GuestState>),
 }
 
@@ -86,7 +91,9 @@ enum Bindings {
     Validator(Validator),
     PackedValidator(PackedValidator),
     Enricher(Enricher),
+    PackedEnricher(PackedEnricher),
     Router(Router),
+    PackedRouter(PackedRouter),
     Transformer(Transformer),
 }
 
@@ -110,8 +117,14 @@ fn pre_for(runtime: &Runtime, component: &Component, world: World) -> Result<Pre
             Ok(packed) => Pre::PackedValidator(packed),
             Err(_) => Pre::Validator(ValidatorPre::new(pre).map_err(wrong)?),
         },
-        World::Enricher => Pre::Enricher(EnricherPre::new(pre).map_err(wrong)?),
-        World::Router => Pre::Router(RouterPre::new(pre).map_err(wrong)?),
+        World::Enricher => match PackedEnricherPre::new(pre.clone()) {
+            Ok(packed) => Pre::PackedEnricher(packed),
+            Err(_) => Pre::Enricher(EnricherPre::new(pre).map_err(wrong)?),
+        },
+        World::Router => match PackedRouterPre::new(pre.clone()) {
+            Ok(packed) => Pre::PackedRouter(packed),
+            Err(_) => Pre::Router(RouterPre::new(pre).map_err(wrong)?),
+        },
         World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(wrong)?),
     })
 }
@@ -249,9 +262,13 @@ impl Stage {
         self.inner.world
     }
 
-    /// A validator that also takes batches as one buffer ([`Stage::validate_packed`]).
+    /// A validator, enricher or router that also takes batches as one buffer
+    /// ([`Stage::validate_packed`], [`Stage::enrich_packed`], [`Stage::route_packed`]).
     pub fn packs(&self) -> bool {
-        matches!(self.inner.pre, Pre::PackedValidator(_))
+        matches!(
+            self.inner.pre,
+            Pre::PackedValidator(_) | Pre::PackedEnricher(_) | Pre::PackedRouter(_)
+        )
     }
 
     /// Create one instance from the pre-instantiated component and drop it, with or without
@@ -281,7 +298,9 @@ impl Stage {
             Pre::Validator(p) => p.instantiate(&mut store).map(drop),
             Pre::PackedValidator(p) => p.instantiate(&mut store).map(drop),
             Pre::Enricher(p) => p.instantiate(&mut store).map(drop),
+            Pre::PackedEnricher(p) => p.instantiate(&mut store).map(drop),
             Pre::Router(p) => p.instantiate(&mut store).map(drop),
+            Pre::PackedRouter(p) => p.instantiate(&mut store).map(drop),
             Pre::Transformer(p) => p.instantiate(&mut store).map(drop),
         };
         started.map_err(|e| self.classify(&e, &store))
@@ -360,10 +379,20 @@ impl Stage {
                 let r = b.sluice_gateway_enrich().call_init(&mut store, config);
                 (Bindings::Enricher(b), r)
             }
+            Pre::PackedEnricher(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_enrich().call_init(&mut store, config);
+                (Bindings::PackedEnricher(b), r)
+            }
             Pre::Router(p) => {
                 let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
                 let r = b.sluice_gateway_route().call_init(&mut store, config);
                 (Bindings::Router(b), r)
+            }
+            Pre::PackedRouter(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_route().call_init(&mut store, config);
+                (Bindings::PackedRouter(b), r)
             }
             Pre::Transformer(p) => {
                 let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
@@ -396,6 +425,16 @@ impl Stage {
         events: usize,
         f: impl FnOnce(&mut Store<GuestState>, &Bindings) -> Option<wasmtime::Result<Vec<R>>>,
     ) -> Result<Vec<R>, CallError> {
+        self.call_with(events, Vec::len, f)
+    }
+
+    /// [`Stage::call`] for any answer, `answers` saying how many results it holds.
+    fn call_with<T>(
+        &self,
+        events: usize,
+        answers: impl Fn(&T) -> usize,
+        f: impl FnOnce(&mut Store<GuestState>, &Bindings) -> Option<wasmtime::Result<T>>,
+    ) -> Result<T, CallError> {
         let inner = &self.inner;
         let counters = &inner.counters;
         {
@@ -444,9 +483,9 @@ impl Stage {
                 inner.world.name()
             ))),
             Some(Err(e)) => Err(self.classify(&e, &instance.store)),
-            Some(Ok(out)) if out.len() != events => Err(CallError::BadOutput(format!(
+            Some(Ok(out)) if answers(&out) != events => Err(CallError::BadOutput(format!(
                 "{} results for {events} events",
-                out.len()
+                answers(&out)
             ))),
             Some(Ok(out)) => Ok(out),
         };
@@ -541,14 +580,79 @@ impl Stage {
             Bindings::Enricher(v) => {
                 Some(v.sluice_gateway_enrich().call_enrich(store, ctx, events))
             }
+            Bindings::PackedEnricher(v) => {
+                Some(v.sluice_gateway_enrich().call_enrich(store, ctx, events))
+            }
             _ => None,
         })
+    }
+
+    /// What changes in each event of a batch laid out in `buffer` (only where
+    /// [`Stage::packs`]); the spans of the changes are checked to lie in the answer's buffer
+    /// and insertions in their event's data.
+    pub fn enrich_packed(
+        &self,
+        ctx: &BatchContext,
+        buffer: &[u8],
+        events: &[PackedEvent],
+    ) -> Result<Enriched, CallError> {
+        let answer = self.call_with(
+            events.len(),
+            |e: &Enriched| e.changes.len(),
+            |store, b| match b {
+                Bindings::PackedEnricher(v) => Some(
+                    v.sluice_gateway_enrich_packed()
+                        .call_enrich_packed(store, ctx, buffer, events),
+                ),
+                _ => None,
+            },
+        )?;
+        let fits = |s: &crate::Span, len: usize| {
+            (s.offset as usize)
+                .checked_add(s.len as usize)
+                .is_some_and(|end| end <= len)
+        };
+        for (change, event) in answer.changes.iter().zip(events) {
+            let ok = match change {
+                Ok(crate::Change::Insert(i)) => {
+                    fits(&i.text, answer.buffer.len()) && i.at <= event.data.len
+                }
+                Ok(crate::Change::Replace(s)) => fits(s, answer.buffer.len()),
+                _ => true,
+            };
+            if !ok {
+                return Err(self.failed(CallError::BadOutput(
+                    "a change points outside the answer or its event".into(),
+                )));
+            }
+        }
+        Ok(answer)
     }
 
     /// One routing decision per event.
     pub fn route(&self, ctx: &BatchContext, events: &[Event]) -> Result<Vec<Decision>, CallError> {
         self.call(events.len(), |store, b| match b {
             Bindings::Router(v) => Some(v.sluice_gateway_route().call_route(store, ctx, events)),
+            Bindings::PackedRouter(v) => {
+                Some(v.sluice_gateway_route().call_route(store, ctx, events))
+            }
+            _ => None,
+        })
+    }
+
+    /// One routing decision per event of a batch laid out in `buffer` (only where
+    /// [`Stage::packs`]).
+    pub fn route_packed(
+        &self,
+        ctx: &BatchContext,
+        buffer: &[u8],
+        events: &[PackedEvent],
+    ) -> Result<Vec<Decision>, CallError> {
+        self.call(events.len(), |store, b| match b {
+            Bindings::PackedRouter(v) => Some(
+                v.sluice_gateway_route_packed()
+                    .call_route_packed(store, ctx, buffer, events),
+            ),
             _ => None,
         })
     }

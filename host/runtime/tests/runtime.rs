@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_runtime::{
-    BatchContext, CallError, Decision, ErrorKind, Event, Header, HostServices, NoHostServices,
-    PackedEvent, Runtime, RuntimeError, RuntimeOptions, Schema, Span, Stage, StageLabels, Verdict,
-    World,
+    BatchContext, CallError, Change, Decision, ErrorKind, Event, Header, HostServices,
+    NoHostServices, PackedEvent, Runtime, RuntimeError, RuntimeOptions, Schema, Span, Stage,
+    StageLabels, Verdict, World,
 };
 
 fn runtime() -> Runtime {
@@ -112,11 +112,22 @@ fn packed_batches_get_the_verdicts_of_per_event_calls() {
         r#"{"rules":[]}"#,
     )
     .unwrap();
-    assert!(!router.packs(), "other stages do not");
-    assert!(matches!(
-        router.validate_packed(&ctx(), b"", &[]),
-        Err(CallError::BadOutput(_))
-    ));
+    assert!(router.packs(), "so does the built-in router");
+    assert!(
+        matches!(
+            router.validate_packed(&ctx(), b"", &[]),
+            Err(CallError::BadOutput(_))
+        ),
+        "but it is no validator"
+    );
+    let transformer = stage(
+        &rt,
+        sluice_builtins::testing::HOSTILE,
+        World::Transformer,
+        r#"{"behaviour":"ok"}"#,
+    )
+    .unwrap();
+    assert!(!transformer.packs(), "transformers never pack");
 
     let mut raw = event("4", "t", r#"{"amount":-5}"#);
     raw.content_type = "text/plain".into();
@@ -151,9 +162,11 @@ fn packed_batches_get_the_verdicts_of_per_event_calls() {
                 let data_at = buffer.len() as u32;
                 let data = put(&mut buffer, &e.data);
                 let type_ = put(&mut buffer, e.type_.as_bytes());
+                let id = put(&mut buffer, e.id.as_bytes());
                 PackedEvent {
                     data,
                     type_,
+                    id,
                     json: e.content_type == "application/json",
                     payload: payload.filter(|_| hint).map(|(from, to)| Span {
                         offset: data_at + from as u32,
@@ -187,6 +200,7 @@ fn packed_batches_get_the_verdicts_of_per_event_calls() {
             len: 10,
         },
         type_: Span { offset: 0, len: 0 },
+        id: Span { offset: 0, len: 0 },
         json: true,
         payload: None,
     }];
@@ -321,6 +335,121 @@ fn route_decides_per_event() {
     assert_eq!(to.key.as_deref(), Some(&b"c1"[..]));
     assert!(matches!(&d[1], Decision::DeadLetter(dl) if dl.reason == "no deletes"));
     assert!(matches!(&d[2], Decision::Deliver(to) if to.topic.is_none()));
+}
+
+/// `events` laid out in one buffer as the host packs stored records (no payload spans).
+fn pack(events: &[Event]) -> (Vec<u8>, Vec<PackedEvent>) {
+    let mut buffer = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        let span = Span {
+            offset: buffer.len() as u32,
+            len: bytes.len() as u32,
+        };
+        buffer.extend_from_slice(bytes);
+        span
+    };
+    let packed = events
+        .iter()
+        .map(|e| PackedEvent {
+            data: put(&e.data),
+            type_: put(e.type_.as_bytes()),
+            id: put(e.id.as_bytes()),
+            json: e.content_type == "application/json",
+            payload: None,
+        })
+        .collect();
+    (buffer, packed)
+}
+
+#[test]
+fn packed_routes_decide_as_per_event_calls() {
+    let rt = runtime();
+    let s = stage(
+        &rt,
+        sluice_builtins::ROUTE,
+        World::Router,
+        r#"{"rules":[{"type":"invoice.*","topic":"invoices","key":"/customer"},
+                     {"type":"*.deleted","dlq":"no deletes"},
+                     {"type":"audit.*","drop":true},
+                     {"type":"*","when":[{"pointer":"/amount","op":"gte","value":10}],"keep":true},
+                     {"type":"*","dlq":"small"}]}"#,
+    )
+    .unwrap();
+    let events = [
+        event("1", "invoice.paid", r#"{"customer":"c1"}"#),
+        event("2", "user.deleted", "{}"),
+        event("3", "audit.read", "{}"),
+        event("4", "order", r#"{"amount":12}"#),
+        event("5", "order", r#"{"amount":2}"#),
+        event("6", "order", "not json"),
+    ];
+    let per_event = s.route(&ctx(), &events).unwrap();
+    let (buffer, packed) = pack(&events);
+    assert_eq!(s.route_packed(&ctx(), &buffer, &packed).unwrap(), per_event);
+    assert!(matches!(&per_event[2], Decision::Drop));
+    assert!(matches!(&per_event[3], Decision::Deliver(to) if to.topic.is_none()));
+    assert!(matches!(&per_event[4], Decision::DeadLetter(dl) if dl.reason == "small"));
+}
+
+#[test]
+fn packed_enrichment_changes_what_per_event_calls_rewrite() {
+    let rt = runtime();
+    let s = stage(
+        &rt,
+        sluice_builtins::ENRICH,
+        World::Enricher,
+        r#"{"fields":["tenant","producer_key_id","ingest_time"]}"#,
+    )
+    .unwrap();
+    assert!(s.packs());
+    let mut raw = event("4", "t", "\u{0}binary");
+    raw.content_type = "application/octet-stream".into();
+    let events = [
+        event("1", "t", r#"{"a":1}"#),
+        event(
+            "2",
+            "t",
+            r#"{"a":2,"tenant":"given","producer_key_id":"p","ingest_time":"x"}"#,
+        ),
+        event("3", "t", "{ }"),
+        raw,
+        event("5", "t", r#"{"b":[3]}"#),
+    ];
+    let per_event = s.enrich(&ctx(), &events).unwrap();
+    let (buffer, packed) = pack(&events);
+    let answer = s.enrich_packed(&ctx(), &buffer, &packed).unwrap();
+    let bytes = |sp: &Span| &answer.buffer[sp.offset as usize..(sp.offset + sp.len) as usize];
+    for ((change, e), whole) in answer.changes.iter().zip(&events).zip(&per_event) {
+        let whole = whole.as_ref().expect("no lookups: nothing is rejected");
+        match change.as_ref().expect("accepted") {
+            Change::Keep => assert_eq!(whole.data, e.data, "kept: unchanged"),
+            Change::Insert(i) => {
+                let mut data = e.data.clone();
+                data.splice(i.at as usize..i.at as usize, bytes(&i.text).iter().copied());
+                assert_eq!(data, whole.data, "the insertion makes the same data");
+            }
+            Change::Replace(r) => assert_eq!(bytes(r), &whole.data[..]),
+            Change::Headers(h) => {
+                assert_eq!(whole.data, e.data);
+                assert!(h.iter().all(|h| whole.headers.contains(h)), "{h:?}");
+            }
+        }
+    }
+    assert!(matches!(answer.changes[0], Ok(Change::Insert(_))));
+    assert!(
+        matches!(answer.changes[1], Ok(Change::Keep)),
+        "every field given"
+    );
+    assert!(matches!(answer.changes[3], Ok(Change::Headers(_))));
+    // Identical additions are written once and shared.
+    let Ok(Change::Insert(first)) = &answer.changes[0] else {
+        unreachable!()
+    };
+    let Ok(Change::Insert(fifth)) = &answer.changes[4] else {
+        panic!("{:?}", answer.changes[4])
+    };
+    assert_eq!(fifth.text, first.text, "the same bytes of the answer");
+    assert_eq!(fifth.at, 8, "before the closing brace");
 }
 
 struct Tables;

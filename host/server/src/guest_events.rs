@@ -72,14 +72,14 @@ pub fn to_record(event: Event) -> Record {
     }
 }
 
-/// Records laid out for a packed validator (`validate-packed`): their values and types back to
-/// back in one buffer, and where each one's parts are.
+/// Records laid out for packed stages (`validate-packed`, `enrich-packed`, `route-packed`):
+/// their values, types and ids back to back in one buffer, and where each one's parts are.
 pub struct PackedBatch {
     pub buffer: Vec<u8>,
     pub events: Vec<PackedEvent>,
 }
 
-/// Lay out `records` for `validate-packed`, each with where its envelope's `payload` is in its
+/// Lay out `records` for the packed stages, each with where its envelope's `payload` is in its
 /// value (if the host knows); `None` if they do not fit 32-bit offsets.
 pub fn pack<'a>(
     records: impl ExactSizeIterator<Item = (&'a Record, Option<Range<usize>>)>,
@@ -106,6 +106,8 @@ pub fn pack<'a>(
         };
         let ty = record.header("ce_type").map_or(&[][..], |t| &t[..]);
         let type_ = put(&mut batch.buffer, ty)?;
+        let id = record.header("ce_id").map_or(&[][..], |t| &t[..]);
+        let id = put(&mut batch.buffer, id)?;
         // As `to_event` sees it: JSON unless a `content-type` header says otherwise.
         let json = record
             .header("content-type")
@@ -113,6 +115,7 @@ pub fn pack<'a>(
         batch.events.push(PackedEvent {
             data,
             type_,
+            id,
             json,
             payload,
         });
@@ -137,7 +140,10 @@ mod tests {
         let json = Record {
             key: None,
             value: Bytes::from_static(br#"{"a":1}"#),
-            headers: vec![("ce_type".into(), Bytes::from_static(b"order.created"))],
+            headers: vec![
+                ("ce_type".into(), Bytes::from_static(b"order.created")),
+                ("ce_id".into(), Bytes::from_static(b"e-1")),
+            ],
             timestamp: 1,
         };
         let raw = Record {
@@ -151,6 +157,7 @@ mod tests {
         assert_eq!(batch.events.len(), 2);
         assert_eq!(part(batch.events[0].data), br#"{"a":1}"#);
         assert_eq!(part(batch.events[0].type_), b"order.created");
+        assert_eq!(part(batch.events[0].id), b"e-1");
         assert!(batch.events[0].json);
         let payload = batch.events[0].payload.expect("given");
         assert_eq!(part(payload), br#""a""#);

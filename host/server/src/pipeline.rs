@@ -6,6 +6,11 @@
 //! a validator accepts or rejects, an enricher rewrites or rejects, a router picks the topic,
 //! key or dead-letter topic, a transformer maps each event to zero or more events.
 //!
+//! When every stage also takes batches as one buffer (the built-in validate, enrich and route
+//! do), [`Pipeline::run_packed`] runs the events as the stored records they already are: one
+//! buffer crosses into each guest, enrichers answer with what changes, and nothing is converted
+//! to the WIT `event` and back. Otherwise [`Pipeline::run`] passes `list<event>`.
+//!
 //! Stages are built (components compiled, the configuration checked by the guest's `init`) when
 //! the topic is created or changed, so a bad pipeline is refused then; they are cached per
 //! topic and rebuilt after a restart on first use.
@@ -13,16 +18,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use http::StatusCode;
 use serde_json::Value;
 use sluice_runtime::{
-    BatchContext, CallError, Decision, Event, HostServices, Stage, StageLabels, StageStats,
-    Verdict, Violation, World,
+    BatchContext, CallError, Change, Decision, Event, HostServices, Span, Stage, StageLabels,
+    StageStats, Verdict, Violation, World,
 };
 
 use crate::components::Components;
+use crate::envelope;
 use crate::error::ApiError;
-use crate::guest_events::PackedBatch;
+use crate::guest_events::pack;
 
 /// A stage as the topic document names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,15 +208,16 @@ impl Pipelines {
     }
 }
 
-/// What became of one produced event.
+/// What became of one produced event (`E`: the event as it comes out, or `()` where the
+/// caller's records were changed in place).
 #[derive(Debug)]
-pub enum Fate {
+pub enum Fate<E = Event> {
     /// Append to the topic (`None`: the topic it was produced to).
-    Append { topic: Option<String>, event: Event },
+    Append { topic: Option<String>, event: E },
     /// Append to a dead-letter topic (`None`: `<topic>.dlq`) with the reason.
     DeadLetter {
         topic: Option<String>,
-        event: Event,
+        event: E,
         stage: String,
         reason: String,
     },
@@ -225,7 +233,7 @@ pub enum Fate {
     Failed { stage: String, error: CallError },
 }
 
-impl Fate {
+impl<E> Fate<E> {
     pub fn error(&self) -> Option<ApiError> {
         match self {
             Fate::Rejected {
@@ -287,50 +295,148 @@ impl Pipeline {
             .all(|s| s.stage.world() == World::Validator)
     }
 
-    /// Only validators, each taking batches as one buffer: [`Pipeline::validate_packed`] may run
-    /// it.
+    /// Every stage takes batches as one buffer: [`Pipeline::run_packed`] may run it.
     pub fn packs(&self) -> bool {
         self.stages.iter().all(|s| s.stage.packs())
     }
 
-    /// Run a packed batch through a pipeline of packing validators. Per event: `None` when
-    /// every stage accepted it (append it as it is), else the fate that stopped it.
-    pub fn validate_packed(&self, ctx: &BatchContext, batch: &PackedBatch) -> Vec<Option<Fate>> {
-        let mut fates: Vec<Option<Fate>> = (0..batch.events.len()).map(|_| None).collect();
-        let mut live: Vec<usize> = (0..batch.events.len()).collect();
+    /// Run parsed events through a pipeline of packing stages (see [`Pipeline::packs`]),
+    /// changing their records in place as enrichers and routers say (data, headers, key). One
+    /// fate per event; `None` if the batch does not fit a packed buffer (32-bit offsets).
+    pub fn run_packed(
+        &self,
+        ctx: &BatchContext,
+        events: &mut [envelope::Event],
+    ) -> Option<Vec<Fate<()>>> {
+        let n = events.len();
+        let mut fates: Vec<Option<Fate<()>>> = (0..n).map(|_| None).collect();
+        let mut topics: Vec<Option<String>> = vec![None; n];
+        let mut live: Vec<usize> = (0..n).collect();
+        let layout = |events: &[envelope::Event], live: &[usize]| {
+            pack(
+                live.iter()
+                    .map(|&i| (&events[i].record, events[i].payload.clone())),
+            )
+        };
+        let mut batch = layout(events, &live)?;
+        // Where each live event is in `batch`, and whether an enricher changed what it holds.
+        let mut slot: Vec<usize> = (0..n).collect();
+        let mut stale = false;
         for s in &self.stages {
             if live.is_empty() {
                 break;
             }
-            let events: Vec<_> = live.iter().map(|&i| batch.events[i]).collect();
-            match s.stage.validate_packed(ctx, &batch.buffer, &events) {
-                Ok(verdicts) => {
-                    let mut kept = Vec::with_capacity(live.len());
-                    for (i, v) in live.into_iter().zip(verdicts) {
-                        match v {
-                            Verdict::Accept => kept.push(i),
-                            Verdict::Reject(r) => {
-                                fates[i] = Some(Fate::Rejected {
-                                    stage: s.label.clone(),
-                                    reason: r.reason,
-                                    violations: r.violations,
-                                })
+            let label = &s.label;
+            if stale {
+                match layout(events, &live) {
+                    Some(b) => batch = b,
+                    None => {
+                        let error = CallError::BadOutput("the batch outgrew 4 GiB".into());
+                        for i in live.drain(..) {
+                            fates[i] = Some(Fate::Failed {
+                                stage: label.clone(),
+                                error: error.clone(),
+                            });
+                        }
+                        break;
+                    }
+                }
+                for (k, &i) in live.iter().enumerate() {
+                    slot[i] = k;
+                }
+                stale = false;
+            }
+            let these: Vec<_> = live.iter().map(|&i| batch.events[slot[i]]).collect();
+            let rejected = |r: sluice_runtime::Rejection| {
+                Some(Fate::Rejected {
+                    stage: label.clone(),
+                    reason: r.reason,
+                    violations: r.violations,
+                })
+            };
+            let mut kept = Vec::with_capacity(live.len());
+            let failed = match s.stage.world() {
+                World::Validator => match s.stage.validate_packed(ctx, &batch.buffer, &these) {
+                    Ok(verdicts) => {
+                        for (i, v) in live.drain(..).zip(verdicts) {
+                            match v {
+                                Verdict::Accept => kept.push(i),
+                                Verdict::Reject(r) => fates[i] = rejected(r),
                             }
                         }
+                        None
                     }
-                    live = kept;
-                }
-                Err(error) => {
-                    for i in live.drain(..) {
-                        fates[i] = Some(Fate::Failed {
-                            stage: s.label.clone(),
-                            error: error.clone(),
-                        });
+                    Err(e) => Some(e),
+                },
+                World::Enricher => match s.stage.enrich_packed(ctx, &batch.buffer, &these) {
+                    Ok(answer) => {
+                        for (i, change) in live.drain(..).zip(answer.changes) {
+                            match change {
+                                Ok(change) => {
+                                    stale |= apply(&mut events[i], change, &answer.buffer);
+                                    kept.push(i);
+                                }
+                                Err(r) => fates[i] = rejected(r),
+                            }
+                        }
+                        None
                     }
+                    Err(e) => Some(e),
+                },
+                World::Router => match s.stage.route_packed(ctx, &batch.buffer, &these) {
+                    Ok(decisions) => {
+                        for (i, d) in live.drain(..).zip(decisions) {
+                            match d {
+                                Decision::Deliver(to) => {
+                                    if let Some(t) = to.topic {
+                                        topics[i] = Some(t);
+                                    }
+                                    if let Some(k) = to.key {
+                                        events[i].record.key = Some(Bytes::from(k));
+                                    }
+                                    kept.push(i);
+                                }
+                                Decision::DeadLetter(dl) => {
+                                    fates[i] = Some(Fate::DeadLetter {
+                                        topic: dl.topic,
+                                        event: (),
+                                        stage: label.clone(),
+                                        reason: dl.reason,
+                                    })
+                                }
+                                Decision::Drop => fates[i] = Some(Fate::Dropped),
+                            }
+                        }
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+                World::Transformer => Some(CallError::BadOutput(
+                    "a transformer takes no packed batches".into(),
+                )),
+            };
+            if let Some(error) = failed {
+                for i in live.drain(..) {
+                    fates[i] = Some(Fate::Failed {
+                        stage: label.clone(),
+                        error: error.clone(),
+                    });
                 }
             }
+            live = kept;
         }
-        fates
+        for i in live {
+            fates[i] = Some(Fate::Append {
+                topic: topics[i].take(),
+                event: (),
+            });
+        }
+        Some(
+            fates
+                .into_iter()
+                .map(|f| f.expect("every event has a fate"))
+                .collect(),
+        )
     }
 
     /// Run a batch through every stage. Returns, per input event (by index), its fates (a
@@ -455,5 +561,47 @@ impl Pipeline {
             });
         }
         fates
+    }
+}
+
+/// Apply an enricher's change to a parsed event (the stage checked the spans); whether its
+/// data changed.
+fn apply(e: &mut envelope::Event, change: Change, answer: &[u8]) -> bool {
+    let bytes = |s: Span| &answer[s.offset as usize..(s.offset + s.len) as usize];
+    match change {
+        Change::Keep => false,
+        Change::Insert(insertion) => {
+            let (at, text) = (insertion.at as usize, bytes(insertion.text));
+            if text.is_empty() {
+                return false;
+            }
+            let old = &e.record.value;
+            let mut value = Vec::with_capacity(old.len() + text.len());
+            value.extend_from_slice(&old[..at]);
+            value.extend_from_slice(text);
+            value.extend_from_slice(&old[at..]);
+            e.record.value = Bytes::from(value);
+            // The payload's bytes are unchanged (so still well-formed) unless the text went
+            // into them.
+            e.payload = match e.payload.take() {
+                Some(p) if p.end <= at => Some(p),
+                Some(p) if p.start >= at => Some(p.start + text.len()..p.end + text.len()),
+                _ => None,
+            };
+            true
+        }
+        Change::Replace(s) => {
+            e.record.value = Bytes::copy_from_slice(bytes(s));
+            e.payload = None;
+            true
+        }
+        Change::Headers(headers) => {
+            for h in headers {
+                if e.record.header(&h.name).is_none() {
+                    e.record.headers.push((h.name, Bytes::from(h.value)));
+                }
+            }
+            false
+        }
     }
 }

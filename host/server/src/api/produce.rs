@@ -23,7 +23,7 @@ use crate::auth::{Principal, Role, now_ms};
 use crate::dead_letters;
 use crate::envelope::{self, Event, Framing, TopicRules};
 use crate::error::{ApiError, from_log};
-use crate::guest_events::{id_of, pack, to_event, to_record};
+use crate::guest_events::{id_of, to_event, to_record};
 use crate::metrics::{EventTypeLabels, TopicLabels};
 use crate::pipeline::{self, Fate, Pipeline, PipelineKey};
 use crate::server::{App, Body, Call, json};
@@ -299,21 +299,53 @@ pub(crate) async fn ingest(
         }
         _ => None,
     };
-    // Validators that take batches as one buffer: the records cross the boundary in one piece,
-    // and each accepted one is appended as it was parsed.
-    let packed = match &pipeline {
-        Some(p) if p.packs() => pack(parsed.iter().map(|(_, e)| (&e.record, e.payload.clone()))),
-        _ => None,
-    };
-    if let (Some(pipeline), Some(batch)) = (&pipeline, packed) {
-        let (pipeline, ctx) = (pipeline.clone(), batch_context(who, topic, now));
-        let stopped = tokio::task::spawn_blocking(move || pipeline.validate_packed(&ctx, &batch))
-            .await
-            .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
-        for ((i, e), stop) in parsed.into_iter().zip(stopped) {
-            match stop.as_ref().and_then(Fate::error) {
-                Some(err) => errors[i] = Some(err),
-                None => placements.push(Placement::as_parsed(i, topic, e)),
+    // Stages that take batches as one buffer: the records cross each boundary in one piece
+    // and are changed in place; an accepted one is appended as it now is.
+    let mut packed = None;
+    if let Some(p) = pipeline.as_ref().filter(|p| p.packs()) {
+        let (p, ctx) = (p.clone(), batch_context(who, topic, now));
+        let (origins, mut events): (Vec<usize>, Vec<Event>) =
+            std::mem::take(&mut parsed).into_iter().unzip();
+        let (events, fates) = tokio::task::spawn_blocking(move || {
+            let fates = p.run_packed(&ctx, &mut events);
+            (events, fates)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
+        parsed = origins.into_iter().zip(events).collect();
+        // `None`: too big to pack, so the per-event path below.
+        packed = fates;
+    }
+    if let Some(fates) = packed {
+        for ((i, e), fate) in parsed.into_iter().zip(fates) {
+            if let Some(err) = fate.error() {
+                errors[i] = Some(err);
+                continue;
+            }
+            match fate {
+                Fate::Append { topic: to, .. } => {
+                    let mut p = Placement::as_parsed(i, topic, e);
+                    if let Some(to) = to {
+                        p.topic = to;
+                        p.partition = None;
+                    }
+                    placements.push(p);
+                }
+                Fate::DeadLetter {
+                    topic: to,
+                    stage,
+                    reason,
+                    ..
+                } => {
+                    let mut p = Placement::as_parsed(i, topic, e);
+                    dead_letters::mark(&mut p.record, topic, &stage, &reason);
+                    p.topic = to.unwrap_or_else(|| dead_letters::dlq_of(topic));
+                    p.partition = None;
+                    p.dead_letter = Some(reason);
+                    placements.push(p);
+                }
+                Fate::Dropped => answers[i].push(json!({"event_id": e.event_id, "dropped": true})),
+                Fate::Rejected { .. } | Fate::Failed { .. } => {}
             }
         }
     } else if let Some(pipeline) = pipeline {
