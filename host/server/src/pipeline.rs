@@ -16,6 +16,7 @@
 //! topic and rebuilt after a restart on first use.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -30,6 +31,12 @@ use crate::components::Components;
 use crate::envelope;
 use crate::error::ApiError;
 use crate::guest_events::pack;
+
+/// Packed runs of built-in stages over at most this many bytes, which lately took at most
+/// `INLINE_MICROS` on average, run on the request's own thread (see [`Pipeline::cheap`]):
+/// on two cores, handing each batch to a blocking thread and back cost more than the stages.
+const INLINE_BYTES: usize = 256 << 10;
+const INLINE_MICROS: u64 = 2_000;
 
 /// A stage as the topic document names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +96,9 @@ pub struct PipelineStage {
 
 pub struct Pipeline {
     pub stages: Vec<PipelineStage>,
+    /// A moving average of how long a packed run takes, in microseconds (see
+    /// [`Pipeline::cheap`]).
+    run_micros: AtomicU64,
 }
 
 /// Build the stages of a pipeline for a tenant.
@@ -126,7 +136,7 @@ pub async fn build(
             stage,
         });
     }
-    Ok(Pipeline { stages })
+    Ok(Pipeline::new(stages))
 }
 
 /// A built pipeline and the topic's `pipeline` field it was built from.
@@ -295,6 +305,35 @@ impl Pipeline {
             .all(|s| s.stage.world() == World::Validator)
     }
 
+    pub fn new(stages: Vec<PipelineStage>) -> Pipeline {
+        Pipeline {
+            stages,
+            run_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a packed run of `bytes` may go on the request's own thread: only Sluice's own
+    /// components, a small batch, and runs that have been short lately (a tenant's schema may
+    /// still make the built-in validator slow, and a slow run moves the next ones to a
+    /// blocking thread until the average is low again).
+    pub fn cheap(&self, bytes: usize) -> bool {
+        bytes <= INLINE_BYTES
+            && self.run_micros.load(Ordering::Relaxed) <= INLINE_MICROS
+            && self
+                .stages
+                .iter()
+                .all(|s| sluice_builtins::builtin(&s.label).is_some())
+    }
+
+    /// Count a packed run's time into the average [`Pipeline::cheap`] looks at.
+    fn record_run(&self, took: std::time::Duration) {
+        let micros = took.as_micros().min(u128::from(u32::MAX)) as u64;
+        // An exponential moving average with weight 1/8; races lose a sample, nothing more.
+        let old = self.run_micros.load(Ordering::Relaxed);
+        let new = old - old / 8 + micros / 8;
+        self.run_micros.store(new, Ordering::Relaxed);
+    }
+
     /// Every stage takes batches as one buffer: [`Pipeline::run_packed`] may run it.
     pub fn packs(&self) -> bool {
         self.stages.iter().all(|s| s.stage.packs())
@@ -304,6 +343,17 @@ impl Pipeline {
     /// changing their records in place as enrichers and routers say (data, headers, key). One
     /// fate per event; `None` if the batch does not fit a packed buffer (32-bit offsets).
     pub fn run_packed(
+        &self,
+        ctx: &BatchContext,
+        events: &mut [envelope::Event],
+    ) -> Option<Vec<Fate<()>>> {
+        let started = std::time::Instant::now();
+        let fates = self.run_packed_stages(ctx, events);
+        self.record_run(started.elapsed());
+        fates
+    }
+
+    fn run_packed_stages(
         &self,
         ctx: &BatchContext,
         events: &mut [envelope::Event],
@@ -603,5 +653,27 @@ fn apply(e: &mut envelope::Event, change: Change, answer: &[u8]) -> bool {
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_slow_run_sends_the_next_ones_to_a_blocking_thread() {
+        let p = Pipeline::new(Vec::new());
+        assert!(p.cheap(1 << 10));
+        assert!(!p.cheap(INLINE_BYTES + 1), "a big batch never runs inline");
+        p.record_run(Duration::from_millis(400));
+        assert!(!p.cheap(1 << 10), "50 ms on average after one 400 ms run");
+        let mut runs = 0;
+        while !p.cheap(1 << 10) {
+            p.record_run(Duration::from_micros(50));
+            runs += 1;
+        }
+        assert!((20..60).contains(&runs), "{runs} short runs to come back");
     }
 }

@@ -3,7 +3,8 @@
 //! Events are parsed, partitioned and encoded here, in the request's own task (so this work
 //! spreads over cores); the log's single writer only assigns offsets and makes them durable.
 //! A topic with an ingest pipeline runs the batch through its WebAssembly stages first (on a
-//! blocking thread): they may reject events, rewrite them, route them to other topics of the
+//! blocking thread, or here when it is small and only built-in stages that have been fast run
+//! it: see `Pipeline::cheap`): they may reject events, rewrite them, route them to other topics of the
 //! tenant or to a dead-letter topic. The answer lists, in request order, each event's position
 //! or its own error: one bad event never costs the others.
 
@@ -306,12 +307,18 @@ pub(crate) async fn ingest(
         let (p, ctx) = (p.clone(), batch_context(who, topic, now));
         let (origins, mut events): (Vec<usize>, Vec<Event>) =
             std::mem::take(&mut parsed).into_iter().unzip();
-        let (events, fates) = tokio::task::spawn_blocking(move || {
+        let bytes: usize = events.iter().map(|e| e.record.value.len()).sum();
+        let (events, fates) = if p.cheap(bytes) {
             let fates = p.run_packed(&ctx, &mut events);
             (events, fates)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let fates = p.run_packed(&ctx, &mut events);
+                (events, fates)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?
+        };
         parsed = origins.into_iter().zip(events).collect();
         // `None`: too big to pack, so the per-event path below.
         packed = fates;
