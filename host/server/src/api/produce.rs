@@ -308,16 +308,17 @@ pub(crate) async fn ingest(
         let (origins, mut events): (Vec<usize>, Vec<Event>) =
             std::mem::take(&mut parsed).into_iter().unzip();
         let bytes: usize = events.iter().map(|e| e.record.value.len()).sum();
-        let (events, fates) = if p.cheap(bytes) {
+        let inline = p.cheap(bytes);
+        let run = move || {
             let fates = p.run_packed(&ctx, &mut events);
             (events, fates)
+        };
+        let (events, fates) = if inline {
+            run()
         } else {
-            tokio::task::spawn_blocking(move || {
-                let fates = p.run_packed(&ctx, &mut events);
-                (events, fates)
-            })
-            .await
-            .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?
+            tokio::task::spawn_blocking(run)
+                .await
+                .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?
         };
         parsed = origins.into_iter().zip(events).collect();
         // `None`: too big to pack, so the per-event path below.
