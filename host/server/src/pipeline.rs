@@ -92,6 +92,25 @@ pub struct PipelineStage {
     /// `validate` or `mine@3`.
     pub label: String,
     pub stage: Stage,
+    /// A built-in that runs in bounded time without blocking host imports, so small batches
+    /// may run on the request's own task (the reference-table import may read the log and
+    /// must run on a blocking thread: `enrich` with `lookups` is not one).
+    pub inline_safe: bool,
+}
+
+/// Whether a stage of `label` with `config` may run on the request's own task.
+fn inline_safe(label: &str, config: &str) -> bool {
+    let looks_up = || {
+        serde_json::from_str::<Value>(config)
+            .ok()
+            .and_then(|v| {
+                v.get("lookups")
+                    .and_then(Value::as_array)
+                    .map(|a| !a.is_empty())
+            })
+            .unwrap_or(false)
+    };
+    sluice_builtins::builtin(label).is_some() && !(label == "enrich" && looks_up())
 }
 
 pub struct Pipeline {
@@ -132,6 +151,7 @@ pub async fn build(
             )
         })?;
         stages.push(PipelineStage {
+            inline_safe: inline_safe(&resolved.label, &spec.config),
             label: resolved.label,
             stage,
         });
@@ -313,16 +333,14 @@ impl Pipeline {
     }
 
     /// Whether a packed run of `bytes` may go on the request's own thread: only Sluice's own
-    /// components, a small batch, and runs that have been short lately (a tenant's schema may
-    /// still make the built-in validator slow, and a slow run moves the next ones to a
-    /// blocking thread until the average is low again).
+    /// components with no blocking host imports (see [`PipelineStage::inline_safe`]), a small
+    /// batch, and runs that have been short lately (a tenant's schema may still make the
+    /// built-in validator slow, and a slow run moves the next ones to a blocking thread until
+    /// the average is low again).
     pub fn cheap(&self, bytes: usize) -> bool {
         bytes <= INLINE_BYTES
             && self.run_micros.load(Ordering::Relaxed) <= INLINE_MICROS
-            && self
-                .stages
-                .iter()
-                .all(|s| sluice_builtins::builtin(&s.label).is_some())
+            && self.stages.iter().all(|s| s.inline_safe)
     }
 
     /// Count a packed run's time into the average [`Pipeline::cheap`] looks at.
@@ -661,6 +679,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn stages_that_may_block_never_run_inline() {
+        assert!(inline_safe("validate", r#"{"schema":{}}"#));
+        assert!(inline_safe("enrich", r#"{"fields":["tenant"]}"#));
+        assert!(inline_safe("enrich", r#"{"lookups":[]}"#));
+        assert!(!inline_safe(
+            "enrich",
+            r#"{"lookups":[{"table":"t","key":"/a","into":"/b"}]}"#
+        ));
+        assert!(!inline_safe("mine@3", "{}"), "a tenant's component");
+    }
 
     #[test]
     fn a_slow_run_sends_the_next_ones_to_a_blocking_thread() {
