@@ -89,6 +89,31 @@ pub fn twenty_field_schema() -> Value {
     json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
 
+/// 100 events made by `doc`, as produce packs them: parsed as envelopes (which delimits each
+/// payload), then laid out in one buffer.
+fn as_produce_packs(
+    doc: fn(usize) -> Vec<u8>,
+) -> (
+    Vec<sluice::envelope::Event>,
+    Vec<u8>,
+    Vec<sluice_runtime::PackedEvent>,
+) {
+    let rules = sluice::envelope::TopicRules {
+        key_field: Some("org_id"),
+        log_append_time: false,
+        max_message_bytes: 1 << 20,
+    };
+    let parsed: Vec<sluice::envelope::Event> = (0..100)
+        .map(|i| {
+            let text = String::from_utf8(doc(i)).expect("UTF-8");
+            sluice::envelope::parse(&text, &rules, "bench", 0).expect("an envelope")
+        })
+        .collect();
+    let batch = sluice::guest_events::pack(parsed.iter().map(|e| (&e.record, e.payload.clone())))
+        .expect("fits");
+    (parsed, batch.buffer, batch.events)
+}
+
 fn stage(rt: &Runtime, wasm: &[u8], world: World, config: Value) -> anyhow::Result<Stage> {
     let compiled = rt.compile(wasm)?;
     Ok(Stage::new(
@@ -205,22 +230,7 @@ pub fn components(dir: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
     );
     // The same events as produce packs them: parsed as envelopes (which delimits each
     // payload), then laid out in one buffer per batch.
-    let rules = sluice::envelope::TopicRules {
-        key_field: Some("org_id"),
-        log_append_time: false,
-        max_message_bytes: 1 << 20,
-    };
-    let parsed: Vec<sluice::envelope::Event> = (0..100)
-        .map(|i| {
-            let text = String::from_utf8(twenty_fields(i)).expect("UTF-8");
-            sluice::envelope::parse(&text, &rules, "bench", 0).expect("an envelope")
-        })
-        .collect();
-    let sluice::guest_events::PackedBatch {
-        buffer,
-        events: packed,
-    } = sluice::guest_events::pack(parsed.iter().map(|e| (&e.record, e.payload.clone())))
-        .expect("fits");
+    let (_, buffer, packed) = as_produce_packs(twenty_fields);
     anyhow::ensure!(
         validator.validate_packed(&ctx(), &buffer, &packed)? == verdicts,
         "packed and per-event verdicts differ"
@@ -237,21 +247,11 @@ pub fn components(dir: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
     // The other two stages of `sluice-bench pipeline`, on its 1 KiB envelopes: per event
     // (`list<event>` in, whole events or decisions out) and packed (one buffer in; changes or
     // decisions out).
-    let parsed: Vec<sluice::envelope::Event> = (0..100)
-        .map(|i| {
-            let text = String::from_utf8(envelope(i)).expect("UTF-8");
-            sluice::envelope::parse(&text, &rules, "bench", 0).expect("an envelope")
-        })
-        .collect();
+    let (parsed, buffer, packed) = as_produce_packs(envelope);
     let per_event: Vec<Event> = parsed
         .iter()
         .map(|e| sluice::guest_events::to_event(&e.record))
         .collect();
-    let sluice::guest_events::PackedBatch {
-        buffer,
-        events: packed,
-    } = sluice::guest_events::pack(parsed.iter().map(|e| (&e.record, e.payload.clone())))
-        .expect("fits");
     let enricher = stage(
         &rt,
         sluice_builtins::ENRICH,
