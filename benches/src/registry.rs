@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::json;
 use sluice_registry::{Registration, SchemaType, Subjects};
 
-use crate::http_load::{Server, drive_bodies};
+use crate::http_load::{Load, Server, alternate};
 use crate::pct;
 use crate::wasm::{twenty_field_schema, twenty_fields};
 
@@ -58,33 +58,18 @@ pub async fn run(dir: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
         .as_u64()
         .unwrap_or(1);
 
-    // Alternate the two topics so drift on a shared machine hits both alike.
-    let mut rates = [Vec::new(), Vec::new()];
-    let phase = secs / 2;
-    for round in 0..3 {
-        for (k, topic) in ["plain", "checked"].into_iter().enumerate() {
-            let r = drive_bodies(&server, topic, CLIENTS, bodies(), PER_REQUEST, phase).await;
-            if round == 0 {
-                continue; // warm-up
-            }
-            let rate = r.events as f64 / r.elapsed.as_secs_f64();
-            println!(
-                "batched produce into `{topic}` (100 x 1 KiB 20-field events/request, {CLIENTS} clients): \
-                 {rate:.0} events/s, request p50 {:.2} ms p99 {:.2} ms, errors {}",
-                pct(&r.latencies_us, 0.5),
-                pct(&r.latencies_us, 0.99),
-                r.errors
-            );
-            if r.errors > 0 {
-                bail!("{} requests to `{topic}` failed", r.errors);
-            }
-            rates[k].push(rate);
-        }
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let load = Load {
+        clients: CLIENTS,
+        bodies: &bodies(),
+        per_request: PER_REQUEST,
+        describe: "100 x 1 KiB 20-field events/request",
+    };
+    let (ratio, lo, hi) = alternate(&server, ["plain", "checked"], &load, secs / 4, 2).await?;
     println!(
-        "validated produce (JSON Schema, 20 fields) / unvalidated: {:.0}%",
-        mean(&rates[1]) / mean(&rates[0]) * 100.0
+        "validated produce (JSON Schema, 20 fields) / unvalidated: {:.0}% (single A B B A cycles: {:.0}-{:.0}%)",
+        ratio * 100.0,
+        lo * 100.0,
+        hi * 100.0
     );
 
     lookups_over_http(&server, id, secs.min(Duration::from_secs(5))).await;
