@@ -85,6 +85,8 @@ pub(crate) struct Committer {
     pub recent_ids: Vec<DedupRecord>,
     /// Dedup deltas on the store: `(seq, written at ms)`.
     pub dedup_objects: VecDeque<(u64, i64)>,
+    /// The checkpoint being written in the background, if any (at most one).
+    pub checkpointing: Option<tokio::task::JoinHandle<Checkpointed>>,
 }
 
 /// `(topic id, partition, offset, event_id, commit time ms)`.
@@ -364,65 +366,86 @@ impl Committer {
         Ok(())
     }
 
-    /// Checkpoint when due.
+    /// Checkpoint when due: take in a background checkpoint that has finished, and start the
+    /// next one if it is time.
     async fn after_commit(&mut self) {
+        if self.checkpointing.as_ref().is_some_and(|t| t.is_finished()) {
+            let task = self.checkpointing.take().expect("checked above");
+            self.checkpoint_landed(task.await).await;
+        }
         let due = self.commits_since_checkpoint >= self.opts.checkpoint_commits
             || (self.commits_since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.opts.checkpoint_interval);
-        if due && let Err(e) = self.checkpoint().await {
-            tracing::warn!(error = %e, "checkpoint failed; will retry");
+        if due && self.checkpointing.is_none() {
+            self.start_checkpoint();
         }
     }
 
+    /// A checkpoint now, waiting for it (a clean stop): after any background one in flight.
     async fn checkpoint(&mut self) -> Result<(), LogError> {
-        let (seq, bytes) = {
-            let state = self.shared.state.read().expect("state");
-            (
-                state.seq,
-                serde_json::to_vec(&*state).expect("state serializes"),
-            )
-        };
+        if let Some(task) = self.checkpointing.take() {
+            self.checkpoint_landed(task.await).await;
+        }
+        self.start_checkpoint();
+        match self.checkpointing.take() {
+            Some(task) => {
+                let res = task.await;
+                let failed = match &res {
+                    Ok(c) => c.result.as_ref().err().cloned(),
+                    Err(e) => Some(LogError::Storage(format!("checkpoint task: {e}"))),
+                };
+                self.checkpoint_landed(res).await;
+                failed.map_or(Ok(()), Err)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Copy the state (under the lock: a copy of the index, no serializing) and write it as a
+    /// manifest in the background, so commits go on while a large index is serialized and
+    /// stored. Later commit records go to a fresh local log, so the old ones can be deleted
+    /// whole once a manifest covers them.
+    fn start_checkpoint(&mut self) {
+        let state = self.shared.state.read().expect("state").clone();
         self.last_checkpoint = Instant::now();
         self.commits_since_checkpoint = 0;
-        if seq <= self.checkpointed_seq {
-            return Ok(());
+        if state.seq <= self.checkpointed_seq {
+            return;
         }
-        // The ids first: a manifest must never cover commits whose ids are nowhere else.
-        if !self.recent_ids.is_empty() {
-            LogMetrics::inc(&self.shared.metrics.store_puts);
-            let body = serde_json::to_vec(&self.recent_ids).expect("ids serialize");
-            self.shared
-                .store
-                .put(&paths::dedup(seq), PutPayload::from(body))
-                .await
-                .inspect_err(|_| LogMetrics::inc(&self.shared.metrics.store_errors))?;
-            self.dedup_objects.push_back((seq, now_ms()));
-        }
-        LogMetrics::inc(&self.shared.metrics.store_puts);
-        match self
-            .shared
-            .store
-            .put_opts(
-                &paths::manifest(seq),
-                PutPayload::from(bytes),
-                PutOptions::from(PutMode::Create),
-            )
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        self.commits.seal();
+        let ids = std::mem::take(&mut self.recent_ids);
+        let shared = self.shared.clone();
+        self.checkpointing = Some(tokio::spawn(write_checkpoint(shared, state, ids)));
+    }
+
+    async fn checkpoint_landed(&mut self, res: Result<Checkpointed, tokio::task::JoinError>) {
+        let c = match res {
+            Ok(c) => c,
             Err(e) => {
-                LogMetrics::inc(&self.shared.metrics.store_errors);
-                return Err(e.into());
+                tracing::warn!(error = %e, "checkpoint task failed; will retry");
+                return;
+            }
+        };
+        if c.ids_stored {
+            self.dedup_objects.push_back((c.seq, now_ms()));
+        }
+        match c.result {
+            Ok(()) => {
+                LogMetrics::inc(&self.shared.metrics.checkpoints);
+                self.checkpointed_seq = self.checkpointed_seq.max(c.seq);
+                self.manifests.push(c.seq);
+                self.collect_garbage().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+                if !c.ids_stored {
+                    // Nowhere else yet: they go into the next attempt's delta.
+                    let mut ids = c.ids;
+                    ids.append(&mut self.recent_ids);
+                    self.recent_ids = ids;
+                }
             }
         }
-        LogMetrics::inc(&self.shared.metrics.checkpoints);
-        self.recent_ids.clear();
-        self.checkpointed_seq = seq;
-        // Later commit records go to a fresh local log, so the old ones can be deleted whole.
-        self.commits.seal();
-        self.manifests.push(seq);
-        self.collect_garbage().await;
-        Ok(())
     }
 
     /// Delete commit records a checkpoint covers (once old enough) and all but the newest two
@@ -454,6 +477,75 @@ impl Committer {
         }
         delete_all(&self.shared, doomed).await;
     }
+}
+
+/// What a background checkpoint did.
+pub(crate) struct Checkpointed {
+    seq: u64,
+    /// The `event_id`s committed since the previous checkpoint ...
+    ids: Vec<DedupRecord>,
+    /// ... and whether they are on the store (as `dedup/{seq}`).
+    ids_stored: bool,
+    result: Result<(), LogError>,
+}
+
+/// Store a checkpoint of `state`: the ids delta first (a manifest must never cover commits
+/// whose ids are nowhere else), then the manifest, created once.
+async fn write_checkpoint(
+    shared: Arc<Shared>,
+    state: LogState,
+    ids: Vec<DedupRecord>,
+) -> Checkpointed {
+    let seq = state.seq;
+    let mut done = Checkpointed {
+        seq,
+        ids,
+        ids_stored: false,
+        result: Ok(()),
+    };
+    let metrics = &shared.metrics;
+    if !done.ids.is_empty() {
+        LogMetrics::inc(&metrics.store_puts);
+        let body = serde_json::to_vec(&done.ids).expect("ids serialize");
+        if let Err(e) = shared
+            .store
+            .put(&paths::dedup(seq), PutPayload::from(body))
+            .await
+        {
+            LogMetrics::inc(&metrics.store_errors);
+            done.result = Err(e.into());
+            return done;
+        }
+        done.ids_stored = true;
+    }
+    let bytes = match tokio::task::spawn_blocking(move || serde_json::to_vec(&state)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            done.result = Err(LogError::Storage(format!("serializing a checkpoint: {e}")));
+            return done;
+        }
+        Err(e) => {
+            done.result = Err(LogError::Storage(format!("serializing a checkpoint: {e}")));
+            return done;
+        }
+    };
+    LogMetrics::inc(&metrics.store_puts);
+    match shared
+        .store
+        .put_opts(
+            &paths::manifest(seq),
+            PutPayload::from(bytes),
+            PutOptions::from(PutMode::Create),
+        )
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => {
+            LogMetrics::inc(&metrics.store_errors);
+            done.result = Err(e.into());
+        }
+    }
+    done
 }
 
 pub(crate) async fn delete_all(shared: &Shared, paths: Vec<Path>) {

@@ -151,6 +151,7 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         wal: uncheckpointed,
         recent_ids: Vec::new(),
         dedup_objects,
+        checkpointing: None,
     };
     let writer = Writer {
         shared: shared.clone(),

@@ -659,3 +659,104 @@ async fn scan_reads_a_range_in_order_and_stops_when_asked() {
     assert_eq!(first, vec![0, 1, 2]);
     assert!(log.scan("nope", 0, 0, 1, |_| true).await.is_err());
 }
+
+/// `writers` tasks appending 25 events each (with event ids) to topic `t`, concurrently.
+async fn append_concurrently(log: &Log, round: u32, writers: u32) {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25u32 {
+                let id = format!("r{round}-w{w}-{i}");
+                log.append("t", vec![part(w % 3, &[rec(&id, 0)], &[Some(id.as_str())])])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Checkpoints are written in the background while appends go on: they let old commit
+/// records go, and a writer that takes over from a live one (no final checkpoint) starts from
+/// the newest of them; event ids committed before it are still deduplicated.
+#[tokio::test]
+async fn background_checkpoints_cover_concurrent_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let often = LogOptions {
+        checkpoint_commits: 4,
+        wal_gc_min_age: Duration::from_millis(1),
+        ..LogOptions::default()
+    };
+    let log = Log::open(Storage::Local(dir.path().into()), often.clone())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 3, json!({}))).await.unwrap();
+    append_concurrently(&log, 0, 8).await;
+    let manifests = std::fs::read_dir(dir.path().join("manifest"))
+        .unwrap()
+        .count();
+    assert!(manifests >= 1, "no checkpoint was written");
+    // Fewer records left than commits made: the checkpoints let old records go.
+    let commits = log
+        .metrics()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed) as usize;
+    let wal = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert!(commits > 8, "only {commits} commits");
+    assert!(wal < commits, "{wal} commit records kept of {commits}");
+    log.close().await;
+
+    // Commit records are kept long enough here for a writer to take over from a live one.
+    let keep = LogOptions {
+        wal_gc_min_age: LogOptions::default().wal_gc_min_age,
+        ..often
+    };
+    let a = Log::open(Storage::Local(dir.path().into()), keep.clone())
+        .await
+        .unwrap();
+    append_concurrently(&a, 1, 8).await;
+    let b = Log::open(Storage::Local(dir.path().into()), keep)
+        .await
+        .unwrap();
+    assert!(b.epoch() > a.epoch());
+    let mut all = Vec::new();
+    for p in 0..3 {
+        let v = values(&b, "t", p, 0).await;
+        assert_eq!(
+            v.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            (0..v.len() as u64).collect::<Vec<_>>(),
+            "offsets of partition {p} are dense"
+        );
+        all.extend(v.into_iter().map(|(_, s)| s));
+    }
+    all.sort();
+    let mut want: Vec<String> = (0..2)
+        .flat_map(|r| (0..8).flat_map(move |w| (0..25).map(move |i| format!("r{r}-w{w}-{i}"))))
+        .collect();
+    want.sort();
+    assert_eq!(all, want);
+    for r in 0..2 {
+        for w in 0..8u32 {
+            let id = format!("r{r}-w{w}-0");
+            let got = b
+                .append("t", vec![part(w % 3, &[rec(&id, 0)], &[Some(id.as_str())])])
+                .await
+                .unwrap();
+            assert!(got[0][0].duplicate, "{id} appended twice");
+        }
+    }
+    b.close().await;
+    drop(a);
+}
