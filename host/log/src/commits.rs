@@ -35,6 +35,7 @@ use crate::paths;
 const LOCAL_LOG_BYTES: u64 = 4 << 20;
 const RECORD_HEADER: usize = 8;
 
+#[derive(Debug)]
 pub(crate) enum Created {
     Yes,
     /// Another commit already holds this position.
@@ -191,15 +192,21 @@ impl CommitStore {
         }
     }
 
-    /// Create `wal/{commit.seq}` if nobody has.
+    /// Create `wal/{commit.seq}` if nobody has, once `gate` (the data the commit points to,
+    /// still being written) reports durable: locally the record is written meanwhile, and
+    /// only its link waits.
     pub(crate) async fn create(
         &mut self,
         commit: &Commit,
+        gate: Option<DataGate>,
         metrics: &LogMetrics,
     ) -> Result<Created, LogError> {
         LogMetrics::inc(&metrics.store_puts);
         match self {
             CommitStore::Remote(store) => {
+                if let Some(gate) = gate {
+                    gate.await.unwrap_or(Err(LogError::Closed))?;
+                }
                 match store
                     .put_opts(
                         &paths::commit(commit.seq),
@@ -213,7 +220,7 @@ impl CommitStore {
                     Err(e) => Err(e.into()),
                 }
             }
-            CommitStore::Local(l) => l.create(commit).await,
+            CommitStore::Local(l) => l.create(commit, gate).await,
         }
     }
 
@@ -282,7 +289,11 @@ impl CommitStore {
 }
 
 impl LocalCommits {
-    async fn create(&mut self, commit: &Commit) -> Result<Created, LogError> {
+    async fn create(
+        &mut self,
+        commit: &Commit,
+        gate: Option<DataGate>,
+    ) -> Result<Created, LogError> {
         let me = self.me.expect("become_writer before create");
         let link = paths::local_commit(&self.root, commit.seq);
         let target = paths::local_writer(&self.root, me.epoch, me.nonce);
@@ -346,11 +357,13 @@ impl LocalCommits {
         }
         let wal_dir = self.wal_dir.clone().expect("opened above");
         let check_first = self.uncertain;
-        let log = self.log.as_mut().expect("log is open");
-        let (file, pos) = (log.file.clone(), log.pos);
+        let (file, pos) = {
+            let log = self.log.as_ref().expect("log is open");
+            (log.file.clone(), log.pos)
+        };
         let target = paths::local_writer(&self.root, me.epoch, me.nonce);
         let len = record.len() as u64;
-        let outcome = blocking(move || -> std::io::Result<Created> {
+        let written = blocking(move || -> std::io::Result<Created> {
             // Only ever one record per seq reaches a link: after a create that failed part-way
             // (its link may exist), stop before writing, so the earlier record stays the one.
             // Otherwise `link` below fails the same way if anyone holds the position.
@@ -359,18 +372,39 @@ impl LocalCommits {
             }
             file.write_all_at(&record, pos)?;
             file.sync_data()?;
-            match std::fs::hard_link(&target, &link) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(Created::Taken),
-                Err(e) => return Err(e),
-            }
-            wal_dir.sync_all()?;
             Ok(Created::Yes)
         })
         .await;
+        if let (Ok(Created::Yes), Some(gate)) = (&written, gate) {
+            // The record is durable but unreachable until its link exists; the link waits for
+            // the data. If the data failed, the record is garbage the next one overwrites.
+            let data = gate.await.unwrap_or(Err(LogError::Closed));
+            if let Err(e) = data {
+                self.uncertain = false;
+                return Err(e);
+            }
+        }
+        let outcome = match written {
+            Ok(Created::Yes) => {
+                let link = paths::local_commit(&self.root, commit.seq);
+                blocking(move || -> std::io::Result<Created> {
+                    match std::fs::hard_link(&target, &link) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                            return Ok(Created::Taken);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    wal_dir.sync_all()?;
+                    Ok(Created::Yes)
+                })
+                .await
+            }
+            other => other,
+        };
         match outcome {
             Ok(Created::Yes) => {
-                log.pos += len;
+                self.log.as_mut().expect("log is open").pos += len;
                 self.open_max = self.open_max.max(commit.seq);
                 self.uncertain = false;
                 Ok(Created::Yes)
@@ -391,6 +425,9 @@ impl LocalCommits {
         }
     }
 }
+
+/// Reports whether the data a commit points to became durable.
+pub(crate) type DataGate = tokio::sync::oneshot::Receiver<Result<(), LogError>>;
 
 fn frame(json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(json.len() + RECORD_HEADER);
@@ -505,25 +542,25 @@ mod tests {
         let mut a = CommitStore::local(dir.path().to_owned());
         a.become_writer(1);
         assert!(matches!(
-            a.create(&commit(1, 1), &m).await.unwrap(),
+            a.create(&commit(1, 1), None, &m).await.unwrap(),
             Created::Yes
         ));
         assert!(matches!(
-            a.create(&commit(2, 1), &m).await.unwrap(),
+            a.create(&commit(2, 1), None, &m).await.unwrap(),
             Created::Yes
         ));
         let mut b = CommitStore::local(dir.path().to_owned());
         b.become_writer(2);
         assert!(matches!(
-            b.create(&commit(2, 2), &m).await.unwrap(),
+            b.create(&commit(2, 2), None, &m).await.unwrap(),
             Created::Taken
         ));
         assert!(matches!(
-            b.create(&commit(3, 2), &m).await.unwrap(),
+            b.create(&commit(3, 2), None, &m).await.unwrap(),
             Created::Yes
         ));
         assert!(matches!(
-            a.create(&commit(3, 1), &m).await.unwrap(),
+            a.create(&commit(3, 1), None, &m).await.unwrap(),
             Created::Taken
         ));
         assert_eq!(b.list(&m).await.unwrap(), vec![1, 2, 3]);
@@ -535,7 +572,7 @@ mod tests {
         // Sealing starts a new log; reads still find older records.
         b.seal();
         assert!(matches!(
-            b.create(&commit(4, 2), &m).await.unwrap(),
+            b.create(&commit(4, 2), None, &m).await.unwrap(),
             Created::Yes
         ));
         assert_eq!(b.read(4, &m).await.unwrap().seq, 4);
@@ -543,6 +580,55 @@ mod tests {
         // Deleting what a checkpoint covers removes links and fully covered logs.
         b.delete(vec![1, 2, 3], 3, &m).await;
         assert_eq!(b.list(&m).await.unwrap(), vec![4]);
+    }
+
+    /// Locally the record is written while the data is, and linked only once the data is
+    /// durable: a failed data write leaves no link, and the position is still free.
+    #[tokio::test]
+    async fn local_link_waits_for_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = LogMetrics::default();
+        let mut a = CommitStore::local(dir.path().to_owned());
+        a.become_writer(1);
+        assert!(matches!(
+            a.create(&commit(1, 1), None, &m).await.unwrap(),
+            Created::Yes
+        ));
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pending = {
+            let mut c = commit(2, 1);
+            c.time_ms = 7;
+            async move { a.create(&c, Some(rx), &m).await.map(|r| (r, a)) }
+        };
+        let link = paths::local_commit(dir.path(), 2);
+        let task = tokio::spawn(pending);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!link.exists(), "linked before the data was durable");
+        tx.send(Err(LogError::Storage("disk on fire".into())))
+            .unwrap();
+        let (mut a, m) = match task.await.unwrap() {
+            Err(LogError::Storage(e)) => {
+                assert!(e.contains("disk on fire"));
+                let mut a = CommitStore::local(dir.path().to_owned());
+                a.become_writer(2);
+                (a, LogMetrics::default())
+            }
+            other => panic!("{:?}", other.map(|(r, _)| r)),
+        };
+        assert!(!link.exists(), "linked although the data failed");
+
+        // The position is free for the next attempt, which is the record read back.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tx.send(Ok(())).unwrap();
+        let mut c = commit(2, 2);
+        c.time_ms = 9;
+        assert!(matches!(
+            a.create(&c, Some(rx), &m).await.unwrap(),
+            Created::Yes
+        ));
+        assert!(link.exists());
+        assert_eq!(a.read(2, &m).await.unwrap().time_ms, 9);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::commit::{Commit, Op};
-use crate::commits::{CommitStore, Created};
+use crate::commits::{CommitStore, Created, DataGate};
 use crate::metrics::LogMetrics;
 use crate::paths::{self, DataId};
 use crate::recovery::list_seqs;
@@ -29,7 +29,7 @@ use crate::state::LogState;
 use crate::writer::{DedupTable, Pending, Remembered};
 use crate::{LogError, LogOptions, Shared, now_ms};
 
-/// A group whose data is durable, waiting for its commit record.
+/// A group whose data is durable (or, locally, being written), waiting for its commit record.
 pub(crate) struct Prepared {
     pub generation: u64,
     pub ops: Vec<Op>,
@@ -40,6 +40,9 @@ pub(crate) struct Prepared {
     pub pending: Vec<Pending>,
     /// `event_id`s this group added to the dedup table, to forget if it fails.
     pub remembered: Vec<Remembered>,
+    /// Set when the data is still being written (locally): the commit record is written
+    /// meanwhile, and linked once this reports the data durable.
+    pub gate: Option<DataGate>,
 }
 
 pub(crate) enum Stage2 {
@@ -130,12 +133,13 @@ impl Committer {
         }
     }
 
-    async fn group(&mut self, g: Prepared) {
+    async fn group(&mut self, mut g: Prepared) {
         let current = self.shared.generation.load(Ordering::Acquire);
         let result = if g.generation != current {
             Err(LogError::Storage("an earlier flush failed; retry".into()))
         } else {
-            self.commit(g.ops).await
+            let gate = g.gate.take();
+            self.commit_when(std::mem::take(&mut g.ops), gate).await
         };
         match result {
             Ok(commit) => {
@@ -208,6 +212,15 @@ impl Committer {
 
     /// Create the next commit record; on success apply it to the shared state.
     async fn commit(&mut self, ops: Vec<Op>) -> Result<Commit, LogError> {
+        self.commit_when(ops, None).await
+    }
+
+    /// [`Committer::commit`], for ops pointing at data that `gate` reports durable.
+    async fn commit_when(
+        &mut self,
+        ops: Vec<Op>,
+        gate: Option<DataGate>,
+    ) -> Result<Commit, LogError> {
         if let Some(e) = self.fenced() {
             return Err(e);
         }
@@ -221,7 +234,10 @@ impl Committer {
             ops,
         };
         let started = Instant::now();
-        let created = self.commits.create(&commit, &self.shared.metrics).await;
+        let created = self
+            .commits
+            .create(&commit, gate, &self.shared.metrics)
+            .await;
         self.shared
             .metrics
             .commit_us

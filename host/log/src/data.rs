@@ -30,13 +30,45 @@ pub enum DataSink {
     Remote(RemoteObjects),
 }
 
+/// Where a chunk goes, decided before it is written (so its commit record can be prepared, and
+/// locally written, at the same time as the data).
+#[derive(Clone)]
+pub struct Placement {
+    pub id: DataId,
+    pub pos: u64,
+    file: Option<Arc<File>>,
+}
+
 impl DataSink {
-    /// Make `chunk` durable; returns the object it went to and its position there.
-    pub async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
+    /// Choose where the next chunk goes (locally: open a new segment if the current one is
+    /// full or gone).
+    pub async fn place(&mut self, seq: u64) -> Result<Placement, SinkError> {
         match self {
-            DataSink::Local(s) => s.write(seq, chunk).await,
-            DataSink::Remote(s) => s.write(seq, chunk).await,
+            DataSink::Local(s) => s.place(seq).await,
+            DataSink::Remote(s) => Ok(Placement {
+                id: DataId {
+                    epoch: s.epoch,
+                    seq,
+                },
+                pos: 0,
+                file: None,
+            }),
         }
+    }
+
+    /// Make `chunk` durable where [`DataSink::place`] said.
+    pub async fn write(&mut self, at: &Placement, chunk: Bytes) -> Result<(), SinkError> {
+        match self {
+            DataSink::Local(s) => s.write(at, chunk).await,
+            DataSink::Remote(s) => s.write(at.id, chunk).await,
+        }
+    }
+
+    /// Whether a flush's commit record may be written while its data is: locally yes, since
+    /// a record is only ever read through its link, which is created once both are durable.
+    /// On an object store the record's creation is the commit itself, so it waits.
+    pub fn overlaps_commit(&self) -> bool {
+        matches!(self, DataSink::Local(_))
     }
 
     /// The object still being appended to (retention must not delete it).
@@ -71,7 +103,7 @@ impl LocalSegments {
         }
     }
 
-    async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
+    async fn place(&mut self, seq: u64) -> Result<Placement, SinkError> {
         if self
             .current
             .as_ref()
@@ -98,8 +130,17 @@ impl LocalSegments {
                 len: 0,
             });
         }
-        let seg = self.current.as_mut().expect("a segment is open");
-        let (file, pos, id) = (seg.file.clone(), seg.len, seg.id);
+        let seg = self.current.as_ref().expect("a segment is open");
+        Ok(Placement {
+            id: seg.id,
+            pos: seg.len,
+            file: Some(seg.file.clone()),
+        })
+    }
+
+    async fn write(&mut self, at: &Placement, chunk: Bytes) -> Result<(), SinkError> {
+        let file = at.file.clone().expect("a local placement has a file");
+        let pos = at.pos;
         let len = chunk.len() as u64;
         let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             file.write_all_at(&chunk, pos)?;
@@ -109,8 +150,10 @@ impl LocalSegments {
         .expect("blocking task");
         match res {
             Ok(()) => {
-                seg.len += len;
-                Ok((id, pos))
+                if let Some(seg) = self.current.as_mut().filter(|s| s.id == at.id) {
+                    seg.len = pos + len;
+                }
+                Ok(())
             }
             Err(e) => {
                 // The tail of this segment is now unknown; never append behind it again.
@@ -131,14 +174,10 @@ impl RemoteObjects {
         RemoteObjects { store, epoch }
     }
 
-    async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
-        let id = DataId {
-            epoch: self.epoch,
-            seq,
-        };
+    async fn write(&mut self, id: DataId, chunk: Bytes) -> Result<(), SinkError> {
         self.store
             .put(&paths::data(id), PutPayload::from_bytes(chunk))
             .await?;
-        Ok((id, 0))
+        Ok(())
     }
 }

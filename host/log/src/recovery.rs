@@ -87,7 +87,7 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
             }],
         };
         commits_store.become_writer(commit.epoch);
-        match commits_store.create(&commit, &metrics).await? {
+        match commits_store.create(&commit, None, &metrics).await? {
             Created::Yes => {
                 apply(&mut state, &commit)?;
                 claimed = Some(commit.epoch);

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::commit::{Op, Relocation, TopicMeta};
 use crate::committer::{Prepared, Stage2};
-use crate::data::DataSink;
+use crate::data::{DataSink, SinkError};
 use crate::format::EncodedRecords;
 use crate::metrics::LogMetrics;
 use crate::paths::DataId;
@@ -341,58 +341,104 @@ impl Writer {
         let chunk = chunk.freeze();
         self.data_seq += 1;
         LogMetrics::inc(&self.shared.metrics.store_puts);
+        let placed = match self.sink.place(self.data_seq).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.refuse(undo, &remembered, pending, e);
+                return;
+            }
+        };
+        for op in &mut ops {
+            if let Op::Append { data: d, pos, .. } = op {
+                *d = placed.id;
+                *pos += placed.pos;
+            }
+        }
+        let mut prepared = Prepared {
+            generation,
+            ops,
+            chunk: chunk.clone(),
+            data: placed.id,
+            base_pos: placed.pos,
+            records,
+            pending,
+            remembered,
+            gate: None,
+        };
         let started = Instant::now();
-        let written = self.sink.write(self.data_seq, chunk.clone()).await;
+        if self.sink.overlaps_commit() {
+            // The committer writes the commit record while the data is written, and links
+            // it once the data is durable; a failed write fails the group there (and, through
+            // the generation, every group prepared after it).
+            let (tx, rx) = oneshot::channel();
+            prepared.gate = Some(rx);
+            if !self.hand_over(prepared).await {
+                return;
+            }
+            let written = self.sink.write(&placed, chunk).await;
+            self.time_data_write(started);
+            if written.is_err() {
+                LogMetrics::inc(&self.shared.metrics.store_errors);
+            }
+            let _ = tx.send(written.map_err(|e| LogError::Storage(e.to_string())));
+        } else {
+            let written = self.sink.write(&placed, chunk).await;
+            self.time_data_write(started);
+            match written {
+                Ok(()) => {
+                    self.hand_over(prepared).await;
+                }
+                Err(e) => self.refuse(undo, &prepared.remembered, prepared.pending, e),
+            }
+        }
+    }
+
+    fn time_data_write(&self, started: Instant) {
         self.shared
             .metrics
             .data_write_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match written {
-            Ok((data, base_pos)) => {
-                for op in &mut ops {
-                    if let Op::Append { data: d, pos, .. } = op {
-                        *d = data;
-                        *pos += base_pos;
-                    }
+    }
+
+    /// Send a prepared group to the committer; false (its producers told) if it has stopped.
+    async fn hand_over(&mut self, prepared: Prepared) -> bool {
+        match self.stage2.send(Stage2::Group(prepared)).await {
+            Ok(()) => true,
+            Err(mpsc::error::SendError(Stage2::Group(p))) => {
+                for p in p.pending {
+                    let _ = p.reply.send(Err(LogError::Closed));
                 }
-                let prepared = Prepared {
-                    generation,
-                    ops,
-                    chunk,
-                    data,
-                    base_pos,
-                    records,
-                    pending,
-                    remembered,
-                };
-                if let Err(mpsc::error::SendError(Stage2::Group(p))) =
-                    self.stage2.send(Stage2::Group(prepared)).await
-                {
-                    for p in p.pending {
-                        let _ = p.reply.send(Err(LogError::Closed));
-                    }
-                }
+                false
             }
-            Err(e) => {
-                LogMetrics::inc(&self.shared.metrics.store_errors);
-                // This group's offsets were the newest: hand them back.
-                for (key, before) in undo {
-                    match before {
-                        Some(v) => self.staged.insert(key, v),
-                        None => self.staged.remove(&key),
-                    };
-                }
-                {
-                    let mut dedup = self.dedup.lock().expect("dedup");
-                    for r in &remembered {
-                        dedup.forget(r.topic, &r.id);
-                    }
-                }
-                let e = LogError::Storage(e.to_string());
-                for p in pending {
-                    let _ = p.reply.send(Err(e.clone()));
-                }
+            Err(_) => false,
+        }
+    }
+
+    /// A group whose data could not be placed or written: this group's offsets were the
+    /// newest, so hand them back, forget its ids, and tell its producers.
+    fn refuse(
+        &mut self,
+        undo: HashMap<(u64, u32), Option<u64>>,
+        remembered: &[Remembered],
+        pending: Vec<Pending>,
+        e: SinkError,
+    ) {
+        LogMetrics::inc(&self.shared.metrics.store_errors);
+        for (key, before) in undo {
+            match before {
+                Some(v) => self.staged.insert(key, v),
+                None => self.staged.remove(&key),
+            };
+        }
+        {
+            let mut dedup = self.dedup.lock().expect("dedup");
+            for r in remembered {
+                dedup.forget(r.topic, &r.id);
             }
+        }
+        let e = LogError::Storage(e.to_string());
+        for p in pending {
+            let _ = p.reply.send(Err(e.clone()));
         }
     }
 
