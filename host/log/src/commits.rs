@@ -67,6 +67,10 @@ pub(crate) struct LocalCommits {
     wal_dir: Option<Arc<File>>,
     /// The last create failed part-way: its link may exist, so check before writing again.
     uncertain: bool,
+    /// The next log, pre-zeroed in the background (`{epoch}-{nonce}.spare`), so starting a
+    /// log (after every checkpoint, and whenever one fills) costs a rename, not 4 MiB of
+    /// zeros and a sync on the commit path.
+    spare: Option<tokio::task::JoinHandle<std::io::Result<File>>>,
 }
 
 pub(crate) enum CommitStore {
@@ -92,6 +96,7 @@ impl CommitStore {
             open_max: 0,
             wal_dir: None,
             uncertain: false,
+            spare: None,
         })
     }
 
@@ -280,6 +285,8 @@ impl CommitStore {
             if let Some(log) = l.log.take() {
                 l.sealed.push((log.path, l.open_max));
             }
+            // A spare prepared under the old identity is cleared by the next writer's.
+            l.spare = None;
             l.me = Some(Identity {
                 epoch,
                 nonce: rand::random(),
@@ -309,9 +316,19 @@ impl LocalCommits {
             let root = self.root.clone();
             let path = paths::local_commit_log(&root, me.epoch, me.nonce, commit.seq);
             let size = LOCAL_LOG_BYTES.max(record.len() as u64 + RECORD_HEADER as u64);
+            let spare_path = spare_log(&root, me);
+            let spare = match self.spare.take() {
+                Some(task) if size == LOCAL_LOG_BYTES => task.await.ok().and_then(Result::ok),
+                _ => None,
+            };
             let p = path.clone();
             let file = blocking(move || -> std::io::Result<File> {
                 let logs = p.parent().expect("logs dir");
+                if let Some(f) = spare {
+                    std::fs::rename(&spare_path, &p)?;
+                    File::open(logs)?.sync_all()?;
+                    return Ok(f);
+                }
                 std::fs::create_dir_all(logs)?;
                 std::fs::create_dir_all(target.parent().expect("writers dir"))?;
                 if !target.exists() {
@@ -321,26 +338,39 @@ impl LocalCommits {
                     f.sync_all()?;
                     File::open(target.parent().expect("dir"))?.sync_all()?;
                 }
-                let f = File::options()
-                    .create_new(true)
-                    .read(true)
-                    .write(true)
-                    .open(&p)?;
-                // Real zeros, not a hole: later appends then overwrite allocated blocks and
-                // `fdatasync` need not journal a size or extent change.
-                let zeros = vec![0u8; 1 << 20];
-                let mut at = 0;
-                while at < size {
-                    let n = zeros.len().min((size - at) as usize);
-                    f.write_all_at(&zeros[..n], at)?;
-                    at += n as u64;
-                }
-                f.sync_all()?;
+                // Left by an earlier attempt at this same first position, which therefore
+                // never committed anything in it.
+                let _ = std::fs::remove_file(&p);
+                let f = zeroed(&p, size)?;
                 File::open(logs)?.sync_all()?;
                 Ok(f)
             })
             .await
             .map_err(|e| io(e, "starting a commit log"))?;
+            // The one after it, off the commit path.
+            let spare_path = spare_log(&root, me);
+            self.spare = Some(tokio::task::spawn_blocking(move || {
+                // A crashed earlier writer's spare is never used: clear those first.
+                if let Some(dir) = spare_path.parent()
+                    && let Ok(entries) = std::fs::read_dir(dir)
+                {
+                    for e in entries.flatten() {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        let older = name.strip_suffix(".spare").is_some_and(|stem| {
+                            stem.split('-')
+                                .next()
+                                .and_then(|ep| ep.parse::<u64>().ok())
+                                .is_some_and(|ep| ep < me.epoch)
+                        });
+                        if older {
+                            let _ = std::fs::remove_file(e.path());
+                        }
+                    }
+                }
+                let _ = std::fs::remove_file(&spare_path);
+                zeroed(&spare_path, LOCAL_LOG_BYTES)
+            }));
             self.log = Some(OpenLog {
                 file: Arc::new(file),
                 path,
@@ -428,6 +458,32 @@ impl LocalCommits {
 
 /// Reports whether the data a commit points to became durable.
 pub(crate) type DataGate = tokio::sync::oneshot::Receiver<Result<(), LogError>>;
+
+/// Where a writer's next commit log is prepared; not a log name, so reads never see it.
+fn spare_log(root: &FsPath, me: Identity) -> PathBuf {
+    root.join(paths::WAL_DIR)
+        .join("logs")
+        .join(format!("{:010}-{:016x}.spare", me.epoch, me.nonce))
+}
+
+/// A new file of `size` real zeros, synced: later appends overwrite allocated blocks, so
+/// `fdatasync` need not write a size or extent change.
+fn zeroed(path: &FsPath, size: u64) -> std::io::Result<File> {
+    let f = File::options()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let n = zeros.len().min((size - at) as usize);
+        f.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    f.sync_all()?;
+    Ok(f)
+}
 
 fn frame(json: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(json.len() + RECORD_HEADER);
@@ -580,6 +636,78 @@ mod tests {
         // Deleting what a checkpoint covers removes links and fully covered logs.
         b.delete(vec![1, 2, 3], 3, &m).await;
         assert_eq!(b.list(&m).await.unwrap(), vec![4]);
+    }
+
+    /// A new log (after a checkpoint seals the old one) is the spare prepared in the
+    /// background, renamed; a crashed older writer's spare is cleared.
+    #[tokio::test]
+    async fn new_logs_come_from_the_spare() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join(paths::WAL_DIR).join("logs");
+        let m = LogMetrics::default();
+        let mut a = CommitStore::local(dir.path().to_owned());
+        a.become_writer(3);
+        a.create(&commit(1, 3), None, &m).await.unwrap();
+        let stale = logs.join(format!("{:010}-{:016x}.spare", 2, 7));
+        std::fs::write(&stale, b"old").unwrap();
+        let spares = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&logs)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".spare"))
+                .collect();
+            v.sort();
+            v
+        };
+        use std::os::unix::fs::MetadataExt;
+        let CommitStore::Local(l) = &mut a else {
+            unreachable!()
+        };
+        let first = l
+            .spare
+            .take()
+            .expect("a spare is prepared after the first log");
+        let file = first.await.unwrap().unwrap();
+        let spare_inode = std::fs::metadata(spare_log(dir.path(), l.me.unwrap()))
+            .unwrap()
+            .ino();
+        l.spare = Some(tokio::spawn(async move { Ok(file) }));
+        a.seal();
+        a.create(&commit(2, 3), None, &m).await.unwrap();
+        // The spare became the second log; another is being prepared.
+        let second = paths::local_commit_log(
+            dir.path(),
+            3,
+            {
+                let CommitStore::Local(l) = &a else {
+                    unreachable!()
+                };
+                l.me.unwrap().nonce
+            },
+            2,
+        );
+        assert_eq!(std::fs::metadata(&second).unwrap().ino(), spare_inode);
+        let CommitStore::Local(l) = &mut a else {
+            unreachable!()
+        };
+        let task = l.spare.take().expect("a next spare is prepared");
+        drop(task.await.unwrap().unwrap());
+        let left = spares();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].starts_with("0000000003-"), "{left:?}");
+        assert!(!stale.exists(), "an older writer's spare was left");
+        let zeros = std::fs::metadata(logs.join(&left[0])).unwrap().len();
+        assert_eq!(zeros, LOCAL_LOG_BYTES);
+        let names: Vec<_> = std::fs::read_dir(&logs)
+            .unwrap()
+            .filter_map(|e| {
+                paths::parse_local_commit_log(&e.unwrap().file_name().to_string_lossy())
+            })
+            .map(|(_, _, first)| first)
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let read = a.read_many(&[1, 2], &m).await.unwrap();
+        assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     /// Locally the record is written while the data is, and linked only once the data is
