@@ -698,14 +698,7 @@ pub async fn single(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     server.create_topic(&http, "single").await?;
     drive(&server, "single", 64, 1, Duration::from_secs(2)).await;
     let r = drive(&server, "single", 64, 1, secs).await;
-    println!(
-        "single-event produce (64 clients, durable acks): {:.0} events/s, ack latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
-        r.events as f64 / r.elapsed.as_secs_f64(),
-        pct(&r.latencies_us, 0.5),
-        pct(&r.latencies_us, 0.99),
-        pct(&r.latencies_us, 0.999),
-        r.errors
-    );
+    print_acks("single-event produce (64 clients, durable acks)", &r);
     report_flushes(&server.metrics(&http).await?, r.elapsed.as_secs_f64());
     let (p50, p99) = server.produce_latency(&http).await?;
     println!(
@@ -714,16 +707,23 @@ pub async fn single(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     // The same load from bare keep-alive connections (as wrk sends it), so the clients take
     // less of the two cores they share with the server.
     let r = drive_raw(&server, "single", 64, &bodies(1, 16), 1, secs).await?;
+    print_acks(
+        "single-event produce, bare HTTP/1.1 clients (64, durable acks)",
+        &r,
+    );
+    server.stop()?;
+    Ok(())
+}
+
+fn print_acks(what: &str, r: &LoadResult) {
     println!(
-        "single-event produce, bare HTTP/1.1 clients (64, durable acks): {:.0} events/s, ack latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
+        "{what}: {:.0} events/s, ack latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
         r.events as f64 / r.elapsed.as_secs_f64(),
         pct(&r.latencies_us, 0.5),
         pct(&r.latencies_us, 0.99),
         pct(&r.latencies_us, 0.999),
         r.errors
     );
-    server.stop()?;
-    Ok(())
 }
 
 fn report_flushes(m: &(u64, u64, u64, u64, u64), secs: f64) {

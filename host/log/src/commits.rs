@@ -355,15 +355,9 @@ impl LocalCommits {
                     && let Ok(entries) = std::fs::read_dir(dir)
                 {
                     for e in entries.flatten() {
-                        let name = e.file_name();
-                        let name = name.to_string_lossy();
-                        let older = name.strip_suffix(".spare").is_some_and(|stem| {
-                            stem.split('-')
-                                .next()
-                                .and_then(|ep| ep.parse::<u64>().ok())
-                                .is_some_and(|ep| ep < me.epoch)
-                        });
-                        if older {
+                        if spare_epoch(&e.file_name().to_string_lossy())
+                            .is_some_and(|epoch| epoch < me.epoch)
+                        {
                             let _ = std::fs::remove_file(e.path());
                         }
                     }
@@ -464,6 +458,11 @@ fn spare_log(root: &FsPath, me: Identity) -> PathBuf {
     root.join(paths::WAL_DIR)
         .join("logs")
         .join(format!("{:010}-{:016x}.spare", me.epoch, me.nonce))
+}
+
+/// The writer epoch of a [`spare_log`] file name.
+fn spare_epoch(name: &str) -> Option<u64> {
+    name.strip_suffix(".spare")?.split('-').next()?.parse().ok()
 }
 
 /// A new file of `size` real zeros, synced: later appends overwrite allocated blocks, so
@@ -591,8 +590,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn local_create_is_create_if_absent_and_reads_back() {
+    /// A local store in a new directory whose writer (epoch 1) has created commit 1.
+    async fn first_writer() -> (tempfile::TempDir, CommitStore, LogMetrics) {
         let dir = tempfile::tempdir().unwrap();
         let m = LogMetrics::default();
         let mut a = CommitStore::local(dir.path().to_owned());
@@ -601,6 +600,12 @@ mod tests {
             a.create(&commit(1, 1), None, &m).await.unwrap(),
             Created::Yes
         ));
+        (dir, a, m)
+    }
+
+    #[tokio::test]
+    async fn local_create_is_create_if_absent_and_reads_back() {
+        let (dir, mut a, m) = first_writer().await;
         assert!(matches!(
             a.create(&commit(2, 1), None, &m).await.unwrap(),
             Created::Yes
@@ -714,14 +719,7 @@ mod tests {
     /// durable: a failed data write leaves no link, and the position is still free.
     #[tokio::test]
     async fn local_link_waits_for_the_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = LogMetrics::default();
-        let mut a = CommitStore::local(dir.path().to_owned());
-        a.become_writer(1);
-        assert!(matches!(
-            a.create(&commit(1, 1), None, &m).await.unwrap(),
-            Created::Yes
-        ));
+        let (dir, mut a, m) = first_writer().await;
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         let pending = {

@@ -422,12 +422,15 @@ impl Committer {
     /// stored. Later commit records go to a fresh local log, so the old ones can be deleted
     /// whole once a manifest covers them.
     fn start_checkpoint(&mut self) {
-        let state = self.shared.state.read().expect("state").clone();
         self.last_checkpoint = Instant::now();
         self.commits_since_checkpoint = 0;
-        if state.seq <= self.checkpointed_seq {
-            return;
-        }
+        let state = {
+            let state = self.shared.state.read().expect("state");
+            if state.seq <= self.checkpointed_seq {
+                return; // nothing new: no copy
+            }
+            state.clone()
+        };
         self.commits.seal();
         let ids = std::mem::take(&mut self.recent_ids);
         let shared = self.shared.clone();
@@ -534,12 +537,12 @@ async fn write_checkpoint(
         }
         done.ids_stored = true;
     }
-    let bytes = match tokio::task::spawn_blocking(move || serde_json::to_vec(&state)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            done.result = Err(LogError::Storage(format!("serializing a checkpoint: {e}")));
-            return done;
-        }
+    let serialized = tokio::task::spawn_blocking(move || serde_json::to_vec(&state))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let bytes = match serialized {
+        Ok(b) => b,
         Err(e) => {
             done.result = Err(LogError::Storage(format!("serializing a checkpoint: {e}")));
             return done;
