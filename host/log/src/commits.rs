@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::LogError;
 use crate::commit::Commit;
+use crate::io_thread::blocking;
 use crate::metrics::LogMetrics;
 use crate::paths;
 
@@ -80,10 +81,6 @@ pub(crate) enum CommitStore {
 
 fn io(e: std::io::Error, what: &str) -> LogError {
     LogError::Storage(format!("{what}: {e}"))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
 impl CommitStore {
@@ -197,21 +194,15 @@ impl CommitStore {
         }
     }
 
-    /// Create `wal/{commit.seq}` if nobody has, once `gate` (the data the commit points to,
-    /// still being written) reports durable: locally the record is written meanwhile, and
-    /// only its link waits.
+    /// Create `wal/{commit.seq}` if nobody has.
     pub(crate) async fn create(
         &mut self,
         commit: &Commit,
-        gate: Option<DataGate>,
         metrics: &LogMetrics,
     ) -> Result<Created, LogError> {
         LogMetrics::inc(&metrics.store_puts);
         match self {
             CommitStore::Remote(store) => {
-                if let Some(gate) = gate {
-                    gate.await.unwrap_or(Err(LogError::Closed))?;
-                }
                 match store
                     .put_opts(
                         &paths::commit(commit.seq),
@@ -225,7 +216,7 @@ impl CommitStore {
                     Err(e) => Err(e.into()),
                 }
             }
-            CommitStore::Local(l) => l.create(commit, gate).await,
+            CommitStore::Local(l) => l.create(commit).await,
         }
     }
 
@@ -257,7 +248,9 @@ impl CommitStore {
                     }
                     keep
                 });
-                blocking(move || {
+                // Many files: in the blocking pool even from the log thread, which meanwhile
+                // goes on writing.
+                let _ = tokio::task::spawn_blocking(move || {
                     for seq in seqs {
                         let _ = std::fs::remove_file(paths::local_commit(&root, seq));
                     }
@@ -296,11 +289,7 @@ impl CommitStore {
 }
 
 impl LocalCommits {
-    async fn create(
-        &mut self,
-        commit: &Commit,
-        gate: Option<DataGate>,
-    ) -> Result<Created, LogError> {
+    async fn create(&mut self, commit: &Commit) -> Result<Created, LogError> {
         let me = self.me.expect("become_writer before create");
         let link = paths::local_commit(&self.root, commit.seq);
         let target = paths::local_writer(&self.root, me.epoch, me.nonce);
@@ -399,15 +388,6 @@ impl LocalCommits {
             Ok(Created::Yes)
         })
         .await;
-        if let (Ok(Created::Yes), Some(gate)) = (&written, gate) {
-            // The record is durable but unreachable until its link exists; the link waits for
-            // the data. If the data failed, the record is garbage the next one overwrites.
-            let data = gate.await.unwrap_or(Err(LogError::Closed));
-            if let Err(e) = data {
-                self.uncertain = false;
-                return Err(e);
-            }
-        }
         let outcome = match written {
             Ok(Created::Yes) => {
                 let link = paths::local_commit(&self.root, commit.seq);
@@ -449,9 +429,6 @@ impl LocalCommits {
         }
     }
 }
-
-/// Reports whether the data a commit points to became durable.
-pub(crate) type DataGate = tokio::sync::oneshot::Receiver<Result<(), LogError>>;
 
 /// Where a writer's next commit log is prepared; not a log name, so reads never see it.
 fn spare_log(root: &FsPath, me: Identity) -> PathBuf {
@@ -597,7 +574,7 @@ mod tests {
         let mut a = CommitStore::local(dir.path().to_owned());
         a.become_writer(1);
         assert!(matches!(
-            a.create(&commit(1, 1), None, &m).await.unwrap(),
+            a.create(&commit(1, 1), &m).await.unwrap(),
             Created::Yes
         ));
         (dir, a, m)
@@ -607,21 +584,21 @@ mod tests {
     async fn local_create_is_create_if_absent_and_reads_back() {
         let (dir, mut a, m) = first_writer().await;
         assert!(matches!(
-            a.create(&commit(2, 1), None, &m).await.unwrap(),
+            a.create(&commit(2, 1), &m).await.unwrap(),
             Created::Yes
         ));
         let mut b = CommitStore::local(dir.path().to_owned());
         b.become_writer(2);
         assert!(matches!(
-            b.create(&commit(2, 2), None, &m).await.unwrap(),
+            b.create(&commit(2, 2), &m).await.unwrap(),
             Created::Taken
         ));
         assert!(matches!(
-            b.create(&commit(3, 2), None, &m).await.unwrap(),
+            b.create(&commit(3, 2), &m).await.unwrap(),
             Created::Yes
         ));
         assert!(matches!(
-            a.create(&commit(3, 1), None, &m).await.unwrap(),
+            a.create(&commit(3, 1), &m).await.unwrap(),
             Created::Taken
         ));
         assert_eq!(b.list(&m).await.unwrap(), vec![1, 2, 3]);
@@ -633,7 +610,7 @@ mod tests {
         // Sealing starts a new log; reads still find older records.
         b.seal();
         assert!(matches!(
-            b.create(&commit(4, 2), None, &m).await.unwrap(),
+            b.create(&commit(4, 2), &m).await.unwrap(),
             Created::Yes
         ));
         assert_eq!(b.read(4, &m).await.unwrap().seq, 4);
@@ -652,7 +629,7 @@ mod tests {
         let m = LogMetrics::default();
         let mut a = CommitStore::local(dir.path().to_owned());
         a.become_writer(3);
-        a.create(&commit(1, 3), None, &m).await.unwrap();
+        a.create(&commit(1, 3), &m).await.unwrap();
         let stale = logs.join(format!("{:010}-{:016x}.spare", 2, 7));
         std::fs::write(&stale, b"old").unwrap();
         let spares = || -> Vec<String> {
@@ -678,7 +655,7 @@ mod tests {
             .ino();
         l.spare = Some(tokio::spawn(async move { Ok(file) }));
         a.seal();
-        a.create(&commit(2, 3), None, &m).await.unwrap();
+        a.create(&commit(2, 3), &m).await.unwrap();
         // The spare became the second log; another is being prepared.
         let second = paths::local_commit_log(
             dir.path(),
@@ -713,48 +690,6 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         let read = a.read_many(&[1, 2], &m).await.unwrap();
         assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
-    }
-
-    /// Locally the record is written while the data is, and linked only once the data is
-    /// durable: a failed data write leaves no link, and the position is still free.
-    #[tokio::test]
-    async fn local_link_waits_for_the_data() {
-        let (dir, mut a, m) = first_writer().await;
-
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let pending = {
-            let mut c = commit(2, 1);
-            c.time_ms = 7;
-            async move { a.create(&c, Some(rx), &m).await.map(|r| (r, a)) }
-        };
-        let link = paths::local_commit(dir.path(), 2);
-        let task = tokio::spawn(pending);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!link.exists(), "linked before the data was durable");
-        tx.send(Err(LogError::Storage("disk on fire".into())))
-            .unwrap();
-        let (mut a, m) = match task.await.unwrap() {
-            Err(LogError::Storage(e)) => {
-                assert!(e.contains("disk on fire"));
-                let mut a = CommitStore::local(dir.path().to_owned());
-                a.become_writer(2);
-                (a, LogMetrics::default())
-            }
-            other => panic!("{:?}", other.map(|(r, _)| r)),
-        };
-        assert!(!link.exists(), "linked although the data failed");
-
-        // The position is free for the next attempt, which is the record read back.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tx.send(Ok(())).unwrap();
-        let mut c = commit(2, 2);
-        c.time_ms = 9;
-        assert!(matches!(
-            a.create(&c, Some(rx), &m).await.unwrap(),
-            Created::Yes
-        ));
-        assert!(link.exists());
-        assert_eq!(a.read(2, &m).await.unwrap().time_ms, 9);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::commit::{Commit, Op};
-use crate::commits::{CommitStore, Created, DataGate};
+use crate::commits::{CommitStore, Created};
 use crate::metrics::LogMetrics;
 use crate::paths::{self, DataId};
 use crate::recovery::list_seqs;
@@ -40,9 +40,6 @@ pub(crate) struct Prepared {
     pub pending: Vec<Pending>,
     /// `event_id`s this group added to the dedup table, to forget if it fails.
     pub remembered: Vec<Remembered>,
-    /// Set when the data is still being written (locally): the commit record is written
-    /// meanwhile, and linked once this reports the data durable.
-    pub gate: Option<DataGate>,
 }
 
 pub(crate) enum Stage2 {
@@ -138,8 +135,7 @@ impl Committer {
         let result = if g.generation != current {
             Err(LogError::Storage("an earlier flush failed; retry".into()))
         } else {
-            let gate = g.gate.take();
-            self.commit_when(std::mem::take(&mut g.ops), gate).await
+            self.commit(std::mem::take(&mut g.ops)).await
         };
         match result {
             Ok(commit) => {
@@ -212,15 +208,6 @@ impl Committer {
 
     /// Create the next commit record; on success apply it to the shared state.
     async fn commit(&mut self, ops: Vec<Op>) -> Result<Commit, LogError> {
-        self.commit_when(ops, None).await
-    }
-
-    /// [`Committer::commit`], for ops pointing at data that `gate` reports durable.
-    async fn commit_when(
-        &mut self,
-        ops: Vec<Op>,
-        gate: Option<DataGate>,
-    ) -> Result<Commit, LogError> {
         if let Some(e) = self.fenced() {
             return Err(e);
         }
@@ -234,10 +221,7 @@ impl Committer {
             ops,
         };
         let started = Instant::now();
-        let created = self
-            .commits
-            .create(&commit, gate, &self.shared.metrics)
-            .await;
+        let created = self.commits.create(&commit, &self.shared.metrics).await;
         self.shared
             .metrics
             .commit_us

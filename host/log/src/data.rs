@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::io_thread::blocking;
 use crate::paths::{self, DataId};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +31,7 @@ pub enum DataSink {
     Remote(RemoteObjects),
 }
 
-/// Where a chunk goes, decided before it is written (so its commit record can be prepared, and
-/// locally written, at the same time as the data).
+/// Where a chunk goes, decided before it is written (so its commit record can point at it).
 #[derive(Clone)]
 pub struct Placement {
     pub id: DataId,
@@ -62,13 +62,6 @@ impl DataSink {
             DataSink::Local(s) => s.write(at, chunk).await,
             DataSink::Remote(s) => s.write(at.id, chunk).await,
         }
-    }
-
-    /// Whether a flush's commit record may be written while its data is: locally yes, since
-    /// a record is only ever read through its link, which is created once both are durable.
-    /// On an object store the record's creation is the commit itself, so it waits.
-    pub fn overlaps_commit(&self) -> bool {
-        matches!(self, DataSink::Local(_))
     }
 
     /// The object still being appended to (retention must not delete it).
@@ -114,7 +107,7 @@ impl LocalSegments {
                 seq,
             };
             let path = paths::local_data(&self.root, id);
-            let file = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
+            let file = blocking(move || -> std::io::Result<File> {
                 let dir = path.parent().expect("data files live in a directory");
                 std::fs::create_dir_all(dir)?;
                 let file = File::options().create_new(true).write(true).open(&path)?;
@@ -122,8 +115,7 @@ impl LocalSegments {
                 File::open(dir)?.sync_all()?;
                 Ok(file)
             })
-            .await
-            .expect("blocking task")?;
+            .await?;
             self.current = Some(Segment {
                 id,
                 file: Arc::new(file),
@@ -142,12 +134,11 @@ impl LocalSegments {
         let file = at.file.clone().expect("a local placement has a file");
         let pos = at.pos;
         let len = chunk.len() as u64;
-        let res = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let res = blocking(move || -> std::io::Result<()> {
             file.write_all_at(&chunk, pos)?;
             file.sync_data()
         })
-        .await
-        .expect("blocking task");
+        .await;
         match res {
             Ok(()) => {
                 if let Some(seg) = self.current.as_mut().filter(|s| s.id == at.id) {

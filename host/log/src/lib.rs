@@ -31,6 +31,7 @@ mod committer;
 pub mod data;
 mod error;
 pub mod format;
+mod io_thread;
 pub mod metrics;
 pub mod partitioner;
 pub mod paths;
@@ -228,7 +229,8 @@ impl Shared {
 pub struct Log {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Request>,
-    writer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Resolves once the writer (and its committer) have stopped.
+    writer: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
 }
 
 impl Log {

@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::RunCache;
 use crate::commit::{Commit, Op};
@@ -87,7 +87,7 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
             }],
         };
         commits_store.become_writer(commit.epoch);
-        match commits_store.create(&commit, None, &metrics).await? {
+        match commits_store.create(&commit, &metrics).await? {
             Created::Yes => {
                 apply(&mut state, &commit)?;
                 claimed = Some(commit.epoch);
@@ -160,17 +160,34 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         opts,
         dedup,
         stage2: stage2_tx,
-        committer: Some(tokio::spawn(committer.run())),
+        committer: None,
         data_seq: next_seq,
         staged: HashMap::new(),
         staged_generation: 0,
         held: None,
     };
-    let handle = tokio::spawn(writer.run());
+    let run = async move {
+        let mut writer = writer;
+        writer.committer = Some(tokio::spawn(committer.run()));
+        writer.run().await;
+    };
+    // On a local directory the writer makes its short blocking calls inline on its own thread;
+    // on an object store it only awaits requests, so it runs with the caller's tasks.
+    let finished = if local_root.is_some() {
+        crate::io_thread::spawn(run)
+            .map_err(|e| LogError::Storage(format!("starting the log thread: {e}")))?
+    } else {
+        let (done, finished) = oneshot::channel();
+        tokio::spawn(async move {
+            run.await;
+            let _ = done.send(());
+        });
+        finished
+    };
     Ok(Log {
         shared,
         tx,
-        writer: Arc::new(Mutex::new(Some(handle))),
+        writer: Arc::new(Mutex::new(Some(finished))),
     })
 }
 

@@ -354,7 +354,7 @@ impl Writer {
                 *pos += placed.pos;
             }
         }
-        let mut prepared = Prepared {
+        let prepared = Prepared {
             generation,
             ops,
             chunk: chunk.clone(),
@@ -363,33 +363,20 @@ impl Writer {
             records,
             pending,
             remembered,
-            gate: None,
         };
         let started = Instant::now();
-        if self.sink.overlaps_commit() {
-            // The committer writes the commit record while the data is written, and links
-            // it once the data is durable; a failed write fails the group there (and, through
-            // the generation, every group prepared after it).
-            let (tx, rx) = oneshot::channel();
-            prepared.gate = Some(rx);
-            if !self.hand_over(prepared).await {
-                return;
+        let written = self.sink.write(&placed, chunk).await;
+        self.time_data_write(started);
+        match written {
+            Ok(()) => {
+                self.hand_over(prepared).await;
             }
-            let written = self.sink.write(&placed, chunk).await;
-            self.time_data_write(started);
-            if written.is_err() {
-                LogMetrics::inc(&self.shared.metrics.store_errors);
-            }
-            let _ = tx.send(written.map_err(|e| LogError::Storage(e.to_string())));
-        } else {
-            let written = self.sink.write(&placed, chunk).await;
-            self.time_data_write(started);
-            match written {
-                Ok(()) => {
-                    self.hand_over(prepared).await;
-                }
-                Err(e) => self.refuse(undo, &prepared.remembered, prepared.pending, e),
-            }
+            Err(e) => self.refuse(undo, &prepared.remembered, prepared.pending, e),
+        }
+        if crate::io_thread::on_log_thread() {
+            // The committer shares this thread: let it finish this group (record, link,
+            // answers) before the next one is gathered, which meanwhile grows.
+            tokio::task::yield_now().await;
         }
     }
 
