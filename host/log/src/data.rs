@@ -31,36 +31,13 @@ pub enum DataSink {
     Remote(RemoteObjects),
 }
 
-/// Where a chunk goes, decided before it is written (so its commit record can point at it).
-#[derive(Clone)]
-pub struct Placement {
-    pub id: DataId,
-    pub pos: u64,
-    file: Option<Arc<File>>,
-}
-
 impl DataSink {
-    /// Choose where the next chunk goes (locally: open a new segment if the current one is
-    /// full or gone).
-    pub async fn place(&mut self, seq: u64) -> Result<Placement, SinkError> {
+    /// Make `chunk` (flush number `seq`) durable; returns the object it is in and where it
+    /// starts there.
+    pub async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
         match self {
-            DataSink::Local(s) => s.place(seq).await,
-            DataSink::Remote(s) => Ok(Placement {
-                id: DataId {
-                    epoch: s.epoch,
-                    seq,
-                },
-                pos: 0,
-                file: None,
-            }),
-        }
-    }
-
-    /// Make `chunk` durable where [`DataSink::place`] said.
-    pub async fn write(&mut self, at: &Placement, chunk: Bytes) -> Result<(), SinkError> {
-        match self {
-            DataSink::Local(s) => s.write(at, chunk).await,
-            DataSink::Remote(s) => s.write(at.id, chunk).await,
+            DataSink::Local(s) => s.write(seq, chunk).await,
+            DataSink::Remote(s) => s.write(seq, chunk).await.map(|id| (id, 0)),
         }
     }
 
@@ -96,7 +73,8 @@ impl LocalSegments {
         }
     }
 
-    async fn place(&mut self, seq: u64) -> Result<Placement, SinkError> {
+    /// Append `chunk` to the current segment (opening a new one if it is full or gone).
+    async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
         if self
             .current
             .as_ref()
@@ -122,17 +100,8 @@ impl LocalSegments {
                 len: 0,
             });
         }
-        let seg = self.current.as_ref().expect("a segment is open");
-        Ok(Placement {
-            id: seg.id,
-            pos: seg.len,
-            file: Some(seg.file.clone()),
-        })
-    }
-
-    async fn write(&mut self, at: &Placement, chunk: Bytes) -> Result<(), SinkError> {
-        let file = at.file.clone().expect("a local placement has a file");
-        let pos = at.pos;
+        let seg = self.current.as_mut().expect("a segment is open");
+        let (id, pos, file) = (seg.id, seg.len, seg.file.clone());
         let len = chunk.len() as u64;
         let res = blocking(move || -> std::io::Result<()> {
             file.write_all_at(&chunk, pos)?;
@@ -141,10 +110,8 @@ impl LocalSegments {
         .await;
         match res {
             Ok(()) => {
-                if let Some(seg) = self.current.as_mut().filter(|s| s.id == at.id) {
-                    seg.len = pos + len;
-                }
-                Ok(())
+                seg.len = pos + len;
+                Ok((id, pos))
             }
             Err(e) => {
                 // The tail of this segment is now unknown; never append behind it again.
@@ -165,10 +132,14 @@ impl RemoteObjects {
         RemoteObjects { store, epoch }
     }
 
-    async fn write(&mut self, id: DataId, chunk: Bytes) -> Result<(), SinkError> {
+    async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<DataId, SinkError> {
+        let id = DataId {
+            epoch: self.epoch,
+            seq,
+        };
         self.store
             .put(&paths::data(id), PutPayload::from_bytes(chunk))
             .await?;
-        Ok(())
+        Ok(id)
     }
 }

@@ -341,8 +341,11 @@ impl Writer {
         let chunk = chunk.freeze();
         self.data_seq += 1;
         LogMetrics::inc(&self.shared.metrics.store_puts);
-        let placed = match self.sink.place(self.data_seq).await {
-            Ok(p) => p,
+        let started = Instant::now();
+        let written = self.sink.write(self.data_seq, chunk.clone()).await;
+        self.time_data_write(started);
+        let (data, base_pos) = match written {
+            Ok(at) => at,
             Err(e) => {
                 self.refuse(undo, &remembered, pending, e);
                 return;
@@ -350,29 +353,21 @@ impl Writer {
         };
         for op in &mut ops {
             if let Op::Append { data: d, pos, .. } = op {
-                *d = placed.id;
-                *pos += placed.pos;
+                *d = data;
+                *pos += base_pos;
             }
         }
-        let prepared = Prepared {
+        self.hand_over(Prepared {
             generation,
             ops,
-            chunk: chunk.clone(),
-            data: placed.id,
-            base_pos: placed.pos,
+            chunk,
+            data,
+            base_pos,
             records,
             pending,
             remembered,
-        };
-        let started = Instant::now();
-        let written = self.sink.write(&placed, chunk).await;
-        self.time_data_write(started);
-        match written {
-            Ok(()) => {
-                self.hand_over(prepared).await;
-            }
-            Err(e) => self.refuse(undo, &prepared.remembered, prepared.pending, e),
-        }
+        })
+        .await;
         if crate::io_thread::on_log_thread() {
             // The committer shares this thread: let it finish this group (record, link,
             // answers) before the next one is gathered, which meanwhile grows.
@@ -387,21 +382,18 @@ impl Writer {
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Send a prepared group to the committer; false (its producers told) if it has stopped.
-    async fn hand_over(&mut self, prepared: Prepared) -> bool {
-        match self.stage2.send(Stage2::Group(prepared)).await {
-            Ok(()) => true,
-            Err(mpsc::error::SendError(Stage2::Group(p))) => {
-                for p in p.pending {
-                    let _ = p.reply.send(Err(LogError::Closed));
-                }
-                false
+    /// Send a prepared group to the committer (if it has stopped, its producers are told).
+    async fn hand_over(&mut self, prepared: Prepared) {
+        if let Err(mpsc::error::SendError(Stage2::Group(p))) =
+            self.stage2.send(Stage2::Group(prepared)).await
+        {
+            for p in p.pending {
+                let _ = p.reply.send(Err(LogError::Closed));
             }
-            Err(_) => false,
         }
     }
 
-    /// A group whose data could not be placed or written: this group's offsets were the
+    /// A group whose data could not be written: this group's offsets were the
     /// newest, so hand them back, forget its ids, and tell its producers.
     fn refuse(
         &mut self,
