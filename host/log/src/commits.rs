@@ -6,13 +6,19 @@
 //! deleted inodes). So locally the fence and the content are split:
 //!
 //! - each writer appends its commit records (length, CRC-32C, JSON) to its own pre-zeroed log
-//!   file and `fdatasync`s it (pre-zeroing makes that a data-only flush);
+//!   file and `fdatasync`s it (pre-zeroing makes that a data-only flush): from then on the
+//!   commit is durable;
 //! - then commits position `seq` by hard-linking its identity file to `wal/{seq}.json` — `link`
-//!   is atomic and fails if the name exists, exactly create-if-absent — and fsyncs the
-//!   directory. No inode is allocated.
+//!   is atomic and fails if the name exists, exactly create-if-absent. No inode is allocated.
+//!   The link is the fence, visible to every other process at once; only a claim's link is
+//!   made durable on its own (the directory fsync'd), the others ride along with later syncs.
 //!
 //! To read `wal/{seq}`, read the identity it points to, then the last record for `seq` in that
-//! writer's log. A record whose link never happened (a crash, or a lost race) is never read.
+//! writer's log. A power loss may take the newest links (never a claim's) but not the records
+//! they pointed to: recovery continues from the writer of the newest surviving link and takes
+//! its records after it ([`CommitStore::unlinked_tail`]), re-creating them under its own
+//! identity before it claims. A record whose writer was not the newest (it lost a race) is
+//! never read.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::LogError;
-use crate::commit::Commit;
+use crate::commit::{Commit, Op};
 use crate::io_thread::blocking;
 use crate::metrics::LogMetrics;
 use crate::paths;
@@ -68,6 +74,9 @@ pub(crate) struct LocalCommits {
     wal_dir: Option<Arc<File>>,
     /// The last create failed part-way: its link may exist, so check before writing again.
     uncertain: bool,
+    /// The position of this writer's claim, whose link stays while it writes: after a power
+    /// loss it is how recovery finds the newest writer's log (see [`CommitStore::unlinked_tail`]).
+    claim_seq: Option<u64>,
     /// The next log, pre-zeroed in the background (`{epoch}-{nonce}.spare`), so starting a
     /// log (after every checkpoint, and whenever one fills) costs a rename, not 4 MiB of
     /// zeros and a sync on the commit path.
@@ -93,6 +102,7 @@ impl CommitStore {
             open_max: 0,
             wal_dir: None,
             uncertain: false,
+            claim_seq: None,
             spare: None,
         })
     }
@@ -240,6 +250,8 @@ impl CommitStore {
             }
             CommitStore::Local(l) => {
                 let root = l.root.clone();
+                let keep = l.claim_seq;
+                let seqs: Vec<u64> = seqs.into_iter().filter(|s| Some(*s) != keep).collect();
                 let mut doomed_logs = Vec::new();
                 l.sealed.retain(|(path, max)| {
                     let keep = *max > upto;
@@ -263,6 +275,28 @@ impl CommitStore {
         }
     }
 
+    /// Commits after position `after` that are durable but may have lost their links: on a
+    /// local directory, the records of the newest surviving link's writer after `after`, in
+    /// order, up to the first missing position (on an object store a commit is its object, so
+    /// there are none). Every writer's claim link is synced and kept while it writes, so the
+    /// newest link always names the newest writer; a power loss can only take the links after
+    /// it, and a directory's entries survive in the order they were made (as on ext4 and XFS,
+    /// whose journals commit in order), so what is missing is a tail. The caller re-creates
+    /// these under its own identity before it claims.
+    pub(crate) async fn unlinked_tail(&mut self, after: u64) -> Result<Vec<Commit>, LogError> {
+        let CommitStore::Local(l) = self else {
+            return Ok(Vec::new());
+        };
+        let root = l.root.clone();
+        let (tail, logs) = blocking(move || read_tail(&root, after)).await?;
+        for (path, max) in logs {
+            if !l.sealed.iter().any(|(p, _)| *p == path) {
+                l.sealed.push((path, max));
+            }
+        }
+        Ok(tail)
+    }
+
     /// Start a new local commit log (after a checkpoint), so old ones can be deleted.
     pub(crate) fn seal(&mut self) {
         if let CommitStore::Local(l) = self
@@ -272,9 +306,13 @@ impl CommitStore {
         }
     }
 
-    /// Begin claiming as a new writer of `epoch` (local: a fresh identity file).
+    /// Begin claiming as a new writer of `epoch` (local: a fresh identity file, unless this
+    /// store already writes as `epoch`: a claim retried at a later position).
     pub(crate) fn become_writer(&mut self, epoch: u64) {
         if let CommitStore::Local(l) = self {
+            if l.me.is_some_and(|me| me.epoch == epoch) {
+                return;
+            }
             if let Some(log) = l.log.take() {
                 l.sealed.push((log.path, l.open_max));
             }
@@ -376,6 +414,7 @@ impl LocalCommits {
         };
         let target = paths::local_writer(&self.root, me.epoch, me.nonce);
         let len = record.len() as u64;
+        let claim = commit.ops.iter().any(|op| matches!(op, Op::Claim { .. }));
         let written = blocking(move || -> std::io::Result<Created> {
             // Only ever one record per seq reaches a link: after a create that failed part-way
             // (its link may exist), stop before writing, so the earlier record stays the one.
@@ -399,7 +438,11 @@ impl LocalCommits {
                         }
                         Err(e) => return Err(e),
                     }
-                    wal_dir.sync_all()?;
+                    // The record is durable already; a claim's link must be too, as recovery
+                    // finds the newest writer by it.
+                    if claim {
+                        wal_dir.sync_all()?;
+                    }
                     Ok(Created::Yes)
                 })
                 .await
@@ -411,6 +454,9 @@ impl LocalCommits {
                 self.log.as_mut().expect("log is open").pos += len;
                 self.open_max = self.open_max.max(commit.seq);
                 self.uncertain = false;
+                if claim {
+                    self.claim_seq = Some(commit.seq);
+                }
                 Ok(Created::Yes)
             }
             // A record written for a position someone else took is garbage: overwrite it.
@@ -518,12 +564,7 @@ fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
     let mut parsed: HashMap<PathBuf, HashMap<u64, Commit>> = HashMap::new();
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
-        let mut ident = Vec::new();
-        File::open(paths::local_commit(root, seq))
-            .and_then(|mut f| f.read_to_end(&mut ident))
-            .map_err(|e| io(e, &format!("reading commit {seq}")))?;
-        let who: Identity = serde_json::from_slice(&ident)
-            .map_err(|e| LogError::Corrupt(format!("commit {seq} link: {e}")))?;
+        let who = read_identity(root, seq)?;
         let log = by_writer
             .get(&who)
             .and_then(|logs| logs.iter().rev().find(|(first, _)| *first <= seq))
@@ -551,6 +592,68 @@ fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
         .map(|(p, r)| (p.clone(), r.keys().copied().max().unwrap_or(0)))
         .collect();
     Ok((out, seen))
+}
+
+/// The writer whose identity `wal/{seq}` links to.
+fn read_identity(root: &FsPath, seq: u64) -> Result<Identity, LogError> {
+    let mut ident = Vec::new();
+    File::open(paths::local_commit(root, seq))
+        .and_then(|mut f| f.read_to_end(&mut ident))
+        .map_err(|e| io(e, &format!("reading commit {seq}")))?;
+    serde_json::from_slice(&ident).map_err(|e| LogError::Corrupt(format!("commit {seq} link: {e}")))
+}
+
+/// The records after `after` of the newest link's writer, up to the first missing position
+/// (see [`CommitStore::unlinked_tail`]), and the logs read, each with the highest seq it holds.
+fn read_tail(root: &FsPath, after: u64) -> Result<LocalRead, LogError> {
+    let wal = root.join(paths::WAL_DIR);
+    let newest = match std::fs::read_dir(&wal) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                paths::parse_seq(&Path::from(format!("wal/{}", name.to_string_lossy())))
+            })
+            .max(),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(io(e, "listing wal/")),
+    };
+    let Some(newest) = newest else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let who = read_identity(root, newest)?;
+    let mut logs: Vec<(u64, PathBuf)> = match std::fs::read_dir(wal.join("logs")) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| {
+                let (epoch, nonce, first) =
+                    paths::parse_local_commit_log(&e.file_name().to_string_lossy())?;
+                (Identity { epoch, nonce } == who).then(|| (first, e.path()))
+            })
+            .collect(),
+        Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(e, "listing wal/logs/")),
+    };
+    logs.sort();
+    // Later logs, and later records in a log, replace earlier ones for the same position.
+    let mut records: HashMap<u64, Commit> = HashMap::new();
+    let mut seen = Vec::with_capacity(logs.len());
+    for (_, path) in logs {
+        let bytes = std::fs::read(&path).map_err(|e| io(e, "reading a commit log"))?;
+        let parsed = parse_log(&bytes);
+        seen.push((path, parsed.iter().map(|c| c.seq).max().unwrap_or(0)));
+        records.extend(
+            parsed
+                .into_iter()
+                .filter(|c| c.seq > after)
+                .map(|c| (c.seq, c)),
+        );
+    }
+    let mut tail = Vec::new();
+    while let Some(c) = records.remove(&(after + 1 + tail.len() as u64)) {
+        tail.push(c);
+    }
+    Ok((tail, seen))
 }
 
 #[cfg(test)]
@@ -690,6 +793,80 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         let read = a.read_many(&[1, 2], &m).await.unwrap();
         assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    /// A commit that is not a claim (its link is not synced on its own).
+    fn plain(seq: u64, epoch: u64) -> Commit {
+        Commit {
+            seq,
+            epoch,
+            time_ms: 0,
+            ops: vec![Op::DeleteTopic {
+                name: format!("t{seq}"),
+            }],
+        }
+    }
+
+    /// A power loss can take the links made after a claim (not synced one by one), never the
+    /// records, synced before them: the next writer finds them in the newest writer's log,
+    /// in order up to the first gap, and re-creates them as its own.
+    #[tokio::test]
+    async fn records_whose_links_were_lost_are_found_in_the_newest_writers_log() {
+        let (dir, mut a, m) = first_writer().await;
+        for seq in 2..=5 {
+            assert!(matches!(
+                a.create(&plain(seq, 1), &m).await.unwrap(),
+                Created::Yes
+            ));
+        }
+        for seq in 3..=5 {
+            std::fs::remove_file(paths::local_commit(dir.path(), seq)).unwrap();
+        }
+        let mut b = CommitStore::local(dir.path().to_owned());
+        assert_eq!(b.list(&m).await.unwrap(), vec![1, 2]);
+        let tail = b.unlinked_tail(2).await.unwrap();
+        assert_eq!(tail, vec![plain(3, 1), plain(4, 1), plain(5, 1)]);
+        // From a later position (a checkpoint covered some): only what follows it.
+        assert_eq!(b.unlinked_tail(4).await.unwrap(), vec![plain(5, 1)]);
+        assert!(b.unlinked_tail(5).await.unwrap().is_empty());
+
+        // Re-created under the next writer's identity, then its claim.
+        b.become_writer(2);
+        for c in &tail {
+            assert!(matches!(b.create(c, &m).await.unwrap(), Created::Yes));
+        }
+        assert!(matches!(
+            b.create(&commit(6, 2), &m).await.unwrap(),
+            Created::Yes
+        ));
+        // The old writer, still running, is fenced at its next position.
+        assert!(matches!(
+            a.create(&plain(6, 1), &m).await.unwrap(),
+            Created::Taken
+        ));
+        let mut c = CommitStore::local(dir.path().to_owned());
+        assert_eq!(c.list(&m).await.unwrap(), (1..=6).collect::<Vec<_>>());
+        let read = c.read_many(&[3, 4, 5, 6], &m).await.unwrap();
+        assert_eq!(read[..3], tail[..]);
+        // The loser's record for 6 sits in its log, but only the newest writer's are read.
+        assert!(c.unlinked_tail(6).await.unwrap().is_empty());
+    }
+
+    /// Only a claim's link is synced, and a writer never deletes its own claim's link: it is
+    /// how recovery finds the newest writer once checkpoints have let the others go.
+    #[tokio::test]
+    async fn the_claim_link_outlives_garbage_collection() {
+        let (dir, mut a, m) = first_writer().await;
+        for seq in 2..=3 {
+            a.create(&plain(seq, 1), &m).await.unwrap();
+        }
+        a.seal();
+        a.create(&plain(4, 1), &m).await.unwrap();
+        a.delete(vec![1, 2, 3], 3, &m).await;
+        assert_eq!(a.list(&m).await.unwrap(), vec![1, 4]);
+        std::fs::remove_file(paths::local_commit(dir.path(), 4)).unwrap();
+        let mut b = CommitStore::local(dir.path().to_owned());
+        assert_eq!(b.unlinked_tail(3).await.unwrap(), vec![plain(4, 1)]);
     }
 
     #[test]

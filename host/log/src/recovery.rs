@@ -73,6 +73,20 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         }
         apply(&mut state, c)?;
     }
+    let listed_upto = state.seq;
+    // Commits whose records are durable but whose links a power loss took (local only).
+    let adopted = commits_store.unlinked_tail(state.seq).await?;
+    for c in &adopted {
+        apply(&mut state, c)?;
+    }
+    if !adopted.is_empty() {
+        tracing::info!(
+            from = adopted[0].seq,
+            to = state.seq,
+            "commits recovered from their writer's log"
+        );
+    }
+    let mut adopt = adopted.clone();
 
     // Claim: commit a new epoch at the next position. Losing the race means another writer
     // committed there; take its commit into account and try the position after it.
@@ -87,6 +101,19 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
             }],
         };
         commits_store.become_writer(commit.epoch);
+        // The recovered commits first, under this writer's identity: they take their own
+        // positions (or find them taken by the same commit, their writer still running).
+        for c in std::mem::take(&mut adopt) {
+            if let Created::Taken = commits_store.create(&c, &metrics).await?
+                && commits_store.read(c.seq, &metrics).await? != c
+            {
+                return Err(LogError::Storage(format!(
+                    "commit {} changed while it was being recovered: another writer is \
+                     committing; start again",
+                    c.seq
+                )));
+            }
+        }
         match commits_store.create(&commit, &metrics).await? {
             Created::Yes => {
                 apply(&mut state, &commit)?;
@@ -105,20 +132,24 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
     tracing::info!(
         epoch,
         seq = state.seq,
-        replayed = commits.len(),
+        replayed = commits.len() + adopted.len(),
         "log opened"
     );
-    let (table, dedup_objects) = recover_dedup(&store, &commits, &opts, &metrics).await?;
+    let replayed: Vec<Commit> = commits.iter().chain(&adopted).cloned().collect();
+    let (table, dedup_objects) = recover_dedup(&store, &replayed, &opts, &metrics).await?;
 
     let sink = match &local_root {
         Some(root) => DataSink::Local(LocalSegments::new(root.clone(), epoch, opts.segment_bytes)),
         None => DataSink::Remote(RemoteObjects::new(store.clone(), epoch)),
     };
     let now = Instant::now();
+    // Every position with a link: those listed, then every one up to the claim (recovered,
+    // taken by a racing writer, or the claim itself).
     let uncheckpointed: VecDeque<(u64, Instant)> = all_wal
         .iter()
-        .map(|s| (*s, now))
-        .chain(std::iter::once((state.seq, now)))
+        .copied()
+        .chain(listed_upto + 1..=state.seq)
+        .map(|s| (s, now))
         .collect();
     let next_seq = state.seq + 1;
     let shared = Arc::new(Shared {
