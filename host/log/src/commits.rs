@@ -167,13 +167,7 @@ impl CommitStore {
                 let root = l.root.clone();
                 let seqs = seqs.to_vec();
                 let (commits, logs) = blocking(move || read_local(&root, &seqs)).await?;
-                // Remember every log seen, so garbage collection can remove it later.
-                let open = l.log.as_ref().map(|o| o.path.clone());
-                for (path, max) in logs {
-                    if Some(&path) != open.as_ref() && !l.sealed.iter().any(|(p, _)| *p == path) {
-                        l.sealed.push((path, max));
-                    }
-                }
+                l.remember(logs);
                 Ok(commits)
             }
         }
@@ -283,17 +277,19 @@ impl CommitStore {
     /// it, and a directory's entries survive in the order they were made (as on ext4 and XFS,
     /// whose journals commit in order), so what is missing is a tail. The caller re-creates
     /// these under its own identity before it claims.
-    pub(crate) async fn unlinked_tail(&mut self, after: u64) -> Result<Vec<Commit>, LogError> {
-        let CommitStore::Local(l) = self else {
+    ///
+    /// `newest` is the highest position [`list`](Self::list) found, if any.
+    pub(crate) async fn unlinked_tail(
+        &mut self,
+        newest: Option<u64>,
+        after: u64,
+    ) -> Result<Vec<Commit>, LogError> {
+        let (CommitStore::Local(l), Some(newest)) = (&mut *self, newest) else {
             return Ok(Vec::new());
         };
         let root = l.root.clone();
-        let (tail, logs) = blocking(move || read_tail(&root, after)).await?;
-        for (path, max) in logs {
-            if !l.sealed.iter().any(|(p, _)| *p == path) {
-                l.sealed.push((path, max));
-            }
-        }
+        let (tail, logs) = blocking(move || read_tail(&root, newest, after)).await?;
+        l.remember(logs);
         Ok(tail)
     }
 
@@ -327,6 +323,17 @@ impl CommitStore {
 }
 
 impl LocalCommits {
+    /// Remember every log a read went through (but the open one), so garbage collection can
+    /// remove it later.
+    fn remember(&mut self, logs: Vec<(PathBuf, u64)>) {
+        let open = self.log.as_ref().map(|o| o.path.clone());
+        for (path, max) in logs {
+            if Some(&path) != open.as_ref() && !self.sealed.iter().any(|(p, _)| *p == path) {
+                self.sealed.push((path, max));
+            }
+        }
+    }
+
     async fn create(&mut self, commit: &Commit) -> Result<Created, LogError> {
         let me = self.me.expect("become_writer before create");
         let link = paths::local_commit(&self.root, commit.seq);
@@ -543,24 +550,7 @@ type LocalRead = (Vec<Commit>, Vec<(PathBuf, u64)>);
 
 /// Read local commits: each `wal/{seq}` names a writer; its logs hold the record.
 fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
-    let logs_dir = root.join(paths::WAL_DIR).join("logs");
-    let mut by_writer: HashMap<Identity, Vec<(u64, PathBuf)>> = HashMap::new();
-    if let Ok(entries) = std::fs::read_dir(&logs_dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some((epoch, nonce, first)) =
-                paths::parse_local_commit_log(&name.to_string_lossy())
-            {
-                by_writer
-                    .entry(Identity { epoch, nonce })
-                    .or_default()
-                    .push((first, entry.path()));
-            }
-        }
-    }
-    for v in by_writer.values_mut() {
-        v.sort();
-    }
+    let by_writer = writer_logs(root)?;
     let mut parsed: HashMap<PathBuf, HashMap<u64, Commit>> = HashMap::new();
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
@@ -594,6 +584,33 @@ fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
     Ok((out, seen))
 }
 
+/// Every writer's commit logs, each writer's by first position.
+fn writer_logs(root: &FsPath) -> Result<HashMap<Identity, Vec<(u64, PathBuf)>>, LogError> {
+    let logs_dir = root.join(paths::WAL_DIR).join("logs");
+    let mut by_writer: HashMap<Identity, Vec<(u64, PathBuf)>> = HashMap::new();
+    match std::fs::read_dir(&logs_dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e, "listing wal/logs/")),
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if let Some((epoch, nonce, first)) =
+                    paths::parse_local_commit_log(&name.to_string_lossy())
+                {
+                    by_writer
+                        .entry(Identity { epoch, nonce })
+                        .or_default()
+                        .push((first, entry.path()));
+                }
+            }
+        }
+    }
+    for v in by_writer.values_mut() {
+        v.sort();
+    }
+    Ok(by_writer)
+}
+
 /// The writer whose identity `wal/{seq}` links to.
 fn read_identity(root: &FsPath, seq: u64) -> Result<Identity, LogError> {
     let mut ident = Vec::new();
@@ -603,38 +620,12 @@ fn read_identity(root: &FsPath, seq: u64) -> Result<Identity, LogError> {
     serde_json::from_slice(&ident).map_err(|e| LogError::Corrupt(format!("commit {seq} link: {e}")))
 }
 
-/// The records after `after` of the newest link's writer, up to the first missing position
-/// (see [`CommitStore::unlinked_tail`]), and the logs read, each with the highest seq it holds.
-fn read_tail(root: &FsPath, after: u64) -> Result<LocalRead, LogError> {
-    let wal = root.join(paths::WAL_DIR);
-    let newest = match std::fs::read_dir(&wal) {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name();
-                paths::parse_seq(&Path::from(format!("wal/{}", name.to_string_lossy())))
-            })
-            .max(),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(io(e, "listing wal/")),
-    };
-    let Some(newest) = newest else {
-        return Ok((Vec::new(), Vec::new()));
-    };
+/// The records after `after` of the writer `wal/{newest}` links to, up to the first missing
+/// position (see [`CommitStore::unlinked_tail`]), and the logs read, each with the highest seq
+/// it holds.
+fn read_tail(root: &FsPath, newest: u64, after: u64) -> Result<LocalRead, LogError> {
     let who = read_identity(root, newest)?;
-    let mut logs: Vec<(u64, PathBuf)> = match std::fs::read_dir(wal.join("logs")) {
-        Ok(entries) => entries
-            .flatten()
-            .filter_map(|e| {
-                let (epoch, nonce, first) =
-                    paths::parse_local_commit_log(&e.file_name().to_string_lossy())?;
-                (Identity { epoch, nonce } == who).then(|| (first, e.path()))
-            })
-            .collect(),
-        Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(io(e, "listing wal/logs/")),
-    };
-    logs.sort();
+    let logs = writer_logs(root)?.remove(&who).unwrap_or_default();
     // Later logs, and later records in a log, replace earlier ones for the same position.
     let mut records: HashMap<u64, Commit> = HashMap::new();
     let mut seen = Vec::with_capacity(logs.len());
@@ -824,11 +815,14 @@ mod tests {
         }
         let mut b = CommitStore::local(dir.path().to_owned());
         assert_eq!(b.list(&m).await.unwrap(), vec![1, 2]);
-        let tail = b.unlinked_tail(2).await.unwrap();
+        let tail = b.unlinked_tail(Some(2), 2).await.unwrap();
         assert_eq!(tail, vec![plain(3, 1), plain(4, 1), plain(5, 1)]);
         // From a later position (a checkpoint covered some): only what follows it.
-        assert_eq!(b.unlinked_tail(4).await.unwrap(), vec![plain(5, 1)]);
-        assert!(b.unlinked_tail(5).await.unwrap().is_empty());
+        assert_eq!(
+            b.unlinked_tail(Some(2), 4).await.unwrap(),
+            vec![plain(5, 1)]
+        );
+        assert!(b.unlinked_tail(Some(2), 5).await.unwrap().is_empty());
 
         // Re-created under the next writer's identity, then its claim.
         b.become_writer(2);
@@ -849,7 +843,7 @@ mod tests {
         let read = c.read_many(&[3, 4, 5, 6], &m).await.unwrap();
         assert_eq!(read[..3], tail[..]);
         // The loser's record for 6 sits in its log, but only the newest writer's are read.
-        assert!(c.unlinked_tail(6).await.unwrap().is_empty());
+        assert!(c.unlinked_tail(Some(6), 6).await.unwrap().is_empty());
     }
 
     /// Only a claim's link is synced, and a writer never deletes its own claim's link: it is
@@ -866,7 +860,10 @@ mod tests {
         assert_eq!(a.list(&m).await.unwrap(), vec![1, 4]);
         std::fs::remove_file(paths::local_commit(dir.path(), 4)).unwrap();
         let mut b = CommitStore::local(dir.path().to_owned());
-        assert_eq!(b.unlinked_tail(3).await.unwrap(), vec![plain(4, 1)]);
+        assert_eq!(
+            b.unlinked_tail(Some(1), 3).await.unwrap(),
+            vec![plain(4, 1)]
+        );
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
     }
     let listed_upto = state.seq;
     // Commits whose records are durable but whose links a power loss took (local only).
-    let adopted = commits_store.unlinked_tail(state.seq).await?;
+    let adopted = commits_store
+        .unlinked_tail(all_wal.last().copied(), state.seq)
+        .await?;
     for c in &adopted {
         apply(&mut state, c)?;
     }
@@ -86,7 +88,20 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
             "commits recovered from their writer's log"
         );
     }
-    let mut adopt = adopted.clone();
+    // They are re-created first, under the identity that then claims: they take their own
+    // positions (or find them taken by the same commit, their writer still running).
+    commits_store.become_writer(state.epoch + 1);
+    for c in &adopted {
+        if let Created::Taken = commits_store.create(c, &metrics).await?
+            && commits_store.read(c.seq, &metrics).await? != *c
+        {
+            return Err(LogError::Storage(format!(
+                "commit {} changed while it was being recovered: another writer is \
+                 committing; start again",
+                c.seq
+            )));
+        }
+    }
 
     // Claim: commit a new epoch at the next position. Losing the race means another writer
     // committed there; take its commit into account and try the position after it.
@@ -101,19 +116,6 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
             }],
         };
         commits_store.become_writer(commit.epoch);
-        // The recovered commits first, under this writer's identity: they take their own
-        // positions (or find them taken by the same commit, their writer still running).
-        for c in std::mem::take(&mut adopt) {
-            if let Created::Taken = commits_store.create(&c, &metrics).await?
-                && commits_store.read(c.seq, &metrics).await? != c
-            {
-                return Err(LogError::Storage(format!(
-                    "commit {} changed while it was being recovered: another writer is \
-                     committing; start again",
-                    c.seq
-                )));
-            }
-        }
         match commits_store.create(&commit, &metrics).await? {
             Created::Yes => {
                 apply(&mut state, &commit)?;
@@ -135,8 +137,8 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         replayed = commits.len() + adopted.len(),
         "log opened"
     );
-    let replayed: Vec<Commit> = commits.iter().chain(&adopted).cloned().collect();
-    let (table, dedup_objects) = recover_dedup(&store, &replayed, &opts, &metrics).await?;
+    let replayed = commits.iter().chain(&adopted);
+    let (table, dedup_objects) = recover_dedup(&store, replayed, &opts, &metrics).await?;
 
     let sink = match &local_root {
         Some(root) => DataSink::Local(LocalSegments::new(root.clone(), epoch, opts.segment_bytes)),
@@ -224,9 +226,9 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
 
 /// Rebuild the idempotency table: the dedup deltas still inside the window, then the ids in the
 /// commits replayed after the checkpoint. Returns the table and the deltas on the store.
-async fn recover_dedup(
+async fn recover_dedup<'a>(
     store: &Arc<dyn ObjectStore>,
-    replayed: &[Commit],
+    replayed: impl Iterator<Item = &'a Commit>,
     opts: &LogOptions,
     metrics: &LogMetrics,
 ) -> Result<(DedupTable, VecDeque<(u64, i64)>), LogError> {
