@@ -7,7 +7,8 @@
 //!
 //! - each writer appends its commit records (length, CRC-32C, JSON) to its own pre-zeroed log
 //!   file and `fdatasync`s it (pre-zeroing makes that a data-only flush): from then on the
-//!   commit is durable;
+//!   commit is durable. A small flush's data rides in its record ([`Inline`]), so the same sync
+//!   makes the data durable too, and its segment is synced only before the next checkpoint;
 //! - then commits position `seq` by hard-linking its identity file to `wal/{seq}.json` — `link`
 //!   is atomic and fails if the name exists, exactly create-if-absent. No inode is allocated.
 //!   The link is the fence, visible to every other process at once; only a claim's link is
@@ -27,6 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -36,11 +38,33 @@ use crate::LogError;
 use crate::commit::{Commit, Op};
 use crate::io_thread::blocking;
 use crate::metrics::LogMetrics;
-use crate::paths;
+use crate::paths::{self, DataId};
 
 /// Bytes pre-zeroed per local commit log; a full log is sealed and a new one started.
 const LOCAL_LOG_BYTES: u64 = 4 << 20;
 const RECORD_HEADER: usize = 8;
+/// Set in a record's length when the record carries its flush's data ([`Inline`]).
+const INLINE_FLAG: u32 = 1 << 31;
+/// After the record header of an inline record: JSON length (u32), data epoch, data seq and
+/// position (u64 each).
+const INLINE_HEADER: usize = 4 + 3 * 8;
+
+/// A flush's data carried in its local commit record: `bytes` belong at `pos` of segment
+/// `data`. The record's sync makes them durable; the segment has them too (written, not yet
+/// synced), and recovery writes them there again if a power loss took them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Inline {
+    pub data: DataId,
+    pub pos: u64,
+    pub bytes: Bytes,
+}
+
+/// A commit record as stored: the commit, and locally the data it may carry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stored {
+    pub commit: Commit,
+    pub inline: Option<Inline>,
+}
 
 #[derive(Debug)]
 pub(crate) enum Created {
@@ -139,12 +163,22 @@ impl CommitStore {
         }
     }
 
-    /// The commits at `seqs` (ascending), as stored.
+    /// The commits at `seqs` (ascending).
     pub(crate) async fn read_many(
         &mut self,
         seqs: &[u64],
         metrics: &LogMetrics,
     ) -> Result<Vec<Commit>, LogError> {
+        let stored = self.read_stored(seqs, metrics).await?;
+        Ok(stored.into_iter().map(|s| s.commit).collect())
+    }
+
+    /// The records at `seqs` (ascending), with any data they carry.
+    pub(crate) async fn read_stored(
+        &mut self,
+        seqs: &[u64],
+        metrics: &LogMetrics,
+    ) -> Result<Vec<Stored>, LogError> {
         match self {
             CommitStore::Remote(store) => {
                 use futures::StreamExt;
@@ -155,8 +189,12 @@ impl CommitStore {
                         async move {
                             LogMetrics::inc(&metrics.store_gets);
                             let bytes = store.get(&paths::commit(seq)).await?.bytes().await?;
-                            Commit::decode(&bytes)
-                                .map_err(|e| LogError::Corrupt(format!("commit {seq}: {e}")))
+                            let commit = Commit::decode(&bytes)
+                                .map_err(|e| LogError::Corrupt(format!("commit {seq}: {e}")))?;
+                            Ok(Stored {
+                                commit,
+                                inline: None,
+                            })
                         }
                     })
                     .buffered(32)
@@ -183,6 +221,18 @@ impl CommitStore {
             .ok_or_else(|| LogError::Corrupt(format!("commit {seq} is missing")))
     }
 
+    /// The epoch of the writer whose link holds `wal/{seq}`, where the link says (locally);
+    /// `None` where only the record does.
+    pub(crate) async fn taken_by(&self, seq: u64) -> Result<Option<u64>, LogError> {
+        match self {
+            CommitStore::Remote(_) => Ok(None),
+            CommitStore::Local(l) => {
+                let root = l.root.clone();
+                blocking(move || read_identity(&root, seq).map(|who| Some(who.epoch))).await
+            }
+        }
+    }
+
     /// Does `wal/{seq}` exist?
     pub(crate) async fn exists(&self, seq: u64) -> Result<bool, LogError> {
         match self {
@@ -204,9 +254,21 @@ impl CommitStore {
         commit: &Commit,
         metrics: &LogMetrics,
     ) -> Result<Created, LogError> {
+        self.create_with(commit, None, metrics).await
+    }
+
+    /// Create `wal/{commit.seq}` if nobody has, carrying `inline` (local only: a flush whose
+    /// data this record makes durable).
+    pub(crate) async fn create_with(
+        &mut self,
+        commit: &Commit,
+        inline: Option<&Inline>,
+        metrics: &LogMetrics,
+    ) -> Result<Created, LogError> {
         LogMetrics::inc(&metrics.store_puts);
         match self {
             CommitStore::Remote(store) => {
+                debug_assert!(inline.is_none(), "only local records carry data");
                 match store
                     .put_opts(
                         &paths::commit(commit.seq),
@@ -220,19 +282,20 @@ impl CommitStore {
                     Err(e) => Err(e.into()),
                 }
             }
-            CommitStore::Local(l) => l.create(commit).await,
+            CommitStore::Local(l) => l.create(commit, inline).await,
         }
     }
 
-    /// Delete commit records (and, locally, logs that hold nothing still linked).
-    pub(crate) async fn delete(&mut self, seqs: Vec<u64>, upto: u64, metrics: &LogMetrics) {
-        if seqs.is_empty() {
-            return;
-        }
+    /// Delete the commit records at `seqs`, and locally every sealed log whose records a
+    /// checkpoint (at `checkpointed`) covers. A link outlives its record: it is the fence
+    /// (kept for `wal_gc_min_age`), and the identity it names is all a fenced writer needs to
+    /// read ([`taken_by`](Self::taken_by)); no one reads a record a checkpoint covers.
+    pub(crate) async fn delete(&mut self, seqs: Vec<u64>, checkpointed: u64, metrics: &LogMetrics) {
         metrics
             .store_deletes
             .fetch_add(seqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
         match self {
+            CommitStore::Remote(_) if seqs.is_empty() => {}
             CommitStore::Remote(store) => {
                 use futures::StreamExt;
                 let stream =
@@ -248,12 +311,15 @@ impl CommitStore {
                 let seqs: Vec<u64> = seqs.into_iter().filter(|s| Some(*s) != keep).collect();
                 let mut doomed_logs = Vec::new();
                 l.sealed.retain(|(path, max)| {
-                    let keep = *max > upto;
+                    let keep = *max > checkpointed;
                     if !keep {
                         doomed_logs.push(path.clone());
                     }
                     keep
                 });
+                if seqs.is_empty() && doomed_logs.is_empty() {
+                    return;
+                }
                 // Many files: in the blocking pool even from the log thread, which meanwhile
                 // goes on writing.
                 let _ = tokio::task::spawn_blocking(move || {
@@ -283,7 +349,7 @@ impl CommitStore {
         &mut self,
         newest: Option<u64>,
         after: u64,
-    ) -> Result<Vec<Commit>, LogError> {
+    ) -> Result<Vec<Stored>, LogError> {
         let (CommitStore::Local(l), Some(newest)) = (&mut *self, newest) else {
             return Ok(Vec::new());
         };
@@ -291,6 +357,22 @@ impl CommitStore {
         let (tail, logs) = blocking(move || read_tail(&root, newest, after)).await?;
         l.remember(logs);
         Ok(tail)
+    }
+
+    /// Write data that commit records carried back into its segments where it is missing
+    /// (a power loss took what was not yet synced there), and sync those segments. Returns the
+    /// bytes written back.
+    pub(crate) async fn restore_data(&self, inline: Vec<Inline>) -> Result<u64, LogError> {
+        let CommitStore::Local(l) = self else {
+            return Ok(0);
+        };
+        if inline.is_empty() {
+            return Ok(0);
+        }
+        let root = l.root.clone();
+        blocking(move || crate::data::restore(&root, &inline))
+            .await
+            .map_err(|e| io(e, "restoring segment data from commit records"))
     }
 
     /// Start a new local commit log (after a checkpoint), so old ones can be deleted.
@@ -334,11 +416,15 @@ impl LocalCommits {
         }
     }
 
-    async fn create(&mut self, commit: &Commit) -> Result<Created, LogError> {
+    async fn create(
+        &mut self,
+        commit: &Commit,
+        inline: Option<&Inline>,
+    ) -> Result<Created, LogError> {
         let me = self.me.expect("become_writer before create");
         let link = paths::local_commit(&self.root, commit.seq);
         let target = paths::local_writer(&self.root, me.epoch, me.nonce);
-        let record = frame(&commit.encode());
+        let record = frame(&commit.encode(), inline);
         let needs_log = self
             .log
             .as_ref()
@@ -514,31 +600,75 @@ fn zeroed(path: &FsPath, size: u64) -> std::io::Result<File> {
     Ok(f)
 }
 
-fn frame(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len() + RECORD_HEADER);
+/// A log record: `[len][crc][json]`, or with data `[len | INLINE_FLAG][crc][json len][data
+/// epoch][data seq][pos][json][data]`; `len` counts what follows the 8-byte header and the
+/// CRC-32C covers it. The first form is what logs written before inline records hold.
+fn frame(json: &[u8], inline: Option<&Inline>) -> Vec<u8> {
+    let Some(inline) = inline else {
+        let mut out = Vec::with_capacity(json.len() + RECORD_HEADER);
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(json).to_le_bytes());
+        out.extend_from_slice(json);
+        return out;
+    };
+    let len = INLINE_HEADER + json.len() + inline.bytes.len();
+    let mut out = Vec::with_capacity(RECORD_HEADER + len);
+    out.extend_from_slice(&(len as u32 | INLINE_FLAG).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(json).to_le_bytes());
+    out.extend_from_slice(&inline.data.epoch.to_le_bytes());
+    out.extend_from_slice(&inline.data.seq.to_le_bytes());
+    out.extend_from_slice(&inline.pos.to_le_bytes());
     out.extend_from_slice(json);
+    out.extend_from_slice(&inline.bytes);
+    let crc = crc32c::crc32c(&out[RECORD_HEADER..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
 /// Every intact record of a local commit log, in order. Stops at the zeroed tail or at the
 /// first torn record (nothing after it was ever linked).
-fn parse_log(bytes: &[u8]) -> Vec<Commit> {
+fn parse_log(bytes: &Bytes) -> Vec<Stored> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + RECORD_HEADER <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        let word = le_u32(&bytes[at..]);
+        let crc = le_u32(&bytes[at + 4..]);
+        let len = (word & !INLINE_FLAG) as usize;
         if len == 0 || at + RECORD_HEADER + len > bytes.len() {
             break;
         }
-        let body = &bytes[at + RECORD_HEADER..at + RECORD_HEADER + len];
-        if crc32c::crc32c(body) != crc {
+        let body = bytes.slice(at + RECORD_HEADER..at + RECORD_HEADER + len);
+        if crc32c::crc32c(&body) != crc {
             break;
         }
-        match Commit::decode(body) {
-            Ok(c) => out.push(c),
+        let (json, inline) = if word & INLINE_FLAG == 0 {
+            (body, None)
+        } else {
+            if len < INLINE_HEADER || le_u32(&body) as usize > len - INLINE_HEADER {
+                break;
+            }
+            let json_end = INLINE_HEADER + le_u32(&body) as usize;
+            let inline = Inline {
+                data: DataId {
+                    epoch: le_u64(&body[4..]),
+                    seq: le_u64(&body[12..]),
+                },
+                pos: le_u64(&body[20..]),
+                bytes: body.slice(json_end..),
+            };
+            (body.slice(INLINE_HEADER..json_end), Some(inline))
+        };
+        match Commit::decode(&json) {
+            Ok(commit) => out.push(Stored { commit, inline }),
             Err(_) => break,
         }
         at += RECORD_HEADER + len;
@@ -546,12 +676,12 @@ fn parse_log(bytes: &[u8]) -> Vec<Commit> {
     out
 }
 
-type LocalRead = (Vec<Commit>, Vec<(PathBuf, u64)>);
+type LocalRead = (Vec<Stored>, Vec<(PathBuf, u64)>);
 
 /// Read local commits: each `wal/{seq}` names a writer; its logs hold the record.
 fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
     let by_writer = writer_logs(root)?;
-    let mut parsed: HashMap<PathBuf, HashMap<u64, Commit>> = HashMap::new();
+    let mut parsed: HashMap<PathBuf, HashMap<u64, Stored>> = HashMap::new();
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
         let who = read_identity(root, seq)?;
@@ -565,9 +695,9 @@ fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
         if !parsed.contains_key(&log) {
             let bytes = std::fs::read(&log).map_err(|e| io(e, "reading a commit log"))?;
             let mut records = HashMap::new();
-            for c in parse_log(&bytes) {
+            for c in parse_log(&Bytes::from(bytes)) {
                 // A retried position: the last record written is the one that was linked.
-                records.insert(c.seq, c);
+                records.insert(c.commit.seq, c);
             }
             parsed.insert(log.clone(), records);
         }
@@ -627,17 +757,17 @@ fn read_tail(root: &FsPath, newest: u64, after: u64) -> Result<LocalRead, LogErr
     let who = read_identity(root, newest)?;
     let logs = writer_logs(root)?.remove(&who).unwrap_or_default();
     // Later logs, and later records in a log, replace earlier ones for the same position.
-    let mut records: HashMap<u64, Commit> = HashMap::new();
+    let mut records: HashMap<u64, Stored> = HashMap::new();
     let mut seen = Vec::with_capacity(logs.len());
     for (_, path) in logs {
         let bytes = std::fs::read(&path).map_err(|e| io(e, "reading a commit log"))?;
-        let parsed = parse_log(&bytes);
-        seen.push((path, parsed.iter().map(|c| c.seq).max().unwrap_or(0)));
+        let parsed = parse_log(&Bytes::from(bytes));
+        seen.push((path, parsed.iter().map(|c| c.commit.seq).max().unwrap_or(0)));
         records.extend(
             parsed
                 .into_iter()
-                .filter(|c| c.seq > after)
-                .map(|c| (c.seq, c)),
+                .filter(|c| c.commit.seq > after)
+                .map(|c| (c.commit.seq, c)),
         );
     }
     let mut tail = Vec::new();
@@ -815,11 +945,11 @@ mod tests {
         }
         let mut b = CommitStore::local(dir.path().to_owned());
         assert_eq!(b.list(&m).await.unwrap(), vec![1, 2]);
-        let tail = b.unlinked_tail(Some(2), 2).await.unwrap();
+        let tail = commits(b.unlinked_tail(Some(2), 2).await.unwrap());
         assert_eq!(tail, vec![plain(3, 1), plain(4, 1), plain(5, 1)]);
         // From a later position (a checkpoint covered some): only what follows it.
         assert_eq!(
-            b.unlinked_tail(Some(2), 4).await.unwrap(),
+            commits(b.unlinked_tail(Some(2), 4).await.unwrap()),
             vec![plain(5, 1)]
         );
         assert!(b.unlinked_tail(Some(2), 5).await.unwrap().is_empty());
@@ -861,22 +991,60 @@ mod tests {
         std::fs::remove_file(paths::local_commit(dir.path(), 4)).unwrap();
         let mut b = CommitStore::local(dir.path().to_owned());
         assert_eq!(
-            b.unlinked_tail(Some(1), 3).await.unwrap(),
+            commits(b.unlinked_tail(Some(1), 3).await.unwrap()),
             vec![plain(4, 1)]
         );
     }
 
+    fn commits(stored: Vec<Stored>) -> Vec<Commit> {
+        stored.into_iter().map(|s| s.commit).collect()
+    }
+
+    /// A record carrying its flush's data reads back with it, by position and in the tail a
+    /// power loss left unlinked; records without data read back without.
+    #[tokio::test]
+    async fn records_carry_their_flush_data() {
+        let (dir, mut a, m) = first_writer().await;
+        let inline = Inline {
+            data: DataId { epoch: 1, seq: 7 },
+            pos: 4096,
+            bytes: Bytes::from(vec![0xa5; 10_000]),
+        };
+        a.create_with(&plain(2, 1), Some(&inline), &m)
+            .await
+            .unwrap();
+        a.create(&plain(3, 1), &m).await.unwrap();
+        let mut b = CommitStore::local(dir.path().to_owned());
+        let read = b.read_stored(&[2, 3], &m).await.unwrap();
+        assert_eq!(read[0].commit, plain(2, 1));
+        assert_eq!(read[0].inline.as_ref(), Some(&inline));
+        assert_eq!(read[1].inline, None);
+        std::fs::remove_file(paths::local_commit(dir.path(), 3)).unwrap();
+        std::fs::remove_file(paths::local_commit(dir.path(), 2)).unwrap();
+        let tail = b.unlinked_tail(Some(1), 1).await.unwrap();
+        assert_eq!(tail.len(), 2);
+        assert_eq!(tail[0].inline.as_ref(), Some(&inline));
+    }
+
     #[test]
     fn torn_records_end_the_log() {
-        let mut bytes = frame(&commit(1, 1).encode());
-        let second = frame(&commit(2, 1).encode());
-        bytes.extend_from_slice(&second[..second.len() - 3]);
-        bytes.extend_from_slice(&[0; 64]);
-        let got = parse_log(&bytes);
-        assert_eq!(got.len(), 1);
-        let mut flipped = frame(&commit(1, 1).encode());
-        let n = flipped.len();
-        flipped[n - 2] ^= 1;
-        assert!(parse_log(&flipped).is_empty());
+        let inline = Inline {
+            data: DataId { epoch: 1, seq: 1 },
+            pos: 0,
+            bytes: Bytes::from_static(b"data"),
+        };
+        for with in [None, Some(&inline)] {
+            let mut bytes = frame(&commit(1, 1).encode(), with);
+            let second = frame(&commit(2, 1).encode(), with);
+            bytes.extend_from_slice(&second[..second.len() - 3]);
+            bytes.extend_from_slice(&[0; 64]);
+            let got = parse_log(&Bytes::from(bytes));
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].inline.as_ref(), with);
+            let mut flipped = frame(&commit(1, 1).encode(), with);
+            let n = flipped.len();
+            flipped[n - 2] ^= 1;
+            assert!(parse_log(&Bytes::from(flipped)).is_empty());
+        }
     }
 }

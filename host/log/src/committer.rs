@@ -10,6 +10,7 @@
 //! committer bumps the shared generation, and groups of an older generation are refused.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,13 +22,17 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::commit::{Commit, Op};
-use crate::commits::{CommitStore, Created};
+use crate::commits::{CommitStore, Created, Inline};
 use crate::metrics::LogMetrics;
 use crate::paths::{self, DataId};
 use crate::recovery::list_seqs;
 use crate::state::LogState;
 use crate::writer::{DedupTable, Pending, Remembered};
 use crate::{LogError, LogOptions, Shared, now_ms};
+
+/// How much carried data (flushes made durable by their commit records) a segment takes
+/// between its write-behind syncs.
+const WRITE_BEHIND_BYTES: u64 = 1 << 20;
 
 /// A group whose data is durable (or, locally, being written), waiting for its commit record.
 pub(crate) struct Prepared {
@@ -36,6 +41,9 @@ pub(crate) struct Prepared {
     pub chunk: Bytes,
     pub data: DataId,
     pub base_pos: u64,
+    /// The segment, when the chunk is written there but not synced: the commit record carries
+    /// the chunk, and the segment is synced before a checkpoint covers the record.
+    pub unsynced: Option<Arc<File>>,
     pub records: u64,
     pub pending: Vec<Pending>,
     /// `event_id`s this group added to the dedup table, to forget if it fails.
@@ -87,6 +95,15 @@ pub(crate) struct Committer {
     pub dedup_objects: VecDeque<(u64, i64)>,
     /// The checkpoint being written in the background, if any (at most one).
     pub checkpointing: Option<tokio::task::JoinHandle<Checkpointed>>,
+    /// Segments holding committed data that only commit records made durable: synced before
+    /// the next checkpoint lets those records go.
+    pub unsynced: Vec<Arc<File>>,
+    /// Carried data since the last write-behind sync, and that sync if it is still running.
+    pub behind: (u64, Option<tokio::task::JoinHandle<std::io::Result<()>>>),
+    /// A segment sync failed. Linux may have dropped the pages it could not write and report
+    /// the next sync clean, so no later sync can be trusted: checkpoints stop, the commit
+    /// records (with their data) are all kept, and a restart writes the data back from them.
+    pub sync_failed: bool,
 }
 
 /// `(topic id, partition, offset, event_id, commit time ms)`.
@@ -135,10 +152,22 @@ impl Committer {
         let result = if g.generation != current {
             Err(LogError::Storage("an earlier flush failed; retry".into()))
         } else {
-            self.commit(std::mem::take(&mut g.ops)).await
+            let inline = g.unsynced.as_ref().map(|_| Inline {
+                data: g.data,
+                pos: g.base_pos,
+                bytes: g.chunk.clone(),
+            });
+            self.commit_with(std::mem::take(&mut g.ops), inline.as_ref())
+                .await
         };
         match result {
             Ok(commit) => {
+                if let Some(file) = g.unsynced.take() {
+                    self.write_behind(&file, g.chunk.len() as u64);
+                    if !self.unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                        self.unsynced.push(file);
+                    }
+                }
                 for op in &commit.ops {
                     if let Op::Append {
                         topic,
@@ -202,12 +231,48 @@ impl Committer {
         }
     }
 
+    /// Sync the segment in the background every [`WRITE_BEHIND_BYTES`] of carried data, so
+    /// the disk writes it out steadily instead of all at once when the next checkpoint syncs
+    /// it (a burst the commit log's syncs would queue behind), and recovery has less to check.
+    fn write_behind(&mut self, file: &Arc<File>, bytes: u64) {
+        use futures::FutureExt;
+        self.behind.0 += bytes;
+        if let Some(task) = self.behind.1.take_if(|t| t.is_finished()) {
+            let failed = match task.now_or_never() {
+                Some(Ok(Ok(()))) => None,
+                Some(Ok(Err(e))) => Some(e.to_string()),
+                Some(Err(e)) => Some(e.to_string()),
+                None => Some("sync task lost".into()),
+            };
+            if let Some(e) = failed {
+                tracing::error!(error = %e, "syncing a segment failed; checkpoints stop");
+                LogMetrics::inc(&self.shared.metrics.store_errors);
+                self.sync_failed = true;
+            }
+        }
+        if self.behind.1.is_none() && self.behind.0 >= WRITE_BEHIND_BYTES {
+            self.behind.0 = 0;
+            let file = file.clone();
+            self.behind.1 = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        }
+    }
+
     fn fenced(&self) -> Option<LogError> {
         self.shared.fenced_error()
     }
 
     /// Create the next commit record; on success apply it to the shared state.
     async fn commit(&mut self, ops: Vec<Op>) -> Result<Commit, LogError> {
+        self.commit_with(ops, None).await
+    }
+
+    /// [`commit`](Self::commit), the record carrying `inline` (a flush whose data it makes
+    /// durable).
+    async fn commit_with(
+        &mut self,
+        ops: Vec<Op>,
+        inline: Option<&Inline>,
+    ) -> Result<Commit, LogError> {
         if let Some(e) = self.fenced() {
             return Err(e);
         }
@@ -221,7 +286,10 @@ impl Committer {
             ops,
         };
         let started = Instant::now();
-        let created = self.commits.create(&commit, &self.shared.metrics).await;
+        let created = self
+            .commits
+            .create_with(&commit, inline, &self.shared.metrics)
+            .await;
         self.shared
             .metrics
             .commit_us
@@ -229,7 +297,27 @@ impl Committer {
         match created {
             Ok(Created::Yes) => {}
             Ok(Created::Taken) => {
-                let theirs = self.commits.read(commit.seq, &self.shared.metrics).await?;
+                // Locally the link names its writer: a newer one fences this one, whether or
+                // not its record is still kept (logs go once a checkpoint covers them).
+                if let Some(by) = self.commits.taken_by(commit.seq).await?
+                    && by != self.shared.epoch
+                {
+                    return Err(self.fence(by));
+                }
+                let stored = self
+                    .commits
+                    .read_stored(&[commit.seq], &self.shared.metrics)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        LogError::Corrupt(format!("commit {} is missing", commit.seq))
+                    })?;
+                if let Some(data) = &stored.inline {
+                    // Its segment is not in `unsynced` (that attempt was reported failed): make
+                    // its data durable there before a checkpoint can cover the record.
+                    self.commits.restore_data(vec![data.clone()]).await?;
+                }
+                let theirs = stored.commit;
                 if theirs == commit {
                     // An earlier attempt of ours landed after all.
                 } else if theirs.epoch != self.shared.epoch {
@@ -415,10 +503,18 @@ impl Committer {
             }
             state.clone()
         };
+        if self.sync_failed {
+            tracing::error!(
+                "no checkpoint: a segment sync failed earlier; commit records are kept until a \
+                 restart writes their data back"
+            );
+            return;
+        }
         self.commits.seal();
         let ids = std::mem::take(&mut self.recent_ids);
+        let segments = std::mem::take(&mut self.unsynced);
         let shared = self.shared.clone();
-        self.checkpointing = Some(tokio::spawn(write_checkpoint(shared, state, ids)));
+        self.checkpointing = Some(tokio::spawn(write_checkpoint(shared, state, ids, segments)));
     }
 
     async fn checkpoint_landed(&mut self, res: Result<Checkpointed, tokio::task::JoinError>) {
@@ -432,6 +528,11 @@ impl Committer {
         if c.ids_stored {
             self.dedup_objects.push_back((c.seq, now_ms()));
         }
+        if c.sync_failed {
+            self.sync_failed = true;
+        }
+        // Not synced yet (the checkpoint failed before): next time.
+        self.unsynced.extend(c.segments);
         match c.result {
             Ok(()) => {
                 LogMetrics::inc(&self.shared.metrics.checkpoints);
@@ -451,8 +552,8 @@ impl Committer {
         }
     }
 
-    /// Delete commit records a checkpoint covers (once old enough) and all but the newest two
-    /// manifests.
+    /// Delete commit records a checkpoint covers (locally their logs at once, the links that
+    /// fence positions once old enough) and all but the newest two manifests.
     async fn collect_garbage(&mut self) {
         let mut commits = Vec::new();
         while let Some(&(seq, seen)) = self.wal.front() {
@@ -462,9 +563,8 @@ impl Committer {
             commits.push(seq);
             self.wal.pop_front();
         }
-        let upto = commits.last().copied().unwrap_or(0);
         self.commits
-            .delete(commits, upto, &self.shared.metrics)
+            .delete(commits, self.checkpointed_seq, &self.shared.metrics)
             .await;
         let mut doomed = Vec::new();
         while self.manifests.len() > 2 {
@@ -489,24 +589,60 @@ pub(crate) struct Checkpointed {
     ids: Vec<DedupRecord>,
     /// ... and whether they are on the store (as `dedup/{seq}`).
     ids_stored: bool,
+    /// Segments still to sync (the checkpoint failed before it synced them) ...
+    segments: Vec<Arc<File>>,
+    /// ... or whose sync failed.
+    sync_failed: bool,
     result: Result<(), LogError>,
 }
 
-/// Store a checkpoint of `state`: the ids delta first (a manifest must never cover commits
-/// whose ids are nowhere else), then the manifest, created once.
+/// Store a checkpoint of `state`: the segments whose data only commit records made durable are
+/// synced and the ids delta stored first (a manifest must never cover commits whose data or ids
+/// are nowhere else), then the manifest, created once.
 async fn write_checkpoint(
     shared: Arc<Shared>,
     state: LogState,
     ids: Vec<DedupRecord>,
+    segments: Vec<Arc<File>>,
 ) -> Checkpointed {
     let seq = state.seq;
     let mut done = Checkpointed {
         seq,
         ids,
         ids_stored: false,
+        segments: Vec::new(),
+        sync_failed: false,
         result: Ok(()),
     };
     let metrics = &shared.metrics;
+    if !segments.is_empty() {
+        let synced = tokio::task::spawn_blocking(move || {
+            for f in &segments {
+                if let Err(e) = f.sync_data() {
+                    return Err((segments, e.to_string()));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        let failure = match synced {
+            Ok(Ok(())) => None,
+            Ok(Err((segments, e))) => {
+                done.sync_failed = true;
+                done.segments = segments;
+                Some(e)
+            }
+            Err(e) => {
+                done.sync_failed = true;
+                Some(e.to_string())
+            }
+        };
+        if let Some(e) = failure {
+            LogMetrics::inc(&metrics.store_errors);
+            done.result = Err(LogError::Storage(format!("syncing a segment: {e}")));
+            return done;
+        }
+    }
     if !done.ids.is_empty() {
         LogMetrics::inc(&metrics.store_puts);
         let body = serde_json::to_vec(&done.ids).expect("ids serialize");

@@ -6,7 +6,13 @@
 //!   holding every partition's batches; a merger can later fold small objects into larger ones.
 //!
 //! Either way a flush is one durable write, whatever the number of partitions in it.
+//!
+//! A small local flush is not synced here at all: its bytes go into the segment's page cache
+//! and, with its commit record, into the writer's pre-zeroed commit log, whose one
+//! `fdatasync` makes both durable (see `commits.rs`). Such a segment is synced before the next
+//! checkpoint, and recovery restores its bytes from the commit records after that checkpoint.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -31,13 +37,28 @@ pub enum DataSink {
     Remote(RemoteObjects),
 }
 
+/// Where a flush's chunk went.
+pub struct Written {
+    pub id: DataId,
+    /// Where the chunk starts in `id`.
+    pub pos: u64,
+    /// Set when the chunk is written but not synced: its commit record must carry it (the
+    /// record's sync makes it durable), and this segment must be synced before a checkpoint
+    /// covers that record.
+    pub unsynced: Option<Arc<File>>,
+}
+
 impl DataSink {
-    /// Make `chunk` (flush number `seq`) durable; returns the object it is in and where it
-    /// starts there.
-    pub async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
+    /// Write `chunk` (flush number `seq`): durably, or (small local chunks) for its commit
+    /// record to make durable.
+    pub async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<Written, SinkError> {
         match self {
             DataSink::Local(s) => s.write(seq, chunk).await,
-            DataSink::Remote(s) => s.write(seq, chunk).await.map(|id| (id, 0)),
+            DataSink::Remote(s) => s.write(seq, chunk).await.map(|id| Written {
+                id,
+                pos: 0,
+                unsynced: None,
+            }),
         }
     }
 
@@ -60,21 +81,24 @@ pub struct LocalSegments {
     root: PathBuf,
     epoch: u64,
     segment_bytes: u64,
+    /// Chunks up to this size are left for their commit record to make durable.
+    inline_max: usize,
     current: Option<Segment>,
 }
 
 impl LocalSegments {
-    pub fn new(root: PathBuf, epoch: u64, segment_bytes: u64) -> LocalSegments {
+    pub fn new(root: PathBuf, epoch: u64, segment_bytes: u64, inline_max: usize) -> LocalSegments {
         LocalSegments {
             root,
             epoch,
             segment_bytes,
+            inline_max,
             current: None,
         }
     }
 
     /// Append `chunk` to the current segment (opening a new one if it is full or gone).
-    async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<(DataId, u64), SinkError> {
+    async fn write(&mut self, seq: u64, chunk: Bytes) -> Result<Written, SinkError> {
         if self
             .current
             .as_ref()
@@ -103,15 +127,23 @@ impl LocalSegments {
         let seg = self.current.as_mut().expect("a segment is open");
         let (id, pos, file) = (seg.id, seg.len, seg.file.clone());
         let len = chunk.len() as u64;
-        let res = blocking(move || -> std::io::Result<()> {
+        let inline = chunk.len() <= self.inline_max;
+        let res = blocking(move || -> std::io::Result<Arc<File>> {
             file.write_all_at(&chunk, pos)?;
-            file.sync_data()
+            if !inline {
+                file.sync_data()?;
+            }
+            Ok(file)
         })
         .await;
         match res {
-            Ok(()) => {
+            Ok(file) => {
                 seg.len = pos + len;
-                Ok((id, pos))
+                Ok(Written {
+                    id,
+                    pos,
+                    unsynced: inline.then_some(file),
+                })
             }
             Err(e) => {
                 // The tail of this segment is now unknown; never append behind it again.
@@ -120,6 +152,50 @@ impl LocalSegments {
             }
         }
     }
+}
+
+/// Put the data that commit records carried (each `bytes` at `pos` of its segment) back where
+/// a segment lacks it, then sync every segment involved. A segment that is gone was deleted
+/// because nothing referenced it any more (its directory entry was synced when it was
+/// created), so there is nothing to restore in it. Returns the bytes written.
+pub(crate) fn restore(
+    root: &std::path::Path,
+    inline: &[crate::commits::Inline],
+) -> std::io::Result<u64> {
+    let mut files: HashMap<DataId, Option<File>> = HashMap::new();
+    let mut written = 0;
+    let mut have = Vec::new();
+    for i in inline {
+        let file = match files.entry(i.data) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                match File::options()
+                    .read(true)
+                    .write(true)
+                    .open(paths::local_data(root, i.data))
+                {
+                    Ok(f) => e.insert(Some(f)),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => e.insert(None),
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        let Some(file) = file else { continue };
+        have.resize(i.bytes.len(), 0);
+        let intact = match file.read_exact_at(&mut have, i.pos) {
+            Ok(()) => have[..] == i.bytes[..],
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Err(e) => return Err(e),
+        };
+        if !intact {
+            file.write_all_at(&i.bytes, i.pos)?;
+            written += i.bytes.len() as u64;
+        }
+    }
+    for file in files.values().flatten() {
+        file.sync_data()?;
+    }
+    Ok(written)
 }
 
 pub struct RemoteObjects {

@@ -68,6 +68,7 @@ use crate::state::LogState;
 use crate::writer::{MetaRequest, Request};
 
 /// Where the log keeps its objects.
+#[derive(Clone)]
 pub enum Storage {
     /// A local directory: segments grow by fsync'd appends; objects are written with fsync.
     Local(PathBuf),
@@ -87,6 +88,11 @@ pub struct LogOptions {
     pub flush_max_bytes: usize,
     /// A local segment file is sealed once it reaches this size.
     pub segment_bytes: u64,
+    /// Local directory only: a flush of at most this many bytes is also written into its
+    /// commit record, so one device sync (the commit log's) makes it durable instead of two;
+    /// its segment is synced before the next checkpoint. Above it, the data is synced in its
+    /// segment first and written once. Zero: never.
+    pub inline_max_bytes: usize,
     /// Write a checkpoint after this many commits ...
     pub checkpoint_commits: u64,
     /// ... or after this long, whichever comes first. Recovery replays at most this much.
@@ -116,6 +122,7 @@ impl Default for LogOptions {
             flush_window: Duration::ZERO,
             flush_max_bytes: 8 << 20,
             segment_bytes: 256 << 20,
+            inline_max_bytes: 64 << 10,
             checkpoint_commits: 4096,
             checkpoint_interval: Duration::from_secs(10),
             wal_gc_min_age: Duration::from_secs(120),

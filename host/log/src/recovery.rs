@@ -1,6 +1,7 @@
 //! Opening the log: read the newest checkpoint, replay the commits after it, claim a new epoch.
-//! Data objects are never read here, so start-up time depends on the number of commits since the
-//! last checkpoint, not on how much data is stored.
+//! The only data read here is what those commits' records carry (small local flushes), checked
+//! against their segments; so start-up time depends on the number of commits since the last
+//! checkpoint, not on how much data is stored.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -27,7 +28,25 @@ use crate::{Log, LogError, LogOptions, Shared, Storage, now_ms};
 /// How many times opening retries its claim while another writer keeps committing.
 const CLAIM_ATTEMPTS: usize = 64;
 
+/// How many times opening starts over because a writer still running checkpointed meanwhile.
+const OPEN_ATTEMPTS: usize = 4;
+
 pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogError> {
+    for _ in 1..OPEN_ATTEMPTS {
+        if let Some(log) = open_once(storage.clone(), opts.clone()).await? {
+            return Ok(log);
+        }
+        tracing::info!("a newer checkpoint appeared while opening the log; starting over");
+    }
+    open_once(storage, opts).await?.ok_or_else(|| {
+        LogError::Storage("could not open the log: another writer keeps checkpointing".into())
+    })
+}
+
+/// Open the log, or `None` when a writer still running wrote a newer checkpoint meanwhile
+/// and let go of commit records this one was reading (locally a checkpoint deletes the logs it
+/// covers at once): start again from that checkpoint.
+async fn open_once(storage: Storage, opts: LogOptions) -> Result<Option<Log>, LogError> {
     let (store, local_root): (Arc<dyn ObjectStore>, _) = match storage {
         Storage::Local(root) => {
             std::fs::create_dir_all(&root)
@@ -63,7 +82,21 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
     };
     let all_wal = commits_store.list(&metrics).await?;
     let wal: Vec<u64> = all_wal.iter().copied().filter(|s| *s > state.seq).collect();
-    let commits = commits_store.read_many(&wal, &metrics).await?;
+    let newer_checkpoint = async || -> Result<bool, LogError> {
+        let now = list_seqs(&store, paths::MANIFEST_DIR, &metrics).await?;
+        Ok(now.last() != manifests.last())
+    };
+    let stored = match commits_store.read_stored(&wal, &metrics).await {
+        Ok(s) => s,
+        Err(_) if newer_checkpoint().await? => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut inline = Vec::new();
+    let mut commits = Vec::with_capacity(stored.len());
+    for s in stored {
+        inline.extend(s.inline);
+        commits.push(s.commit);
+    }
     for c in &commits {
         if c.seq != state.seq + 1 {
             return Err(LogError::Corrupt(format!(
@@ -79,26 +112,38 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         .unlinked_tail(all_wal.last().copied(), state.seq)
         .await?;
     for c in &adopted {
-        apply(&mut state, c)?;
+        apply(&mut state, &c.commit)?;
+        inline.extend(c.inline.clone());
     }
     if !adopted.is_empty() {
         tracing::info!(
-            from = adopted[0].seq,
+            from = adopted[0].commit.seq,
             to = state.seq,
             "commits recovered from their writer's log"
+        );
+    }
+    // Data that only commit records made durable: back into its segments where a power loss
+    // took it, and synced there, before anything reads it or a checkpoint covers it.
+    let restored = commits_store.restore_data(inline).await?;
+    if restored > 0 {
+        tracing::info!(
+            bytes = restored,
+            "segment data restored from commit records"
         );
     }
     // They are re-created first, under the identity that then claims: they take their own
     // positions (or find them taken by the same commit, their writer still running).
     commits_store.become_writer(state.epoch + 1);
     for c in &adopted {
-        if let Created::Taken = commits_store.create(c, &metrics).await?
-            && commits_store.read(c.seq, &metrics).await? != *c
+        if let Created::Taken = commits_store
+            .create_with(&c.commit, c.inline.as_ref(), &metrics)
+            .await?
+            && commits_store.read(c.commit.seq, &metrics).await? != c.commit
         {
             return Err(LogError::Storage(format!(
                 "commit {} changed while it was being recovered: another writer is \
                  committing; start again",
-                c.seq
+                c.commit.seq
             )));
         }
     }
@@ -123,8 +168,18 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
                 break;
             }
             Created::Taken => {
-                let other = commits_store.read(commit.seq, &metrics).await?;
-                apply(&mut state, &other)?;
+                let other = match commits_store.read_stored(&[commit.seq], &metrics).await {
+                    Ok(mut s) => s.pop().ok_or_else(|| {
+                        LogError::Corrupt(format!("commit {} is missing", commit.seq))
+                    })?,
+                    Err(_) if newer_checkpoint().await? => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                // Its writer may never sync that data's segment now: this one will own it.
+                commits_store
+                    .restore_data(other.inline.into_iter().collect())
+                    .await?;
+                apply(&mut state, &other.commit)?;
             }
         }
     }
@@ -137,11 +192,16 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         replayed = commits.len() + adopted.len(),
         "log opened"
     );
-    let replayed = commits.iter().chain(&adopted);
+    let replayed = commits.iter().chain(adopted.iter().map(|c| &c.commit));
     let (table, dedup_objects) = recover_dedup(&store, replayed, &opts, &metrics).await?;
 
     let sink = match &local_root {
-        Some(root) => DataSink::Local(LocalSegments::new(root.clone(), epoch, opts.segment_bytes)),
+        Some(root) => DataSink::Local(LocalSegments::new(
+            root.clone(),
+            epoch,
+            opts.segment_bytes,
+            opts.inline_max_bytes,
+        )),
         None => DataSink::Remote(RemoteObjects::new(store.clone(), epoch)),
     };
     let now = Instant::now();
@@ -185,6 +245,9 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         recent_ids: Vec::new(),
         dedup_objects,
         checkpointing: None,
+        unsynced: Vec::new(),
+        behind: (0, None),
+        sync_failed: false,
     };
     let writer = Writer {
         shared: shared.clone(),
@@ -217,11 +280,11 @@ pub(crate) async fn open(storage: Storage, opts: LogOptions) -> Result<Log, LogE
         });
         finished
     };
-    Ok(Log {
+    Ok(Some(Log {
         shared,
         tx,
         writer: Arc::new(Mutex::new(Some(finished))),
-    })
+    }))
 }
 
 /// Rebuild the idempotency table: the dedup deltas still inside the window, then the ids in the

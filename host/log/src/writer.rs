@@ -344,8 +344,8 @@ impl Writer {
         let started = Instant::now();
         let written = self.sink.write(self.data_seq, chunk.clone()).await;
         self.time_data_write(started);
-        let (data, base_pos) = match written {
-            Ok(at) => at,
+        let (data, base_pos, unsynced) = match written {
+            Ok(w) => (w.id, w.pos, w.unsynced),
             Err(e) => {
                 self.refuse(undo, &remembered, pending, e);
                 return;
@@ -363,6 +363,7 @@ impl Writer {
             chunk,
             data,
             base_pos,
+            unsynced,
             records,
             pending,
             remembered,

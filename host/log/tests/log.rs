@@ -208,6 +208,48 @@ async fn a_second_writer_fences_the_first() {
     b.close().await;
 }
 
+/// A checkpoint deletes the local logs it covers at once (they may carry flush data) but keeps
+/// the links, which fence: a zombie whose next position's record is already gone is still
+/// told it is fenced, by the writer the link names.
+#[tokio::test]
+async fn a_zombie_is_fenced_after_the_records_it_meets_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    a.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    let b = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    b.append("t", vec![part(0, &[rec("from-b", 0)], &[None])])
+        .await
+        .unwrap();
+    b.close().await; // a checkpoint: every log so far is deleted, the links stay
+    let logs = std::fs::read_dir(dir.path().join("wal/logs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count();
+    assert_eq!(logs, 0, "the checkpoint covers every record");
+    let err = a
+        .append("t", vec![part(0, &[rec("zombie", 0)], &[None])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::Fenced { .. }), "{err:?}");
+    assert_eq!(a.fenced_by(), Some(b.epoch()));
+    a.close().await;
+    let c = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(values(&c, "t", 0, 0).await, vec![(0, "from-b".into())]);
+    c.close().await;
+}
+
 #[tokio::test]
 async fn fencing_on_a_shared_object_store() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -583,7 +625,7 @@ async fn small_flush_objects_are_merged_and_stay_readable() {
 #[tokio::test]
 async fn appends_survive_losing_their_links() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+    let log = Log::open(Storage::Local(dir.path().into()), no_checkpoints())
         .await
         .unwrap();
     log.create_topic(topic("t", 2, json!({}))).await.unwrap();
@@ -592,7 +634,7 @@ async fn appends_survive_losing_their_links() {
             .await
             .unwrap();
     }
-    drop(log); // a crash
+    crash(log);
     // What a power loss could leave: the claim (position 1) and nothing linked after it.
     let wal = dir.path().join("wal");
     let mut lost = 0;
@@ -608,7 +650,7 @@ async fn appends_survive_losing_their_links() {
         }
     }
     assert_eq!(lost, 6, "a topic and five appends");
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
+    let log = Log::open(Storage::Local(dir.path().into()), no_checkpoints())
         .await
         .unwrap();
     assert_eq!(
@@ -620,7 +662,7 @@ async fn appends_survive_losing_their_links() {
         .await
         .unwrap();
     assert_eq!(r[0][0].offset, 2, "offsets continue densely");
-    drop(log);
+    crash(log);
     // The recovered commits were re-created: a second restart reads them through links.
     let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
         .await
@@ -629,6 +671,118 @@ async fn appends_survive_losing_their_links() {
         values(&log, "t", 1, 0).await,
         vec![(0, "1".into()), (1, "3".into()), (2, "5".into())]
     );
+    log.close().await;
+}
+
+/// Options under which nothing checkpoints during a test unless it closes the log.
+fn no_checkpoints() -> LogOptions {
+    LogOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        retention_interval: Duration::from_secs(3600),
+        ..LogOptions::default()
+    }
+}
+
+/// A crash: the writer stops where it is, with no final checkpoint (its thread idles on, like
+/// a process that is gone).
+fn crash(log: Log) {
+    std::mem::forget(log);
+}
+
+/// Empty every segment file: the data a power loss can take when only commit records made it
+/// durable. Returns the bytes removed.
+fn empty_segments(root: &std::path::Path) -> u64 {
+    let mut emptied = 0;
+    for e in std::fs::read_dir(root.join("data")).unwrap() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(e.unwrap().path())
+            .unwrap();
+        emptied += f.metadata().unwrap().len();
+        f.set_len(0).unwrap();
+    }
+    emptied
+}
+
+/// A small flush's data is made durable by its commit record (one sync), not by syncing its
+/// segment: a crash before the next checkpoint plus a power loss that takes everything
+/// unsynced from the segments loses no append, as recovery writes the data back.
+#[tokio::test]
+async fn small_flushes_survive_losing_their_segment_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = no_checkpoints();
+    assert!(
+        opts.inline_max_bytes >= 1024,
+        "small flushes ride in their records by default"
+    );
+    let log = Log::open(Storage::Local(dir.path().into()), opts.clone())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 2, json!({}))).await.unwrap();
+    log.create_topic(topic("big", 1, json!({}))).await.unwrap();
+    for i in 0..6 {
+        log.append("t", vec![part(i % 2, &[rec(&i.to_string(), 0)], &[None])])
+            .await
+            .unwrap();
+    }
+    // One flush too large to ride along, synced in its segment as before.
+    let big = "x".repeat(opts.inline_max_bytes + 1);
+    log.append("big", vec![part(0, &[rec(&big, 0)], &[None])])
+        .await
+        .unwrap();
+    // A crash before any checkpoint, and then the power fails.
+    crash(log);
+    let emptied = empty_segments(dir.path());
+    assert!(emptied > big.len() as u64);
+
+    let log = Log::open(Storage::Local(dir.path().into()), opts.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        values(&log, "t", 0, 0).await,
+        vec![(0, "0".into()), (1, "2".into()), (2, "4".into())]
+    );
+    assert_eq!(
+        values(&log, "t", 1, 0).await,
+        vec![(0, "1".into()), (1, "3".into()), (2, "5".into())]
+    );
+    // The large flush was not carried: a lost segment loses it (its sync is what keeps it).
+    assert!(log.read("big", 0, 0, 10, 1 << 20).await.is_err());
+    // What recovery wrote back was synced: appends go on in a new segment and a restart
+    // (with a checkpoint now) reads everything again.
+    log.append("t", vec![part(1, &[rec("6", 0)], &[None])])
+        .await
+        .unwrap();
+    log.close().await;
+    let log = Log::open(Storage::Local(dir.path().into()), opts)
+        .await
+        .unwrap();
+    assert_eq!(values(&log, "t", 1, 0).await.len(), 4);
+    log.close().await;
+}
+
+/// With carried data turned off, the same loss does lose the small flushes: the records alone
+/// do not hold the data.
+#[tokio::test]
+async fn without_carried_data_a_lost_segment_loses_its_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LogOptions {
+        inline_max_bytes: 0,
+        ..no_checkpoints()
+    };
+    let log = Log::open(Storage::Local(dir.path().into()), opts.clone())
+        .await
+        .unwrap();
+    log.create_topic(topic("t", 1, json!({}))).await.unwrap();
+    log.append("t", vec![part(0, &[rec("a", 0)], &[None])])
+        .await
+        .unwrap();
+    crash(log);
+    empty_segments(dir.path());
+    let log = Log::open(Storage::Local(dir.path().into()), opts)
+        .await
+        .unwrap();
+    assert!(log.read("t", 0, 0, 10, 1 << 20).await.is_err());
     log.close().await;
 }
 

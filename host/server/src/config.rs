@@ -86,6 +86,7 @@ pub struct LogTuning {
     pub flush_window: Option<Duration>,
     pub flush_max_bytes: Option<usize>,
     pub segment_bytes: Option<u64>,
+    pub inline_max_bytes: Option<usize>,
     pub cache_bytes: Option<usize>,
     pub checkpoint_commits: Option<u64>,
     #[serde(default, with = "humantime_serde")]
@@ -114,6 +115,7 @@ impl LogTuning {
             }),
             flush_max_bytes: self.flush_max_bytes.unwrap_or(d.flush_max_bytes),
             segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes),
+            inline_max_bytes: self.inline_max_bytes.unwrap_or(d.inline_max_bytes),
             cache_bytes: self.cache_bytes.unwrap_or(d.cache_bytes),
             checkpoint_commits: self.checkpoint_commits.unwrap_or(d.checkpoint_commits),
             checkpoint_interval: self.checkpoint_interval.unwrap_or(d.checkpoint_interval),
