@@ -105,6 +105,15 @@ pub(crate) struct LocalCommits {
     /// log (after every checkpoint, and whenever one fills) costs a rename, not 4 MiB of
     /// zeros and a sync on the commit path.
     spare: Option<tokio::task::JoinHandle<std::io::Result<File>>>,
+    /// Checkpointed logs kept to become spares (renamed out of the log names at once): their
+    /// blocks are written already, so reusing one costs a rename, not zeros on the disk.
+    /// Their stale records end a log's parse ([`parse_log`]).
+    free: Vec<PathBuf>,
+    /// Numbers [`free`](Self::free) names.
+    freed: u64,
+    /// Deletions under way in the blocking pool (never awaited on the commit path: unlinking
+    /// checkpointed logs journals on ext4 and took milliseconds), each with the logs it freed.
+    collecting: Vec<tokio::task::JoinHandle<Vec<PathBuf>>>,
 }
 
 pub(crate) enum CommitStore {
@@ -128,6 +137,9 @@ impl CommitStore {
             uncertain: false,
             claim_seq: None,
             spare: None,
+            free: Vec::new(),
+            freed: 0,
+            collecting: Vec::new(),
         })
     }
 
@@ -317,20 +329,37 @@ impl CommitStore {
                     }
                     keep
                 });
+                l.harvest();
                 if seqs.is_empty() && doomed_logs.is_empty() {
                     return;
                 }
+                // Up to two become spares, if they have the full size.
+                let mut to_free = Vec::new();
+                if let Some(me) = l.me {
+                    for _ in l.free.len()..FREE_LOGS {
+                        l.freed += 1;
+                        to_free.push(free_log(&root, me, l.freed));
+                    }
+                }
                 // Many files: in the blocking pool even from the log thread, which meanwhile
                 // goes on writing.
-                let _ = tokio::task::spawn_blocking(move || {
+                l.collecting.push(tokio::task::spawn_blocking(move || {
                     for seq in seqs {
                         let _ = std::fs::remove_file(paths::local_commit(&root, seq));
                     }
+                    let mut freed = Vec::new();
                     for log in doomed_logs {
+                        if let Some(to) = to_free.last()
+                            && std::fs::metadata(&log).is_ok_and(|m| m.len() >= LOCAL_LOG_BYTES)
+                            && std::fs::rename(&log, to).is_ok()
+                        {
+                            freed.push(to_free.pop().expect("checked"));
+                            continue;
+                        }
                         let _ = std::fs::remove_file(log);
                     }
-                })
-                .await;
+                    freed
+                }));
             }
         }
     }
@@ -375,6 +404,17 @@ impl CommitStore {
             .map_err(|e| io(e, "restoring segment data from commit records"))
     }
 
+    /// Wait for the deletions under way (a clean stop; tests).
+    pub(crate) async fn settle(&mut self) {
+        if let CommitStore::Local(l) = self {
+            for task in std::mem::take(&mut l.collecting) {
+                if let Ok(freed) = task.await {
+                    l.free.extend(freed);
+                }
+            }
+        }
+    }
+
     /// Start a new local commit log (after a checkpoint), so old ones can be deleted.
     pub(crate) fn seal(&mut self) {
         if let CommitStore::Local(l) = self
@@ -405,6 +445,20 @@ impl CommitStore {
 }
 
 impl LocalCommits {
+    /// Take in the logs that finished deletions freed.
+    fn harvest(&mut self) {
+        use futures::FutureExt;
+        let (done, running) = std::mem::take(&mut self.collecting)
+            .into_iter()
+            .partition::<Vec<_>, _>(|t| t.is_finished());
+        self.collecting = running;
+        for task in done {
+            if let Some(Ok(freed)) = task.now_or_never() {
+                self.free.extend(freed);
+            }
+        }
+    }
+
     /// Remember every log a read went through (but the open one), so garbage collection can
     /// remove it later.
     fn remember(&mut self, logs: Vec<(PathBuf, u64)>) {
@@ -467,8 +521,10 @@ impl LocalCommits {
             })
             .await
             .map_err(|e| io(e, "starting a commit log"))?;
-            // The one after it, off the commit path.
+            // The one after it, off the commit path: a checkpointed log if one is free.
             let spare_path = spare_log(&root, me);
+            self.harvest();
+            let recycled = self.free.pop();
             self.spare = Some(tokio::task::spawn_blocking(move || {
                 // A crashed earlier writer's spare is never used: clear those first.
                 if let Some(dir) = spare_path.parent()
@@ -481,6 +537,12 @@ impl LocalCommits {
                             let _ = std::fs::remove_file(e.path());
                         }
                     }
+                }
+                if let Some(old) = recycled
+                    && std::fs::rename(&old, &spare_path).is_ok()
+                    && let Ok(f) = File::options().read(true).write(true).open(&spare_path)
+                {
+                    return Ok(f);
                 }
                 let _ = std::fs::remove_file(&spare_path);
                 zeroed(&spare_path, LOCAL_LOG_BYTES)
@@ -576,7 +638,18 @@ fn spare_log(root: &FsPath, me: Identity) -> PathBuf {
         .join(format!("{:010}-{:016x}.spare", me.epoch, me.nonce))
 }
 
-/// The writer epoch of a [`spare_log`] file name.
+/// How many checkpointed logs a writer keeps to reuse as spares.
+const FREE_LOGS: usize = 2;
+
+/// A checkpointed log kept for reuse (a spare-like name, so reads never see it and a newer
+/// writer clears it like a spare).
+fn free_log(root: &FsPath, me: Identity, n: u64) -> PathBuf {
+    root.join(paths::WAL_DIR)
+        .join("logs")
+        .join(format!("{:010}-{:016x}-free{n}.spare", me.epoch, me.nonce))
+}
+
+/// The writer epoch of a [`spare_log`] (or [`free_log`]) file name.
 fn spare_epoch(name: &str) -> Option<u64> {
     name.strip_suffix(".spare")?.split('-').next()?.parse().ok()
 }
@@ -634,9 +707,11 @@ fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
-/// Every intact record of a local commit log, in order. Stops at the zeroed tail or at the
-/// first torn record (nothing after it was ever linked).
-fn parse_log(bytes: &Bytes) -> Vec<Stored> {
+/// Every intact record of a local commit log that starts at position `first`, in order. Stops
+/// at the zeroed tail, at the first torn record (nothing after it was ever linked), or at the
+/// first record older than `first` (a reused log's stale content: every record it held is
+/// older than any position its new life starts at).
+fn parse_log(bytes: &Bytes, first: u64) -> Vec<Stored> {
     let mut out = Vec::new();
     let mut at = 0;
     while at + RECORD_HEADER <= bytes.len() {
@@ -668,8 +743,8 @@ fn parse_log(bytes: &Bytes) -> Vec<Stored> {
             (body.slice(INLINE_HEADER..json_end), Some(inline))
         };
         match Commit::decode(&json) {
-            Ok(commit) => out.push(Stored { commit, inline }),
-            Err(_) => break,
+            Ok(commit) if commit.seq >= first => out.push(Stored { commit, inline }),
+            _ => break,
         }
         at += RECORD_HEADER + len;
     }
@@ -685,17 +760,17 @@ fn read_local(root: &FsPath, seqs: &[u64]) -> Result<LocalRead, LogError> {
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
         let who = read_identity(root, seq)?;
-        let log = by_writer
+        let (first, log) = by_writer
             .get(&who)
             .and_then(|logs| logs.iter().rev().find(|(first, _)| *first <= seq))
-            .map(|(_, p)| p.clone())
+            .cloned()
             .ok_or_else(|| {
                 LogError::Corrupt(format!("commit {seq}: its writer's log is missing"))
             })?;
         if !parsed.contains_key(&log) {
             let bytes = std::fs::read(&log).map_err(|e| io(e, "reading a commit log"))?;
             let mut records = HashMap::new();
-            for c in parse_log(&Bytes::from(bytes)) {
+            for c in parse_log(&Bytes::from(bytes), first) {
                 // A retried position: the last record written is the one that was linked.
                 records.insert(c.commit.seq, c);
             }
@@ -759,9 +834,9 @@ fn read_tail(root: &FsPath, newest: u64, after: u64) -> Result<LocalRead, LogErr
     // Later logs, and later records in a log, replace earlier ones for the same position.
     let mut records: HashMap<u64, Stored> = HashMap::new();
     let mut seen = Vec::with_capacity(logs.len());
-    for (_, path) in logs {
+    for (first, path) in logs {
         let bytes = std::fs::read(&path).map_err(|e| io(e, "reading a commit log"))?;
-        let parsed = parse_log(&Bytes::from(bytes));
+        let parsed = parse_log(&Bytes::from(bytes), first);
         seen.push((path, parsed.iter().map(|c| c.commit.seq).max().unwrap_or(0)));
         records.extend(
             parsed
@@ -841,6 +916,7 @@ mod tests {
         assert_eq!(b.read(3, &m).await.unwrap().epoch, 2);
         // Deleting what a checkpoint covers removes links and fully covered logs.
         b.delete(vec![1, 2, 3], 3, &m).await;
+        b.settle().await;
         assert_eq!(b.list(&m).await.unwrap(), vec![4]);
     }
 
@@ -987,6 +1063,7 @@ mod tests {
         a.seal();
         a.create(&plain(4, 1), &m).await.unwrap();
         a.delete(vec![1, 2, 3], 3, &m).await;
+        a.settle().await;
         assert_eq!(a.list(&m).await.unwrap(), vec![1, 4]);
         std::fs::remove_file(paths::local_commit(dir.path(), 4)).unwrap();
         let mut b = CommitStore::local(dir.path().to_owned());
@@ -1026,6 +1103,78 @@ mod tests {
         assert_eq!(tail[0].inline.as_ref(), Some(&inline));
     }
 
+    /// The inode numbers of the files in `wal/logs/` whose names contain `part`.
+    fn inodes(dir: &FsPath, part: &str) -> Vec<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::read_dir(dir.join("wal/logs"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().contains(part))
+            .map(|e| e.metadata().unwrap().ino())
+            .collect()
+    }
+
+    /// Checkpointed logs are reused as spares instead of zeroing new ones; what they held
+    /// before never reads as part of their new life.
+    #[tokio::test]
+    async fn checkpointed_logs_are_reused_and_their_stale_records_never_read() {
+        let (dir, mut a, m) = first_writer().await;
+        let big = |seq: u64| Inline {
+            data: DataId { epoch: 1, seq },
+            pos: 0,
+            bytes: Bytes::from(vec![seq as u8; 1 << 20]),
+        };
+        // Three logs' worth (three 1 MiB records fit in one).
+        for seq in 2..=9 {
+            a.create_with(&plain(seq, 1), Some(&big(seq)), &m)
+                .await
+                .unwrap();
+        }
+        a.seal();
+        a.delete(Vec::new(), 9, &m).await;
+        a.settle().await;
+        assert!(
+            inodes(dir.path(), ".log").is_empty(),
+            "every log is checkpointed"
+        );
+        let free = inodes(dir.path(), "-free");
+        assert_eq!(free.len(), FREE_LOGS);
+        // Two more logs: the first from the zeroed spare, the next from a reused one, whose
+        // stale records (seq 2..) sit after the new ones.
+        for seq in 10..=15 {
+            a.create(&plain(seq, 1), &m).await.unwrap();
+            if seq % 3 == 0 {
+                a.seal();
+            }
+        }
+        let logs = inodes(dir.path(), ".log");
+        assert!(
+            logs.iter().any(|i| free.contains(i)),
+            "a checkpointed log was reused: {logs:?} {free:?}"
+        );
+        let mut b = CommitStore::local(dir.path().to_owned());
+        let read = b
+            .read_stored(&(10..=15).collect::<Vec<_>>(), &m)
+            .await
+            .unwrap();
+        assert_eq!(
+            commits(read.clone()),
+            (10..=15).map(|s| plain(s, 1)).collect::<Vec<_>>()
+        );
+        assert!(read.iter().all(|r| r.inline.is_none()));
+        // The tail after 15 is empty: no stale record reads as a lost link's.
+        assert!(b.unlinked_tail(Some(15), 15).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_records_end_the_log() {
+        let mut bytes = frame(&plain(7, 1).encode(), None);
+        bytes.extend_from_slice(&frame(&plain(3, 1).encode(), None));
+        bytes.extend_from_slice(&frame(&plain(8, 1).encode(), None));
+        let got = parse_log(&Bytes::from(bytes), 7);
+        assert_eq!(commits(got), vec![plain(7, 1)]);
+    }
+
     #[test]
     fn torn_records_end_the_log() {
         let inline = Inline {
@@ -1038,13 +1187,13 @@ mod tests {
             let second = frame(&commit(2, 1).encode(), with);
             bytes.extend_from_slice(&second[..second.len() - 3]);
             bytes.extend_from_slice(&[0; 64]);
-            let got = parse_log(&Bytes::from(bytes));
+            let got = parse_log(&Bytes::from(bytes), 0);
             assert_eq!(got.len(), 1);
             assert_eq!(got[0].inline.as_ref(), with);
             let mut flipped = frame(&commit(1, 1).encode(), with);
             let n = flipped.len();
             flipped[n - 2] ^= 1;
-            assert!(parse_log(&Bytes::from(flipped)).is_empty());
+            assert!(parse_log(&Bytes::from(flipped), 0).is_empty());
         }
     }
 }

@@ -140,6 +140,7 @@ impl Committer {
                     {
                         tracing::warn!(error = %e, "final checkpoint failed");
                     }
+                    self.commits.settle().await;
                     let _ = reply.send(());
                     return;
                 }
