@@ -491,9 +491,11 @@ impl LocalCommits {
             let path = paths::local_commit_log(&root, me.epoch, me.nonce, commit.seq);
             let size = LOCAL_LOG_BYTES.max(record.len() as u64 + RECORD_HEADER as u64);
             let spare_path = spare_log(&root, me);
-            let spare = match self.spare.take() {
-                Some(task) if size == LOCAL_LOG_BYTES => task.await.ok().and_then(Result::ok),
-                _ => None,
+            // A record larger than a log gets a log of its own and leaves the spare for the
+            // next one (dropping its task would let two tasks prepare the same spare name).
+            let spare = match self.spare.take_if(|_| size == LOCAL_LOG_BYTES) {
+                Some(task) => task.await.ok().and_then(Result::ok),
+                None => None,
             };
             let p = path.clone();
             let file = blocking(move || -> std::io::Result<File> {
@@ -522,31 +524,33 @@ impl LocalCommits {
             .await
             .map_err(|e| io(e, "starting a commit log"))?;
             // The one after it, off the commit path: a checkpointed log if one is free.
-            let spare_path = spare_log(&root, me);
             self.harvest();
-            let recycled = self.free.pop();
-            self.spare = Some(tokio::task::spawn_blocking(move || {
-                // A crashed earlier writer's spare is never used: clear those first.
-                if let Some(dir) = spare_path.parent()
-                    && let Ok(entries) = std::fs::read_dir(dir)
-                {
-                    for e in entries.flatten() {
-                        if spare_epoch(&e.file_name().to_string_lossy())
-                            .is_some_and(|epoch| epoch < me.epoch)
-                        {
-                            let _ = std::fs::remove_file(e.path());
+            if self.spare.is_none() {
+                let spare_path = spare_log(&root, me);
+                let recycled = self.free.pop();
+                self.spare = Some(tokio::task::spawn_blocking(move || {
+                    // A crashed earlier writer's spare is never used: clear those first.
+                    if let Some(dir) = spare_path.parent()
+                        && let Ok(entries) = std::fs::read_dir(dir)
+                    {
+                        for e in entries.flatten() {
+                            if spare_epoch(&e.file_name().to_string_lossy())
+                                .is_some_and(|epoch| epoch < me.epoch)
+                            {
+                                let _ = std::fs::remove_file(e.path());
+                            }
                         }
                     }
-                }
-                if let Some(old) = recycled
-                    && std::fs::rename(&old, &spare_path).is_ok()
-                    && let Ok(f) = File::options().read(true).write(true).open(&spare_path)
-                {
-                    return Ok(f);
-                }
-                let _ = std::fs::remove_file(&spare_path);
-                zeroed(&spare_path, LOCAL_LOG_BYTES)
-            }));
+                    if let Some(old) = recycled
+                        && std::fs::rename(&old, &spare_path).is_ok()
+                        && let Ok(f) = File::options().read(true).write(true).open(&spare_path)
+                    {
+                        return Ok(f);
+                    }
+                    let _ = std::fs::remove_file(&spare_path);
+                    zeroed(&spare_path, LOCAL_LOG_BYTES)
+                }));
+            }
             self.log = Some(OpenLog {
                 file: Arc::new(file),
                 path,
@@ -1164,6 +1168,31 @@ mod tests {
         assert!(read.iter().all(|r| r.inline.is_none()));
         // The tail after 15 is empty: no stale record reads as a lost link's.
         assert!(b.unlinked_tail(Some(15), 15).await.unwrap().is_empty());
+    }
+
+    /// A record larger than a log gets a log of its own; the records after it go to the
+    /// prepared spare and read back.
+    #[tokio::test]
+    async fn a_record_larger_than_a_log_gets_its_own() {
+        let (dir, mut a, m) = first_writer().await;
+        let huge = Commit {
+            ops: vec![Op::DeleteTopic {
+                name: "x".repeat(LOCAL_LOG_BYTES as usize + 10),
+            }],
+            ..plain(3, 1)
+        };
+        a.create(&plain(2, 1), &m).await.unwrap();
+        a.create(&huge, &m).await.unwrap();
+        for seq in 4..=6 {
+            a.create(&plain(seq, 1), &m).await.unwrap();
+        }
+        a.seal();
+        a.create(&plain(7, 1), &m).await.unwrap();
+        let mut b = CommitStore::local(dir.path().to_owned());
+        let read = b.read_many(&(2..=7).collect::<Vec<_>>(), &m).await.unwrap();
+        assert_eq!(read[1], huge);
+        assert_eq!(read[5], plain(7, 1));
+        assert_eq!(read.len(), 6);
     }
 
     #[test]
