@@ -746,6 +746,25 @@ fn report_flushes(m: &(u64, u64, u64, u64, u64), secs: f64) {
     );
 }
 
+/// Send `body` to `topic` `times` times, one request after the other.
+async fn produce_one_by_one(
+    server: &Server,
+    http: &reqwest::Client,
+    topic: &str,
+    body: &Bytes,
+    times: usize,
+) -> anyhow::Result<()> {
+    for _ in 0..times {
+        http.post(format!("{}/v1/topics/{topic}/events", server.url))
+            .bearer_auth(&server.key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
 /// Fill a log with `n` events through the engine, then time the real server's start to ready:
 /// after a clean stop, and after kill -9 with commits since the last checkpoint.
 pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
@@ -821,15 +840,7 @@ pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
         ready.as_secs_f64()
     );
     // Commits since the last checkpoint, then a crash.
-    let body = bodies(100, 1).remove(0);
-    for _ in 0..300 {
-        http.post(format!("{}/v1/topics/history/events", server.url))
-            .bearer_auth(&server.key)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?;
-    }
+    produce_one_by_one(&server, &http, "history", &bodies(100, 1)[0], 300).await?;
     server.kill9()?;
     let (server, ready) = Server::start(dir)?;
     println!(
@@ -838,15 +849,7 @@ pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
     );
     // Small flushes carry their data in their commit records, and recovery checks each against
     // its segment: the worst case is a checkpoint's worth of them (4,000 of ~20 KiB).
-    let body = bodies(20, 1).remove(0);
-    for _ in 0..4_000 {
-        http.post(format!("{}/v1/topics/history/events", server.url))
-            .bearer_auth(&server.key)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?;
-    }
+    produce_one_by_one(&server, &http, "history", &bodies(20, 1)[0], 4_000).await?;
     server.kill9()?;
     let (server, ready) = Server::start(dir)?;
     println!(

@@ -175,16 +175,6 @@ impl CommitStore {
         }
     }
 
-    /// The commits at `seqs` (ascending).
-    pub(crate) async fn read_many(
-        &mut self,
-        seqs: &[u64],
-        metrics: &LogMetrics,
-    ) -> Result<Vec<Commit>, LogError> {
-        let stored = self.read_stored(seqs, metrics).await?;
-        Ok(stored.into_iter().map(|s| s.commit).collect())
-    }
-
     /// The records at `seqs` (ascending), with any data they carry.
     pub(crate) async fn read_stored(
         &mut self,
@@ -228,7 +218,16 @@ impl CommitStore {
         seq: u64,
         metrics: &LogMetrics,
     ) -> Result<Commit, LogError> {
-        let mut v = self.read_many(&[seq], metrics).await?;
+        Ok(self.read_record(seq, metrics).await?.commit)
+    }
+
+    /// The record at `seq`, with any data it carries.
+    pub(crate) async fn read_record(
+        &mut self,
+        seq: u64,
+        metrics: &LogMetrics,
+    ) -> Result<Stored, LogError> {
+        let mut v = self.read_stored(&[seq], metrics).await?;
         v.pop()
             .ok_or_else(|| LogError::Corrupt(format!("commit {seq} is missing")))
     }
@@ -905,7 +904,7 @@ mod tests {
             Created::Taken
         ));
         assert_eq!(b.list(&m).await.unwrap(), vec![1, 2, 3]);
-        let read = b.read_many(&[1, 2, 3], &m).await.unwrap();
+        let read = commits(b.read_stored(&[1, 2, 3], &m).await.unwrap());
         assert_eq!(
             read.iter().map(|c| c.epoch).collect::<Vec<_>>(),
             vec![1, 1, 2]
@@ -992,7 +991,7 @@ mod tests {
             .map(|(_, _, first)| first)
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        let read = a.read_many(&[1, 2], &m).await.unwrap();
+        let read = commits(a.read_stored(&[1, 2], &m).await.unwrap());
         assert_eq!(read.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
     }
 
@@ -1050,7 +1049,7 @@ mod tests {
         ));
         let mut c = CommitStore::local(dir.path().to_owned());
         assert_eq!(c.list(&m).await.unwrap(), (1..=6).collect::<Vec<_>>());
-        let read = c.read_many(&[3, 4, 5, 6], &m).await.unwrap();
+        let read = commits(c.read_stored(&[3, 4, 5, 6], &m).await.unwrap());
         assert_eq!(read[..3], tail[..]);
         // The loser's record for 6 sits in its log, but only the newest writer's are read.
         assert!(c.unlinked_tail(Some(6), 6).await.unwrap().is_empty());
@@ -1189,7 +1188,11 @@ mod tests {
         a.seal();
         a.create(&plain(7, 1), &m).await.unwrap();
         let mut b = CommitStore::local(dir.path().to_owned());
-        let read = b.read_many(&(2..=7).collect::<Vec<_>>(), &m).await.unwrap();
+        let read = commits(
+            b.read_stored(&(2..=7).collect::<Vec<_>>(), &m)
+                .await
+                .unwrap(),
+        );
         assert_eq!(read[1], huge);
         assert_eq!(read[5], plain(7, 1));
         assert_eq!(read.len(), 6);

@@ -307,12 +307,8 @@ impl Committer {
                 }
                 let stored = self
                     .commits
-                    .read_stored(&[commit.seq], &self.shared.metrics)
-                    .await?
-                    .pop()
-                    .ok_or_else(|| {
-                        LogError::Corrupt(format!("commit {} is missing", commit.seq))
-                    })?;
+                    .read_record(commit.seq, &self.shared.metrics)
+                    .await?;
                 if let Some(data) = &stored.inline {
                     // Its segment is not in `unsynced` (that attempt was reported failed): make
                     // its data durable there before a checkpoint can cover the record.
@@ -529,11 +525,7 @@ impl Committer {
         if c.ids_stored {
             self.dedup_objects.push_back((c.seq, now_ms()));
         }
-        if c.sync_failed {
-            self.sync_failed = true;
-        }
-        // Not synced yet (the checkpoint failed before): next time.
-        self.unsynced.extend(c.segments);
+        self.sync_failed |= c.sync_failed;
         match c.result {
             Ok(()) => {
                 LogMetrics::inc(&self.shared.metrics.checkpoints);
@@ -590,9 +582,7 @@ pub(crate) struct Checkpointed {
     ids: Vec<DedupRecord>,
     /// ... and whether they are on the store (as `dedup/{seq}`).
     ids_stored: bool,
-    /// Segments still to sync (the checkpoint failed before it synced them) ...
-    segments: Vec<Arc<File>>,
-    /// ... or whose sync failed.
+    /// A segment sync failed (no later checkpoint may trust one).
     sync_failed: bool,
     result: Result<(), LogError>,
 }
@@ -611,35 +601,19 @@ async fn write_checkpoint(
         seq,
         ids,
         ids_stored: false,
-        segments: Vec::new(),
         sync_failed: false,
         result: Ok(()),
     };
     let metrics = &shared.metrics;
     if !segments.is_empty() {
-        let synced = tokio::task::spawn_blocking(move || {
-            for f in &segments {
-                if let Err(e) = f.sync_data() {
-                    return Err((segments, e.to_string()));
-                }
-            }
-            Ok(())
-        })
-        .await;
-        let failure = match synced {
-            Ok(Ok(())) => None,
-            Ok(Err((segments, e))) => {
-                done.sync_failed = true;
-                done.segments = segments;
-                Some(e)
-            }
-            Err(e) => {
-                done.sync_failed = true;
-                Some(e.to_string())
-            }
-        };
-        if let Some(e) = failure {
+        let synced =
+            tokio::task::spawn_blocking(move || segments.iter().try_for_each(|f| f.sync_data()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = synced {
             LogMetrics::inc(&metrics.store_errors);
+            done.sync_failed = true;
             done.result = Err(LogError::Storage(format!("syncing a segment: {e}")));
             return done;
         }

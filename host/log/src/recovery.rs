@@ -168,10 +168,8 @@ async fn open_once(storage: Storage, opts: LogOptions) -> Result<Option<Log>, Lo
                 break;
             }
             Created::Taken => {
-                let other = match commits_store.read_stored(&[commit.seq], &metrics).await {
-                    Ok(mut s) => s.pop().ok_or_else(|| {
-                        LogError::Corrupt(format!("commit {} is missing", commit.seq))
-                    })?,
+                let other = match commits_store.read_record(commit.seq, &metrics).await {
+                    Ok(s) => s,
                     Err(_) if newer_checkpoint().await? => return Ok(None),
                     Err(e) => return Err(e),
                 };

@@ -48,6 +48,11 @@ fn part(partition: u32, records: &[Record], ids: &[Option<&str>]) -> PartitionAp
     }
 }
 
+/// A log on the local directory `dir`.
+async fn open_local(dir: &std::path::Path, opts: LogOptions) -> Log {
+    Log::open(Storage::Local(dir.into()), opts).await.unwrap()
+}
+
 /// How many data objects the store holds.
 async fn data_objects(store: &Arc<dyn ObjectStore>) -> usize {
     use futures::TryStreamExt;
@@ -75,9 +80,7 @@ async fn values(log: &Log, topic: &str, p: u32, from: u64) -> Vec<(u64, String)>
 #[tokio::test]
 async fn append_read_restart_local() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     // Recent timestamps, so retention (7 days by default) leaves them alone.
     let t0 = now_ms();
     log.create_topic(topic("orders", 3, json!({"compression.type": "zstd"})))
@@ -122,9 +125,7 @@ async fn append_read_restart_local() {
     let epoch = log.epoch();
     log.close().await;
 
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     assert!(log.epoch() > epoch);
     assert_eq!(
         values(&log, "orders", 2, 18).await,
@@ -173,17 +174,13 @@ async fn recovery_without_checkpoint_replays_commits() {
 #[tokio::test]
 async fn a_second_writer_fences_the_first() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let a = open_local(dir.path(), LogOptions::default()).await;
     a.create_topic(topic("t", 2, json!({}))).await.unwrap();
     a.append("t", vec![part(0, &[rec("from-a", 0)], &[None])])
         .await
         .unwrap();
 
-    let b = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let b = open_local(dir.path(), LogOptions::default()).await;
     assert!(b.epoch() > a.epoch());
     let err = a
         .append("t", vec![part(0, &[rec("zombie", 0)], &[None])])
@@ -214,13 +211,9 @@ async fn a_second_writer_fences_the_first() {
 #[tokio::test]
 async fn a_zombie_is_fenced_after_the_records_it_meets_are_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let a = open_local(dir.path(), LogOptions::default()).await;
     a.create_topic(topic("t", 1, json!({}))).await.unwrap();
-    let b = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let b = open_local(dir.path(), LogOptions::default()).await;
     b.append("t", vec![part(0, &[rec("from-b", 0)], &[None])])
         .await
         .unwrap();
@@ -243,9 +236,7 @@ async fn a_zombie_is_fenced_after_the_records_it_meets_are_gone() {
     assert!(matches!(err, LogError::Fenced { .. }), "{err:?}");
     assert_eq!(a.fenced_by(), Some(b.epoch()));
     a.close().await;
-    let c = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let c = open_local(dir.path(), LogOptions::default()).await;
     assert_eq!(values(&c, "t", 0, 0).await, vec![(0, "from-b".into())]);
     c.close().await;
 }
@@ -274,9 +265,7 @@ async fn fencing_on_a_shared_object_store() {
 #[tokio::test]
 async fn idempotent_produce_returns_the_original_position() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     log.create_topic(topic("t", 2, json!({}))).await.unwrap();
     let first = log
         .append(
@@ -335,9 +324,7 @@ async fn idempotent_produce_returns_the_original_position() {
 #[tokio::test]
 async fn errors_leave_the_log_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     assert!(matches!(
         log.create_topic(topic("a/b/c", 1, json!({}))).await,
         Err(LogError::InvalidTopicName(_))
@@ -391,9 +378,7 @@ async fn errors_leave_the_log_unchanged() {
 #[tokio::test]
 async fn deleted_topics_do_not_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     log.create_topic(topic("t", 1, json!({}))).await.unwrap();
     log.append("t", vec![part(0, &[rec("old", 0)], &[None])])
         .await
@@ -402,9 +387,7 @@ async fn deleted_topics_do_not_come_back() {
     log.create_topic(topic("t", 1, json!({}))).await.unwrap();
     assert_eq!(log.offsets("t", 0).unwrap(), (0, 0));
     log.close().await;
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     assert_eq!(log.offsets("t", 0).unwrap(), (0, 0));
     log.close().await;
 }
@@ -457,9 +440,7 @@ async fn retention_trims_old_runs_and_deletes_their_objects() {
 #[tokio::test]
 async fn long_poll_wakes_on_append() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     log.create_topic(topic("t", 1, json!({}))).await.unwrap();
     let waiter = {
         let log = log.clone();
@@ -625,9 +606,7 @@ async fn small_flush_objects_are_merged_and_stay_readable() {
 #[tokio::test]
 async fn appends_survive_losing_their_links() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), no_checkpoints())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), no_checkpoints()).await;
     log.create_topic(topic("t", 2, json!({}))).await.unwrap();
     for i in 0..5 {
         log.append("t", vec![part(i % 2, &[rec(&i.to_string(), 0)], &[None])])
@@ -650,9 +629,7 @@ async fn appends_survive_losing_their_links() {
         }
     }
     assert_eq!(lost, 6, "a topic and five appends");
-    let log = Log::open(Storage::Local(dir.path().into()), no_checkpoints())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), no_checkpoints()).await;
     assert_eq!(
         values(&log, "t", 0, 0).await,
         vec![(0, "0".into()), (1, "2".into()), (2, "4".into())]
@@ -664,9 +641,7 @@ async fn appends_survive_losing_their_links() {
     assert_eq!(r[0][0].offset, 2, "offsets continue densely");
     crash(log);
     // The recovered commits were re-created: a second restart reads them through links.
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     assert_eq!(
         values(&log, "t", 1, 0).await,
         vec![(0, "1".into()), (1, "3".into()), (2, "5".into())]
@@ -715,9 +690,7 @@ async fn small_flushes_survive_losing_their_segment_data() {
         opts.inline_max_bytes >= 1024,
         "small flushes ride in their records by default"
     );
-    let log = Log::open(Storage::Local(dir.path().into()), opts.clone())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), opts.clone()).await;
     log.create_topic(topic("t", 2, json!({}))).await.unwrap();
     log.create_topic(topic("big", 1, json!({}))).await.unwrap();
     for i in 0..6 {
@@ -735,9 +708,7 @@ async fn small_flushes_survive_losing_their_segment_data() {
     let emptied = empty_segments(dir.path());
     assert!(emptied > big.len() as u64);
 
-    let log = Log::open(Storage::Local(dir.path().into()), opts.clone())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), opts.clone()).await;
     assert_eq!(
         values(&log, "t", 0, 0).await,
         vec![(0, "0".into()), (1, "2".into()), (2, "4".into())]
@@ -754,9 +725,7 @@ async fn small_flushes_survive_losing_their_segment_data() {
         .await
         .unwrap();
     log.close().await;
-    let log = Log::open(Storage::Local(dir.path().into()), opts)
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), opts).await;
     assert_eq!(values(&log, "t", 1, 0).await.len(), 4);
     log.close().await;
 }
@@ -770,18 +739,14 @@ async fn without_carried_data_a_lost_segment_loses_its_flushes() {
         inline_max_bytes: 0,
         ..no_checkpoints()
     };
-    let log = Log::open(Storage::Local(dir.path().into()), opts.clone())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), opts.clone()).await;
     log.create_topic(topic("t", 1, json!({}))).await.unwrap();
     log.append("t", vec![part(0, &[rec("a", 0)], &[None])])
         .await
         .unwrap();
     crash(log);
     empty_segments(dir.path());
-    let log = Log::open(Storage::Local(dir.path().into()), opts)
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), opts).await;
     assert!(log.read("t", 0, 0, 10, 1 << 20).await.is_err());
     log.close().await;
 }
@@ -789,18 +754,14 @@ async fn without_carried_data_a_lost_segment_loses_its_flushes() {
 #[tokio::test]
 async fn idempotency_survives_restarts_and_crashes() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     log.create_topic(topic("t", 2, json!({}))).await.unwrap();
     let first = log
         .append("t", vec![part(1, &[rec("a", 0)], &[Some("id-a")])])
         .await
         .unwrap();
     log.close().await; // clean stop: the ids go into a checkpoint's dedup delta
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     let again = log
         .append("t", vec![part(0, &[rec("a", 0)], &[Some("id-a")])])
         .await
@@ -812,9 +773,7 @@ async fn idempotency_survives_restarts_and_crashes() {
         .await
         .unwrap();
     drop(log); // a crash: no checkpoint, the ids are only in commit records
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     for id in ["id-a", "id-b"] {
         let r = log
             .append("t", vec![part(0, &[rec("x", 0)], &[Some(id)])])
@@ -829,9 +788,7 @@ async fn idempotency_survives_restarts_and_crashes() {
 #[tokio::test]
 async fn scan_reads_a_range_in_order_and_stops_when_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(Storage::Local(dir.path().into()), LogOptions::default())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), LogOptions::default()).await;
     log.create_topic(topic("scanned", 1, json!({})))
         .await
         .unwrap();
@@ -898,9 +855,7 @@ async fn background_checkpoints_cover_concurrent_appends() {
         wal_gc_min_age: Duration::from_millis(1),
         ..LogOptions::default()
     };
-    let log = Log::open(Storage::Local(dir.path().into()), often.clone())
-        .await
-        .unwrap();
+    let log = open_local(dir.path(), often.clone()).await;
     log.create_topic(topic("t", 3, json!({}))).await.unwrap();
     append_concurrently(&log, 0, 8).await;
     let manifests = std::fs::read_dir(dir.path().join("manifest"))
@@ -931,13 +886,9 @@ async fn background_checkpoints_cover_concurrent_appends() {
         wal_gc_min_age: LogOptions::default().wal_gc_min_age,
         ..often
     };
-    let a = Log::open(Storage::Local(dir.path().into()), keep.clone())
-        .await
-        .unwrap();
+    let a = open_local(dir.path(), keep.clone()).await;
     append_concurrently(&a, 1, 8).await;
-    let b = Log::open(Storage::Local(dir.path().into()), keep)
-        .await
-        .unwrap();
+    let b = open_local(dir.path(), keep).await;
     assert!(b.epoch() > a.epoch());
     let mut all = Vec::new();
     for p in 0..3 {
