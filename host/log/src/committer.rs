@@ -98,6 +98,8 @@ pub(crate) struct Committer {
     /// Segments holding committed data that only commit records made durable: synced before
     /// the next checkpoint lets those records go.
     pub unsynced: Vec<Arc<File>>,
+    /// Those handed to the checkpoint in flight: back to `unsynced` if its task dies.
+    pub syncing: Vec<Arc<File>>,
     /// Carried data since the last write-behind sync, and that sync if it is still running.
     pub behind: (u64, Option<tokio::task::JoinHandle<std::io::Result<()>>>),
     /// A segment sync failed. Linux may have dropped the pages it could not write and report
@@ -510,6 +512,7 @@ impl Committer {
         self.commits.seal();
         let ids = std::mem::take(&mut self.recent_ids);
         let segments = std::mem::take(&mut self.unsynced);
+        self.syncing.clone_from(&segments);
         let shared = self.shared.clone();
         self.checkpointing = Some(tokio::spawn(write_checkpoint(shared, state, ids, segments)));
     }
@@ -519,9 +522,12 @@ impl Committer {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "checkpoint task failed; will retry");
+                // It may have died before syncing them: the next checkpoint must.
+                self.unsynced.append(&mut self.syncing);
                 return;
             }
         };
+        self.syncing.clear();
         if c.ids_stored {
             self.dedup_objects.push_back((c.seq, now_ms()));
         }

@@ -244,6 +244,7 @@ async fn open_once(storage: Storage, opts: LogOptions) -> Result<Option<Log>, Lo
         dedup_objects,
         checkpointing: None,
         unsynced: Vec::new(),
+        syncing: Vec::new(),
         behind: (0, None),
         sync_failed: false,
     };
