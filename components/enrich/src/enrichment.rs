@@ -1,5 +1,7 @@
 //! The enrichment rules, free of the WIT bindings so they test natively.
 
+use std::ops::Range;
+
 use serde_json::{Map, Value};
 
 const ALL_FIELDS: [&str; 5] = [
@@ -169,20 +171,19 @@ impl Fields {
             .collect()
     }
 
-    /// The fields not in `keys` as members to go before the closing brace of an object
-    /// (`empty`: one with no members yet, so no leading comma).
-    fn missing_text(
-        &self,
-        keys: &[std::borrow::Cow<'_, str>],
-        empty: bool,
-        event_id: &str,
-    ) -> Vec<u8> {
+    /// The configured field names, in order (bit `i` of [`Missing::fields`] is the `i`-th).
+    fn names(&self) -> Vec<&'static str> {
+        self.list.iter().map(|(name, _)| *name).collect()
+    }
+
+    /// The fields `missing` names as members to go before the closing brace of an object.
+    pub fn text(&self, missing: Missing, event_id: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        for (name, field) in &self.list {
-            if keys.iter().any(|k| k == name) {
+        for (i, (name, field)) in self.list.iter().enumerate() {
+            if missing.fields & (1 << i) == 0 {
                 continue;
             }
-            if !out.is_empty() || !empty {
+            if !out.is_empty() || !missing.empty {
                 out.push(b',');
             }
             match field {
@@ -197,37 +198,62 @@ impl Fields {
         }
         out
     }
+
+    /// Whether [`Fields::text`] for `missing` is the same for every event of the batch (only
+    /// fixed fields are missing).
+    pub fn shared(&self, missing: Missing) -> bool {
+        self.list
+            .iter()
+            .enumerate()
+            .all(|(i, (_, f))| missing.fields & (1 << i) == 0 || matches!(f, Field::Fixed { .. }))
+    }
+}
+
+/// Which configured fields a JSON object lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing {
+    /// Bit `i`: the `i`-th field of [`Fields`] is missing.
+    pub fields: u64,
+    /// The object has no members at all (so the first added one takes no comma).
+    pub empty: bool,
 }
 
 #[derive(Debug)]
 pub enum Outcome {
     /// The new JSON data.
     Json(Vec<u8>),
-    /// `text` to insert into the data before byte `at` (the fields missing from a JSON object,
-    /// before its closing brace; nothing when none is missing).
-    Insert { at: usize, text: Vec<u8> },
+    /// The `missing` fields to insert into the data before byte `at` (its closing brace), as
+    /// [`Fields::text`] writes them; nothing when none is missing.
+    Insert { at: usize, missing: Missing },
     /// Data is not a JSON object: these headers instead.
     Headers(Vec<(String, String)>),
 }
 
-/// Enrich one event; `Err((path, message))` when a required lookup found nothing.
+/// Enrich one event; `Err((path, message))` when a required lookup found nothing. `payload`,
+/// if given, is a range of `data` known to hold well-formed JSON (the host's
+/// `packed-event.payload`), which finding the top-level fields then passes over unread.
 pub fn enrich(
     config: &Config,
     fields: &Fields,
     event_id: &str,
     data: &[u8],
     lookup: &mut dyn FnMut(&str, &str) -> Option<Vec<u8>>,
+    payload: Option<Range<usize>>,
 ) -> Result<Outcome, (String, String)> {
     if config.lookups.is_empty() {
         // Only top-level fields are added: find which exist without building the document,
         // and write the missing ones before its closing brace.
-        return Ok(match json_pick::top_level_keys(data) {
-            Ok(Some(keys)) => Outcome::Insert {
+        let names = fields.names();
+        return Ok(match json_pick::top_level_members(data, payload, &names) {
+            Ok(Some(members)) => Outcome::Insert {
                 at: data
                     .iter()
                     .rposition(|b| *b == b'}')
                     .expect("a JSON object ends with a brace"),
-                text: fields.missing_text(&keys, keys.is_empty(), event_id),
+                missing: Missing {
+                    fields: !members.found & ((1u64 << names.len()) - 1),
+                    empty: members.empty,
+                },
             },
             _ => Outcome::Headers(
                 fields
@@ -371,10 +397,10 @@ mod tests {
     }
 
     /// The new data for JSON in, whichever way the outcome says it.
-    fn json_out(data: &[u8], outcome: Outcome) -> Vec<u8> {
+    fn json_out(fields: &Fields, data: &[u8], outcome: Outcome) -> Vec<u8> {
         match outcome {
             Outcome::Json(out) => out,
-            Outcome::Insert { at, text } => splice(data, at, &text),
+            Outcome::Insert { at, missing } => splice(data, at, &fields.text(missing, "e-1")),
             Outcome::Headers(h) => panic!("json in, json out: {h:?}"),
         }
     }
@@ -382,17 +408,12 @@ mod tests {
     #[test]
     fn adds_missing_fields_and_keeps_given_ones() {
         let config = Config::parse("").unwrap();
+        let fields = Fields::new(&config, &facts());
         let data = br#"{"event_type":"x","trace_id":"given","payload":{}}"#;
         let out = json_out(
+            &fields,
             data,
-            enrich(
-                &config,
-                &Fields::new(&config, &facts()),
-                "e-1",
-                data,
-                &mut |_, _| None,
-            )
-            .unwrap(),
+            enrich(&config, &fields, "e-1", data, &mut |_, _| None, None).unwrap(),
         );
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["trace_id"], "given");
@@ -417,6 +438,7 @@ mod tests {
             "e-1",
             br#"{"payload":{"customer":42}}"#,
             &mut table,
+            None,
         )
         .unwrap() else {
             panic!()
@@ -430,6 +452,7 @@ mod tests {
             "e-1",
             br#"{"payload":{"customer":7}}"#,
             &mut table,
+            None,
         )
         .unwrap_err();
         assert_eq!(err.0, "/payload/customer");
@@ -438,47 +461,85 @@ mod tests {
     #[test]
     fn fields_are_added_to_the_text_as_is() {
         let config = Config::parse(r#"{"fields":["tenant","correlation_id"]}"#).unwrap();
+        let fields = Fields::new(&config, &facts());
         let data = b"{\"b\": 2.50, \"a\": {\"x\":1} }\n";
-        let outcome = enrich(
-            &config,
-            &Fields::new(&config, &facts()),
-            "e-1",
-            data,
-            &mut |_, _| None,
-        )
-        .unwrap();
+        let outcome = enrich(&config, &fields, "e-1", data, &mut |_, _| None, None).unwrap();
         let Outcome::Insert { at, .. } = &outcome else {
             panic!("no lookups: an insertion, not a rewrite")
         };
         assert_eq!(*at, data.len() - 2, "before the closing brace");
         assert_eq!(
-            String::from_utf8(json_out(data, outcome)).unwrap(),
+            String::from_utf8(json_out(&fields, data, outcome)).unwrap(),
             "{\"b\": 2.50, \"a\": {\"x\":1} ,\"tenant\":\"acme\",\"correlation_id\":\"e-1\"}\n"
         );
         let out = json_out(
+            &fields,
             b"{}",
-            enrich(
-                &config,
-                &Fields::new(&config, &facts()),
-                "e-1",
-                b"{}",
-                &mut |_, _| None,
-            )
-            .unwrap(),
+            enrich(&config, &fields, "e-1", b"{}", &mut |_, _| None, None).unwrap(),
         );
         assert_eq!(out, br#"{"tenant":"acme","correlation_id":"e-1"}"#);
         let full = br#"{"tenant":"t","correlation_id":"c"}"#;
-        let Outcome::Insert { text, .. } = enrich(
-            &config,
-            &Fields::new(&config, &facts()),
-            "e-1",
-            full,
-            &mut |_, _| None,
-        )
-        .unwrap() else {
+        let Outcome::Insert { missing, .. } =
+            enrich(&config, &fields, "e-1", full, &mut |_, _| None, None).unwrap()
+        else {
             panic!()
         };
-        assert!(text.is_empty(), "nothing missing, nothing inserted");
+        assert_eq!(missing.fields, 0, "nothing missing, nothing inserted");
+        assert!(fields.text(missing, "e-1").is_empty());
+        assert!(fields.shared(missing));
+    }
+
+    #[test]
+    fn only_fixed_fields_share_their_text_across_a_batch() {
+        let config = Config::parse(r#"{"fields":["tenant","correlation_id"]}"#).unwrap();
+        let fields = Fields::new(&config, &facts());
+        let tenant = Missing {
+            fields: 0b01,
+            empty: false,
+        };
+        let both = Missing {
+            fields: 0b11,
+            empty: false,
+        };
+        assert!(fields.shared(tenant));
+        assert!(
+            !fields.shared(both),
+            "the correlation id is the event's own"
+        );
+        assert_eq!(
+            fields.text(both, "e-7"),
+            br#","tenant":"acme","correlation_id":"e-7""#
+        );
+        let empty = Missing {
+            empty: true,
+            ..tenant
+        };
+        assert_eq!(fields.text(empty, "e-7"), br#""tenant":"acme""#);
+    }
+
+    #[test]
+    fn a_known_payload_gives_the_same_insertion() {
+        let config = Config::parse(r#"{"fields":["tenant"]}"#).unwrap();
+        let fields = Fields::new(&config, &facts());
+        let data = br#"{"event_type":"x","payload":{"tenant":"inner","big":"xxxx"}}"#;
+        let at = data
+            .windows(11)
+            .position(|w| w == br#"{"tenant":""#)
+            .unwrap();
+        let run = |payload| {
+            let Outcome::Insert { at, missing } =
+                enrich(&config, &fields, "e-1", data, &mut |_, _| None, payload).unwrap()
+            else {
+                panic!("a JSON object gets an insertion")
+            };
+            (at, fields.text(missing, "e-1"))
+        };
+        let known = run(Some(at..data.len() - 1));
+        assert_eq!(known, run(None));
+        assert_eq!(
+            known.1, br#","tenant":"acme""#,
+            "the payload's own `tenant` is not top-level"
+        );
     }
 
     #[test]
@@ -490,6 +551,7 @@ mod tests {
             "e-1",
             b"\x00binary",
             &mut |_, _| None,
+            None,
         )
         .unwrap() else {
             panic!()

@@ -1,8 +1,9 @@
 //! The WIT bindings: the guest side of the boundary.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::enrichment::{Config, Facts, Fields, Outcome, splice};
+use crate::enrichment::{Config, Facts, Fields, Missing, Outcome, splice};
 
 wit_bindgen::generate!({ world: "packed-enricher", path: "../../wit" });
 
@@ -18,9 +19,6 @@ thread_local! {
 }
 
 struct Enrich;
-
-/// How many distinct recent additions `enrich-packed` looks for before writing one again.
-const RECENT: usize = 4;
 
 /// The configured fields as this batch fills them in.
 fn fields(config: &Config, ctx: &BatchContext) -> Fields {
@@ -40,9 +38,10 @@ fn outcome(
     fields: &Fields,
     event_id: &str,
     data: &[u8],
+    payload: Option<std::ops::Range<usize>>,
 ) -> Result<Outcome, Rejection> {
     let mut lookup = |table: &str, key: &str| reference_tables::lookup(table, key);
-    crate::enrichment::enrich(config, fields, event_id, data, &mut lookup).map_err(
+    crate::enrichment::enrich(config, fields, event_id, data, &mut lookup, payload).map_err(
         |(path, message)| Rejection {
             reason: "lookup-missing".into(),
             violations: vec![Violation { path, message }],
@@ -70,10 +69,12 @@ impl Guest for Enrich {
             events
                 .into_iter()
                 .map(|mut e| {
-                    match outcome(config, &fields, &e.id, &e.data)? {
+                    match outcome(config, &fields, &e.id, &e.data, None)? {
                         Outcome::Json(data) => e.data = data,
-                        Outcome::Insert { text, .. } if text.is_empty() => {}
-                        Outcome::Insert { at, text } => e.data = splice(&e.data, at, &text),
+                        Outcome::Insert { missing, .. } if missing.fields == 0 => {}
+                        Outcome::Insert { at, missing } => {
+                            e.data = splice(&e.data, at, &fields.text(missing, &e.id))
+                        }
                         Outcome::Headers(headers) => {
                             for (name, value) in headers {
                                 if !e.headers.iter().any(|h| h.name == name) {
@@ -103,47 +104,57 @@ impl PackedGuest for Enrich {
         with_config(|config| {
             let fields = fields(config, &ctx);
             let mut out: Vec<u8> = Vec::new();
-            // The last few texts written, so events getting the same additions share them.
-            let mut recent: Vec<Span> = Vec::with_capacity(RECENT);
-            let mut put = |out: &mut Vec<u8>, text: &[u8]| -> Span {
-                if let Some(s) = recent
-                    .iter()
-                    .find(|s| out[s.offset as usize..(s.offset + s.len) as usize] == *text)
-                {
-                    return *s;
-                }
+            let put = |out: &mut Vec<u8>, text: &[u8]| -> Span {
                 let s = Span {
                     offset: out.len() as u32,
                     len: text.len() as u32,
                 };
                 out.extend_from_slice(text);
-                if recent.len() == RECENT {
-                    recent.remove(0);
-                }
-                recent.push(s);
                 s
             };
+            // The text of each set of missing fields that is the same for every event of the
+            // batch, written once (most batches need one or two).
+            let mut shared: Vec<(Missing, Span)> = Vec::new();
             let changes = events
                 .iter()
                 .map(|e| {
-                    let id = String::from_utf8_lossy(part(e.id));
-                    Ok(match outcome(config, &fields, &id, part(e.data))? {
-                        Outcome::Insert { text, .. } if text.is_empty() => Change::Keep,
-                        Outcome::Insert { at, text } => Change::Insert(Insertion {
-                            at: at as u32,
-                            text: put(&mut out, &text),
-                        }),
-                        Outcome::Json(data) => Change::Replace(put(&mut out, &data)),
-                        Outcome::Headers(headers) => Change::Headers(
-                            headers
-                                .into_iter()
-                                .map(|(name, value)| Header {
-                                    name,
-                                    value: value.into_bytes(),
+                    let id = utf8(part(e.id));
+                    let payload = e.payload.and_then(|p| {
+                        json_pick::inner_range((e.data.offset, e.data.len), (p.offset, p.len))
+                    });
+                    Ok(
+                        match outcome(config, &fields, &id, part(e.data), payload)? {
+                            Outcome::Insert { missing, .. } if missing.fields == 0 => Change::Keep,
+                            Outcome::Insert { at, missing } if fields.shared(missing) => {
+                                let text = match shared.iter().find(|(m, _)| *m == missing) {
+                                    Some((_, span)) => *span,
+                                    None => {
+                                        let span = put(&mut out, &fields.text(missing, &id));
+                                        shared.push((missing, span));
+                                        span
+                                    }
+                                };
+                                Change::Insert(Insertion {
+                                    at: at as u32,
+                                    text,
                                 })
-                                .collect(),
-                        ),
-                    })
+                            }
+                            Outcome::Insert { at, missing } => Change::Insert(Insertion {
+                                at: at as u32,
+                                text: put(&mut out, &fields.text(missing, &id)),
+                            }),
+                            Outcome::Json(data) => Change::Replace(put(&mut out, &data)),
+                            Outcome::Headers(headers) => Change::Headers(
+                                headers
+                                    .into_iter()
+                                    .map(|(name, value)| Header {
+                                        name,
+                                        value: value.into_bytes(),
+                                    })
+                                    .collect(),
+                            ),
+                        },
+                    )
                 })
                 .collect();
             Enriched {
@@ -151,6 +162,14 @@ impl PackedGuest for Enrich {
                 changes,
             }
         })
+    }
+}
+
+/// Text the host sent as UTF-8, borrowed when it is (as it always is).
+fn utf8(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 

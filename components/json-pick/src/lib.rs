@@ -15,6 +15,7 @@ pub mod scan;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -28,6 +29,15 @@ pub fn segments(pointer: &str) -> Vec<String> {
         .skip(1)
         .map(|p| p.replace("~1", "/").replace("~0", "~"))
         .collect()
+}
+
+/// Where the span `inner` (offset, length) lies within the span `outer` of the same buffer, as
+/// a range of `outer`'s bytes; `None` unless wholly inside. (A packed event's `payload` in its
+/// `data`.)
+pub fn inner_range(outer: (u32, u32), inner: (u32, u32)) -> Option<Range<usize>> {
+    let start = inner.0.checked_sub(outer.0)? as usize;
+    let end = start.checked_add(inner.1 as usize)?;
+    (end <= outer.1 as usize).then_some(start..end)
 }
 
 /// JSON pointers split once, for picking them out of many documents.
@@ -57,11 +67,21 @@ pub fn pick(data: &[u8], pointers: &[String]) -> Result<Value, serde_json::Error
 
 /// [`pick`] with the pointers split beforehand.
 pub fn pick_pointers(data: &[u8], pointers: &Pointers) -> Result<Value, serde_json::Error> {
+    pick_pointers_knowing(data, pointers, None)
+}
+
+/// [`pick_pointers`] where `known` is a range of `data` holding one value known to be
+/// well-formed JSON (see [`Scanner::knowing`]): passed over unread unless a pointer goes in.
+pub fn pick_pointers_knowing(
+    data: &[u8],
+    pointers: &Pointers,
+    known: Option<Range<usize>>,
+) -> Result<Value, serde_json::Error> {
     if pointers.whole {
         return serde_json::from_slice(data);
     }
     let refs: Vec<&[String]> = pointers.paths.iter().map(Vec::as_slice).collect();
-    if let Some(v) = fast_pick(data, &refs) {
+    if let Some(v) = fast_pick(Scanner::knowing(data, known), &refs) {
         return Ok(v);
     }
     let mut de = serde_json::Deserializer::from_slice(data);
@@ -72,13 +92,97 @@ pub fn pick_pointers(data: &[u8], pointers: &Pointers) -> Result<Value, serde_js
 
 /// The keys of a top-level object (`None` if the document is not an object).
 pub fn top_level_keys(data: &[u8]) -> Result<Option<Vec<Cow<'_, str>>>, serde_json::Error> {
-    if let Some(keys) = fast_keys(data) {
+    top_level_keys_knowing(data, None)
+}
+
+/// [`top_level_keys`] where `known` is a range of `data` holding one value known to be
+/// well-formed JSON (see [`Scanner::knowing`]): passed over unread.
+pub fn top_level_keys_knowing(
+    data: &[u8],
+    known: Option<Range<usize>>,
+) -> Result<Option<Vec<Cow<'_, str>>>, serde_json::Error> {
+    if let Some(keys) = fast_keys(Scanner::knowing(data, known)) {
         return Ok(keys);
     }
     let mut de = serde_json::Deserializer::from_slice(data);
     let keys = (&mut de).deserialize_any(Keys)?;
     de.end()?;
     Ok(keys.map(|k| k.into_iter().map(Cow::Owned).collect()))
+}
+
+/// Which of some names a top-level object has as keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Members {
+    /// Bit `i` is set when `names[i]` is a key.
+    pub found: u64,
+    /// The object has no members at all.
+    pub empty: bool,
+}
+
+/// Which of `names` (at most 64) a top-level object has as keys (`None` if the document is
+/// not an object), `known` as in [`top_level_keys_knowing`]. Nothing is allocated unless a
+/// key has escapes.
+pub fn top_level_members(
+    data: &[u8],
+    known: Option<Range<usize>>,
+    names: &[&str],
+) -> Result<Option<Members>, serde_json::Error> {
+    assert!(names.len() <= 64, "at most 64 names");
+    let bit = |key: &[u8]| {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| scan::same(n.as_bytes(), key))
+            .fold(0u64, |bits, (i, _)| bits | 1 << i)
+    };
+    if let Some(members) = fast_members(Scanner::knowing(data, known), &bit) {
+        return Ok(members);
+    }
+    Ok(top_level_keys(data)?.map(|keys| Members {
+        found: keys.iter().fold(0, |bits, k| bits | bit(k.as_bytes())),
+        empty: keys.is_empty(),
+    }))
+}
+
+/// [`top_level_members`] by the strict scanner; `None` when not proven well-formed.
+fn fast_members(mut s: Scanner<'_>, bit: &dyn Fn(&[u8]) -> u64) -> Option<Option<Members>> {
+    let data = s.b;
+    let members = if s.peek()? == b'{' {
+        s.i += 1;
+        let mut members = Members {
+            found: 0,
+            empty: true,
+        };
+        if s.peek()? == b'}' {
+            s.i += 1;
+        } else {
+            members.empty = false;
+            loop {
+                let key = s.string()?;
+                members.found |= if key.escapes == 0 {
+                    bit(&s.b[key.start..key.end])
+                } else {
+                    bit(text(&s, &key)?.as_bytes())
+                };
+                s.eat(b':')?;
+                s.skip(1)?;
+                match s.peek()? {
+                    b',' => s.i += 1,
+                    b'}' => {
+                        s.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        Some(members)
+    } else {
+        s.skip(0)?;
+        None
+    };
+    s.ws();
+    (s.i == data.len()).then_some(members)
 }
 
 /// A scanned string's text: borrowed unless it has escapes.
@@ -94,8 +198,8 @@ fn text<'a>(s: &Scanner<'a>, key: &Str) -> Option<Cow<'a, str>> {
 }
 
 /// [`top_level_keys`] by the strict scanner; `None` when not proven well-formed.
-fn fast_keys(data: &[u8]) -> Option<Option<Vec<Cow<'_, str>>>> {
-    let mut s = Scanner::new(data);
+fn fast_keys(mut s: Scanner<'_>) -> Option<Option<Vec<Cow<'_, str>>>> {
+    let data = s.b;
     let keys = if s.peek()? == b'{' {
         s.i += 1;
         let mut keys = Vec::new();
@@ -127,22 +231,28 @@ fn fast_keys(data: &[u8]) -> Option<Option<Vec<Cow<'_, str>>>> {
 }
 
 /// [`pick`] by the strict scanner; `None` when not proven well-formed.
-fn fast_pick(data: &[u8], paths: &[&[String]]) -> Option<Value> {
-    let mut s = Scanner::new(data);
+fn fast_pick(mut s: Scanner<'_>, paths: &[&[String]]) -> Option<Value> {
+    let data = s.b;
     let v = pick_value(&mut s, paths, 0)?;
     s.ws();
     (s.i == data.len()).then_some(v)
 }
 
 /// The value at the cursor as `Pick` builds it: objects keep the members the paths go into,
-/// a subtree a path ends at is parsed whole (by serde_json, from its bytes alone), arrays the
-/// paths go into are null (a pointer through an array parses the whole document instead).
+/// a subtree a path ends at is parsed whole (by serde_json, from its bytes alone; integers
+/// directly), arrays the paths go into are null (a pointer through an array parses the whole
+/// document instead).
 fn pick_value(s: &mut Scanner, paths: &[&[String]], depth: u32) -> Option<Value> {
     if depth > MAX_DEPTH {
         return None;
     }
     let first = s.peek()?;
     if first != b'{' || paths.iter().any(|p| p.is_empty()) {
+        if matches!(first, b'-' | b'0'..=b'9')
+            && let Some(v) = integer(s)
+        {
+            return Some(v);
+        }
         let start = s.i;
         s.skip(depth)?;
         if first == b'[' && !paths.iter().any(|p| p.is_empty()) {
@@ -158,18 +268,30 @@ fn pick_value(s: &mut Scanner, paths: &[&[String]], depth: u32) -> Option<Value>
     }
     loop {
         let key = s.string()?;
-        let key = text(s, &key)?;
+        // Compared as bytes while it needs no decoding (the scanner checked its UTF-8); only a
+        // key a path goes into becomes a `String`.
+        let raw = &s.b[key.start..key.end];
+        let decoded = if key.escapes == 0 {
+            None
+        } else {
+            Some(text(s, &key)?)
+        };
+        let name: &[u8] = decoded.as_deref().map_or(raw, str::as_bytes);
         s.eat(b':')?;
-        let below: Vec<&[String]> = paths
-            .iter()
-            .filter(|p| p[0] == key.as_ref())
-            .map(|p| &p[1..])
-            .collect();
-        if below.is_empty() {
+        if !paths.iter().any(|p| p[0].as_bytes() == name) {
             s.skip(depth + 1)?;
         } else {
+            let below: Vec<&[String]> = paths
+                .iter()
+                .filter(|p| p[0].as_bytes() == name)
+                .map(|p| &p[1..])
+                .collect();
             let v = pick_value(s, &below, depth + 1)?;
-            out.insert(key.into_owned(), v);
+            let name = match decoded {
+                Some(d) => d.into_owned(),
+                None => std::str::from_utf8(raw).ok()?.to_owned(),
+            };
+            out.insert(name, v);
         }
         match s.peek()? {
             b',' => s.i += 1,
@@ -180,6 +302,29 @@ fn pick_value(s: &mut Scanner, paths: &[&[String]], depth: u32) -> Option<Value>
             _ => return None,
         }
     }
+}
+
+/// A number at the cursor that is an integer serde_json holds exactly (an `i64` or `u64`), read
+/// without serde_json; `None` (cursor unmoved) for anything else.
+fn integer(s: &mut Scanner) -> Option<Value> {
+    let start = s.i;
+    let (float, text) = s.number()?;
+    let v = if float {
+        None
+    } else {
+        // ASCII digits with an optional sign, as the scanner checked.
+        let text = std::str::from_utf8(text).ok()?;
+        match text.strip_prefix('-') {
+            // serde_json reads `-0` as the float -0.0.
+            Some("0") => None,
+            Some(_) => text.parse::<i64>().ok().map(Value::from),
+            None => text.parse::<u64>().ok().map(Value::from),
+        }
+    };
+    if v.is_none() {
+        s.i = start;
+    }
+    v
 }
 
 /// Keeps the subtrees at its paths (relative to where it stands); an empty path keeps all.
@@ -329,6 +474,82 @@ mod tests {
         assert!(top_level_keys(b"{").is_err());
     }
 
+    #[test]
+    fn finds_top_level_members() {
+        let names = ["f", "a", "x", "k\"q"];
+        let members = |doc: &[u8]| top_level_members(doc, None, &names).unwrap();
+        assert_eq!(
+            members(DOC),
+            Some(Members {
+                found: 0b0011,
+                empty: false
+            })
+        );
+        assert_eq!(
+            members(br#"{"k\"q":1,"\u0078":2}"#),
+            Some(Members {
+                found: 0b1100,
+                empty: false
+            }),
+            "escaped keys are decoded"
+        );
+        assert_eq!(
+            members(b" { } "),
+            Some(Members {
+                found: 0,
+                empty: true
+            })
+        );
+        assert_eq!(members(b"[1]"), None);
+        assert!(top_level_members(b"{\"a\":}", None, &names).is_err());
+        // The serde_json path (a document the scanner leaves to it) answers the same.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(150), "]".repeat(150));
+        assert_eq!(
+            members(deep.as_bytes()),
+            Some(Members {
+                found: 0b0010,
+                empty: false
+            })
+        );
+    }
+
+    #[test]
+    fn inner_ranges() {
+        assert_eq!(inner_range((10, 20), (15, 5)), Some(5..10));
+        assert_eq!(inner_range((10, 20), (10, 20)), Some(0..20));
+        assert_eq!(inner_range((10, 20), (9, 5)), None);
+        assert_eq!(inner_range((10, 20), (25, 6)), None);
+        assert_eq!(inner_range((10, 20), (u32::MAX, u32::MAX)), None);
+    }
+
+    #[test]
+    fn a_known_value_is_passed_over_unread() {
+        // Bytes 11..23 are "known" well-formed (they are not: `\x` is no escape), so they go unread.
+        let doc = br#"{"a":1,"p":{"x":"\xff"},"b":2}"#;
+        let known = Some(11..23);
+        assert_eq!(&doc[11..23], br#"{"x":"\xff"}"#);
+        assert!(top_level_keys(doc).is_err(), "read, the bytes are refused");
+        assert_eq!(
+            top_level_keys_knowing(doc, known.clone()).unwrap(),
+            Some(vec!["a".into(), "p".into(), "b".into()])
+        );
+        let pointers = Pointers::new(&["/b".into()]);
+        let v = pick_pointers_knowing(doc, &pointers, known.clone()).unwrap();
+        assert_eq!(v, serde_json::json!({"b": 2}));
+        // A pointer into the known value reads it (and here finds it broken).
+        let into = Pointers::new(&["/p/x".into()]);
+        assert!(pick_pointers_knowing(doc, &into, known.clone()).is_err());
+        // Outside the known value everything is still checked.
+        let broken = br#"{"a":1,"p":{"x":"\xff"},"b":2,}"#;
+        assert!(top_level_keys_knowing(broken, known.clone()).is_err());
+        // A range that does not start at a value is never taken for one.
+        assert!(top_level_keys_knowing(doc, Some(12..23)).is_err());
+        assert!(
+            top_level_keys_knowing(doc, Some(11..99)).is_err(),
+            "out of bounds: unused"
+        );
+    }
+
     /// The serde_json path alone, as it was before the scanner.
     fn serde_pick(data: &[u8], pointers: &[String]) -> Result<Value, serde_json::Error> {
         let paths: Vec<Vec<String>> = pointers.iter().map(|p| segments(p)).collect();
@@ -362,7 +583,7 @@ mod tests {
             let paths: Vec<Vec<String>> = pointers.iter().map(|p| segments(p)).collect();
             let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
             let slow = serde_pick(doc, &pointers);
-            match fast_pick(doc, &refs) {
+            match fast_pick(Scanner::new(doc), &refs) {
                 Some(v) => {
                     let slow = slow.unwrap_or_else(|e| {
                         panic!("scanner accepted what serde_json refuses ({e}): {doc:?}")
@@ -375,7 +596,7 @@ mod tests {
             }
         }
         let slow = serde_keys(doc);
-        match fast_keys(doc) {
+        match fast_keys(Scanner::new(doc)) {
             Some(keys) => {
                 let keys = keys.map(|k| k.into_iter().map(Cow::into_owned).collect::<Vec<_>>());
                 assert_eq!(keys, slow.expect("serde_json accepts it too"), "{doc:?}");
@@ -387,7 +608,9 @@ mod tests {
 
     #[test]
     fn the_scanner_agrees_with_serde_json() {
-        let corpus: [&[u8]; 16] = [
+        let corpus: [&[u8]; 18] = [
+            br#"{"a":-0,"i":18446744073709551615,"f":-9223372036854775808}"#,
+            br#"{"a":18446744073709551616,"i":-9223372036854775809,"f":[0,-1]}"#,
             DOC,
             br#"{"a":1,"a":{"b":2}}"#,
             br#"{"k\"q":"escaped key","a\u0062":1}"#,

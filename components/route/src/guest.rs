@@ -18,9 +18,15 @@ thread_local! {
 
 struct Route;
 
-/// The decision for an event of type `event_type` with `data`.
-fn decide(rules: &Rules, event_type: &str, data: &[u8]) -> Decision {
-    match rules.decide(event_type, data) {
+/// The decision for an event of type `event_type` with `data` (in which `payload` is known to
+/// be well-formed JSON, if given).
+fn decide(
+    rules: &Rules,
+    event_type: &str,
+    data: &[u8],
+    payload: Option<std::ops::Range<usize>>,
+) -> Decision {
+    match rules.decide(event_type, data, payload) {
         Action::Keep => Decision::Deliver(Destination {
             topic: None,
             key: None,
@@ -52,7 +58,7 @@ impl Guest for Route {
         with_rules(|rules| {
             events
                 .iter()
-                .map(|e| decide(rules, &e.type_, &e.data))
+                .map(|e| decide(rules, &e.type_, &e.data, None))
                 .collect()
         })
     }
@@ -75,8 +81,15 @@ impl PackedGuest for Route {
                 .iter()
                 .map(|e| {
                     // As the host lifts it into `event.type` for `route`.
-                    let ty = String::from_utf8_lossy(part(e.type_));
-                    decide(rules, &ty, part(e.data))
+                    let ty = part(e.type_);
+                    let ty = match std::str::from_utf8(ty) {
+                        Ok(t) => std::borrow::Cow::Borrowed(t),
+                        Err(_) => String::from_utf8_lossy(ty),
+                    };
+                    let payload = e.payload.and_then(|p| {
+                        json_pick::inner_range((e.data.offset, e.data.len), (p.offset, p.len))
+                    });
+                    decide(rules, &ty, part(e.data), payload)
                 })
                 .collect()
         })

@@ -48,6 +48,8 @@ enum Op {
 #[derive(Debug)]
 struct Condition {
     pointer: String,
+    /// `pointer` split and unescaped once, not for every event.
+    path: Vec<String>,
     op: Op,
     value: Value,
 }
@@ -172,7 +174,12 @@ impl Rules {
                     if matches!(op, Op::Glob) && !value.is_string() {
                         return Err(format!("{cat}: `glob` needs a string value"));
                     }
-                    when.push(Condition { pointer, op, value });
+                    when.push(Condition {
+                        path: json_pick::segments(&pointer),
+                        pointer,
+                        op,
+                        value,
+                    });
                 }
             }
             let action = action(o, &at)?;
@@ -203,11 +210,18 @@ impl Rules {
         })
     }
 
-    pub fn decide(&self, event_type: &str, data: &[u8]) -> Action {
+    /// The action for an event of `event_type` with `data`, where `payload` (if given) is a
+    /// range of `data` known to hold well-formed JSON (the host's `packed-event.payload`).
+    pub fn decide(
+        &self,
+        event_type: &str,
+        data: &[u8],
+        payload: Option<std::ops::Range<usize>>,
+    ) -> Action {
         let doc: Option<Value> = self
             .pointers
             .as_ref()
-            .and_then(|p| json_pick::pick_pointers(data, p).ok());
+            .and_then(|p| json_pick::pick_pointers_knowing(data, p, payload).ok());
         let spec = self
             .rules
             .iter()
@@ -235,8 +249,25 @@ impl Rules {
     }
 }
 
+/// The value at `path` (a split JSON pointer) in `doc`.
+fn at<'v>(doc: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(doc, |v, segment| match v {
+        Value::Object(o) => o.get(segment),
+        Value::Array(a) => a.get(array_index(segment)?),
+        _ => None,
+    })
+}
+
+/// A JSON pointer's array index as RFC 6901 writes it (no sign, no leading zeros).
+fn array_index(segment: &str) -> Option<usize> {
+    if segment.starts_with('+') || (segment.starts_with('0') && segment.len() > 1) {
+        return None;
+    }
+    segment.parse().ok()
+}
+
 fn holds(c: &Condition, doc: Option<&Value>) -> bool {
-    let found = doc.and_then(|d| d.pointer(&c.pointer));
+    let found = doc.and_then(|d| at(d, &c.path));
     match c.op {
         Op::Exists => found.is_some(),
         Op::Missing => found.is_none(),
@@ -320,7 +351,8 @@ mod tests {
         assert_eq!(
             r.decide(
                 "invoice.paid",
-                br#"{"payload":{"amount":5000,"customer":"c9"}}"#
+                br#"{"payload":{"amount":5000,"customer":"c9"}}"#,
+                None
             ),
             Action::Deliver {
                 topic: Some("invoices.large".into()),
@@ -328,21 +360,24 @@ mod tests {
             }
         );
         assert_eq!(
-            r.decide("invoice.paid", br#"{"payload":{"amount":5}}"#),
+            r.decide("invoice.paid", br#"{"payload":{"amount":5}}"#, None),
             Action::Deliver {
                 topic: Some("invoices".into()),
                 key: None
             }
         );
         assert_eq!(
-            r.decide("user.deleted", b"{}"),
+            r.decide("user.deleted", b"{}", None),
             Action::DeadLetter {
                 topic: None,
                 reason: "deletions are not accepted".into()
             }
         );
-        assert_eq!(r.decide("debug.trace", b"{}"), Action::Drop);
-        assert_eq!(r.decide("user.created", b"not even json"), Action::Keep);
+        assert_eq!(r.decide("debug.trace", b"{}", None), Action::Drop);
+        assert_eq!(
+            r.decide("user.created", b"not even json", None),
+            Action::Keep
+        );
     }
 
     #[test]
@@ -355,25 +390,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            r.decide("t", br#"{"s":"a","n":3,"g":"eu-west"}"#),
+            r.decide("t", br#"{"s":"a","n":3,"g":"eu-west"}"#, None),
             Action::Drop
         );
         assert_eq!(
-            r.decide("t", br#"{"s":"c","n":3,"g":"eu-west"}"#),
+            r.decide("t", br#"{"s":"c","n":3,"g":"eu-west"}"#, None),
             Action::Keep
         );
         assert_eq!(
-            r.decide("t", br#"{"s":"a","n":4,"g":"eu-west"}"#),
+            r.decide("t", br#"{"s":"a","n":4,"g":"eu-west"}"#, None),
             Action::Keep
         );
         assert_eq!(
-            r.decide("t", br#"{"s":"a","n":3,"x":1,"g":"eu-west"}"#),
+            r.decide("t", br#"{"s":"a","n":3,"x":1,"g":"eu-west"}"#, None),
             Action::Keep
         );
         assert_eq!(
-            r.decide("t", br#"{"s":"a","n":3,"g":"us-east"}"#),
+            r.decide("t", br#"{"s":"a","n":3,"g":"us-east"}"#, None),
             Action::Keep
         );
+    }
+
+    #[test]
+    fn conditions_read_pointers_as_serde_json_does() {
+        let r = Rules::parse(
+            r#"{"rules":[{"when":[{"pointer":"/a~1b/1","op":"eq","value":"y"},
+                                  {"pointer":"/l/01","op":"missing"}],"drop":true}]}"#,
+        )
+        .unwrap();
+        let doc = br#"{"a/b":["x","y"],"l":["p","q"]}"#;
+        let full: Value = serde_json::from_slice(doc).unwrap();
+        assert_eq!(full.pointer("/a~1b/1"), Some(&Value::from("y")));
+        assert_eq!(full.pointer("/l/01"), None, "no leading zeros");
+        assert_eq!(r.decide("t", doc, None), Action::Drop);
+    }
+
+    #[test]
+    fn a_known_payload_gives_the_same_decisions() {
+        let r = Rules::parse(CONFIG).unwrap();
+        let doc = br#"{"event_type":"invoice.paid","payload":{"amount":5000,"customer":"c9"}}"#;
+        let at = doc.windows(10).position(|w| w == br#"{"amount":"#).unwrap();
+        let payload = Some(at..doc.len() - 1);
+        assert_eq!(
+            r.decide("invoice.paid", doc, payload.clone()),
+            r.decide("invoice.paid", doc, None)
+        );
+        let plain = Rules::parse(
+            r#"{"rules":[{"when":[{"pointer":"/event_type","op":"eq",
+            "value":"invoice.paid"}],"drop":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.decide("t", doc, payload), Action::Drop);
     }
 
     #[test]
