@@ -295,8 +295,19 @@ pub async fn drive_bodies(
                         events.fetch_add(per_request as u64, Ordering::Relaxed);
                         bytes.fetch_add(n, Ordering::Relaxed);
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    failed => {
+                        // The first failure of a run is shown, so a failing bench says why.
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            let why = match failed {
+                                Ok(r) => format!(
+                                    "{}: {}",
+                                    r.status(),
+                                    r.text().await.unwrap_or_default()
+                                ),
+                                Err(e) => e.to_string(),
+                            };
+                            eprintln!("a request to {url} failed: {why}");
+                        }
                     }
                 }
             }

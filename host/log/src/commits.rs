@@ -114,11 +114,22 @@ pub(crate) struct LocalCommits {
     /// Deletions under way in the blocking pool (never awaited on the commit path: unlinking
     /// checkpointed logs journals on ext4 and took milliseconds), each with the logs it freed.
     collecting: Vec<tokio::task::JoinHandle<Vec<PathBuf>>>,
+    /// The generation of this writer's identity file that new links go to, and how many
+    /// links it has been given: a file has at most [`LINKS_PER_IDENTITY`] (ext4 allows 65,000
+    /// links to one inode), then the next generation, a new file with the same identity.
+    identity: u64,
+    identity_links: u64,
+    links_per_identity: u64,
 }
+
+/// Links a writer makes to one identity file before it starts the next (see
+/// [`LocalCommits::identity`]). Kept well under ext4's 65,000; a filesystem that allows
+/// fewer says so with `EMLINK`, and the writer moves on to the next file then.
+const LINKS_PER_IDENTITY: u64 = 16_384;
 
 pub(crate) enum CommitStore {
     Remote(Arc<dyn ObjectStore>),
-    Local(LocalCommits),
+    Local(Box<LocalCommits>),
 }
 
 fn io(e: std::io::Error, what: &str) -> LogError {
@@ -127,7 +138,7 @@ fn io(e: std::io::Error, what: &str) -> LogError {
 
 impl CommitStore {
     pub(crate) fn local(root: PathBuf) -> CommitStore {
-        CommitStore::Local(LocalCommits {
+        CommitStore::Local(Box::new(LocalCommits {
             root,
             me: None,
             log: None,
@@ -140,7 +151,10 @@ impl CommitStore {
             free: Vec::new(),
             freed: 0,
             collecting: Vec::new(),
-        })
+            identity: 0,
+            identity_links: 0,
+            links_per_identity: LINKS_PER_IDENTITY,
+        }))
     }
 
     /// Sequence numbers present, ascending.
@@ -340,11 +354,15 @@ impl CommitStore {
                         to_free.push(free_log(&root, me, l.freed));
                     }
                 }
+                let identity = l.me.map(|me| (me, l.identity));
                 // Many files: in the blocking pool even from the log thread, which meanwhile
                 // goes on writing.
                 l.collecting.push(tokio::task::spawn_blocking(move || {
                     for seq in seqs {
                         let _ = std::fs::remove_file(paths::local_commit(&root, seq));
+                    }
+                    if let Some((me, current)) = identity {
+                        remove_unlinked_identities(&root, me, current);
                     }
                     let mut freed = Vec::new();
                     for log in doomed_logs {
@@ -439,6 +457,8 @@ impl CommitStore {
                 epoch,
                 nonce: rand::random(),
             });
+            l.identity = 0;
+            l.identity_links = 0;
         }
     }
 }
@@ -476,7 +496,7 @@ impl LocalCommits {
     ) -> Result<Created, LogError> {
         let me = self.me.expect("become_writer before create");
         let link = paths::local_commit(&self.root, commit.seq);
-        let target = paths::local_writer(&self.root, me.epoch, me.nonce);
+        let target = paths::local_writer(&self.root, me.epoch, me.nonce, self.identity);
         let record = frame(&commit.encode(), inline);
         let needs_log = self
             .log
@@ -507,11 +527,7 @@ impl LocalCommits {
                 std::fs::create_dir_all(logs)?;
                 std::fs::create_dir_all(target.parent().expect("writers dir"))?;
                 if !target.exists() {
-                    let ident = serde_json::to_vec(&me).expect("identity serializes");
-                    let mut f = File::options().create_new(true).write(true).open(&target)?;
-                    std::io::Write::write_all(&mut f, &ident)?;
-                    f.sync_all()?;
-                    File::open(target.parent().expect("dir"))?.sync_all()?;
+                    write_identity(&target, me)?;
                 }
                 // Left by an earlier attempt at this same first position, which therefore
                 // never committed anything in it.
@@ -570,7 +586,6 @@ impl LocalCommits {
             let log = self.log.as_ref().expect("log is open");
             (log.file.clone(), log.pos)
         };
-        let target = paths::local_writer(&self.root, me.epoch, me.nonce);
         let len = record.len() as u64;
         let claim = commit.ops.iter().any(|op| matches!(op, Op::Claim { .. }));
         let written = blocking(move || -> std::io::Result<Created> {
@@ -588,22 +603,53 @@ impl LocalCommits {
         let outcome = match written {
             Ok(Created::Yes) => {
                 let link = paths::local_commit(&self.root, commit.seq);
-                blocking(move || -> std::io::Result<Created> {
-                    match std::fs::hard_link(&target, &link) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                            return Ok(Created::Taken);
+                let root = self.root.clone();
+                let (current, full) = (
+                    self.identity,
+                    self.identity_links >= self.links_per_identity,
+                );
+                let linked = blocking(move || -> std::io::Result<(Created, u64)> {
+                    let target =
+                        |generation| paths::local_writer(&root, me.epoch, me.nonce, generation);
+                    let mut generation = current;
+                    if full {
+                        generation += 1;
+                        write_identity(&target(generation), me)?;
+                    }
+                    let mut moved_on = full;
+                    loop {
+                        match std::fs::hard_link(target(generation), &link) {
+                            Ok(()) => break,
+                            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                                return Ok((Created::Taken, generation));
+                            }
+                            // This filesystem allows fewer links to a file: the next one.
+                            Err(e) if e.kind() == ErrorKind::TooManyLinks && !moved_on => {
+                                generation += 1;
+                                write_identity(&target(generation), me)?;
+                                moved_on = true;
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) => return Err(e),
                     }
                     // The record is durable already; a claim's link must be too, as recovery
                     // finds the newest writer by it.
                     if claim {
                         wal_dir.sync_all()?;
                     }
-                    Ok(Created::Yes)
+                    Ok((Created::Yes, generation))
                 })
-                .await
+                .await;
+                linked.map(|(created, generation)| {
+                    if generation != self.identity {
+                        self.identity = generation;
+                        self.identity_links = 0;
+                    }
+                    if matches!(created, Created::Yes) {
+                        self.identity_links += 1;
+                    }
+                    created
+                })
             }
             other => other,
         };
@@ -639,6 +685,46 @@ fn spare_log(root: &FsPath, me: Identity) -> PathBuf {
     root.join(paths::WAL_DIR)
         .join("logs")
         .join(format!("{:010}-{:016x}.spare", me.epoch, me.nonce))
+}
+
+/// Write a writer's identity file at `path` and make it durable (an earlier attempt may have
+/// left it: it then holds the same identity, or is written again).
+fn write_identity(path: &FsPath, me: Identity) -> std::io::Result<()> {
+    let ident = serde_json::to_vec(&me).expect("identity serializes");
+    let mut f = match File::options().create_new(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            if std::fs::read(path)? == ident {
+                return Ok(());
+            }
+            File::options().write(true).truncate(true).open(path)?
+        }
+        Err(e) => return Err(e),
+    };
+    std::io::Write::write_all(&mut f, &ident)?;
+    f.sync_all()?;
+    File::open(path.parent().expect("writers dir"))?.sync_all()
+}
+
+/// Remove the identity files no link points to any more that no writer links to again: older
+/// writers' (fenced by `me`'s claim) and `me`'s own generations before `current`.
+fn remove_unlinked_identities(root: &FsPath, me: Identity, current: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(root.join(paths::WAL_DIR).join("writers")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some((epoch, nonce, generation)) =
+            paths::parse_local_writer(&e.file_name().to_string_lossy())
+        else {
+            continue;
+        };
+        let done =
+            epoch < me.epoch || (epoch == me.epoch && nonce == me.nonce && generation < current);
+        if done && e.metadata().is_ok_and(|m| m.nlink() == 1) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// How many checkpointed logs a writer keeps to reuse as spares.
@@ -921,6 +1007,80 @@ mod tests {
         b.delete(vec![1, 2, 3], 3, &m).await;
         b.settle().await;
         assert_eq!(b.list(&m).await.unwrap(), vec![4]);
+    }
+
+    /// Each identity file gets a bounded number of links (ext4 refuses more than 65,000 to one
+    /// inode, which a busy writer reached in two minutes of links): then the next generation
+    /// takes over, every link still reads as the same writer, and garbage collection removes
+    /// the files no link points to any more.
+    #[tokio::test]
+    async fn identity_files_take_a_bounded_number_of_links() {
+        let (dir, mut a, m) = first_writer().await;
+        let CommitStore::Local(l) = &mut a else {
+            unreachable!()
+        };
+        l.links_per_identity = 3;
+        for seq in 2..=10 {
+            assert!(matches!(
+                a.create(&plain(seq, 1), &m).await.unwrap(),
+                Created::Yes
+            ));
+        }
+        let writers = || {
+            let mut names: Vec<String> =
+                std::fs::read_dir(dir.path().join(paths::WAL_DIR).join("writers"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+            names.sort();
+            names
+        };
+        // Commits 1-3, 4-6, 7-9 and 10.
+        assert_eq!(writers().len(), 4, "{:?}", writers());
+        for seq in 1..=10 {
+            assert_eq!(a.taken_by(seq).await.unwrap(), Some(1), "commit {seq}");
+        }
+        let read = commits(
+            a.read_stored(&(1..=10).collect::<Vec<_>>(), &m)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            read.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        // A checkpoint at 9: links 2-9 go. The claim's link (1) keeps the first file, the
+        // current generation stays, the two between go.
+        a.delete((1..=9).collect(), 9, &m).await;
+        a.settle().await;
+        assert_eq!(writers().len(), 2, "{:?}", writers());
+        assert_eq!(a.taken_by(1).await.unwrap(), Some(1));
+        assert_eq!(a.taken_by(10).await.unwrap(), Some(1));
+        // A newer writer removes the older one's files once nothing links to them.
+        let mut b = CommitStore::local(dir.path().to_owned());
+        b.become_writer(2);
+        assert!(matches!(
+            b.create(&commit(11, 2), &m).await.unwrap(),
+            Created::Yes
+        ));
+        b.delete(vec![1, 10], 10, &m).await;
+        b.settle().await;
+        assert_eq!(writers().len(), 1, "{:?}", writers());
+        assert_eq!(b.taken_by(11).await.unwrap(), Some(2));
+    }
+
+    #[test]
+    fn writer_identity_names_parse() {
+        let root = FsPath::new("/r");
+        let p = paths::local_writer(root, 7, 0xabc, 12);
+        let name = p.file_name().unwrap().to_string_lossy();
+        assert_eq!(paths::parse_local_writer(&name), Some((7, 0xabc, 12)));
+        assert_eq!(
+            paths::parse_local_writer("0000000007-0000000000000abc.json"),
+            Some((7, 0xabc, 0)),
+            "a name from before generations"
+        );
+        assert_eq!(paths::parse_local_writer("x.json"), None);
     }
 
     /// A new log (after a checkpoint seals the old one) is the spare prepared in the

@@ -3,7 +3,8 @@
 //! ```text
 //! wal/{seq:020}.json               commit records, created with PutMode::Create (the fence);
 //!                                  on a local directory, a hard link to the writer's identity
-//! wal/writers/{epoch:010}-{nonce}.json   local only: a writer's identity (epoch and nonce)
+//! wal/writers/{epoch:010}-{nonce}-{generation:08}.json   local only: a writer's identity
+//!                                  (epoch and nonce); a new generation every so many links
 //! wal/logs/{epoch:010}-{nonce}-{first_seq:020}.log   local only: that writer's commit records
 //! manifest/{seq:020}.json          checkpoints of the whole log state as of commit `seq`
 //! dedup/{seq:020}.json             event ids committed up to checkpoint `seq` (idempotency)
@@ -33,8 +34,23 @@ pub fn commit(seq: u64) -> Path {
 }
 
 /// Local only: the identity file of a writer, the target of its `wal/{seq}` hard links.
-pub fn local_writer(root: &FsPath, epoch: u64, nonce: u64) -> PathBuf {
-    root.join(format!("{WAL_DIR}/writers/{epoch:010}-{nonce:016x}.json"))
+pub fn local_writer(root: &FsPath, epoch: u64, nonce: u64, generation: u64) -> PathBuf {
+    root.join(format!(
+        "{WAL_DIR}/writers/{epoch:010}-{nonce:016x}-{generation:08}.json"
+    ))
+}
+
+/// Local only: `(epoch, nonce, generation)` of a writer identity file name (names written
+/// before generations existed read as generation 0).
+pub fn parse_local_writer(name: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = name.strip_suffix(".json")?.split('-');
+    let epoch = parts.next()?.parse().ok()?;
+    let nonce = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let generation = match parts.next() {
+        Some(g) => g.parse().ok()?,
+        None => 0,
+    };
+    parts.next().is_none().then_some((epoch, nonce, generation))
 }
 
 /// Local only: a writer's commit-record log starting at `first_seq`.
