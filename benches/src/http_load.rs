@@ -145,7 +145,20 @@ impl Server {
         self.child.wait()?;
         Ok(())
     }
+}
 
+/// A bench that fails part-way must not leave its server running: it would take CPU from every
+/// later run.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Server {
     pub async fn create_topic(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<()> {
         let r = http
             .post(format!("{}/v1/topics", self.url))
