@@ -126,6 +126,9 @@ enum Field {
 /// producer's key id of a batch without one, is left out).
 pub struct Fields {
     list: Vec<(&'static str, Field)>,
+    /// The names in `list`, in order (bit `i` of [`Missing::fields`] is the `i`-th), kept
+    /// for looking them up in every event.
+    names: Vec<&'static str>,
 }
 
 impl Fields {
@@ -151,8 +154,9 @@ impl Fields {
                 };
                 Some((f, field))
             })
-            .collect();
-        Fields { list }
+            .collect::<Vec<_>>();
+        let names = list.iter().map(|(name, _)| *name).collect();
+        Fields { list, names }
     }
 
     fn value(field: &Field, event_id: &str) -> String {
@@ -169,11 +173,6 @@ impl Fields {
             .iter()
             .map(|(name, f)| (*name, Fields::value(f, event_id)))
             .collect()
-    }
-
-    /// The configured field names, in order (bit `i` of [`Missing::fields`] is the `i`-th).
-    fn names(&self) -> Vec<&'static str> {
-        self.list.iter().map(|(name, _)| *name).collect()
     }
 
     /// The fields `missing` names as members to go before the closing brace of an object.
@@ -243,8 +242,8 @@ pub fn enrich(
     if config.lookups.is_empty() {
         // Only top-level fields are added: find which exist without building the document,
         // and write the missing ones before its closing brace.
-        let names = fields.names();
-        return Ok(match json_pick::top_level_members(data, payload, &names) {
+        let names = &fields.names;
+        return Ok(match json_pick::top_level_members(data, payload, names) {
             Ok(Some(members)) => Outcome::Insert {
                 at: data
                     .iter()

@@ -145,25 +145,36 @@ pub fn top_level_members(
 }
 
 /// [`top_level_members`] by the strict scanner; `None` when not proven well-formed.
-fn fast_members(mut s: Scanner<'_>, bit: &dyn Fn(&[u8]) -> u64) -> Option<Option<Members>> {
-    let data = s.b;
-    let members = if s.peek()? == b'{' {
-        s.i += 1;
-        let mut members = Members {
-            found: 0,
-            empty: true,
+fn fast_members(s: Scanner<'_>, bit: &dyn Fn(&[u8]) -> u64) -> Option<Option<Members>> {
+    let mut found = 0;
+    let empty = fast_top_level(s, |s, key| {
+        found |= if key.escapes == 0 {
+            bit(&s.b[key.start..key.end])
+        } else {
+            bit(text(s, key)?.as_bytes())
         };
-        if s.peek()? == b'}' {
+        Some(())
+    })?;
+    Some(empty.map(|empty| Members { found, empty }))
+}
+
+/// Walk a whole document by the strict scanner, calling `on_key` for each key of a top-level
+/// object. `Some(Some(empty))` for an object (`empty`: it has no members), `Some(None)` for any
+/// other value, `None` when not proven well-formed (or `on_key` gave up).
+fn fast_top_level<'a>(
+    mut s: Scanner<'a>,
+    mut on_key: impl FnMut(&Scanner<'a>, &Str) -> Option<()>,
+) -> Option<Option<bool>> {
+    let data = s.b;
+    let object = if s.peek()? == b'{' {
+        s.i += 1;
+        let empty = s.peek()? == b'}';
+        if empty {
             s.i += 1;
         } else {
-            members.empty = false;
             loop {
                 let key = s.string()?;
-                members.found |= if key.escapes == 0 {
-                    bit(&s.b[key.start..key.end])
-                } else {
-                    bit(text(&s, &key)?.as_bytes())
-                };
+                on_key(&s, &key)?;
                 s.eat(b':')?;
                 s.skip(1)?;
                 match s.peek()? {
@@ -176,13 +187,13 @@ fn fast_members(mut s: Scanner<'_>, bit: &dyn Fn(&[u8]) -> u64) -> Option<Option
                 }
             }
         }
-        Some(members)
+        Some(empty)
     } else {
         s.skip(0)?;
         None
     };
     s.ws();
-    (s.i == data.len()).then_some(members)
+    (s.i == data.len()).then_some(object)
 }
 
 /// A scanned string's text: borrowed unless it has escapes.
@@ -198,36 +209,13 @@ fn text<'a>(s: &Scanner<'a>, key: &Str) -> Option<Cow<'a, str>> {
 }
 
 /// [`top_level_keys`] by the strict scanner; `None` when not proven well-formed.
-fn fast_keys(mut s: Scanner<'_>) -> Option<Option<Vec<Cow<'_, str>>>> {
-    let data = s.b;
-    let keys = if s.peek()? == b'{' {
-        s.i += 1;
-        let mut keys = Vec::new();
-        if s.peek()? == b'}' {
-            s.i += 1;
-        } else {
-            loop {
-                let key = s.string()?;
-                keys.push(text(&s, &key)?);
-                s.eat(b':')?;
-                s.skip(1)?;
-                match s.peek()? {
-                    b',' => s.i += 1,
-                    b'}' => {
-                        s.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        Some(keys)
-    } else {
-        s.skip(0)?;
-        None
-    };
-    s.ws();
-    (s.i == data.len()).then_some(keys)
+fn fast_keys(s: Scanner<'_>) -> Option<Option<Vec<Cow<'_, str>>>> {
+    let mut keys = Vec::new();
+    let object = fast_top_level(s, |s, key| {
+        keys.push(text(s, key)?);
+        Some(())
+    })?;
+    Some(object.map(|_| keys))
 }
 
 /// [`pick`] by the strict scanner; `None` when not proven well-formed.
