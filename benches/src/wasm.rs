@@ -94,23 +94,24 @@ pub fn twenty_field_schema() -> Value {
 fn as_produce_packs(
     doc: fn(usize) -> Vec<u8>,
 ) -> (
-    Vec<sluice::envelope::Event>,
+    Vec<sluice_ingest::envelope::Event>,
     Vec<u8>,
     Vec<sluice_runtime::PackedEvent>,
 ) {
-    let rules = sluice::envelope::TopicRules {
+    let rules = sluice_ingest::envelope::TopicRules {
         key_field: Some("org_id"),
         log_append_time: false,
         max_message_bytes: 1 << 20,
     };
-    let parsed: Vec<sluice::envelope::Event> = (0..100)
+    let parsed: Vec<sluice_ingest::envelope::Event> = (0..100)
         .map(|i| {
             let text = String::from_utf8(doc(i)).expect("UTF-8");
-            sluice::envelope::parse(&text, &rules, "bench", 0).expect("an envelope")
+            sluice_ingest::envelope::parse(&text, &rules, "bench", 0).expect("an envelope")
         })
         .collect();
-    let batch = sluice::guest_events::pack(parsed.iter().map(|e| (&e.record, e.payload.clone())))
-        .expect("fits");
+    let batch =
+        sluice_ingest::guest_events::pack(parsed.iter().map(|e| (&e.record, e.payload.clone())))
+            .expect("fits");
     (parsed, batch.buffer, batch.events)
 }
 
@@ -250,7 +251,7 @@ pub fn components(dir: &std::path::Path, secs: Duration) -> anyhow::Result<()> {
     let (parsed, buffer, packed) = as_produce_packs(envelope);
     let per_event: Vec<Event> = parsed
         .iter()
-        .map(|e| sluice::guest_events::to_event(&e.record))
+        .map(|e| sluice_ingest::guest_events::to_event(&e.record))
         .collect();
     let enricher = stage(
         &rt,

@@ -37,7 +37,7 @@ pub fn options(data: &Path) -> ServeOptions {
         max_body_bytes: 4 << 20,
         wasm: wasm_options(),
         // The tests' webhook receivers listen on loopback.
-        webhooks: sluice::webhooks::egress::Egress {
+        webhooks: sluice_delivery::egress::Egress {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
         },
     }

@@ -1,29 +1,23 @@
-//! # sluice: the event gateway host
+//! # sluice: the HTTP front of the event gateway
 //!
-//! The HTTP server ([`server`]) in front of the log engine (`sluice-log`): topic admin, produce
-//! ([`envelope`] turns request bodies into records), fetch, tenants and API keys ([`auth`]),
-//! Prometheus [`metrics`]. [`serve`] wires them up the way `sluice serve` runs them; the
-//! [`cli`] is the `sluice` command that talks to a running server.
+//! This crate is the HTTP layer only; the capabilities live in crates of their own, which never
+//! depend on this one (`sluice-tenancy`, `sluice-ingest`, `sluice-groups`, `sluice-delivery`,
+//! over `sluice-log`, `sluice-runtime` and `sluice-registry`).
+//!
+//! - [`server`]: one port, one router, request bodies within limits, authentication, graceful
+//!   shutdown; [`server::App`] is the plain bundle of services the handlers call.
+//! - [`api`]: one module per resource, each handler a thin adapter (parse → call a service →
+//!   render); streams (SSE, WebSocket) and the Confluent REST Proxy v2 are here too.
+//! - [`avro_json`]: Avro ⇄ JSON for the REST Proxy's Avro embedded format.
+//! - [`metrics`]: the Prometheus families and how a scrape renders every service's counters.
+//! - [`serve`]: how `sluice serve` opens the store and wires the services together;
+//!   [`config`]: its TOML file.
+//! - [`cli`]: the `sluice` command line, one module per command group.
 
 pub mod api;
-pub mod auth;
 pub mod avro_json;
-pub mod catalog;
 pub mod cli;
-pub mod clock;
-pub mod components;
 pub mod config;
-pub mod dead_letters;
-pub mod envelope;
-pub mod error;
-pub mod groups;
-pub mod guest_events;
-pub mod internal_topics;
 pub mod metrics;
-pub mod pipeline;
-pub mod reference_tables;
-pub mod registry;
 pub mod serve;
 pub mod server;
-pub mod transforms;
-pub mod webhooks;

@@ -11,19 +11,9 @@ use prometheus_client::registry::Registry;
 use sluice_log::{LogMetrics, metrics::FLUSH_BYTES_BUCKETS};
 use sluice_runtime::{StageLabels, StageStats};
 
-use crate::groups::PartitionLag;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TopicLabels {
-    pub tenant: String,
-    pub topic: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EventTypeLabels {
-    pub tenant: String,
-    pub event_type: String,
-}
+use sluice_groups::PartitionLag;
+use sluice_ingest::metrics::IngestMetrics;
+pub use sluice_ingest::metrics::TopicLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -33,37 +23,36 @@ pub struct RequestLabels {
 
 pub struct Metrics {
     registry: Registry,
-    pub events_in: Family<TopicLabels, Counter>,
-    pub bytes_in: Family<TopicLabels, Counter>,
     pub events_out: Family<TopicLabels, Counter>,
     pub bytes_out: Family<TopicLabels, Counter>,
     pub events_rejected: Family<TopicLabels, Counter>,
     pub produce_latency: Histogram,
     pub requests: Family<RequestLabels, Counter>,
-    /// Events of a deprecated type in the event catalog, accepted with a warning.
-    pub deprecated_events: Family<EventTypeLabels, Counter>,
     /// Encoding is not reentrant-safe across scrapes; one at a time.
     encode: Mutex<()>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The server's families, and ingest's (`ingest` keeps counting into its own; a scrape
+    /// renders them).
+    pub fn new(ingest: &IngestMetrics) -> Self {
         let mut registry = Registry::with_prefix("sluice");
-        let events_in = Family::<TopicLabels, Counter>::default();
-        let bytes_in = Family::<TopicLabels, Counter>::default();
         let events_out = Family::<TopicLabels, Counter>::default();
         let bytes_out = Family::<TopicLabels, Counter>::default();
         let events_rejected = Family::<TopicLabels, Counter>::default();
         let produce_latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
         let requests = Family::<RequestLabels, Counter>::default();
-        let deprecated_events = Family::<EventTypeLabels, Counter>::default();
         registry.register(
             "deprecated_events",
             "Events of a type the event catalog marks deprecated (accepted with a warning)",
-            deprecated_events.clone(),
+            ingest.deprecated_events.clone(),
         );
-        registry.register("events_in", "Events appended", events_in.clone());
-        registry.register("bytes_in", "Bytes of events appended", bytes_in.clone());
+        registry.register("events_in", "Events appended", ingest.events_in.clone());
+        registry.register(
+            "bytes_in",
+            "Bytes of events appended",
+            ingest.bytes_in.clone(),
+        );
         registry.register("events_out", "Events served to readers", events_out.clone());
         registry.register("bytes_out", "Bytes of events served", bytes_out.clone());
         registry.register(
@@ -83,14 +72,11 @@ impl Default for Metrics {
         );
         Metrics {
             registry,
-            events_in,
-            bytes_in,
             events_out,
             bytes_out,
             events_rejected,
             produce_latency,
             requests,
-            deprecated_events,
             encode: Mutex::new(()),
         }
     }

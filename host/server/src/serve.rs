@@ -13,17 +13,21 @@ use sluice_log::{Log, LogOptions, Storage};
 use sluice_runtime::{Runtime, RuntimeOptions};
 use tokio::net::TcpListener;
 
-use crate::auth::Directory;
-use crate::catalog::Catalog;
-use crate::components::Components;
+use sluice_delivery::Webhooks;
+use sluice_delivery::egress::Egress;
+use sluice_groups::Groups;
+use sluice_ingest::Ingest;
+use sluice_ingest::catalog::Catalog;
+use sluice_ingest::components::Components;
+use sluice_ingest::schemas::Registry;
+use sluice_ingest::transforms::Transforms;
+use sluice_tenancy::Clock;
+use sluice_tenancy::auth::Directory;
+use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
+
 use crate::config::S3Config;
-use crate::groups::Groups;
-use crate::internal_topics;
-use crate::registry::Registry;
+use crate::metrics::Metrics;
 use crate::server::{self, App};
-use crate::transforms::{OFFSETS_TOPIC, Transforms};
-use crate::webhooks::Webhooks;
-use crate::webhooks::egress::Egress;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -128,7 +132,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         wasm.cache_dir = Some(opts.data.join("compiled"));
     }
     let runtime = Runtime::new(wasm)?;
-    let components = Components::load(log.clone(), runtime).await?;
+    let components = Arc::new(Components::load(log.clone(), runtime).await?);
     // `_offsets` is read once; transforms, groups and subscriptions each take their keys.
     internal_topics::ensure(
         &log,
@@ -138,29 +142,53 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     )
     .await?;
     let committed = internal_topics::read_all(&log, OFFSETS_TOPIC).await?;
-    let transforms = Transforms::load(log.clone(), &committed).await?;
-    let registry = Registry::load(log.clone()).await?;
-    let catalog = Catalog::load(log.clone()).await?;
-    let groups = Groups::load(log.clone(), &committed).await?;
-    let webhooks = Webhooks::load(log.clone(), opts.webhooks.clone(), &committed).await?;
-    drop(committed);
-    let app = Arc::new(App::new(
-        server::Parts {
-            log,
-            directory,
-            components,
-            transforms,
-            registry,
-            catalog,
-            groups,
-            webhooks,
-        },
-        opts.max_body_bytes,
+    let registry = Arc::new(Registry::load(log.clone()).await?);
+    let catalog = Arc::new(Catalog::load(log.clone()).await?);
+    let ingest = Arc::new(Ingest::new(
+        log.clone(),
+        components.clone(),
+        registry.clone(),
+        catalog.clone(),
     ));
-    app.webhooks.resume(&app).await;
-    app.transforms.resume(&app).await;
-    app.groups
-        .spawn_sweeper(std::time::Duration::from_millis(250));
+    let transforms = Transforms::load(
+        log.clone(),
+        &committed,
+        components.clone(),
+        ingest.guest_services().clone(),
+    )
+    .await?;
+    let groups = Arc::new(Groups::load(log.clone(), &committed).await?);
+    let clock = Arc::new(Clock::default());
+    let webhooks = Arc::new(
+        Webhooks::load(
+            log.clone(),
+            opts.webhooks.clone(),
+            &committed,
+            clock.clone(),
+            catalog.clone(),
+        )
+        .await?,
+    );
+    drop(committed);
+    webhooks.resume().await;
+    transforms.resume().await;
+    groups.spawn_sweeper(std::time::Duration::from_millis(250));
+    let app = Arc::new(App {
+        metrics: Metrics::new(&ingest.metrics),
+        topic_schema: App::topic_schema(),
+        max_body_bytes: opts.max_body_bytes,
+        closing: tokio::sync::watch::Sender::new(false),
+        log,
+        directory,
+        components,
+        ingest,
+        transforms,
+        registry,
+        catalog,
+        groups,
+        webhooks,
+        clock,
+    });
     Ok((app, token))
 }
 

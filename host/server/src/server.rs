@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,19 +21,19 @@ use serde::Serialize;
 use sluice_log::Log;
 use tokio::net::TcpListener;
 
+use sluice_delivery::Webhooks;
+use sluice_groups::Groups;
+use sluice_ingest::Ingest;
+use sluice_ingest::catalog::Catalog;
+use sluice_ingest::components::Components;
+use sluice_ingest::schemas::Registry;
+use sluice_ingest::transforms::Transforms;
+use sluice_tenancy::auth::{Directory, Principal};
+use sluice_tenancy::clock::Clock;
+use sluice_tenancy::error::ApiError;
+
 use crate::api;
-use crate::auth::{Directory, Principal};
-use crate::catalog::Catalog;
-use crate::clock::Clock;
-use crate::components::Components;
-use crate::error::ApiError;
-use crate::groups::Groups;
 use crate::metrics::{Metrics, RequestLabels};
-use crate::pipeline::Pipelines;
-use crate::reference_tables::GatewayServices;
-use crate::registry::Registry;
-use crate::transforms::Transforms;
-use crate::webhooks::Webhooks;
 
 /// Response bodies: whole ones ([`full`], [`empty`]) or streams (server-sent events).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -47,29 +46,27 @@ pub fn empty() -> Body {
     http_body_util::Empty::new().boxed_unsync()
 }
 
-/// Everything a request handler may need; one per server.
+/// The services a request handler may call: a plain bundle, put together by
+/// [`crate::serve::start`], that only the HTTP layer sees. Each service received what it uses
+/// when it was built; none of them holds the bundle.
 pub struct App {
     pub log: Log,
     pub directory: Directory,
     pub metrics: Metrics,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Per topic, the partition keyless events go to next (sticky per request, rotating).
-    pub sticky: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// The seed's Topic Configuration schema, compiled once.
     pub topic_schema: jsonschema::Validator,
     /// Built-in and uploaded WebAssembly components, and the runtime that runs them.
-    pub components: Components,
-    /// Topics' ingest pipelines, built once and cached.
-    pub pipelines: Pipelines,
-    /// What guests reach through their host imports (reference tables, schemas).
-    pub guest_services: Arc<GatewayServices>,
+    pub components: Arc<Components>,
+    /// The one way into a topic: pipelines, dead letters, the append.
+    pub ingest: Arc<Ingest>,
     /// Tenants' running transforms.
     pub transforms: Transforms,
     /// Tenants' schema registries.
     pub registry: Arc<Registry>,
     /// Tenants' event catalogs.
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     /// Tenants' consumer groups and their committed offsets.
     pub groups: Arc<Groups>,
     /// Tenants' webhook subscriptions and their delivery loops.
@@ -80,59 +77,12 @@ pub struct App {
     pub closing: tokio::sync::watch::Sender<bool>,
 }
 
-/// The parts [`App::new`] puts together, each loaded from the log.
-pub struct Parts {
-    pub log: Log,
-    pub directory: Directory,
-    pub components: Components,
-    pub transforms: Transforms,
-    pub registry: Registry,
-    pub catalog: Catalog,
-    pub groups: Groups,
-    pub webhooks: Webhooks,
-}
-
 impl App {
-    pub fn new(parts: Parts, max_body_bytes: usize) -> App {
-        let Parts {
-            log,
-            directory,
-            components,
-            transforms,
-            registry,
-            catalog,
-            groups,
-            webhooks,
-        } = parts;
-        let registry = Arc::new(registry);
+    /// The topic configuration schema every topic document is checked against.
+    pub fn topic_schema() -> jsonschema::Validator {
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("api/topic_schema.json")).expect("schema is JSON");
-        App {
-            directory,
-            metrics: Metrics::default(),
-            max_body_bytes,
-            sticky: Mutex::new(HashMap::new()),
-            topic_schema: jsonschema::validator_for(&schema).expect("schema compiles"),
-            components,
-            pipelines: Pipelines::default(),
-            transforms,
-            guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
-            registry,
-            catalog,
-            groups: Arc::new(groups),
-            closing: tokio::sync::watch::Sender::new(false),
-            webhooks: Arc::new(webhooks),
-            clock: Arc::new(Clock::default()),
-            log,
-        }
-    }
-}
-
-impl App {
-    /// Changes whenever the tenant's schemas or event definitions change: pipelines whose
-    /// validators read them are rebuilt.
-    pub fn schema_generation(&self, tenant: &str) -> u64 {
-        self.registry.generation(tenant) + self.catalog.generation(tenant)
+        jsonschema::validator_for(&schema).expect("schema compiles")
     }
 }
 

@@ -5,9 +5,9 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{ApiKey, Principal, Role, Scope};
-use crate::error::ApiError;
 use crate::server::{App, Body, Call, json, require_system};
+use sluice_tenancy::auth::{ApiKey, Principal, Role, Scope};
+use sluice_tenancy::error::ApiError;
 
 const ADMIN_BODY_LIMIT: usize = 64 << 10;
 

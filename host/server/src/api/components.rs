@@ -5,10 +5,10 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use sluice_runtime::World;
 
-use crate::auth::Principal;
-use crate::components::MAX_COMPONENT_BYTES;
-use crate::error::ApiError;
 use crate::server::{App, Body, Call, json};
+use sluice_ingest::components::MAX_COMPONENT_BYTES;
+use sluice_tenancy::auth::Principal;
+use sluice_tenancy::error::ApiError;
 
 fn require_admin(who: &Principal) -> Result<(), ApiError> {
     if who.system || who.is_tenant_admin() {

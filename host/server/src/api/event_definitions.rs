@@ -1,4 +1,4 @@
-//! `/v1/event-definitions`: the tenant's event catalog (see [`crate::catalog`]).
+//! `/v1/event-definitions`: the tenant's event catalog (see [`sluice_ingest::catalog`]).
 //!
 //! Creating or updating a definition registers its `payload_schema` in the schema registry
 //! (subject `<event_id>-payload`, under the registry's compatibility rules) and refuses it
@@ -8,10 +8,11 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use sluice_registry::SchemaType;
 
-use crate::auth::{Principal, now_ms};
-use crate::catalog::{Definition, Status, check_examples};
-use crate::error::ApiError;
 use crate::server::{App, Body, Call, json};
+use sluice_ingest::catalog::{Definition, Status, check_examples};
+use sluice_tenancy::auth::Principal;
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::now_ms;
 
 const MAX_DEFINITION_BYTES: usize = 1 << 20;
 

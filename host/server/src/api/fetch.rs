@@ -3,20 +3,15 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use http::{Response, StatusCode};
-use serde::Serialize;
-use serde_json::value::RawValue;
-use serde_json::{Value, json};
-use sluice_log::StoredRecord;
+use serde_json::json;
+use sluice_tenancy::{check_topic_name, log_name};
 
-use super::{check_topic_name, log_name};
-use crate::auth::{Principal, Role};
-use crate::envelope::{parse_time_text, read_headers};
-use crate::error::{ApiError, from_log};
 use crate::metrics::TopicLabels;
 use crate::server::{App, Body, Call, json, raw_json};
+use sluice_ingest::envelope::{EventView, parse_time_text};
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::{ApiError, from_log};
 
 const MAX_EVENTS: usize = 10_000;
 const DEFAULT_EVENTS: usize = 500;
@@ -87,7 +82,7 @@ pub async fn fetch(
         .get_or_create(&labels)
         .inc_by(bytes as u64);
 
-    let events: Vec<EventOut> = read.records.iter().map(EventOut::from).collect();
+    let events: Vec<EventView> = read.records.iter().map(EventView::from).collect();
     let body = serde_json::to_vec(&json!({
         "events": events,
         "next_offset": read.next_offset,
@@ -96,66 +91,6 @@ pub async fn fetch(
     }))
     .expect("response serializes");
     Ok(raw_json(StatusCode::OK, body))
-}
-
-/// One record as a reader sees it: the envelope as `event` when the value is JSON, otherwise
-/// the bytes as base64 `value`. Keys and header values that are not UTF-8 come as base64 too,
-/// with `key_encoding` / `headers_encoding` saying so.
-#[derive(Serialize)]
-pub(crate) struct EventOut<'a> {
-    partition: u32,
-    offset: u64,
-    timestamp: i64,
-    key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key_encoding: Option<&'static str>,
-    headers: serde_json::Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    headers_encoding: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
-}
-
-impl<'a> From<&'a StoredRecord> for EventOut<'a> {
-    fn from(s: &'a StoredRecord) -> Self {
-        let r = &s.record;
-        let (key, key_encoding) = match &r.key {
-            None => (None, None),
-            Some(k) => match std::str::from_utf8(k) {
-                Ok(t) => (Some(t.to_owned()), None),
-                Err(_) => (Some(STANDARD.encode(k)), Some("base64")),
-            },
-        };
-        let shown = read_headers(r);
-        let binary_headers = shown.iter().any(|(_, v)| std::str::from_utf8(v).is_err());
-        let headers = shown
-            .iter()
-            .map(|(k, v)| {
-                let v = if binary_headers {
-                    STANDARD.encode(v)
-                } else {
-                    String::from_utf8_lossy(v).into_owned()
-                };
-                (k.clone(), Value::String(v))
-            })
-            .collect();
-        let event = std::str::from_utf8(&r.value)
-            .ok()
-            .and_then(|t| serde_json::from_str::<&RawValue>(t).ok());
-        EventOut {
-            partition: s.partition,
-            offset: s.offset,
-            timestamp: r.timestamp,
-            key,
-            key_encoding,
-            headers,
-            headers_encoding: binary_headers.then_some("base64"),
-            value: event.is_none().then(|| STANDARD.encode(&r.value)),
-            event,
-        }
-    }
 }
 
 /// `?timestamp=<ms|RFC 3339|earliest|latest>`, or `?earliest` / `?latest`; without any, both

@@ -11,11 +11,11 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Principal, Role};
-use crate::envelope::parse_time_text;
-use crate::error::ApiError;
-use crate::groups::{GroupConfig, ResetTo};
 use crate::server::{App, Body, Call, json};
+use sluice_groups::{GroupConfig, ResetTo};
+use sluice_ingest::envelope::parse_time_text;
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::ApiError;
 
 fn require_admin_of(who: &Principal, topics: &BTreeSet<String>) -> Result<(), ApiError> {
     if who.is_tenant_admin() {
@@ -216,11 +216,11 @@ pub async fn reset(
 /// back), oldest first; a system key sees every tenant's.
 pub async fn alerts(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     const NEWEST: u64 = 1_000;
-    let topic = crate::groups::ALERTS_TOPIC;
+    let topic = sluice_tenancy::internal_topics::ALERTS_TOPIC;
     let (_, end) = app
         .log
         .offsets(topic, 0)
-        .map_err(|e| crate::error::from_log(e, topic))?;
+        .map_err(|e| sluice_tenancy::error::from_log(e, topic))?;
     let mut out = Vec::new();
     app.log
         .scan(topic, 0, end.saturating_sub(NEWEST), end, |s| {
@@ -232,6 +232,6 @@ pub async fn alerts(app: &App, who: &Principal) -> Result<Response<Body>, ApiErr
             true
         })
         .await
-        .map_err(|e| crate::error::from_log(e, topic))?;
+        .map_err(|e| sluice_tenancy::error::from_log(e, topic))?;
     Ok(json(StatusCode::OK, &json!({ "alerts": out })))
 }

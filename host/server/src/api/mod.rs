@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use http::{Method, Response, StatusCode};
 
-use crate::auth::Principal;
-use crate::error::ApiError;
 use crate::server::{App, Body, Call, require_system};
+use sluice_tenancy::auth::Principal;
+use sluice_tenancy::error::ApiError;
 
 pub async fn dispatch(
     app: &Arc<App>,
@@ -227,7 +227,7 @@ pub async fn dispatch(
 
 async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     require_system(who)?;
-    let mut stages = app.pipelines.stats();
+    let mut stages = app.ingest.stage_stats();
     stages.extend(app.transforms.stats().await);
     Ok(Response::builder()
         .status(StatusCode::OK)
@@ -241,29 +241,4 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
             &app.groups.lag_snapshot(),
         )))
         .expect("response builds"))
-}
-
-/// A stored record as the fetch API shows it (for other modules that show records).
-pub fn fetch_view(s: &sluice_log::StoredRecord) -> impl serde::Serialize + '_ {
-    fetch::EventOut::from(s)
-}
-
-/// The log's name for a tenant's topic. Tenants never see the namespace.
-pub fn log_name(tenant: &str, topic: &str) -> String {
-    format!("{tenant}/{topic}")
-}
-
-/// Check a topic name from a URL or body: the seed's pattern; `_` names are internal.
-pub fn check_topic_name(name: &str) -> Result<(), ApiError> {
-    if !sluice_log::valid_topic_name(name) {
-        return Err(ApiError::invalid(format!(
-            "invalid topic name `{name}`: use 1-249 characters of [a-zA-Z0-9._-]"
-        )));
-    }
-    if name.starts_with('_') {
-        return Err(ApiError::invalid(format!(
-            "topic names starting with `_` are reserved for internal topics (`{name}`)"
-        )));
-    }
-    Ok(())
 }

@@ -18,10 +18,10 @@ use sluice_registry::{
     VersionSpec,
 };
 
-use crate::auth::{Principal, Role};
-use crate::error::ApiError;
-use crate::registry::registry_error;
 use crate::server::{App, Body, Call};
+use sluice_ingest::schemas::registry_error;
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::ApiError;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// Largest registration body.

@@ -17,15 +17,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_registry::SchemaType;
 
-use super::log_name;
-use super::produce::{self, Ingested};
-use crate::auth::{Principal, Role, now_ms};
 use crate::avro_json::AvroSchema;
-use crate::envelope;
-use crate::error::ApiError;
-use crate::groups::consumers::{Format, InstanceSettings, ReadLimits, Seek};
-use crate::groups::{OffsetReset, TopicPartition};
 use crate::server::{App, Body, Call};
+use sluice_groups::consumers::{Format, InstanceSettings, ReadLimits, Seek};
+use sluice_groups::{OffsetReset, TopicPartition};
+use sluice_ingest::Outcome;
+use sluice_ingest::envelope;
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::log_name;
+use sluice_tenancy::now_ms;
 
 /// Confluent's response content type.
 pub const V2_JSON: &str = "application/vnd.kafka.v2+json";
@@ -209,7 +210,7 @@ fn partition_offsets(
     let (start, end) = app
         .log
         .offsets(&full, p)
-        .map_err(|e| crate::error::from_log(e, topic))?;
+        .map_err(|e| sluice_tenancy::error::from_log(e, topic))?;
     Ok(v2(
         StatusCode::OK,
         &json!({"beginning_offset": start, "end_offset": end}),
@@ -248,7 +249,7 @@ async fn produce(
     partition: Option<&str>,
     call: Call,
 ) -> Result<Response<Body>, ApiError> {
-    let prepared = produce::prepare(app, who, topic)?;
+    let prepared = app.ingest.prepare(who, topic)?;
     let format = format_of(call.header(header::CONTENT_TYPE))
         .map_err(ApiError::unsupported_media)?
         .ok_or_else(|| {
@@ -291,7 +292,7 @@ async fn produce(
     };
     // A schema registered just now brings the topic a validating pipeline: look again.
     let prepared = if value_schema_id.is_some() {
-        produce::prepare(app, who, topic)?
+        app.ingest.prepare(who, topic)?
     } else {
         prepared
     };
@@ -342,7 +343,7 @@ async fn produce(
     if items.is_empty() {
         return Err(ApiError::invalid("`records` is empty"));
     }
-    let Ingested { results, .. } = produce::ingest(app, who, topic, &prepared, items, now).await?;
+    let Outcome { results, .. } = app.ingest.append(who, &prepared, items, now).await?;
     let offsets: Vec<Value> = results
         .into_iter()
         .map(|r| match r {
@@ -495,7 +496,7 @@ fn setting_u64(v: &Option<Value>, name: &str) -> Result<Option<u64>, ApiError> {
 }
 
 fn invalid_config(message: String) -> ApiError {
-    ApiError::from(crate::groups::GroupError::InvalidConfig(message))
+    ApiError::from(sluice_groups::GroupError::InvalidConfig(message))
 }
 
 async fn create_consumer(

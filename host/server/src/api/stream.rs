@@ -26,14 +26,14 @@ use hyper::body::Frame;
 use sluice_log::StoredRecord;
 use tokio::sync::mpsc;
 
-use super::fetch::EventOut;
-use super::{check_topic_name, log_name};
-use crate::auth::{Principal, Role};
-use crate::envelope::parse_time_text;
-use crate::error::{ApiError, from_log};
-use crate::groups::OffsetReset;
-use crate::groups::consumers::{Format, InstanceSettings, ReadLimits};
 use crate::server::{App, Body, Call};
+use sluice_groups::OffsetReset;
+use sluice_groups::consumers::{Format, InstanceSettings, ReadLimits};
+use sluice_ingest::envelope::EventView;
+use sluice_ingest::envelope::parse_time_text;
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::{ApiError, from_log};
+use sluice_tenancy::{check_topic_name, log_name};
 
 const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
 const MIN_HEARTBEAT_MS: u64 = 100;
@@ -111,7 +111,7 @@ fn message(id: &str, data: &[u8]) -> Bytes {
 
 fn event_json(r: &StoredRecord) -> Vec<u8> {
     // The record as JSON has no raw newlines (JSON escapes them), so one `data:` line holds it.
-    serde_json::to_vec(&EventOut::from(r)).expect("event serializes")
+    serde_json::to_vec(&EventView::from(r)).expect("event serializes")
 }
 
 pub async fn stream(

@@ -11,14 +11,14 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Principal, Role};
-use crate::dead_letters;
-use crate::envelope::{parse_time_text, read_headers};
-use crate::error::ApiError;
 use crate::server::{App, Body, Call, json};
-use crate::webhooks::subscription::Subscription;
-use crate::webhooks::trigger::Trigger;
-use crate::webhooks::{SUBSCRIPTION_HEADER, TRIGGER_LOOP, delivery, not_found, trigger_not_found};
+use sluice_delivery::subscription::Subscription;
+use sluice_delivery::trigger::Trigger;
+use sluice_delivery::{SUBSCRIPTION_HEADER, TRIGGER_LOOP, delivery, not_found, trigger_not_found};
+use sluice_ingest::dead_letters;
+use sluice_ingest::envelope::{parse_time_text, read_headers};
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::ApiError;
 
 /// `role` on every topic a subscription or trigger reads.
 fn require(who: &Principal, role: Role, topics: &[String]) -> Result<(), ApiError> {
@@ -65,7 +65,7 @@ fn view(app: &App, tenant: &str, s: &Subscription) -> Value {
     for ((topic, p), o) in committed {
         let end = app
             .log
-            .offsets(&super::log_name(tenant, &topic), p)
+            .offsets(&sluice_tenancy::log_name(tenant, &topic), p)
             .map_or(o, |(_, e)| e);
         lag += end.saturating_sub(o);
         positions
@@ -98,7 +98,7 @@ pub async fn create(
     }
     let s: Subscription = parse("subscription", body)?;
     require(who, Role::Admin, &s.topics)?;
-    let s = app.webhooks.put(app, &who.tenant, s, None).await?;
+    let s = app.webhooks.put(&who.tenant, s, None).await?;
     let mut v = view(app, &who.tenant, &s);
     // The secret is shown here, and to admins at `/secret`.
     v["secret"] = json!(s.secret);
@@ -143,7 +143,7 @@ pub async fn update(
         s
     };
     require(who, Role::Admin, &new.topics)?;
-    let s = app.webhooks.put(app, &who.tenant, new, Some(&old)).await?;
+    let s = app.webhooks.put(&who.tenant, new, Some(&old)).await?;
     Ok(json(StatusCode::OK, &view(app, &who.tenant, &s)))
 }
 
@@ -201,7 +201,7 @@ pub async fn rotate(
     let grace = r.grace.unwrap_or(Duration::from_secs(24 * 3600));
     let s = app
         .webhooks
-        .rotate(app, &who.tenant, id, r.secret, grace)
+        .rotate(&who.tenant, id, r.secret, grace)
         .await?;
     Ok(json(
         StatusCode::OK,
@@ -275,9 +275,17 @@ pub async fn replay(
                 .as_u64()
                 .ok_or_else(|| ApiError::invalid("`to_offset` must be an offset"))?,
         };
-        delivery::read_offsets(app, &who.tenant, topic, partition, from, to, MAX_REPLAY)
-            .await
-            .map_err(|e| crate::error::from_log(e, topic))?
+        delivery::read_offsets(
+            &app.log,
+            &who.tenant,
+            topic,
+            partition,
+            from,
+            to,
+            MAX_REPLAY,
+        )
+        .await
+        .map_err(|e| sluice_tenancy::error::from_log(e, topic))?
     } else {
         let since = time_of(&body, "since")?
             .ok_or_else(|| ApiError::invalid("give `since` (a time) or `from_offset`"))?;
@@ -285,9 +293,9 @@ pub async fn replay(
         if until < since {
             return Err(ApiError::invalid("`until` is before `since`"));
         }
-        delivery::read_range(app, &who.tenant, &s.topics, since, until, MAX_REPLAY)
+        delivery::read_range(&app.log, &who.tenant, &s.topics, since, until, MAX_REPLAY)
             .await
-            .map_err(|e| crate::error::from_log(e, &s.topics.join(",")))?
+            .map_err(|e| sluice_tenancy::error::from_log(e, &s.topics.join(",")))?
     };
     let n = records.len();
     app.webhooks.replay(&who.tenant, id, records).await?;
@@ -316,7 +324,7 @@ pub async fn redrive(
     };
     let mut records = Vec::new();
     for t in &s.topics {
-        let dlq = super::log_name(&who.tenant, &dead_letters::dlq_of(t));
+        let dlq = sluice_tenancy::log_name(&who.tenant, &dead_letters::dlq_of(t));
         if app.log.topic(&dlq).is_none() {
             continue;
         }
@@ -331,7 +339,7 @@ pub async fn redrive(
                 records.len() < MAX_REPLAY
             })
             .await
-            .map_err(|e| crate::error::from_log(e, &dead_letters::dlq_of(t)))?;
+            .map_err(|e| sluice_tenancy::error::from_log(e, &dead_letters::dlq_of(t)))?;
     }
     let n = records.len();
     app.webhooks.replay(&who.tenant, id, records).await?;
@@ -364,7 +372,7 @@ pub async fn create_trigger(
     }
     let t: Trigger = parse("trigger", body)?;
     require(who, Role::Admin, &t.topics)?;
-    let t = app.webhooks.put_trigger(app, &who.tenant, t, None).await?;
+    let t = app.webhooks.put_trigger(&who.tenant, t, None).await?;
     Ok(json(StatusCode::CREATED, &t))
 }
 
@@ -401,7 +409,7 @@ pub async fn update_trigger(
     require(who, Role::Admin, &new.topics)?;
     let t = app
         .webhooks
-        .put_trigger(app, &who.tenant, new, Some(&old))
+        .put_trigger(&who.tenant, new, Some(&old))
         .await?;
     Ok(json(StatusCode::OK, &t))
 }
@@ -412,7 +420,7 @@ pub async fn delete_trigger(
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
     current_trigger(app, who, id, Role::Admin)?;
-    app.webhooks.delete_trigger(app, &who.tenant, id).await?;
+    app.webhooks.delete_trigger(&who.tenant, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(crate::server::empty())

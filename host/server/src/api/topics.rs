@@ -6,16 +6,15 @@
 //! from the object store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use http::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 use sluice_log::{NewTopic, TopicInfo};
 
-use super::{check_topic_name, log_name};
-use crate::auth::{Principal, Role};
-use crate::error::{ApiError, from_log};
-use crate::pipeline::{self, Pipeline};
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::{ApiError, from_log};
+use sluice_tenancy::{check_topic_name, log_name};
+
 use crate::server::{App, Body, Call, json};
 
 const TOPIC_BODY_LIMIT: usize = 1 << 20;
@@ -34,7 +33,7 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
     who.require(Role::Admin, &name)?;
     validate(app, &doc)?;
     let mut doc = doc;
-    let pipeline = build_pipeline(app, &who.tenant, &mut doc).await?;
+    let pipeline = app.ingest.build_pipeline(&who.tenant, &mut doc).await?;
     let partitions = doc["partitions"].as_u64().unwrap_or(1);
     let partitions =
         u32::try_from(partitions).map_err(|_| ApiError::invalid("`partitions` is too large"))?;
@@ -51,14 +50,9 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
         })
         .await
         .map_err(|e| from_log(e, &name))?;
-    if let Some(p) = pipeline {
-        app.pipelines.insert(
-            &full,
-            Some(doc["pipeline"].clone()),
-            None,
-            app.schema_generation(&who.tenant),
-            p,
-        );
+    if pipeline.is_some() {
+        app.ingest
+            .pipeline_changed(&who.tenant, &full, Some(doc["pipeline"].clone()), pipeline);
     }
     apply_schema_config(app, who, &name, &doc).await?;
     Ok(json(StatusCode::CREATED, &describe_json(&name, &info)))
@@ -175,7 +169,7 @@ pub async fn update(
     let doc = Value::Object(doc);
     validate(app, &doc)?;
     let mut doc = doc;
-    let pipeline = build_pipeline(app, &who.tenant, &mut doc).await?;
+    let pipeline = app.ingest.build_pipeline(&who.tenant, &mut doc).await?;
     let partitions = doc["partitions"]
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
@@ -187,16 +181,8 @@ pub async fn update(
         .update_topic(&full, Some(partitions), config, spec_of(&doc))
         .await
         .map_err(|e| from_log(e, name))?;
-    match pipeline {
-        Some(p) => app.pipelines.insert(
-            &full,
-            Some(doc["pipeline"].clone()),
-            None,
-            app.schema_generation(&who.tenant),
-            p,
-        ),
-        None => app.pipelines.remove(&full),
-    }
+    app.ingest
+        .pipeline_changed(&who.tenant, &full, Some(doc["pipeline"].clone()), pipeline);
     apply_schema_config(app, who, name, &doc).await?;
     Ok(json(StatusCode::OK, &describe_json(name, &info)))
 }
@@ -208,11 +194,7 @@ pub async fn delete(app: &App, who: &Principal, name: &str) -> Result<Response<B
         .delete_topic(&log_name(&who.tenant, name))
         .await
         .map_err(|e| from_log(e, name))?;
-    app.sticky
-        .lock()
-        .expect("sticky")
-        .remove(&log_name(&who.tenant, name));
-    app.pipelines.remove(&log_name(&who.tenant, name));
+    app.ingest.topic_deleted(&log_name(&who.tenant, name));
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(crate::server::empty())
@@ -245,29 +227,6 @@ fn validate(app: &App, doc: &Value) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     sluice_log::TopicConfig::parse(&config).map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok(())
-}
-
-/// Build the document's ingest pipeline, so a pipeline that cannot run is refused now.
-/// Tenant components are pinned to the version they were built with (`mine` → `mine@3` in the
-/// stored document), so a restart or another host runs the same code until the topic is
-/// patched.
-async fn build_pipeline(
-    app: &App,
-    tenant: &str,
-    doc: &mut Value,
-) -> Result<Option<Arc<Pipeline>>, ApiError> {
-    let specs = pipeline::parse_spec(doc)?;
-    if specs.is_empty() {
-        return Ok(None);
-    }
-    let built =
-        pipeline::build(&app.components, app.guest_services.clone(), tenant, &specs).await?;
-    for (i, (spec, stage)) in specs.iter().zip(&built.stages).enumerate() {
-        if spec.component != stage.label {
-            doc["pipeline"][i]["component"] = Value::String(stage.label.clone());
-        }
-    }
-    Ok(Some(Arc::new(built)))
 }
 
 fn spec_of(doc: &Value) -> Value {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::auth::Principal;
-use crate::error::ApiError;
 use crate::server::{App, Body, Call, json};
-use crate::transforms::TransformDef;
+use sluice_ingest::transforms::TransformDef;
+use sluice_tenancy::auth::Principal;
+use sluice_tenancy::error::ApiError;
 
 const BODY_LIMIT: usize = 1 << 20;
 
@@ -62,7 +62,7 @@ pub async fn create(
             format!("transform `{}` exists", def.name),
         ));
     }
-    let def = app.transforms.deploy(app, &who.tenant, def).await?;
+    let def = app.transforms.deploy(&who.tenant, def).await?;
     Ok(json(StatusCode::CREATED, &def))
 }
 
@@ -76,7 +76,7 @@ pub async fn put(
     require_admin(who)?;
     let def = parse(call.json(BODY_LIMIT).await?, Some(name))?;
     let existed = app.transforms.get(&who.tenant, name).is_some();
-    let def = app.transforms.deploy(app, &who.tenant, def).await?;
+    let def = app.transforms.deploy(&who.tenant, def).await?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -108,9 +108,7 @@ pub async fn set_state(
     run: bool,
 ) -> Result<Response<Body>, ApiError> {
     require_admin(who)?;
-    app.transforms
-        .set_state(app, &who.tenant, name, run)
-        .await?;
+    app.transforms.set_state(&who.tenant, name, run).await?;
     Ok(json(
         StatusCode::OK,
         &app.transforms.status(&who.tenant, name).await?,

@@ -12,14 +12,16 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sluice_log::Record;
+use sluice_log::{Record, StoredRecord};
 
-use crate::error::ApiError;
+use sluice_tenancy::error::ApiError;
 
 /// One envelope, parsed.
 #[derive(Debug)]
@@ -449,6 +451,66 @@ pub fn parse_time_text(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+/// One record as a reader sees it: the envelope as `event` when the value is JSON, otherwise
+/// the bytes as base64 `value`. Keys and header values that are not UTF-8 come as base64 too,
+/// with `key_encoding` / `headers_encoding` saying so.
+#[derive(Serialize)]
+pub struct EventView<'a> {
+    partition: u32,
+    offset: u64,
+    timestamp: i64,
+    key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_encoding: Option<&'static str>,
+    headers: serde_json::Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers_encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+}
+
+impl<'a> From<&'a StoredRecord> for EventView<'a> {
+    fn from(s: &'a StoredRecord) -> Self {
+        let r = &s.record;
+        let (key, key_encoding) = match &r.key {
+            None => (None, None),
+            Some(k) => match std::str::from_utf8(k) {
+                Ok(t) => (Some(t.to_owned()), None),
+                Err(_) => (Some(STANDARD.encode(k)), Some("base64")),
+            },
+        };
+        let shown = read_headers(r);
+        let binary_headers = shown.iter().any(|(_, v)| std::str::from_utf8(v).is_err());
+        let headers = shown
+            .iter()
+            .map(|(k, v)| {
+                let v = if binary_headers {
+                    STANDARD.encode(v)
+                } else {
+                    String::from_utf8_lossy(v).into_owned()
+                };
+                (k.clone(), Value::String(v))
+            })
+            .collect();
+        let event = std::str::from_utf8(&r.value)
+            .ok()
+            .and_then(|t| serde_json::from_str::<&RawValue>(t).ok());
+        EventView {
+            partition: s.partition,
+            offset: s.offset,
+            timestamp: r.timestamp,
+            key,
+            key_encoding,
+            headers,
+            headers_encoding: binary_headers.then_some("base64"),
+            value: event.is_none().then(|| STANDARD.encode(&r.value)),
+            event,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,8 @@ use serde_json::json;
 
 use super::subscription::{self, Subscription};
 use super::{TRIGGER_LOOP, TRIGGERS_TOPIC, Webhooks, check_error, signing, trigger};
-use crate::error::ApiError;
-use crate::internal_topics;
-use crate::server::App;
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::internal_topics;
 
 impl Webhooks {
     pub fn list_triggers(&self, tenant: &str) -> Vec<trigger::Trigger> {
@@ -41,17 +40,18 @@ impl Webhooks {
 
     /// Create (no `current`) or replace a trigger; the tenant's trigger loop restarts with it.
     pub async fn put_trigger(
-        &self,
-        app: &Arc<App>,
+        self: &Arc<Self>,
         tenant: &str,
         mut t: trigger::Trigger,
         current: Option<&trigger::Trigger>,
     ) -> Result<trigger::Trigger, ApiError> {
         t.check(&self.egress, |name| {
-            app.log.topic(&crate::api::log_name(tenant, name)).is_some()
+            self.log
+                .topic(&sluice_tenancy::log_name(tenant, name))
+                .is_some()
         })
         .map_err(check_error)?;
-        let now = crate::auth::now_ms();
+        let now = sluice_tenancy::now_ms();
         match current {
             None => {
                 t.id = format!("trg_{}", uuid::Uuid::now_v7().simple());
@@ -74,16 +74,11 @@ impl Webhooks {
             .lock()
             .expect("triggers")
             .insert((tenant.to_owned(), t.id.clone()), t.clone());
-        self.rebuild_triggers(app, tenant).await?;
+        self.rebuild_triggers(tenant).await?;
         Ok(t)
     }
 
-    pub async fn delete_trigger(
-        &self,
-        app: &Arc<App>,
-        tenant: &str,
-        id: &str,
-    ) -> Result<(), ApiError> {
+    pub async fn delete_trigger(self: &Arc<Self>, tenant: &str, id: &str) -> Result<(), ApiError> {
         if self.get_trigger(tenant, id).is_none() {
             return Err(trigger_not_found(id));
         }
@@ -98,7 +93,7 @@ impl Webhooks {
             .lock()
             .expect("triggers")
             .remove(&(tenant.to_owned(), id.to_owned()));
-        self.rebuild_triggers(app, tenant).await
+        self.rebuild_triggers(tenant).await
     }
 
     /// The secret that signs the tenant's trigger deliveries (made on first use).
@@ -122,11 +117,7 @@ impl Webhooks {
     }
 
     /// (Re)start the tenant's trigger loop over its enabled triggers, highest priority first.
-    pub(super) async fn rebuild_triggers(
-        &self,
-        app: &Arc<App>,
-        tenant: &str,
-    ) -> Result<(), ApiError> {
+    pub(super) async fn rebuild_triggers(self: &Arc<Self>, tenant: &str) -> Result<(), ApiError> {
         self.stop(tenant, TRIGGER_LOOP).await;
         let list: Vec<trigger::Trigger> = self
             .list_triggers(tenant)
@@ -144,17 +135,17 @@ impl Webhooks {
         let known = self.committed(tenant, TRIGGER_LOOP);
         let mut start = Vec::new();
         for t in &topics {
-            let full = crate::api::log_name(tenant, t);
-            let n = app
+            let full = sluice_tenancy::log_name(tenant, t);
+            let n = self
                 .log
                 .inspect_topic(&full, |m, _| m.partitions)
                 .unwrap_or(0);
             for p in 0..n {
                 if !known.contains_key(&(t.clone(), p)) {
-                    let (_, end) = app
+                    let (_, end) = self
                         .log
                         .offsets(&full, p)
-                        .map_err(|e| crate::error::from_log(e, t))?;
+                        .map_err(|e| sluice_tenancy::error::from_log(e, t))?;
                     start.push(((t.clone(), p), end));
                 }
             }
@@ -164,7 +155,7 @@ impl Webhooks {
         for t in list.iter().cloned() {
             compiled.push(t.compile().map_err(check_error)?);
         }
-        let now = crate::auth::now_ms();
+        let now = sluice_tenancy::now_ms();
         let sub = Subscription {
             id: TRIGGER_LOOP.into(),
             url: list[0].endpoint.clone(),
@@ -196,7 +187,7 @@ impl Webhooks {
                 triggers: compiled,
             },
         ));
-        self.start(app, tenant, shared).await;
+        self.start(tenant, shared).await;
         Ok(())
     }
 }

@@ -26,18 +26,16 @@ use sluice_log::{EncodedRecords, Log, LogError, PartitionAppend, Record};
 use sluice_runtime::{BatchContext, CallError, Stage, StageLabels, StageStats};
 use tokio::sync::watch;
 
-use crate::api::log_name;
-use crate::auth::now_ms;
 use crate::components::Components;
 use crate::dead_letters;
-use crate::error::ApiError;
 use crate::guest_events::{id_of, to_event, to_record};
-use crate::internal_topics;
 use crate::reference_tables::GatewayServices;
-use crate::server::App;
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
+use sluice_tenancy::log_name;
+use sluice_tenancy::now_ms;
 
 pub const TRANSFORMS_TOPIC: &str = "_transforms";
-pub const OFFSETS_TOPIC: &str = "_offsets";
 
 /// A transform as deployed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -112,6 +110,9 @@ type Key = (String, String);
 
 pub struct Transforms {
     log: Log,
+    /// Where transforms' components come from, and what their host imports reach.
+    components: Arc<Components>,
+    guest_services: Arc<GatewayServices>,
     defs: Mutex<HashMap<Key, TransformDef>>,
     offsets: Arc<Mutex<HashMap<Key, Vec<u64>>>>,
     running: tokio::sync::Mutex<HashMap<Key, Running>>,
@@ -136,7 +137,12 @@ fn offsets_key(tenant: &str, name: &str) -> String {
 impl Transforms {
     /// Load definitions (creating their topic on first start) and, from `committed` (the
     /// records of `_offsets`, read once for every owner), committed offsets.
-    pub async fn load(log: Log, committed: &[Record]) -> Result<Transforms, LogError> {
+    pub async fn load(
+        log: Log,
+        committed: &[Record],
+        components: Arc<Components>,
+        guest_services: Arc<GatewayServices>,
+    ) -> Result<Transforms, LogError> {
         internal_topics::ensure(&log, TRANSFORMS_TOPIC, "tenants' transforms", &[]).await?;
         let mut defs = HashMap::new();
         for r in read_topic(&log, TRANSFORMS_TOPIC).await? {
@@ -176,6 +182,8 @@ impl Transforms {
         }
         Ok(Transforms {
             log,
+            components,
+            guest_services,
             defs: Mutex::new(defs),
             offsets: Arc::new(Mutex::new(offsets)),
             running: tokio::sync::Mutex::new(HashMap::new()),
@@ -183,7 +191,7 @@ impl Transforms {
     }
 
     /// Start every transform that was running before the restart.
-    pub async fn resume(&self, app: &Arc<App>) {
+    pub async fn resume(&self) {
         let defs: Vec<(Key, TransformDef)> = self
             .defs
             .lock()
@@ -193,7 +201,7 @@ impl Transforms {
             .map(|(k, d)| (k.clone(), d.clone()))
             .collect();
         for ((tenant, _), def) in defs {
-            if let Err(e) = self.start(app, &tenant, &def).await {
+            if let Err(e) = self.start(&tenant, &def).await {
                 tracing::warn!(
                     tenant,
                     transform = def.name,
@@ -257,14 +265,13 @@ impl Transforms {
     /// stop the running one after its batch, save, start the new one.
     pub async fn deploy(
         &self,
-        app: &Arc<App>,
         tenant: &str,
         mut def: TransformDef,
     ) -> Result<TransformDef, ApiError> {
-        check_def(app, tenant, &def)?;
+        check_def(&self.log, tenant, &def)?;
         let stage = build_stage(
-            &app.components,
-            app.guest_services.clone(),
+            &self.components,
+            self.guest_services.clone(),
             tenant,
             &mut def,
         )
@@ -277,24 +284,19 @@ impl Transforms {
         }
         self.persist(tenant, &def, false).await?;
         if def.state == "running" {
-            running.insert(key, self.spawn(app, tenant, &def, stage));
+            running.insert(key, self.spawn(tenant, &def, stage));
         }
         Ok(def)
     }
 
-    async fn start(
-        &self,
-        app: &Arc<App>,
-        tenant: &str,
-        def: &TransformDef,
-    ) -> Result<(), ApiError> {
+    async fn start(&self, tenant: &str, def: &TransformDef) -> Result<(), ApiError> {
         let mut def = def.clone();
         if !def.resolved.is_empty() {
             def.component = def.resolved.clone();
         }
         let stage = build_stage(
-            &app.components,
-            app.guest_services.clone(),
+            &self.components,
+            self.guest_services.clone(),
             tenant,
             &mut def,
         )
@@ -304,14 +306,13 @@ impl Transforms {
         if let Some(r) = running.remove(&key) {
             stop_runner(r).await;
         }
-        running.insert(key, self.spawn(app, tenant, &def, stage));
+        running.insert(key, self.spawn(tenant, &def, stage));
         Ok(())
     }
 
     /// Set a transform running or stopped.
     pub async fn set_state(
         &self,
-        app: &Arc<App>,
         tenant: &str,
         name: &str,
         run: bool,
@@ -321,7 +322,7 @@ impl Transforms {
         if run {
             def.state = "running".into();
             self.persist(tenant, &def, false).await?;
-            self.start(app, tenant, &def).await?;
+            self.start(tenant, &def).await?;
         } else {
             if let Some(r) = self.running.lock().await.remove(&key) {
                 stop_runner(r).await;
@@ -415,11 +416,10 @@ impl Transforms {
             .collect()
     }
 
-    fn spawn(&self, app: &Arc<App>, tenant: &str, def: &TransformDef, stage: Stage) -> Running {
+    fn spawn(&self, tenant: &str, def: &TransformDef, stage: Stage) -> Running {
         let (stop, stopped) = watch::channel(false);
         let progress = Arc::new(Progress::default());
         let runner = Runner {
-            app: app.clone(),
             log: self.log.clone(),
             tenant: tenant.to_owned(),
             def: def.clone(),
@@ -450,7 +450,7 @@ fn not_found(name: &str) -> ApiError {
     )
 }
 
-fn check_def(app: &App, tenant: &str, def: &TransformDef) -> Result<(), ApiError> {
+fn check_def(log: &Log, tenant: &str, def: &TransformDef) -> Result<(), ApiError> {
     let valid_name = !def.name.is_empty()
         && def.name.len() <= 64
         && def
@@ -474,8 +474,8 @@ fn check_def(app: &App, tenant: &str, def: &TransformDef) -> Result<(), ApiError
         return Err(ApiError::invalid("`state` is `running` or `stopped`"));
     }
     for t in std::iter::once(&def.input).chain(&def.outputs) {
-        crate::api::check_topic_name(t)?;
-        if app.log.topic(&log_name(tenant, t)).is_none() {
+        sluice_tenancy::check_topic_name(t)?;
+        if log.topic(&log_name(tenant, t)).is_none() {
             return Err(ApiError::topic_not_found(t));
         }
     }
@@ -484,7 +484,7 @@ fn check_def(app: &App, tenant: &str, def: &TransformDef) -> Result<(), ApiError
             "a transform cannot write to its own input topic",
         ));
     }
-    crate::api::check_topic_name(&def.dlq())?;
+    sluice_tenancy::check_topic_name(&def.dlq())?;
     Ok(())
 }
 
@@ -533,7 +533,6 @@ async fn build_stage(
 }
 
 struct Runner {
-    app: Arc<App>,
     log: Log,
     tenant: String,
     def: TransformDef,
@@ -684,7 +683,7 @@ impl Runner {
         let dead_count = dead.len() as u64;
         if !dead.is_empty() {
             let dlq = self.def.dlq();
-            dead_letters::ensure(&self.app, &self.tenant, &dlq)
+            dead_letters::ensure(&self.log, &self.tenant, &dlq)
                 .await
                 .map_err(|e| e.message)?;
             self.append(&dlq, dead).await?;

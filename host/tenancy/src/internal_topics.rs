@@ -5,8 +5,14 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sluice_log::{Compression, EncodedRecords, Log, LogError, NewTopic, PartitionAppend, Record};
 
-use crate::auth::now_ms;
+use crate::clock::now_ms;
 use crate::error::{ApiError, from_log};
+
+/// Committed offsets of transforms, consumer groups and subscriptions (each owner reads its
+/// own keys from it at start).
+pub const OFFSETS_TOPIC: &str = "_offsets";
+/// Operational alerts (lag above a group's threshold, endpoints disabled).
+pub const ALERTS_TOPIC: &str = "_alerts";
 
 /// Create the internal topic `name` unless it exists; `config` adds to `retention.ms = -1`.
 pub async fn ensure(

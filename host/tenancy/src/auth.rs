@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use sluice_log::{Log, LogError};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now_ms;
 use crate::error::ApiError;
 
 /// The internal topic holding the directory.
@@ -450,10 +451,6 @@ fn split_token(token: &str) -> Option<(String, String)> {
     let secret = secret.strip_prefix('_')?;
     (id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
         .then(|| (id.to_owned(), secret.to_owned()))
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]

@@ -25,15 +25,15 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rand::Rng;
 use serde_json::Value;
-use sluice_log::{LogError, Record, StoredRecord};
+use sluice_log::{Log, LogError, Record, StoredRecord};
 use tokio::sync::{mpsc, watch};
 
 use super::subscription::{self, Ordering, Shared};
 use super::{Attempt, Outcome};
-use crate::api::log_name;
-use crate::dead_letters;
-use crate::envelope::read_headers;
-use crate::server::App;
+use crate::Webhooks;
+use sluice_ingest::dead_letters;
+use sluice_ingest::envelope::{EventView, read_headers};
+use sluice_tenancy::log_name;
 
 /// Attempts in flight per subscription.
 const MAX_IN_FLIGHT: usize = 64;
@@ -86,7 +86,8 @@ struct Response {
 type Tp = (String, u32);
 
 pub struct Runner {
-    app: Arc<App>,
+    /// The owner: the log, the clock, the HTTP client and the record of attempts.
+    webhooks: Arc<Webhooks>,
     tenant: String,
     sub: Shared,
     next_read: BTreeMap<Tp, u64>,
@@ -106,14 +107,14 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(
-        app: Arc<App>,
+        webhooks: Arc<Webhooks>,
         tenant: String,
         sub: Shared,
         committed: BTreeMap<Tp, u64>,
         recovered: HashMap<String, Attempt>,
     ) -> Runner {
         Runner {
-            app,
+            webhooks,
             tenant,
             sub,
             recovered,
@@ -144,13 +145,13 @@ impl Runner {
     fn refresh_partitions(&mut self) {
         for t in &self.sub.0.topics {
             let full = log_name(&self.tenant, t);
-            let Some(n) = self.app.log.inspect_topic(&full, |m, _| m.partitions) else {
+            let Some(n) = self.webhooks.log.inspect_topic(&full, |m, _| m.partitions) else {
                 continue;
             };
             for p in 0..n {
                 let tp = (t.clone(), p);
                 if !self.next_read.contains_key(&tp) {
-                    let start = self.app.log.offsets(&full, p).map_or(0, |(s, _)| s);
+                    let start = self.webhooks.log.offsets(&full, p).map_or(0, |(s, _)| s);
                     self.next_read.insert(tp.clone(), start);
                     self.committed.entry(tp).or_insert(start);
                 }
@@ -197,9 +198,9 @@ impl Runner {
             })
             .unwrap_or_else(|| format!("{topic}-{}-{}", s.partition, s.offset));
         let shown = || {
-            event.clone().unwrap_or_else(|| {
-                serde_json::to_value(crate::api::fetch_view(s)).unwrap_or(Value::Null)
-            })
+            event
+                .clone()
+                .unwrap_or_else(|| serde_json::to_value(EventView::from(s)).unwrap_or(Value::Null))
         };
         let needs_ctx = compiled.condition.is_some()
             || compiled.mapping.is_some()
@@ -408,7 +409,6 @@ impl Runner {
             return;
         }
         match self
-            .app
             .webhooks
             .store_offsets(&self.tenant, self.id(), &changed)
             .await
@@ -428,7 +428,7 @@ impl Runner {
             let full = log_name(&self.tenant, &tp.0);
             let at = self.next_read[&tp];
             let read = match self
-                .app
+                .webhooks
                 .log
                 .read(&full, tp.1, at, READ_BATCH, 4 << 20)
                 .await
@@ -487,9 +487,9 @@ impl Runner {
             Bytes::from(d.attempts.to_string()),
         ));
         let result = async {
-            dead_letters::ensure(&self.app, &self.tenant, &dlq).await?;
-            crate::internal_topics::append_records(
-                &self.app.log,
+            dead_letters::ensure(&self.webhooks.log, &self.tenant, &dlq).await?;
+            sluice_tenancy::internal_topics::append_records(
+                &self.webhooks.log,
                 &log_name(&self.tenant, &dlq),
                 vec![record],
             )
@@ -499,7 +499,7 @@ impl Runner {
         if let Err(e) = result {
             tracing::error!(error = %e.message, "writing a dead letter");
         }
-        self.app.webhooks.record(Attempt {
+        self.webhooks.record(Attempt {
             tenant: self.tenant.clone(),
             subscription: self.id().to_owned(),
             event_id: d.event_id.clone(),
@@ -507,7 +507,7 @@ impl Runner {
             partition: d.partition,
             offset: d.offset,
             attempt: d.attempts,
-            time_ms: self.app.clock.now_ms(),
+            time_ms: self.webhooks.clock.now_ms(),
             status: None,
             latency_ms: 0,
             error: Some(reason.to_owned()),
@@ -540,7 +540,7 @@ impl Runner {
         mut stop: watch::Receiver<bool>,
         mut commands: mpsc::Receiver<Command>,
     ) -> Option<String> {
-        let client = self.app.webhooks.client.clone();
+        let client = self.webhooks.client.clone();
         let mut in_flight = FuturesUnordered::new();
         let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -551,7 +551,7 @@ impl Runner {
             if *stop.borrow() {
                 break;
             }
-            let now = self.app.clock.now_ms();
+            let now = self.webhooks.clock.now_ms();
             // Retries that are due.
             while let Some(entry) = self.waiting.first_entry() {
                 if entry.key().0 > now {
@@ -574,7 +574,7 @@ impl Runner {
                 in_flight.push(attempt(
                     client.clone(),
                     self.sub.clone(),
-                    self.app.clock.now_ms(),
+                    self.webhooks.clock.now_ms(),
                     d,
                 ));
             }
@@ -592,7 +592,7 @@ impl Runner {
                 (None, true) => Some(self.paused_until),
                 (None, false) => None,
             };
-            let clock = self.app.clock.clone();
+            let clock = self.webhooks.clock.clone();
             let timer = async move {
                 match wake_at {
                     Some(t) => clock.sleep_until(t).await,
@@ -600,7 +600,7 @@ impl Runner {
                 }
             };
             // New events, when we have read everything and have room.
-            let log = self.app.log.clone();
+            let log = self.webhooks.log.clone();
             let watch_new: Vec<_> = if caught_up && self.outstanding() < MAX_OUTSTANDING {
                 self.next_read
                     .iter()
@@ -676,7 +676,7 @@ impl Runner {
     /// Apply an attempt's outcome. `Some(reason)` when the subscription must be disabled.
     async fn settle(&mut self, mut d: Delivery, resp: Response) -> Option<String> {
         d.attempts += 1;
-        let now = self.app.clock.now_ms();
+        let now = self.webhooks.clock.now_ms();
         let shared = self.sub.clone();
         let sub = &shared.0;
         let mut record = Attempt {
@@ -697,14 +697,14 @@ impl Runner {
         };
         if resp.status.is_some_and(|s| (200..300).contains(&s)) {
             self.failing_since = None;
-            self.app.webhooks.record(record);
+            self.webhooks.record(record);
             self.finish(&d);
             return None;
         }
         let failing_since = *self.failing_since.get_or_insert(now);
         if resp.status == Some(410) {
             record.outcome = Outcome::Disabled;
-            self.app.webhooks.record(record);
+            self.webhooks.record(record);
             return Some(format!(
                 "the endpoint answered 410 Gone on {} (event {})",
                 chrono::DateTime::from_timestamp_millis(now)
@@ -731,12 +731,12 @@ impl Runner {
                 record.outcome = Outcome::Retrying;
             }
             record.next_attempt_ms = Some(due);
-            self.app.webhooks.record(record);
+            self.webhooks.record(record);
             self.seq += 1;
             self.waiting.insert((due, self.seq), d);
         } else {
             record.outcome = Outcome::Failed;
-            self.app.webhooks.record(record);
+            self.webhooks.record(record);
             let reason = format!(
                 "delivery failed after {} attempts; last: {}",
                 d.attempts,
@@ -769,7 +769,7 @@ async fn attempt(
 ) -> (Delivery, Response) {
     let s = &sub.0;
     // Receivers check the timestamp against their own clock: the real time.
-    let timestamp = crate::auth::now_ms() / 1000;
+    let timestamp = sluice_tenancy::now_ms() / 1000;
     let signature = super::signing::header(&s.keys(now_ms), &d.event_id, timestamp, &d.body);
     let mut req = client
         .post(d.url.as_deref().unwrap_or(&s.url))
@@ -831,7 +831,7 @@ async fn attempt(
 
 /// Read events of one partition in `[from, to)` (a replay), at most `limit`.
 pub async fn read_offsets(
-    app: &App,
+    log: &Log,
     tenant: &str,
     topic: &str,
     partition: u32,
@@ -840,18 +840,17 @@ pub async fn read_offsets(
     limit: usize,
 ) -> Result<Vec<(String, StoredRecord)>, LogError> {
     let mut out = Vec::new();
-    app.log
-        .scan(&log_name(tenant, topic), partition, from, to, |s| {
-            out.push((topic.to_owned(), s));
-            out.len() < limit
-        })
-        .await?;
+    log.scan(&log_name(tenant, topic), partition, from, to, |s| {
+        out.push((topic.to_owned(), s));
+        out.len() < limit
+    })
+    .await?;
     Ok(out)
 }
 
 /// Read events of `topics` between two times (a replay), at most `limit`.
 pub async fn read_range(
-    app: &App,
+    log: &Log,
     tenant: &str,
     topics: &[String],
     since_ms: i64,
@@ -861,23 +860,22 @@ pub async fn read_range(
     let mut out = Vec::new();
     for t in topics {
         let full = log_name(tenant, t);
-        let Some(n) = app.log.inspect_topic(&full, |m, _| m.partitions) else {
+        let Some(n) = log.inspect_topic(&full, |m, _| m.partitions) else {
             continue;
         };
         for p in 0..n {
             if out.len() >= limit {
                 return Ok(out);
             }
-            let from = app.log.offset_for_timestamp(&full, p, since_ms).await?;
-            app.log
-                .scan(&full, p, from, u64::MAX, |s| {
-                    if s.record.timestamp > until_ms || out.len() >= limit {
-                        return false;
-                    }
-                    out.push((t.clone(), s));
-                    true
-                })
-                .await?;
+            let from = log.offset_for_timestamp(&full, p, since_ms).await?;
+            log.scan(&full, p, from, u64::MAX, |s| {
+                if s.record.timestamp > until_ms || out.len() >= limit {
+                    return false;
+                }
+                out.push((t.clone(), s));
+                true
+            })
+            .await?;
         }
     }
     Ok(out)

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_log::{Log, LogError};
 
-use crate::error::ApiError;
-use crate::internal_topics;
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::internal_topics;
 
 pub const CATALOG_TOPIC: &str = "_event_definitions";
 

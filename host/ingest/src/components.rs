@@ -15,9 +15,9 @@ use serde_json::json;
 use sluice_log::{Compression, EncodedRecords, Log, LogError, PartitionAppend, Record};
 use sluice_runtime::{Compiled, Runtime, World};
 
-use crate::auth::now_ms;
-use crate::error::{ApiError, from_log};
-use crate::internal_topics;
+use sluice_tenancy::error::{ApiError, from_log};
+use sluice_tenancy::internal_topics;
+use sluice_tenancy::now_ms;
 
 pub const COMPONENTS_TOPIC: &str = "_components";
 /// The largest component accepted.

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::auth::now_ms;
+/// The system clock's milliseconds since the Unix epoch (record timestamps, key creation).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
 
 pub struct Clock {
     offset_ms: AtomicI64,

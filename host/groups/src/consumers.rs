@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use sluice_log::{LogError, StoredRecord};
 
 use super::{Committed, GroupConfig, GroupError, Groups, OffsetReset, TopicPartition};
-use crate::api::log_name;
-use crate::auth::now_ms;
-use crate::error::ApiError;
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::log_name;
+use sluice_tenancy::now_ms;
 
 /// How records' keys and values are embedded in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,20 +343,20 @@ impl Groups {
                 let set: BTreeSet<String> = t.into_iter().collect();
                 let counts = self.partition_counts(tenant, &set);
                 if let Some(missing) = set.iter().find(|t| !counts.contains_key(*t)) {
-                    return Err(crate::error::ApiError::topic_not_found(missing).into());
+                    return Err(sluice_tenancy::error::ApiError::topic_not_found(missing).into());
                 }
                 Subscription::Topics(set)
             }
             (None, Some(p)) => {
                 let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                    GroupError::Api(crate::error::ApiError::invalid(format!(
+                    GroupError::Api(sluice_tenancy::error::ApiError::invalid(format!(
                         "topic_pattern is not a regular expression: {e}"
                     )))
                 })?;
                 Subscription::Pattern(p, re)
             }
             _ => {
-                return Err(GroupError::Api(crate::error::ApiError::invalid(
+                return Err(GroupError::Api(sluice_tenancy::error::ApiError::invalid(
                     "give either `topics` (a non-empty list) or `topic_pattern`",
                 )));
             }
@@ -432,9 +432,11 @@ impl Groups {
         let counts = self.partition_counts(tenant, &topics);
         for tp in &partitions {
             match counts.get(&tp.topic) {
-                None => return Err(crate::error::ApiError::topic_not_found(&tp.topic).into()),
+                None => {
+                    return Err(sluice_tenancy::error::ApiError::topic_not_found(&tp.topic).into());
+                }
                 Some(n) if tp.partition >= *n => {
-                    return Err(GroupError::Api(crate::error::ApiError::new(
+                    return Err(GroupError::Api(sluice_tenancy::error::ApiError::new(
                         http::StatusCode::NOT_FOUND,
                         40402,
                         format!("Partition not found: {}/{}", tp.topic, tp.partition),

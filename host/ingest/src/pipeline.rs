@@ -29,8 +29,8 @@ use sluice_runtime::{
 
 use crate::components::Components;
 use crate::envelope;
-use crate::error::ApiError;
 use crate::guest_events::pack;
+use sluice_tenancy::error::ApiError;
 
 /// Packed runs of built-in stages over at most this many bytes, which lately took at most
 /// `INLINE_MICROS` on average, run on the request's own thread (see [`Pipeline::cheap`]):

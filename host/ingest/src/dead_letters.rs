@@ -3,11 +3,10 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use sluice_log::{LogError, NewTopic, Record};
+use sluice_log::{Log, LogError, NewTopic, Record};
 
-use crate::api::log_name;
-use crate::error::{ApiError, from_log};
-use crate::server::App;
+use sluice_tenancy::error::{ApiError, from_log};
+use sluice_tenancy::log_name;
 
 pub const REASON: &str = "sluice_dlq_reason";
 pub const STAGE: &str = "sluice_dlq_stage";
@@ -37,9 +36,9 @@ pub fn mark(record: &mut Record, origin_topic: &str, stage: &str, reason: &str) 
 }
 
 /// Create a tenant's dead-letter topic if it does not exist yet.
-pub async fn ensure(app: &App, tenant: &str, name: &str) -> Result<(), ApiError> {
+pub async fn ensure(log: &Log, tenant: &str, name: &str) -> Result<(), ApiError> {
     let full = log_name(tenant, name);
-    if app.log.topic(&full).is_some() {
+    if log.topic(&full).is_some() {
         return Ok(());
     }
     if !sluice_log::valid_topic_name(name) {
@@ -47,8 +46,7 @@ pub async fn ensure(app: &App, tenant: &str, name: &str) -> Result<(), ApiError>
             "dead-letter topic name `{name}` is not a valid topic name"
         )));
     }
-    match app
-        .log
+    match log
         .create_topic(NewTopic {
             name: full,
             partitions: 1,

@@ -127,7 +127,7 @@ impl CompiledTrigger {
         source: Value,
     ) -> Result<Option<Value>, String> {
         let t = &self.trigger;
-        if !crate::auth::glob(&t.event_pattern, event_type) {
+        if !sluice_tenancy::auth::glob(&t.event_pattern, event_type) {
             return Ok(None);
         }
         if let Some(c) = &self.condition

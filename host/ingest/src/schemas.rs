@@ -11,9 +11,9 @@ use sluice_log::{Compression, EncodedRecords, Log, LogError, PartitionAppend, Re
 use sluice_registry::{Change, RegistryError, SchemaType, Subjects, VersionSpec};
 use sluice_runtime::Schema;
 
-use crate::auth::now_ms;
-use crate::error::{ApiError, from_log};
-use crate::internal_topics;
+use sluice_tenancy::error::{ApiError, from_log};
+use sluice_tenancy::internal_topics;
+use sluice_tenancy::now_ms;
 
 pub const SCHEMAS_TOPIC: &str = "_schemas";
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use sluice_log::Log;
 use sluice_runtime::{HostServices, Schema};
 
-use crate::registry::Registry;
+use crate::schemas::Registry;
 
 /// The most entries one table keeps; past it, lookups of keys not yet seen find nothing.
 const MAX_ENTRIES: usize = 1_000_000;
@@ -83,7 +83,7 @@ impl HostServices for GatewayServices {
         if !sluice_log::valid_topic_name(table) || table.starts_with('_') {
             return None;
         }
-        let topic = crate::api::log_name(tenant, table);
+        let topic = sluice_tenancy::log_name(tenant, table);
         let t = self
             .tables
             .lock()

@@ -25,19 +25,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_log::{Log, LogError, Record};
 
-use crate::api::log_name;
-use crate::auth::now_ms;
-use crate::error::ApiError;
-use crate::internal_topics;
-use crate::transforms::OFFSETS_TOPIC;
 pub use assignor::{Strategy, TopicPartition};
 pub use config::{GroupConfig, OffsetReset};
 use consumers::Instance;
 pub use membership::GroupState;
 use membership::Membership;
-
-/// Operational alerts (lag above a group's threshold, endpoints disabled).
-pub const ALERTS_TOPIC: &str = "_alerts";
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::internal_topics::OFFSETS_TOPIC;
+use sluice_tenancy::internal_topics::{self, ALERTS_TOPIC};
+use sluice_tenancy::log_name;
+use sluice_tenancy::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -73,7 +70,7 @@ impl From<GroupError> for ApiError {
             GroupError::IllegalState(_) => ApiError::new(S::CONFLICT, 40903, message),
             GroupError::InvalidConfig(_) => ApiError::new(S::UNPROCESSABLE_ENTITY, 42204, message),
             GroupError::NotEmpty(..) => ApiError::new(S::CONFLICT, 40906, message),
-            GroupError::Log(e) => crate::error::from_log(e, "_offsets"),
+            GroupError::Log(e) => sluice_tenancy::error::from_log(e, "_offsets"),
             GroupError::Api(e) => e,
         }
     }

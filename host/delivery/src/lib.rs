@@ -33,12 +33,13 @@ use serde_json::{Value, json};
 use sluice_log::{Log, LogError};
 use tokio::sync::{mpsc, watch};
 
-use crate::error::ApiError;
-use crate::internal_topics;
-use crate::server::App;
-use crate::transforms::OFFSETS_TOPIC;
 use delivery::{Command, Runner};
 use egress::Egress;
+use sluice_ingest::catalog::Catalog;
+use sluice_tenancy::Clock;
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::internal_topics;
+use sluice_tenancy::internal_topics::OFFSETS_TOPIC;
 use subscription::{Shared, Subscription};
 
 pub const SUBSCRIPTIONS_TOPIC: &str = "_subscriptions";
@@ -99,6 +100,10 @@ struct Running {
 
 pub struct Webhooks {
     log: Log,
+    /// The time that schedules retries and disable windows (tests move it).
+    clock: Arc<Clock>,
+    /// The tenant's event catalog: the types a subscription may filter on.
+    catalog: Arc<Catalog>,
     pub egress: Egress,
     pub(crate) client: reqwest::Client,
     subs: Mutex<HashMap<Key, Shared>>,
@@ -135,6 +140,8 @@ impl Webhooks {
         log: Log,
         egress: Egress,
         committed: &[sluice_log::Record],
+        clock: Arc<Clock>,
+        catalog: Arc<Catalog>,
     ) -> Result<Webhooks, LogError> {
         internal_topics::ensure(&log, SUBSCRIPTIONS_TOPIC, "webhook subscriptions", &[]).await?;
         internal_topics::ensure(
@@ -275,6 +282,8 @@ impl Webhooks {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_attempts(log.clone(), rx));
         Ok(Webhooks {
+            clock,
+            catalog,
             client: egress.client(),
             egress,
             log,
@@ -290,7 +299,7 @@ impl Webhooks {
     }
 
     /// Start every enabled subscription (at start-up).
-    pub async fn resume(&self, app: &Arc<App>) {
+    pub async fn resume(self: &Arc<Self>) {
         let all: Vec<(Key, Shared)> = self
             .subs
             .lock()
@@ -300,7 +309,7 @@ impl Webhooks {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         for ((tenant, _), s) in all {
-            self.start(app, &tenant, s).await;
+            self.start(&tenant, s).await;
         }
         let tenants: std::collections::BTreeSet<String> = self
             .triggers
@@ -310,13 +319,13 @@ impl Webhooks {
             .map(|(t, _)| t.clone())
             .collect();
         for tenant in tenants {
-            if let Err(e) = self.rebuild_triggers(app, &tenant).await {
+            if let Err(e) = self.rebuild_triggers(&tenant).await {
                 tracing::error!(tenant, error = %e.message, "starting triggers");
             }
         }
     }
 
-    async fn start(&self, app: &Arc<App>, tenant: &str, sub: Shared) {
+    async fn start(self: &Arc<Self>, tenant: &str, sub: Shared) {
         let key = (tenant.to_owned(), sub.0.id.clone());
         let committed = self
             .offsets
@@ -333,12 +342,12 @@ impl Webhooks {
             .unwrap_or_default();
         let (stop, stop_rx) = watch::channel(false);
         let (commands, commands_rx) = mpsc::channel(16);
-        let runner = Runner::new(app.clone(), tenant.to_owned(), sub, committed, recovered);
-        let app2 = app.clone();
+        let runner = Runner::new(self.clone(), tenant.to_owned(), sub, committed, recovered);
+        let webhooks = self.clone();
         let key2 = key.clone();
         let task = tokio::spawn(async move {
             if let Some(reason) = runner.run(stop_rx, commands_rx).await {
-                app2.webhooks.disable(&key2.0, &key2.1, reason).await;
+                webhooks.disable(&key2.0, &key2.1, reason).await;
             }
         });
         let mut running = self.running.lock().await;
@@ -414,11 +423,11 @@ impl Webhooks {
         let alert = json!({
             "type": "sluice.webhook.endpoint.disabled", "tenant": tenant,
             "subscription": id, "url": url, "reason": reason,
-            "time_ms": crate::auth::now_ms(),
+            "time_ms": sluice_tenancy::now_ms(),
         });
         if let Err(e) = internal_topics::append(
             &self.log,
-            crate::groups::ALERTS_TOPIC,
+            sluice_tenancy::internal_topics::ALERTS_TOPIC,
             format!("webhook/{tenant}/{id}"),
             serde_json::to_vec(&alert).expect("serializes"),
         )
@@ -466,13 +475,12 @@ impl Webhooks {
     /// Create (no `current`) or replace a subscription, check it, store it and (re)start its
     /// delivery loop.
     pub async fn put(
-        &self,
-        app: &Arc<App>,
+        self: &Arc<Self>,
         tenant: &str,
         mut s: Subscription,
         current: Option<&Subscription>,
     ) -> Result<Subscription, ApiError> {
-        let known: Vec<String> = app
+        let known: Vec<String> = self
             .catalog
             .active(tenant)
             .into_iter()
@@ -481,11 +489,15 @@ impl Webhooks {
         let compiled = s
             .check(
                 &self.egress,
-                |t| app.log.topic(&crate::api::log_name(tenant, t)).is_some(),
+                |t| {
+                    self.log
+                        .topic(&sluice_tenancy::log_name(tenant, t))
+                        .is_some()
+                },
                 &known,
             )
             .map_err(check_error)?;
-        let now = crate::auth::now_ms();
+        let now = sluice_tenancy::now_ms();
         match current {
             None => {
                 s.id = format!("sub_{}", uuid::Uuid::now_v7().simple());
@@ -512,16 +524,16 @@ impl Webhooks {
             // answer can be missed, restart or not.
             let mut start = Vec::new();
             for t in &s.topics {
-                let full = crate::api::log_name(tenant, t);
-                let n = app
+                let full = sluice_tenancy::log_name(tenant, t);
+                let n = self
                     .log
                     .inspect_topic(&full, |m, _| m.partitions)
                     .unwrap_or(0);
                 for p in 0..n {
-                    let (first, end) = app
+                    let (first, end) = self
                         .log
                         .offsets(&full, p)
-                        .map_err(|e| crate::error::from_log(e, t))?;
+                        .map_err(|e| sluice_tenancy::error::from_log(e, t))?;
                     let at = if s.start == "earliest" { first } else { end };
                     start.push(((t.clone(), p), at));
                 }
@@ -536,7 +548,7 @@ impl Webhooks {
             .expect("subs")
             .insert((tenant.to_owned(), s.id.clone()), shared.clone());
         if s.enabled {
-            self.start(app, tenant, shared).await;
+            self.start(tenant, shared).await;
         }
         Ok(s)
     }
@@ -561,8 +573,7 @@ impl Webhooks {
 
     /// Replace the secret; the old one keeps signing for `grace`.
     pub async fn rotate(
-        &self,
-        app: &Arc<App>,
+        self: &Arc<Self>,
         tenant: &str,
         id: &str,
         new_secret: Option<String>,
@@ -570,7 +581,7 @@ impl Webhooks {
     ) -> Result<Subscription, ApiError> {
         let current = self.get(tenant, id).ok_or_else(|| not_found(id))?;
         let mut s = current.0.clone();
-        let now = app.clock.now_ms();
+        let now = self.clock.now_ms();
         s.old_secrets.retain(|o| o.expires_ms > now);
         s.old_secrets.push(subscription::OldSecret {
             secret: s.secret.clone(),
@@ -582,7 +593,7 @@ impl Webhooks {
                 "secret: use `whsec_` and 16-64 bytes of base64".into(),
             ));
         }
-        self.put(app, tenant, s, Some(&current.0)).await
+        self.put(tenant, s, Some(&current.0)).await
     }
 
     /// Commit a subscription's offsets (durably, then in memory).
@@ -698,7 +709,7 @@ async fn write_attempts(log: Log, mut rx: mpsc::UnboundedReceiver<Attempt>) {
                 key: Some(Bytes::from(a.tenant.clone())),
                 value: Bytes::from(serde_json::to_vec(&a).expect("serializes")),
                 headers: vec![],
-                timestamp: crate::auth::now_ms(),
+                timestamp: sluice_tenancy::now_ms(),
             })
             .collect();
         if let Err(e) = internal_topics::append_records(&log, ATTEMPTS_TOPIC, records).await {

@@ -214,7 +214,7 @@ impl Subscription {
                     "event_types: `{p}` is not a pattern (letters, digits, `._-:/` and `*`)"
                 ));
             } else if !known_types.is_empty()
-                && !known_types.iter().any(|t| crate::auth::glob(p, t))
+                && !known_types.iter().any(|t| sluice_tenancy::auth::glob(p, t))
             {
                 problems.push(format!(
                     "event_types: `{p}` matches no event type of the event catalog"
@@ -300,7 +300,7 @@ impl Subscription {
     pub fn matches_type(&self, event_type: &str) -> bool {
         self.event_types
             .iter()
-            .any(|p| crate::auth::glob(p, event_type))
+            .any(|p| sluice_tenancy::auth::glob(p, event_type))
     }
 
     /// A new secret of this subscription's kind.

@@ -1,0 +1,219 @@
+//! The `sluice` command line: `serve` runs the gateway; every other command is a client of a
+//! running gateway's HTTP API, one module per command group.
+
+mod client;
+mod consume;
+mod groups;
+mod keys;
+mod produce;
+mod schemas;
+mod serve;
+mod subscriptions;
+mod topics;
+mod transforms;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use client::Client;
+pub use client::Conn;
+use groups::GroupsCmd;
+use keys::{KeysCmd, TenantsCmd};
+use schemas::SchemasCmd;
+pub use serve::ServeArgs;
+use subscriptions::SubscriptionsCmd;
+use topics::TopicsCmd;
+use transforms::{DeployArgs, TransformsCmd};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a WebAssembly edge event gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Manage topics.
+    Topics {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TopicsCmd,
+    },
+    /// Produce JSON events (one per line) from stdin or a file.
+    Produce {
+        #[command(flatten)]
+        conn: Conn,
+        topic: String,
+        /// Read events from this file instead of stdin (shows progress).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+        /// Events per request.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    /// Print a topic's events as JSON lines.
+    Consume {
+        #[command(flatten)]
+        conn: Conn,
+        topic: String,
+        /// Only this partition (default: all).
+        #[arg(long, short)]
+        partition: Option<u32>,
+        /// Start at the oldest event (default: the newest).
+        #[arg(long, conflicts_with_all = ["offset", "since"])]
+        from_beginning: bool,
+        /// Start at this offset (in each partition read).
+        #[arg(long, conflicts_with = "since")]
+        offset: Option<u64>,
+        /// Start at the first event at or after this time (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Keep waiting for new events.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Print the whole record (partition, offset, key, headers) instead of the event.
+        #[arg(long)]
+        full: bool,
+        /// Read as a member of this consumer group: the group's partitions are shared with its
+        /// other members, and what was printed is committed.
+        #[arg(long, short, conflicts_with_all = ["partition", "offset", "since"])]
+        group: Option<String>,
+    },
+    /// Webhook subscriptions: create, list, attempts, replay.
+    Subscriptions {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: SubscriptionsCmd,
+    },
+    /// Consumer groups: list, describe, reset offsets, delete.
+    Groups {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: GroupsCmd,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Manage tenants (system admin key).
+    Tenants {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TenantsCmd,
+    },
+    /// Upload a WebAssembly component and (with --input/--output) run it as a transform:
+    /// `sluice deploy redact target/redact.wasm --input phi.raw --output phi.clean`.
+    /// Deploying again uploads a new version and swaps it in without losing events.
+    Deploy {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(flatten)]
+        args: DeployArgs,
+    },
+    /// Manage transforms.
+    Transforms {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: TransformsCmd,
+    },
+    /// The schema registry: register, get, list, check compatibility, delete.
+    Schemas {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: SchemasCmd,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::serve(args.options()?).await,
+        Command::Topics { conn, cmd } => topics::topics(&Client::new(&conn)?, cmd).await,
+        Command::Produce {
+            conn,
+            topic,
+            file,
+            batch,
+        } => produce::produce(&Client::new(&conn)?, &topic, file, batch.max(1)).await,
+        Command::Consume {
+            conn,
+            topic,
+            from_beginning,
+            follow,
+            max,
+            full,
+            group: Some(group),
+            ..
+        } => {
+            consume::consume_group(
+                &Client::new(&conn)?,
+                &topic,
+                &group,
+                from_beginning,
+                follow,
+                max,
+                full,
+            )
+            .await
+        }
+        Command::Consume {
+            conn,
+            topic,
+            partition,
+            from_beginning,
+            offset,
+            since,
+            follow,
+            max,
+            full,
+            group: None,
+        } => {
+            let start = match (from_beginning, offset, since) {
+                (true, _, _) => consume::Start::Earliest,
+                (_, Some(o), _) => consume::Start::Offset(o),
+                (_, _, Some(t)) => consume::Start::Time(t),
+                _ => consume::Start::Latest,
+            };
+            consume::consume(
+                &Client::new(&conn)?,
+                &topic,
+                partition,
+                start,
+                follow,
+                max,
+                full,
+            )
+            .await
+        }
+        Command::Keys { conn, cmd } => keys::keys(&Client::new(&conn)?, cmd).await,
+        Command::Tenants { conn, cmd } => keys::tenants(&Client::new(&conn)?, cmd).await,
+        Command::Deploy { conn, args } => transforms::deploy(&Client::new(&conn)?, args).await,
+        Command::Transforms { conn, cmd } => {
+            transforms::transforms(&Client::new(&conn)?, cmd).await
+        }
+        Command::Schemas { conn, cmd } => schemas::schemas(&Client::new(&conn)?, cmd).await,
+        Command::Groups { conn, cmd } => groups::groups(&Client::new(&conn)?, cmd).await,
+        Command::Subscriptions { conn, cmd } => {
+            subscriptions::subscriptions(&Client::new(&conn)?, cmd).await
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `sluice serve`: its flags, and the options they make with the configuration file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Args;
+
+use crate::config::{DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_MAX_BODY, FileConfig};
+use crate::serve::ServeOptions;
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Data directory (the log itself with the default store; always `admin.key`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Object store URL, `s3://bucket/prefix` (AWS_* variables; AWS_ENDPOINT_URL for
+    /// S3-compatible stores). Default: the data directory.
+    #[arg(long)]
+    pub store: Option<String>,
+    /// TOML configuration file; flags win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// An internal network (CIDR, e.g. 127.0.0.0/8) webhooks may be delivered to; repeat for
+    /// more. Adds to `[webhooks] allow_networks`.
+    #[arg(long = "webhook-allow-network")]
+    pub webhook_allow_network: Vec<ipnet::IpNet>,
+}
+
+impl ServeArgs {
+    pub fn options(&self) -> anyhow::Result<ServeOptions> {
+        let file = match &self.config {
+            Some(p) => FileConfig::load(p).map_err(|e| anyhow!(e))?,
+            None => FileConfig::default(),
+        };
+        let store = self.store.clone().or(file.store);
+        Ok(ServeOptions {
+            data: self
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA.into()),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
+            log: file.log.options(store.is_some()),
+            store,
+            s3: file.s3,
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            wasm: file.wasm.options(),
+            webhooks: sluice_delivery::egress::Egress {
+                allow: file
+                    .webhooks
+                    .allow_networks
+                    .into_iter()
+                    .chain(self.webhook_allow_network.iter().cloned())
+                    .collect(),
+            },
+        })
+    }
+}
