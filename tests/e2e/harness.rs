@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 pub struct Server {
     pub url: String,
     /// The server's state, for what tests control directly (the clock).
-    pub app: std::sync::Arc<sluice::server::App>,
+    pub app: std::sync::Arc<sluice::app::App>,
     pub admin_key: String,
     pub data: PathBuf,
     stop: Option<oneshot::Sender<()>>,

@@ -18,6 +18,7 @@
 //! - `webhooks`: subscriptions, Standard Webhooks signatures verified by their libraries,
 //!   retries on a moved clock, 410, dead letters, replay, rotation, SIGKILL.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
+//! - `openapi`: `/openapi.json` validated, every documented route served and no other.
 
 mod auth;
 mod bad_input;
@@ -26,6 +27,7 @@ mod crash;
 mod fencing;
 mod groups;
 mod harness;
+mod openapi;
 mod pipelines;
 mod produce_fetch;
 mod registry;

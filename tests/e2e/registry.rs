@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, options};
+use crate::harness::{Client, Server, options, python};
 
 const CT: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -473,14 +473,6 @@ async fn a_restart_keeps_every_schema_id_and_version() {
 /// The normal form the registry stores: minified, keys sorted.
 fn latest_schema_of(text: &str) -> String {
     sluice_registry::normalize(text).unwrap()
-}
-
-fn python() -> Option<PathBuf> {
-    if let Ok(venv) = std::env::var("SLUICE_VENV") {
-        return Some(PathBuf::from(venv).join("bin/python"));
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    local.exists().then_some(local)
 }
 
 #[tokio::test]

@@ -704,3 +704,157 @@ fn batch_context(who: &Principal, topic: &str, now: i64) -> BatchContext {
         ingest_time: now,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sluice_log::{LogOptions, NewTopic, Storage};
+    use sluice_runtime::{Runtime, RuntimeOptions};
+    use sluice_tenancy::auth::Scope;
+
+    use super::*;
+    use crate::envelope;
+
+    /// An `Ingest` over a fresh local log, with no HTTP server anywhere.
+    async fn ingest(dir: &std::path::Path) -> (Log, Ingest) {
+        let log = Log::open(Storage::Local(dir.to_owned()), LogOptions::default())
+            .await
+            .unwrap();
+        let runtime = Runtime::new(RuntimeOptions::default()).unwrap();
+        let components = Arc::new(Components::load(log.clone(), runtime).await.unwrap());
+        let registry = Arc::new(Registry::load(log.clone()).await.unwrap());
+        let catalog = Arc::new(Catalog::load(log.clone()).await.unwrap());
+        let ingest = Ingest::new(log.clone(), components, registry, catalog);
+        (log, ingest)
+    }
+
+    async fn topic(log: &Log, tenant: &str, name: &str, partitions: u32, spec: Value) {
+        log.create_topic(NewTopic {
+            name: log_name(tenant, name),
+            partitions,
+            config: Default::default(),
+            spec,
+        })
+        .await
+        .unwrap();
+    }
+
+    fn who(tenant: &str, role: Role, topics: &str) -> Principal {
+        Principal {
+            key_id: "k1".into(),
+            tenant: tenant.into(),
+            scopes: vec![Scope {
+                role,
+                topics: topics.into(),
+            }],
+            system: false,
+        }
+    }
+
+    fn events(prepared: &Prepared, texts: &[&str]) -> Vec<Result<Event, ApiError>> {
+        texts
+            .iter()
+            .map(|t| envelope::parse(t, &prepared.rules(), "k1", 1_000))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn appends_in_request_order_keyed_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, ingest) = ingest(dir.path()).await;
+        topic(&log, "acme", "orders", 3, json!({"keyField": "org_id"})).await;
+        let me = who("acme", Role::Produce, "orders");
+        let prepared = ingest.prepare(&me, "orders").unwrap();
+        let batch = events(
+            &prepared,
+            &[
+                r#"{"event_type":"a","org_id":7,"event_id":"e1","payload":{}}"#,
+                r#"{"event_type":"a","org_id":7,"payload":{}}"#,
+                r#"not json"#,
+            ],
+        );
+        let out = ingest.append(&me, &prepared, batch, 1_000).await.unwrap();
+        let r = &out.results;
+        assert_eq!(r.len(), 3);
+        let (first, second) = (r[0].as_ref().unwrap(), r[1].as_ref().unwrap());
+        assert_eq!(first["event_id"], "e1");
+        // One key, one partition, consecutive offsets.
+        assert_eq!(first["partition"], second["partition"]);
+        assert_eq!(
+            second["offset"].as_u64(),
+            first["offset"].as_u64().map(|o| o + 1)
+        );
+        assert_eq!(r[2].as_ref().unwrap_err().error_code, 40001);
+        // The same event id again is a duplicate: acknowledged, not appended twice.
+        let again = events(
+            &prepared,
+            &[r#"{"event_type":"a","org_id":7,"event_id":"e1","payload":{}}"#],
+        );
+        let out = ingest.append(&me, &prepared, again, 1_000).await.unwrap();
+        let dup = out.results[0].as_ref().unwrap();
+        assert_eq!(dup["duplicate"], true);
+        assert_eq!(dup["offset"], first["offset"]);
+        let p = first["partition"].as_u64().unwrap() as u32;
+        assert_eq!(log.offsets(&log_name("acme", "orders"), p).unwrap().1, 2);
+        assert_eq!(
+            ingest
+                .metrics
+                .events_in
+                .get_or_create(&TopicLabels {
+                    tenant: "acme".into(),
+                    topic: "orders".into()
+                })
+                .get(),
+            2
+        );
+    }
+
+    fn refused(prepared: Result<Prepared, ApiError>) -> u32 {
+        prepared.err().expect("refused").error_code
+    }
+
+    #[tokio::test]
+    async fn scopes_and_tenants_are_checked_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, ingest) = ingest(dir.path()).await;
+        topic(&log, "acme", "orders", 1, json!({})).await;
+        let reader = who("acme", Role::Consume, "*");
+        assert_eq!(refused(ingest.prepare(&reader, "orders")), 40301);
+        let other_topic = who("acme", Role::Produce, "payments.*");
+        assert_eq!(refused(ingest.prepare(&other_topic, "orders")), 40301);
+        // Another tenant's topic of the same name does not exist for this one.
+        let other_tenant = who("globex", Role::Produce, "*");
+        assert_eq!(refused(ingest.prepare(&other_tenant, "orders")), 40401);
+        assert_eq!(refused(ingest.prepare(&other_tenant, "_auth")), 42201);
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_routes_and_dead_letters_without_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, ingest) = ingest(dir.path()).await;
+        let pipeline = json!([{"component": "route", "config": {"rules": [
+            {"type": "*.test", "dlq": "no test events"},
+            {"type": "audit.*", "topic": "audit"}
+        ]}}]);
+        topic(&log, "acme", "in", 1, json!({"pipeline": pipeline})).await;
+        topic(&log, "acme", "audit", 1, json!({})).await;
+        let me = who("acme", Role::Produce, "*");
+        let prepared = ingest.prepare(&me, "in").unwrap();
+        let batch = events(
+            &prepared,
+            &[
+                r#"{"event_type":"order.created","payload":{}}"#,
+                r#"{"event_type":"order.test","payload":{}}"#,
+                r#"{"event_type":"audit.login","payload":{}}"#,
+            ],
+        );
+        let out = ingest.append(&me, &prepared, batch, 1_000).await.unwrap();
+        let r: Vec<&Value> = out.results.iter().map(|r| r.as_ref().unwrap()).collect();
+        assert!(r[0].get("topic").is_none(), "{}", r[0]);
+        assert_eq!(r[1]["topic"], "in.dlq");
+        assert_eq!(r[1]["dead_letter"]["reason"], "no test events");
+        assert_eq!(r[2]["topic"], "audit");
+        // The dead-letter topic was created on first use.
+        assert!(log.topic(&log_name("acme", "in.dlq")).is_some());
+        assert_eq!(ingest.stage_stats().len(), 1);
+    }
+}

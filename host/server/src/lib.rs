@@ -15,7 +15,9 @@
 //! - [`cli`]: the `sluice` command line, one module per command group.
 
 pub mod api;
+pub mod app;
 pub mod avro_json;
+pub mod call;
 pub mod cli;
 pub mod config;
 pub mod metrics;

@@ -25,9 +25,10 @@ use sluice_tenancy::Clock;
 use sluice_tenancy::auth::Directory;
 use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
 
+use crate::app::App;
 use crate::config::S3Config;
 use crate::metrics::Metrics;
-use crate::server::{self, App};
+use crate::server;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {

@@ -9,82 +9,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde::Serialize;
-use sluice_log::Log;
+use sluice_tenancy::error::ApiError;
 use tokio::net::TcpListener;
 
-use sluice_delivery::Webhooks;
-use sluice_groups::Groups;
-use sluice_ingest::Ingest;
-use sluice_ingest::catalog::Catalog;
-use sluice_ingest::components::Components;
-use sluice_ingest::schemas::Registry;
-use sluice_ingest::transforms::Transforms;
-use sluice_tenancy::auth::{Directory, Principal};
-use sluice_tenancy::clock::Clock;
-use sluice_tenancy::error::ApiError;
-
 use crate::api;
-use crate::metrics::{Metrics, RequestLabels};
-
-/// Response bodies: whole ones ([`full`], [`empty`]) or streams (server-sent events).
-pub type Body = UnsyncBoxBody<Bytes, Infallible>;
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed_unsync()
-}
-
-pub fn empty() -> Body {
-    http_body_util::Empty::new().boxed_unsync()
-}
-
-/// The services a request handler may call: a plain bundle, put together by
-/// [`crate::serve::start`], that only the HTTP layer sees. Each service received what it uses
-/// when it was built; none of them holds the bundle.
-pub struct App {
-    pub log: Log,
-    pub directory: Directory,
-    pub metrics: Metrics,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// The seed's Topic Configuration schema, compiled once.
-    pub topic_schema: jsonschema::Validator,
-    /// Built-in and uploaded WebAssembly components, and the runtime that runs them.
-    pub components: Arc<Components>,
-    /// The one way into a topic: pipelines, dead letters, the append.
-    pub ingest: Arc<Ingest>,
-    /// Tenants' running transforms.
-    pub transforms: Transforms,
-    /// Tenants' schema registries.
-    pub registry: Arc<Registry>,
-    /// Tenants' event catalogs.
-    pub catalog: Arc<Catalog>,
-    /// Tenants' consumer groups and their committed offsets.
-    pub groups: Arc<Groups>,
-    /// Tenants' webhook subscriptions and their delivery loops.
-    pub webhooks: Arc<Webhooks>,
-    /// The time that schedules retries (tests move it).
-    pub clock: Arc<Clock>,
-    /// Turns `true` when the server stops: long-lived responses (streams) end.
-    pub closing: tokio::sync::watch::Sender<bool>,
-}
-
-impl App {
-    /// The topic configuration schema every topic document is checked against.
-    pub fn topic_schema() -> jsonschema::Validator {
-        let schema: serde_json::Value =
-            serde_json::from_str(include_str!("api/topic_schema.json")).expect("schema is JSON");
-        jsonschema::validator_for(&schema).expect("schema compiles")
-    }
-}
+use crate::app::App;
+use crate::call::{Body, Call, error_response, json};
+use crate::metrics::RequestLabels;
 
 /// Serve until `shutdown` resolves, then stop accepting, let requests in flight finish (up to
 /// 10 s), and close the log, which flushes and checkpoints.
@@ -133,54 +69,6 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     app.log.close().await;
 }
 
-/// A request, read and authenticated as far as its route needs.
-pub struct Call {
-    pub method: Method,
-    pub path: Vec<String>,
-    pub query: HashMap<String, String>,
-    pub headers: http::HeaderMap,
-    pub body: Incoming,
-    /// The connection, once the response switches protocols (WebSocket).
-    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
-}
-
-impl Call {
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.get(name).map(String::as_str)
-    }
-
-    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The whole body, refused with 413 past `limit`.
-    pub async fn body(self, limit: usize) -> Result<Bytes, ApiError> {
-        match Limited::new(self.body, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                Err(ApiError::too_large(format!(
-                    "request body exceeds {limit} bytes"
-                )))
-            }
-            Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
-        }
-    }
-
-    pub async fn json<T: serde::de::DeserializeOwned>(self, limit: usize) -> Result<T, ApiError> {
-        let body = self.body(limit).await?;
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::invalid(format!("invalid request: {e}"))
-            } else {
-                ApiError::bad_json(format!("malformed JSON: {e}"))
-            }
-        })
-    }
-}
-
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -220,6 +108,13 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ),
         ["readyz"] => ("readyz", Ok(readiness(app))),
+        ["openapi.json"] if call.method == http::Method::GET => (
+            "openapi",
+            Ok(crate::call::raw_json(
+                StatusCode::OK,
+                api::openapi::document().to_vec(),
+            )),
+        ),
         _ => {
             let principal = match app
                 .directory
@@ -244,41 +139,6 @@ fn readiness(app: &App) -> Response<Body> {
             "fenced: writer epoch {by} owns the log now"
         ))),
     }
-}
-
-/// Requests that need a system key (tenant management, metrics across tenants).
-pub fn require_system(p: &Principal) -> Result<(), ApiError> {
-    if p.system {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("this needs a system admin key"))
-    }
-}
-
-pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    raw_json(
-        status,
-        serde_json::to_vec(value).expect("response serializes"),
-    )
-}
-
-pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(full(body))
-        .expect("response builds")
-}
-
-pub fn error_response(e: &ApiError) -> Response<Body> {
-    let mut r = json(e.status, e);
-    if e.status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"sluice\", Basic realm=\"sluice\""),
-        );
-    }
-    r
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {

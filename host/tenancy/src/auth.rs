@@ -457,6 +457,85 @@ fn split_token(token: &str) -> Option<(String, String)> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn keys_authenticate_until_revoked_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let log = Log::open(
+                sluice_log::Storage::Local(dir.path().to_owned()),
+                sluice_log::LogOptions::default(),
+            )
+            .await
+            .unwrap();
+            (log.clone(), Directory::load(log).await.unwrap())
+        };
+        let (log, directory) = open().await;
+        let admin = directory.bootstrap().await.unwrap().expect("first start");
+        assert!(directory.bootstrap().await.unwrap().is_none(), "only once");
+        directory.create_tenant("acme", "").await.unwrap();
+        let producer = directory
+            .create_key(
+                "acme",
+                vec![Scope {
+                    role: Role::Produce,
+                    topics: "orders.*".into(),
+                }],
+                false,
+                "",
+            )
+            .await
+            .unwrap();
+        let bearer = |k: &IssuedKey| format!("Bearer {}", k.token());
+        let who = directory
+            .authenticate(Some(&bearer(&producer)))
+            .await
+            .unwrap();
+        assert_eq!(who.tenant, "acme");
+        assert!(who.can(Role::Produce, "orders.created"));
+        assert!(!who.can(Role::Produce, "payments"));
+        assert!(!who.can(Role::Consume, "orders.created"));
+        assert!(!who.system);
+        // Basic credentials (Confluent clients) carry the same key.
+        let basic = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:{}", producer.key.id, producer.secret))
+        );
+        assert_eq!(
+            directory.authenticate(Some(&basic)).await.unwrap().tenant,
+            "acme"
+        );
+        let wrong = format!("Bearer sk_{}_{}", producer.key.id, "not-the-secret");
+        assert_eq!(
+            directory
+                .authenticate(Some(&wrong))
+                .await
+                .unwrap_err()
+                .error_code,
+            40101
+        );
+        assert_eq!(
+            directory.authenticate(None).await.unwrap_err().error_code,
+            40101
+        );
+        // A restart reads the same directory back from `_auth`.
+        log.close().await;
+        let (log, directory) = open().await;
+        assert!(
+            directory
+                .authenticate(Some(&bearer(&admin)))
+                .await
+                .unwrap()
+                .system
+        );
+        directory.revoke(&producer.key.id).await.unwrap();
+        let revoked = directory
+            .authenticate(Some(&bearer(&producer)))
+            .await
+            .unwrap_err();
+        assert!(revoked.message.contains("revoked"), "{}", revoked.message);
+        log.close().await;
+    }
+
     #[test]
     fn glob_patterns() {
         assert!(glob("*", "anything"));

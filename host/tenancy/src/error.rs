@@ -8,10 +8,11 @@ use http::StatusCode;
 use serde::Serialize;
 use sluice_log::LogError;
 
-#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, Serialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{message}")]
 pub struct ApiError {
     #[serde(skip)]
+    #[schema(ignore)]
     pub status: StatusCode,
     pub error_code: u32,
     pub message: String,

@@ -5,7 +5,8 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::server::{App, Body, Call, json, require_system};
+use crate::app::App;
+use crate::call::{Body, Call, json, require_system};
 use sluice_tenancy::auth::{ApiKey, Principal, Role, Scope};
 use sluice_tenancy::error::ApiError;
 

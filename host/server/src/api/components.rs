@@ -5,7 +5,8 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use sluice_runtime::World;
 
-use crate::server::{App, Body, Call, json};
+use crate::app::App;
+use crate::call::{Body, Call, json};
 use sluice_ingest::components::MAX_COMPONENT_BYTES;
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;

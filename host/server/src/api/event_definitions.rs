@@ -8,7 +8,8 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use sluice_registry::SchemaType;
 
-use crate::server::{App, Body, Call, json};
+use crate::app::App;
+use crate::call::{Body, Call, json};
 use sluice_ingest::catalog::{Definition, Status, check_examples};
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;

@@ -7,8 +7,9 @@ use http::{Response, StatusCode};
 use serde_json::json;
 use sluice_tenancy::{check_topic_name, log_name};
 
+use crate::app::App;
+use crate::call::{Body, Call, json, raw_json};
 use crate::metrics::TopicLabels;
-use crate::server::{App, Body, Call, json, raw_json};
 use sluice_ingest::envelope::{EventView, parse_time_text};
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::{ApiError, from_log};

@@ -11,7 +11,8 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::server::{App, Body, Call, json};
+use crate::app::App;
+use crate::call::{Body, Call, json};
 use sluice_groups::{GroupConfig, ResetTo};
 use sluice_ingest::envelope::parse_time_text;
 use sluice_tenancy::auth::{Principal, Role};
@@ -143,7 +144,7 @@ pub async fn delete(app: &App, who: &Principal, id: &str) -> Result<Response<Bod
     app.groups.delete(&who.tenant, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(crate::server::empty())
+        .body(crate::call::empty())
         .expect("response builds"))
 }
 

@@ -14,8 +14,9 @@ use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;
 use sluice_tenancy::now_ms;
 
+use crate::app::App;
+use crate::call::{Body, Call, json};
 use crate::metrics::TopicLabels;
-use crate::server::{App, Body, Call, json};
 
 pub async fn produce(
     app: &App,

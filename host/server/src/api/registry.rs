@@ -18,7 +18,8 @@ use sluice_registry::{
     VersionSpec,
 };
 
-use crate::server::{App, Body, Call};
+use crate::app::App;
+use crate::call::{Body, Call};
 use sluice_ingest::schemas::registry_error;
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::ApiError;
@@ -40,7 +41,7 @@ pub async fn handle(
         Ok(Answer::Raw(text)) => Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(crate::server::full(text))
+            .body(crate::call::full(text))
             .expect("response builds"),
         Err(e) => respond(
             e.status,
@@ -59,7 +60,7 @@ fn respond(status: StatusCode, v: &Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)
-        .body(crate::server::full(
+        .body(crate::call::full(
             serde_json::to_vec(v).expect("serializes"),
         ))
         .expect("response builds")

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_registry::SchemaType;
 
+use crate::app::App;
 use crate::avro_json::AvroSchema;
-use crate::server::{App, Body, Call};
+use crate::call::{Body, Call};
 use sluice_groups::consumers::{Format, InstanceSettings, ReadLimits, Seek};
 use sluice_groups::{OffsetReset, TopicPartition};
 use sluice_ingest::Outcome;
@@ -32,7 +33,7 @@ use sluice_tenancy::now_ms;
 pub const V2_JSON: &str = "application/vnd.kafka.v2+json";
 
 fn v2(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut r = crate::server::json(status, value);
+    let mut r = crate::call::json(status, value);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static(V2_JSON),
@@ -43,7 +44,7 @@ fn v2(status: StatusCode, value: &Value) -> Response<Body> {
 fn no_content() -> Response<Body> {
     Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(crate::server::empty())
+        .body(crate::call::empty())
         .expect("response builds")
 }
 

@@ -26,7 +26,8 @@ use hyper::body::Frame;
 use sluice_log::StoredRecord;
 use tokio::sync::mpsc;
 
-use crate::server::{App, Body, Call};
+use crate::app::App;
+use crate::call::{Body, Call};
 use sluice_groups::OffsetReset;
 use sluice_groups::consumers::{Format, InstanceSettings, ReadLimits};
 use sluice_ingest::envelope::EventView;
@@ -309,7 +310,7 @@ impl WebSocket {
             .header(header::UPGRADE, "websocket")
             .header(header::CONNECTION, "Upgrade")
             .header(header::SEC_WEBSOCKET_ACCEPT, self.accept)
-            .body(crate::server::empty())
+            .body(crate::call::empty())
             .expect("response builds")
     }
 }

@@ -11,7 +11,8 @@ use http::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::server::{App, Body, Call, json};
+use crate::app::App;
+use crate::call::{Body, Call, json};
 use sluice_delivery::subscription::Subscription;
 use sluice_delivery::trigger::Trigger;
 use sluice_delivery::{SUBSCRIPTION_HEADER, TRIGGER_LOOP, delivery, not_found, trigger_not_found};
@@ -152,7 +153,7 @@ pub async fn delete(app: &App, who: &Principal, id: &str) -> Result<Response<Bod
     app.webhooks.delete(&who.tenant, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(crate::server::empty())
+        .body(crate::call::empty())
         .expect("response builds"))
 }
 
@@ -423,7 +424,7 @@ pub async fn delete_trigger(
     app.webhooks.delete_trigger(&who.tenant, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(crate::server::empty())
+        .body(crate::call::empty())
         .expect("response builds"))
 }
 

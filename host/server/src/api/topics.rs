@@ -15,7 +15,8 @@ use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::{ApiError, from_log};
 use sluice_tenancy::{check_topic_name, log_name};
 
-use crate::server::{App, Body, Call, json};
+use crate::app::App;
+use crate::call::{Body, Call, json};
 
 const TOPIC_BODY_LIMIT: usize = 1 << 20;
 
@@ -197,7 +198,7 @@ pub async fn delete(app: &App, who: &Principal, name: &str) -> Result<Response<B
     app.ingest.topic_deleted(&log_name(&who.tenant, name));
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(crate::server::empty())
+        .body(crate::call::empty())
         .expect("response builds"))
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::server::{App, Body, Call, json};
+use crate::app::App;
+use crate::call::{Body, Call, json};
 use sluice_ingest::transforms::TransformDef;
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;
@@ -120,6 +121,6 @@ pub async fn delete(app: &App, who: &Principal, name: &str) -> Result<Response<B
     app.transforms.delete(&who.tenant, name).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(crate::server::empty())
+        .body(crate::call::empty())
         .expect("response builds"))
 }

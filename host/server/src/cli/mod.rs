@@ -41,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the one `GET /openapi.json` serves).
+    Openapi,
     /// Manage topics.
     Topics {
         #[command(flatten)]
@@ -147,6 +149,13 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::serve(args.options()?).await,
+        Command::Openapi => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(crate::api::openapi::document())?;
+            writeln!(out)?;
+            Ok(())
+        }
         Command::Topics { conn, cmd } => topics::topics(&Client::new(&conn)?, cmd).await,
         Command::Produce {
             conn,

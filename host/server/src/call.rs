@@ -1,0 +1,108 @@
+//! The request and response shapes every handler shares: a [`Call`] read as far as its route
+//! needs, response [`Body`]s, JSON answers and the one error shape.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use sluice_tenancy::auth::Principal;
+use sluice_tenancy::error::ApiError;
+
+/// Response bodies: whole ones ([`full`], [`empty`]) or streams (server-sent events).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    http_body_util::Empty::new().boxed_unsync()
+}
+
+/// A request, read and authenticated as far as its route needs.
+pub struct Call {
+    pub method: Method,
+    pub path: Vec<String>,
+    pub query: HashMap<String, String>,
+    pub headers: http::HeaderMap,
+    pub body: Incoming,
+    /// The connection, once the response switches protocols (WebSocket).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+impl Call {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
+    }
+
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The whole body, refused with 413 past `limit`.
+    pub async fn body(self, limit: usize) -> Result<Bytes, ApiError> {
+        match Limited::new(self.body, limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(ApiError::too_large(format!(
+                    "request body exceeds {limit} bytes"
+                )))
+            }
+            Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+        }
+    }
+
+    pub async fn json<T: serde::de::DeserializeOwned>(self, limit: usize) -> Result<T, ApiError> {
+        let body = self.body(limit).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::invalid(format!("invalid request: {e}"))
+            } else {
+                ApiError::bad_json(format!("malformed JSON: {e}"))
+            }
+        })
+    }
+}
+
+/// Requests that need a system key (tenant management, metrics across tenants).
+pub fn require_system(p: &Principal) -> Result<(), ApiError> {
+    if p.system {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs a system admin key"))
+    }
+}
+
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    raw_json(
+        status,
+        serde_json::to_vec(value).expect("response serializes"),
+    )
+}
+
+pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .expect("response builds")
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json(e.status, e);
+    if e.status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"sluice\", Basic realm=\"sluice\""),
+        );
+    }
+    r
+}
