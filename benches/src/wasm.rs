@@ -102,6 +102,7 @@ fn as_produce_packs(
         key_field: Some("org_id"),
         log_append_time: false,
         max_message_bytes: 1 << 20,
+        limits: sluice_ingest::envelope::Limits::DEFAULT,
     };
     let parsed: Vec<sluice_ingest::envelope::Event> = (0..100)
         .map(|i| {

@@ -40,6 +40,7 @@ pub fn options(data: &Path) -> ServeOptions {
         webhooks: sluice_delivery::egress::Egress {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
         },
+        limits: Default::default(),
     }
 }
 

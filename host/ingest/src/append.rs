@@ -25,7 +25,7 @@ use sluice_tenancy::{check_topic_name, log_name};
 use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::dead_letters;
-use crate::envelope::{Event, TopicRules};
+use crate::envelope::{Event, Limits, TopicRules};
 use crate::guest_events::{id_of, to_event, to_record};
 use crate::metrics::{EventTypeLabels, IngestMetrics, TopicLabels};
 use crate::pipeline::{self, Fate, Pipeline, PipelineKey, Pipelines};
@@ -45,6 +45,8 @@ pub struct Ingest {
     pipelines: Pipelines,
     /// Per topic, the partition keyless events go to next (sticky per request, rotating).
     sticky: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// What one request and each of its events may carry.
+    limits: Limits,
     pub metrics: IngestMetrics,
 }
 
@@ -85,6 +87,7 @@ type CachedOrSpec = Result<Arc<Pipeline>, (Option<Value>, Option<String>)>;
 pub struct Prepared {
     /// The topic as the tenant names it.
     topic: String,
+    limits: Limits,
     config: sluice_log::TopicConfig,
     key_field: Option<String>,
     pipeline: Option<CachedOrSpec>,
@@ -97,6 +100,7 @@ impl Prepared {
             key_field: self.key_field.as_deref(),
             log_append_time: self.config.timestamp_type == TimestampType::LogAppendTime,
             max_message_bytes: self.config.max_message_bytes,
+            limits: self.limits,
         }
     }
 }
@@ -116,8 +120,10 @@ impl Ingest {
         components: Arc<Components>,
         registry: Arc<Registry>,
         catalog: Arc<Catalog>,
+        limits: Limits,
     ) -> Ingest {
         Ingest {
+            limits,
             guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
             log,
             components,
@@ -127,6 +133,11 @@ impl Ingest {
             sticky: Mutex::new(HashMap::new()),
             metrics: IngestMetrics::default(),
         }
+    }
+
+    /// What one request and each of its events may carry (every ingress checks them).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// What guests reach through their host imports (transforms run with the same).
@@ -250,6 +261,7 @@ impl Ingest {
         let (config, key_field, pipeline) = topic_view;
         Ok(Prepared {
             topic: topic.to_owned(),
+            limits: self.limits,
             config,
             key_field,
             pipeline,
@@ -723,7 +735,7 @@ mod tests {
         let components = Arc::new(Components::load(log.clone(), runtime).await.unwrap());
         let registry = Arc::new(Registry::load(log.clone()).await.unwrap());
         let catalog = Arc::new(Catalog::load(log.clone()).await.unwrap());
-        let ingest = Ingest::new(log.clone(), components, registry, catalog);
+        let ingest = Ingest::new(log.clone(), components, registry, catalog, Limits::DEFAULT);
         (log, ingest)
     }
 

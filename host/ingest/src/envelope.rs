@@ -77,31 +77,39 @@ impl Framing {
 
 /// Split a body into the raw text of each event. An error here fails the whole request (the
 /// body as a whole is not valid JSON); per-event errors come later.
-pub fn split(body: &[u8], framing: Framing) -> Result<Vec<Result<&str, ApiError>>, ApiError> {
+/// More than `max` events is refused as a whole before any is parsed; a JSON array is counted
+/// while it is read, so an array of millions of tiny items costs no more than `max` of them.
+pub fn split(
+    body: &[u8],
+    framing: Framing,
+    max: usize,
+) -> Result<Vec<Result<&str, ApiError>>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::bad_json(format!("the body is not valid UTF-8: {e}")))?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(ApiError::bad_request("the body holds no events"));
     }
-    let lines = || -> Vec<Result<&str, ApiError>> {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(Ok)
-            .collect()
+    let lines = || -> Result<Vec<Result<&str, ApiError>>, ApiError> {
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if out.len() == max {
+                return Err(too_many_events(max));
+            }
+            out.push(Ok(line));
+        }
+        Ok(out)
     };
     let events = match framing {
-        Framing::NdJson | Framing::Binary => lines(),
-        Framing::Json if trimmed.starts_with('[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text)
-                .map_err(|e| ApiError::bad_json(format!("malformed JSON array: {e}")))?;
-            items.into_iter().map(|r| Ok(r.get())).collect()
-        }
+        Framing::NdJson | Framing::Binary => lines()?,
+        Framing::Json if trimmed.starts_with('[') => array_items(text, max)?
+            .into_iter()
+            .map(|r| Ok(r.get()))
+            .collect(),
         Framing::Json => match serde_json::from_str::<&RawValue>(text) {
             Ok(one) => vec![Ok(one.get())],
             // Several lines of JSON sent as application/json: treat them as NDJSON.
-            Err(e) if e.is_syntax() && e.to_string().contains("trailing characters") => lines(),
+            Err(e) if e.is_syntax() && e.to_string().contains("trailing characters") => lines()?,
             Err(e) => return Err(ApiError::bad_json(format!("malformed JSON: {e}"))),
         },
     };
@@ -109,6 +117,54 @@ pub fn split(body: &[u8], framing: Framing) -> Result<Vec<Result<&str, ApiError>
         return Err(ApiError::bad_request("the body holds no events"));
     }
     Ok(events)
+}
+
+pub fn too_many_events(max: usize) -> ApiError {
+    ApiError::new(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
+        41302,
+        format!("more than {max} events in one request (limits.max_events_per_request)"),
+    )
+}
+
+/// The items of a JSON array, as raw text, refusing more than `max` as soon as the next one
+/// starts.
+pub fn array_items(text: &str, max: usize) -> Result<Vec<&RawValue>, ApiError> {
+    struct Items<'a> {
+        max: usize,
+        over: &'a std::cell::Cell<bool>,
+    }
+    impl<'de> Visitor<'de> for Items<'_> {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON array of events")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                if out.len() == self.max {
+                    self.over.set(true);
+                    return Err(serde::de::Error::custom("too many events"));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    let over = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let items = de
+        .deserialize_seq(Items { max, over: &over })
+        .and_then(|items| de.end().map(|()| items));
+    match items {
+        Ok(items) => Ok(items),
+        Err(_) if over.get() => Err(too_many_events(max)),
+        Err(e) if e.is_data() => Err(ApiError::invalid(format!("expected an array: {e}"))),
+        Err(e) => Err(ApiError::bad_json(format!("malformed JSON array: {e}"))),
+    }
 }
 
 /// The top-level fields of an object, in order, values left as raw JSON.
@@ -147,6 +203,45 @@ pub struct TopicRules<'a> {
     pub key_field: Option<&'a str>,
     pub log_append_time: bool,
     pub max_message_bytes: u32,
+    pub limits: Limits,
+}
+
+/// What one produce request and each of its events may carry: checked while the body is
+/// read, before any per-event work (`[limits]` in the configuration; docs/CONFIG.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Events in one request (JSON array items, NDJSON lines).
+    pub max_events_per_request: usize,
+    /// Bytes of a producer's `event_id`.
+    pub max_event_id_bytes: usize,
+    /// Headers a producer may give one event.
+    pub max_headers_per_event: usize,
+    /// Bytes of one header, name and value together.
+    pub max_header_bytes: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        max_events_per_request: 10_000,
+        max_event_id_bytes: 256,
+        max_headers_per_event: 64,
+        max_header_bytes: 16 << 10,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// Header names only the gateway writes: CloudEvents attributes it derives (`ce_*`), the
+/// content type readers are told, and its own bookkeeping (`sluice_*`, such as the producing
+/// key's id). A producer setting one could forge them, or change what validators check.
+pub fn is_reserved_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("ce_") || lower.starts_with("sluice_") || lower == "content-type"
 }
 
 /// Parse one envelope.
@@ -173,6 +268,15 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
     let given_id = string("event_id")?;
     if given_id.as_deref() == Some("") {
         return Err(ApiError::invalid("`event_id` must not be empty"));
+    }
+    if let Some(id) = &given_id
+        && id.len() > rules.limits.max_event_id_bytes
+    {
+        return Err(ApiError::invalid(format!(
+            "`event_id` is {} bytes; the limit is {} (limits.max_event_id_bytes)",
+            id.len(),
+            rules.limits.max_event_id_bytes
+        )));
     }
     let event_id = given_id
         .clone()
@@ -264,10 +368,33 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
     if let Some(h) = fields.get("headers") {
         let map: serde_json::Map<String, Value> = serde_json::from_str(h.get())
             .map_err(|_| ApiError::invalid("`headers` must be an object of strings"))?;
+        let limits = &rules.limits;
+        if map.len() > limits.max_headers_per_event {
+            return Err(ApiError::invalid(format!(
+                "{} headers; an event may carry {} (limits.max_headers_per_event)",
+                map.len(),
+                limits.max_headers_per_event
+            )));
+        }
         for (k, v) in map {
             let Value::String(v) = v else {
                 return Err(ApiError::invalid(format!("header `{k}` must be a string")));
             };
+            if is_reserved_header(&k) {
+                return Err(ApiError::invalid(format!(
+                    "header `{k}` is reserved: `ce_*`, `sluice_*` and `content-type` are set by \
+                     the gateway (use the envelope's fields: event_type, source, subject)"
+                )));
+            }
+            if k.len() + v.len() > limits.max_header_bytes {
+                return Err(ApiError::invalid(format!(
+                    "header `{}` is {} bytes with its name; the limit is {} \
+                     (limits.max_header_bytes)",
+                    k.chars().take(64).collect::<String>(),
+                    k.len() + v.len(),
+                    limits.max_header_bytes
+                )));
+            }
             headers.push((k, Bytes::from(v)));
         }
     }
@@ -521,6 +648,7 @@ mod tests {
         key_field: Some("org_id"),
         log_append_time: false,
         max_message_bytes: 1 << 20,
+        limits: Limits::DEFAULT,
     };
 
     #[test]
@@ -613,21 +741,94 @@ mod tests {
     }
 
     #[test]
+    fn too_many_events_are_refused_while_counting() {
+        let many = format!("[{}1]", "1,".repeat(50));
+        assert_eq!(split(many.as_bytes(), Framing::Json, 51).unwrap().len(), 51);
+        let err = split(many.as_bytes(), Framing::Json, 50).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.error_code), (413, 41302));
+        // Counting stops at the first item over: the rest is not even parsed.
+        let broken_after = format!("[{}1, this is not JSON", "1,".repeat(10));
+        assert_eq!(
+            split(broken_after.as_bytes(), Framing::Json, 5)
+                .unwrap_err()
+                .error_code,
+            41302
+        );
+        let lines = "{}\n".repeat(11);
+        assert_eq!(
+            split(lines.as_bytes(), Framing::NdJson, 10)
+                .unwrap_err()
+                .error_code,
+            41302
+        );
+        assert_eq!(
+            split(lines.as_bytes(), Framing::NdJson, 11).unwrap().len(),
+            11
+        );
+    }
+
+    #[test]
+    fn ids_and_headers_are_bounded_and_reserved_names_refused() {
+        let rules = TopicRules {
+            limits: Limits {
+                max_event_id_bytes: 8,
+                max_headers_per_event: 2,
+                max_header_bytes: 16,
+                ..Limits::DEFAULT
+            },
+            ..RULES
+        };
+        assert!(parse(r#"{"event_id":"12345678"}"#, &rules, "k", 0).is_ok());
+        let long_id = parse(r#"{"event_id":"123456789"}"#, &rules, "k", 0).unwrap_err();
+        assert_eq!(long_id.error_code, 42201);
+        assert!(
+            long_id.message.contains("max_event_id_bytes"),
+            "{}",
+            long_id.message
+        );
+        let three = r#"{"headers":{"a":"1","b":"2","c":"3"}}"#;
+        assert_eq!(parse(three, &rules, "k", 0).unwrap_err().error_code, 42201);
+        let big = r#"{"headers":{"name":"0123456789abc"}}"#;
+        assert!(
+            parse(big, &rules, "k", 0)
+                .unwrap_err()
+                .message
+                .contains("max_header_bytes")
+        );
+        for name in [
+            "ce_type",
+            "CE_source",
+            "sluice_key_id",
+            "Content-Type",
+            "sluice_dlq_reason",
+        ] {
+            let forged = format!(r#"{{"headers":{{"{name}":"x"}}}}"#);
+            let err = parse(&forged, &RULES, "k", 0).unwrap_err();
+            assert!(err.message.contains("reserved"), "{name}: {}", err.message);
+        }
+        let ok = parse(r#"{"headers":{"traceparent":"00-ab"}}"#, &RULES, "k", 0).unwrap();
+        assert_eq!(
+            ok.record.header("traceparent").map(|v| &v[..]),
+            Some(&b"00-ab"[..])
+        );
+    }
+
+    #[test]
     fn framing() {
         let body = b"{\"a\":1}\n\n{\"b\":2}\n";
-        assert_eq!(split(body, Framing::NdJson).unwrap().len(), 2);
-        assert_eq!(split(body, Framing::Json).unwrap().len(), 2);
+        assert_eq!(split(body, Framing::NdJson, 100).unwrap().len(), 2);
+        assert_eq!(split(body, Framing::Json, 100).unwrap().len(), 2);
         assert_eq!(
-            split(b"[{\"a\":1},{\"b\":2},3]", Framing::Json)
+            split(b"[{\"a\":1},{\"b\":2},3]", Framing::Json, 100)
                 .unwrap()
                 .len(),
             3
         );
-        assert_eq!(split(b"{\"a\":1}", Framing::Json).unwrap().len(), 1);
-        assert!(split(b"[{\"a\":1}", Framing::Json).is_err());
-        assert!(split(b"{\"a\":", Framing::Json).is_err());
-        assert!(split(b"  ", Framing::Json).is_err());
-        assert!(split(&[0xff, 0xfe], Framing::Json).is_err());
+        assert_eq!(split(b"{\"a\":1}", Framing::Json, 100).unwrap().len(), 1);
+        assert!(split(b"[{\"a\":1}", Framing::Json, 100).is_err());
+        assert!(split(b"{\"a\":", Framing::Json, 100).is_err());
+        assert!(split(b"  ", Framing::Json, 100).is_err());
+        assert!(split(&[0xff, 0xfe], Framing::Json, 100).is_err());
         assert!(Framing::from_content_type(Some("text/plain")).is_none());
         assert_eq!(
             Framing::from_content_type(Some("application/x-ndjson")),

@@ -25,6 +25,9 @@ pub struct FileConfig {
     pub wasm: WasmTuning,
     #[serde(default)]
     pub webhooks: WebhookConfig,
+    /// What one request may carry (events, ids, headers).
+    #[serde(default)]
+    pub limits: sluice_ingest::envelope::Limits,
 }
 
 /// Webhook delivery settings.

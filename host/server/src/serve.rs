@@ -19,6 +19,7 @@ use sluice_groups::Groups;
 use sluice_ingest::Ingest;
 use sluice_ingest::catalog::Catalog;
 use sluice_ingest::components::Components;
+use sluice_ingest::envelope::Limits;
 use sluice_ingest::schemas::Registry;
 use sluice_ingest::transforms::Transforms;
 use sluice_tenancy::Clock;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub wasm: RuntimeOptions,
     /// Where webhooks may be delivered.
     pub webhooks: Egress,
+    /// What one request and each of its events may carry.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +153,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         components.clone(),
         registry.clone(),
         catalog.clone(),
+        opts.limits,
     ));
     let transforms = Transforms::load(
         log.clone(),

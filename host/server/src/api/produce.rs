@@ -54,7 +54,7 @@ pub async fn produce(
             &who.key_id,
             now,
         )],
-        _ => envelope::split(&body, framing)?
+        _ => envelope::split(&body, framing, app.ingest.limits().max_events_per_request)?
             .into_iter()
             .map(|item| item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now)))
             .collect(),

@@ -221,7 +221,8 @@ fn partition_offsets(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProduceRequest {
-    records: Vec<ProduceRecord>,
+    /// Kept as text until counted: at most `limits.max_events_per_request` are parsed.
+    records: Box<serde_json::value::RawValue>,
     #[serde(default)]
     key_schema: Option<String>,
     #[serde(default)]
@@ -309,10 +310,15 @@ async fn produce(
         (Format::Avro, Some(id)) => Some(avro_schema(app, &who.tenant, id)?),
         _ => None,
     };
-    let items: Vec<_> = request
-        .records
+    let records = envelope::array_items(
+        request.records.get(),
+        app.ingest.limits().max_events_per_request,
+    )?;
+    let items: Vec<_> = records
         .into_iter()
-        .map(|r| {
+        .map(|raw| {
+            let r: ProduceRecord = serde_json::from_str(raw.get())
+                .map_err(|e| ApiError::invalid(format!("invalid record: {e}")))?;
             let key = embedded_bytes(format, r.key, None, "key")?;
             let value = match (&avro, r.value.filter(|v| !v.is_null())) {
                 (Some(schema), Some(v)) => {

@@ -52,6 +52,7 @@ impl ServeArgs {
             s3: file.s3,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
             wasm: file.wasm.options(),
+            limits: file.limits,
             webhooks: sluice_delivery::egress::Egress {
                 allow: file
                     .webhooks
