@@ -41,6 +41,7 @@ pub fn options(data: &Path) -> ServeOptions {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
         },
         limits: Default::default(),
+        registry: Default::default(),
     }
 }
 

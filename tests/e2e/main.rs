@@ -1,6 +1,8 @@
 //! End-to-end tests: the real server on a loopback port, used over HTTP as a client would.
 //!
 //! - `harness`: start a server in-process (port 0) or the real `sluice` binary; an HTTP client.
+//! - `abuse`: the adversarial suite: attacks with one ordinary key, each answered within its
+//!   documented bound while `/healthz` and another tenant keep being served.
 //! - `topics`: the topic admin API and the seed's Topic Configuration schema.
 //! - `produce_fetch`: produce in every framing, partitioning, fetch, long-poll, offsets,
 //!   idempotent produce, restart.
@@ -20,6 +22,7 @@
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 //! - `openapi`: `/openapi.json` validated, every documented route served and no other.
 
+mod abuse;
 mod auth;
 mod bad_input;
 mod cli;

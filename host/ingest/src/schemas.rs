@@ -3,7 +3,7 @@
 //! it is applied, so what a client was told is what a restart rebuilds; ids never change.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -17,12 +17,15 @@ use sluice_tenancy::now_ms;
 
 pub const SCHEMAS_TOPIC: &str = "_schemas";
 
+/// Readers take a snapshot of a tenant's [`Subjects`] (an `Arc`, cloned under the lock for an
+/// instant) and work on it with no lock held, so a long compatibility check never stalls
+/// produce, which reads the registry on every request; those checks run on blocking threads.
 pub struct Registry {
     log: Log,
-    tenants: RwLock<HashMap<String, Subjects>>,
-    /// Changes are decided and stored one at a time, so two registrations never race for an
-    /// id or a version.
-    writes: tokio::sync::Mutex<()>,
+    tenants: RwLock<HashMap<String, Arc<Subjects>>>,
+    /// Per tenant, changes are decided and stored one at a time, so two registrations never
+    /// race for an id or a version.
+    writes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Registry {
@@ -35,7 +38,7 @@ impl Registry {
             &[("cleanup.policy", json!("compact"))],
         )
         .await?;
-        let mut tenants: HashMap<String, Subjects> = HashMap::new();
+        let mut tenants: HashMap<String, Arc<Subjects>> = HashMap::new();
         internal_topics::replay(&log, SCHEMAS_TOPIC, |offset, record| {
             let tenant = record
                 .key
@@ -44,7 +47,9 @@ impl Registry {
                 .and_then(|k| k.split_once('/'))
                 .map(|(t, _)| t.to_owned());
             match (tenant, serde_json::from_slice::<Change>(&record.value)) {
-                (Some(t), Ok(change)) => tenants.entry(t).or_default().apply(&change),
+                (Some(t), Ok(change)) => {
+                    Arc::make_mut(tenants.entry(t).or_default()).apply(&change)
+                }
                 _ => tracing::warn!(offset, "skipping an unreadable schema record"),
             }
         })
@@ -52,17 +57,37 @@ impl Registry {
         Ok(Registry {
             log,
             tenants: RwLock::new(tenants),
-            writes: tokio::sync::Mutex::new(()),
+            writes: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Read one tenant's registry.
-    pub fn read<R>(&self, tenant: &str, f: impl FnOnce(&Subjects) -> R) -> R {
+    /// The tenant's registry as it is now.
+    fn snapshot(&self, tenant: &str) -> Arc<Subjects> {
         let tenants = self.tenants.read().expect("registry");
-        match tenants.get(tenant) {
-            Some(s) => f(s),
-            None => f(&Subjects::default()),
-        }
+        tenants.get(tenant).cloned().unwrap_or_default()
+    }
+
+    fn writes_of(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut writes = self.writes.lock().expect("writes");
+        writes.entry(tenant.to_owned()).or_default().clone()
+    }
+
+    /// Read one tenant's registry (quick reads: no schema is compared).
+    pub fn read<R>(&self, tenant: &str, f: impl FnOnce(&Subjects) -> R) -> R {
+        f(&self.snapshot(tenant))
+    }
+
+    /// Read one tenant's registry on a blocking thread: for what compares schemas, which may
+    /// take up to the registry's check budget.
+    pub async fn read_blocking<R: Send + 'static>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&Subjects) -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let snapshot = self.snapshot(tenant);
+        tokio::task::spawn_blocking(move || f(&snapshot))
+            .await
+            .map_err(|e| ApiError::internal(format!("registry check: {e}")))
     }
 
     /// Decide a change from the current state, store it, then apply it: `decide` returns the
@@ -72,10 +97,34 @@ impl Registry {
         tenant: &str,
         decide: impl FnOnce(&Subjects) -> Result<(R, Vec<Change>), RegistryError>,
     ) -> Result<R, ApiError> {
-        let _one_at_a_time = self.writes.lock().await;
+        let writes = self.writes_of(tenant);
+        let _one_at_a_time = writes.lock().await;
         let (answer, changes) = self.read(tenant, decide).map_err(registry_error)?;
+        self.store(tenant, changes).await?;
+        Ok(answer)
+    }
+
+    /// [`Registry::write`] with `decide` on a blocking thread: registrations, which check
+    /// compatibility.
+    pub async fn write_blocking<R: Send + 'static>(
+        &self,
+        tenant: &str,
+        decide: impl FnOnce(&Subjects) -> Result<(R, Vec<Change>), RegistryError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let writes = self.writes_of(tenant);
+        let _one_at_a_time = writes.lock().await;
+        let (answer, changes) = self
+            .read_blocking(tenant, decide)
+            .await?
+            .map_err(registry_error)?;
+        self.store(tenant, changes).await?;
+        Ok(answer)
+    }
+
+    /// Append changes durably, then apply them.
+    async fn store(&self, tenant: &str, changes: Vec<Change>) -> Result<(), ApiError> {
         if changes.is_empty() {
-            return Ok(answer);
+            return Ok(());
         }
         let records: Vec<Record> = changes
             .iter()
@@ -98,11 +147,11 @@ impl Registry {
             .await
             .map_err(|e| from_log(e, SCHEMAS_TOPIC))?;
         let mut tenants = self.tenants.write().expect("registry");
-        let subjects = tenants.entry(tenant.to_owned()).or_default();
+        let subjects = Arc::make_mut(tenants.entry(tenant.to_owned()).or_default());
         for c in &changes {
             subjects.apply(c);
         }
-        Ok(answer)
+        Ok(())
     }
 
     /// Register `schema` under `subject` (its rules apply), or find it there: the version.
@@ -113,9 +162,10 @@ impl Registry {
         schema_type: SchemaType,
         schema: String,
     ) -> Result<sluice_registry::Version, ApiError> {
-        self.write(tenant, |s| {
+        let subject = subject.to_owned();
+        self.write_blocking(tenant, move |s| {
             let out = s.register(
-                subject,
+                &subject,
                 sluice_registry::Registration {
                     schema_type,
                     schema,

@@ -16,6 +16,8 @@ use serde_json::Value;
 
 pub use crate::Incompatibility;
 
+use crate::Budget;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Primitive {
     Null,
@@ -322,10 +324,13 @@ impl Parser {
 }
 
 /// Why `reader` cannot read data written with `writer`; empty when it can.
-pub fn can_read(reader: &AvroSchema, writer: &AvroSchema) -> Vec<Incompatibility> {
+/// What `reader` cannot read of what `writer` wrote; spends from `budget` (when it runs out
+/// the answer is incomplete and the caller must refuse the check).
+pub fn can_read(reader: &AvroSchema, writer: &AvroSchema, budget: &Budget) -> Vec<Incompatibility> {
     let mut check = Check {
         reader,
         writer,
+        budget,
         assumed: HashSet::new(),
         found: vec![],
     };
@@ -336,6 +341,7 @@ pub fn can_read(reader: &AvroSchema, writer: &AvroSchema) -> Vec<Incompatibility
 struct Check<'a> {
     reader: &'a AvroSchema,
     writer: &'a AvroSchema,
+    budget: &'a Budget,
     /// Record pairs being compared further up: assumed compatible (recursion).
     assumed: HashSet<(usize, usize)>,
     found: Vec<Incompatibility>,
@@ -375,6 +381,7 @@ impl Check<'_> {
         let mut trial = Check {
             reader: self.reader,
             writer: self.writer,
+            budget: self.budget,
             assumed: self.assumed.clone(),
             found: vec![],
         };
@@ -398,6 +405,9 @@ impl Check<'_> {
     }
 
     fn node(&mut self, reader: &Node, writer: &Node, path: String) {
+        if !self.budget.spend(1 + self.assumed.len() as u64) {
+            return;
+        }
         match (reader, writer) {
             (_, Node::Union(branches)) => {
                 for (i, branch) in branches.iter().enumerate() {
@@ -557,7 +567,7 @@ mod tests {
     }
 
     fn kinds(reader: &str, writer: &str) -> Vec<&'static str> {
-        can_read(&s(reader), &s(writer))
+        can_read(&s(reader), &s(writer), &Budget::new(u64::MAX))
             .into_iter()
             .map(|i| i.kind)
             .collect()
@@ -615,7 +625,7 @@ mod tests {
         );
         // The old reader ignores the new field.
         ok(V1, without_default);
-        let issues = can_read(&s(without_default), &s(V1));
+        let issues = can_read(&s(without_default), &s(V1), &Budget::new(u64::MAX));
         assert_eq!(issues[0].path, "/fields/2");
     }
 
@@ -623,7 +633,7 @@ mod tests {
     fn field_type_changes_are_checked_with_their_path() {
         let qty_long = V1.replace(r#""qty","type":"int""#, r#""qty","type":"long""#);
         ok(&qty_long, V1);
-        let issues = can_read(&s(V1), &s(&qty_long));
+        let issues = can_read(&s(V1), &s(&qty_long), &Budget::new(u64::MAX));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].kind, "TYPE_MISMATCH");
         assert_eq!(issues[0].path, "/fields/1/type");

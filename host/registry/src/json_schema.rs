@@ -15,11 +15,15 @@
 //! The check is sound and conservative: when it cannot prove a change safe (`not`, changed
 //! `pattern`s, `patternProperties`, `dependencies`), it says incompatible.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde_json::{Map, Value};
 
 pub use crate::Incompatibility;
+
+use crate::Budget;
 
 /// A JSON Schema with the documents its references name.
 #[derive(Debug, Clone)]
@@ -72,15 +76,47 @@ impl jsonschema::Retrieve for Referenced {
 }
 
 /// Why documents valid under `writer` may fail `reader`; empty when none can.
-pub fn can_read(reader: &JsonSchema, writer: &JsonSchema) -> Vec<Incompatibility> {
+/// What `reader` cannot accept of what `writer` allows; spends from `budget` (when it runs out
+/// the answer is incomplete and the caller must refuse the check). Trial comparisons (does
+/// this branch fit?) are remembered, so repeated subschemas under combinators cost once.
+pub fn can_read(reader: &JsonSchema, writer: &JsonSchema, budget: &Budget) -> Vec<Incompatibility> {
+    let memo = RefCell::new(HashMap::new());
     let mut c = Check {
         reader,
         writer,
+        budget,
+        memo: &memo,
         assumed: HashSet::new(),
         found: vec![],
     };
     c.schema(&reader.doc, &writer.doc, "#".into());
     c.found
+}
+
+/// A hash of a schema's content (maps hashed in key order, as serde_json keeps them sorted).
+fn content_hash(v: &Value) -> u64 {
+    fn walk(v: &Value, h: &mut std::hash::DefaultHasher) {
+        match v {
+            Value::Null => 0u8.hash(h),
+            Value::Bool(b) => (1u8, b).hash(h),
+            Value::Number(n) => (2u8, n.to_string()).hash(h),
+            Value::String(s) => (3u8, s).hash(h),
+            Value::Array(a) => {
+                (4u8, a.len()).hash(h);
+                a.iter().for_each(|x| walk(x, h));
+            }
+            Value::Object(o) => {
+                (5u8, o.len()).hash(h);
+                for (k, x) in o {
+                    k.hash(h);
+                    walk(x, h);
+                }
+            }
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    walk(v, &mut h);
+    h.finish()
 }
 
 const COMBINATORS: [&str; 4] = ["anyOf", "oneOf", "allOf", "not"];
@@ -137,6 +173,9 @@ fn without(o: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
 struct Check<'a> {
     reader: &'a JsonSchema,
     writer: &'a JsonSchema,
+    budget: &'a Budget,
+    /// Trial outcomes by (reader, writer, references assumed) content.
+    memo: &'a RefCell<HashMap<(u64, u64, u64), bool>>,
     assumed: HashSet<(String, String)>,
     found: Vec<Incompatibility>,
 }
@@ -151,14 +190,34 @@ impl Check<'_> {
     }
 
     fn fits(&self, reader: &Value, writer: &Value) -> bool {
+        if !self.budget.spend(1) {
+            return false;
+        }
+        let mut assumed: Vec<&(String, String)> = self.assumed.iter().collect();
+        assumed.sort_unstable();
+        let key = (content_hash(reader), content_hash(writer), {
+            let mut h = std::hash::DefaultHasher::new();
+            assumed.hash(&mut h);
+            h.finish()
+        });
+        if let Some(known) = self.memo.borrow().get(&key) {
+            return *known;
+        }
         let mut trial = Check {
             reader: self.reader,
             writer: self.writer,
+            budget: self.budget,
+            memo: self.memo,
             assumed: self.assumed.clone(),
             found: vec![],
         };
         trial.schema(reader, writer, String::new());
-        trial.found.is_empty()
+        let fits = trial.found.is_empty();
+        // An answer cut short by the budget is not an answer.
+        if !self.budget.exhausted() {
+            self.memo.borrow_mut().insert(key, fits);
+        }
+        fits
     }
 
     /// Follow a `$ref` within `side`'s documents.
@@ -176,6 +235,10 @@ impl Check<'_> {
     }
 
     fn schema(&mut self, reader: &Value, writer: &Value, path: String) {
+        let size = |v: &Value| v.as_object().map_or(0, |o| o.len() as u64);
+        if !self.budget.spend(1 + size(reader) + size(writer)) {
+            return;
+        }
         // References first, with recursion cut on repeated pairs.
         let r_ref = reader.get("$ref").and_then(Value::as_str);
         let w_ref = writer.get("$ref").and_then(Value::as_str);
@@ -580,7 +643,7 @@ mod tests {
     }
 
     fn kinds(reader: Value, writer: Value) -> Vec<&'static str> {
-        can_read(&s(reader), &s(writer))
+        can_read(&s(reader), &s(writer), &Budget::new(u64::MAX))
             .into_iter()
             .map(|i| i.kind)
             .collect()
@@ -706,7 +769,7 @@ mod tests {
         let r = json!({"type": "object", "properties": {"items": {"type": "array",
             "items": {"type": "number"}}}});
         ok(r.clone(), w.clone());
-        let found = can_read(&s(w), &s(r));
+        let found = can_read(&s(w), &s(r), &Budget::new(u64::MAX));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "#/properties/items/items/type");
         assert_eq!(
@@ -777,7 +840,7 @@ mod tests {
             &[("address.json".into(), address)],
         )
         .unwrap();
-        assert!(can_read(&with_ref, &with_ref).is_empty());
+        assert!(can_read(&with_ref, &with_ref, &Budget::new(u64::MAX)).is_empty());
     }
 
     #[test]

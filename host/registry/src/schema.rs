@@ -7,8 +7,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Budget;
 use crate::avro::{self, AvroSchema};
 use crate::json_schema::{self, JsonSchema};
+use crate::subjects::RegistryError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "UPPERCASE")]
@@ -208,10 +210,25 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Check `new` against `older` (oldest first, each with its version) under `level`.
-pub fn check(level: Level, new: &Parsed, older: &[(u32, Parsed)]) -> Vec<Problem> {
+/// Check `new` against `older` (oldest first, each with its version) under `level`, within the
+/// configured [`Budget`]: a check that would take more is refused ([`RegistryError::TooComplex`]).
+pub fn check(
+    level: Level,
+    new: &Parsed,
+    older: &[(u32, Parsed)],
+) -> Result<Vec<Problem>, RegistryError> {
+    check_within(level, new, older, &Budget::configured())
+}
+
+/// [`check`] within the given budget.
+pub fn check_within(
+    level: Level,
+    new: &Parsed,
+    older: &[(u32, Parsed)],
+    budget: &Budget,
+) -> Result<Vec<Problem>, RegistryError> {
     if level == Level::None || older.is_empty() {
-        return vec![];
+        return Ok(vec![]);
     }
     let against: &[(u32, Parsed)] = if level.transitive() {
         older
@@ -221,13 +238,20 @@ pub fn check(level: Level, new: &Parsed, older: &[(u32, Parsed)]) -> Vec<Problem
     let mut problems = vec![];
     for (version, old) in against.iter().rev() {
         if level.backward() {
-            problems.extend(differences(new, old, *version, "BACKWARD"));
+            problems.extend(differences(new, old, *version, "BACKWARD", budget));
         }
         if level.forward() {
-            problems.extend(differences(old, new, *version, "FORWARD"));
+            problems.extend(differences(old, new, *version, "FORWARD", budget));
+        }
+        if budget.exhausted() {
+            return Err(RegistryError::TooComplex(format!(
+                "checking compatibility with version {version} needs more than the registry's \
+                 budget of steps (registry.check_steps); simplify the schema (fewer nested \
+                 anyOf/oneOf/allOf and $ref cycles)"
+            )));
         }
     }
-    problems
+    Ok(problems)
 }
 
 fn differences(
@@ -235,10 +259,11 @@ fn differences(
     writer: &Parsed,
     version: u32,
     direction: &'static str,
+    budget: &Budget,
 ) -> Vec<Problem> {
     let found = match (reader, writer) {
-        (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w),
-        (Parsed::Json(r), Parsed::Json(w)) => json_schema::can_read(r, w),
+        (Parsed::Avro(r), Parsed::Avro(w)) => avro::can_read(r, w, budget),
+        (Parsed::Json(r), Parsed::Json(w)) => json_schema::can_read(r, w, budget),
         _ => {
             return vec![Problem {
                 version,
@@ -264,6 +289,11 @@ fn differences(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks within the default budget, which no schema here comes near.
+    fn check(level: Level, new: &Parsed, older: &[(u32, Parsed)]) -> Vec<Problem> {
+        super::check(level, new, older).expect("within the budget")
+    }
 
     fn avro(fields: &str) -> Parsed {
         parse(
@@ -401,5 +431,49 @@ mod tests {
             "SCHEMA_TYPE_CHANGED"
         );
         assert!(parse(SchemaType::Protobuf, "syntax = \"proto3\";", &[]).is_err());
+    }
+
+    /// Nested combinators over references: every level doubles what a naive check explores.
+    fn nested(depth: usize, leaf: &str) -> Parsed {
+        let mut defs = serde_json::Map::new();
+        for i in 0..depth {
+            let next = format!("#/definitions/d{}", i + 1);
+            defs.insert(
+                format!("d{i}"),
+                serde_json::json!({"anyOf": [
+                    {"$ref": next},
+                    {"type": "object", "properties": {"a": {"$ref": next}, "b": {"$ref": next}}},
+                    {"type": "array", "items": {"$ref": next}}
+                ]}),
+            );
+        }
+        defs.insert(format!("d{depth}"), serde_json::json!({ "type": leaf }));
+        let doc = serde_json::json!({"$ref": "#/definitions/d0", "definitions": defs});
+        parse(SchemaType::Json, &doc.to_string(), &[]).unwrap()
+    }
+
+    #[test]
+    fn a_check_past_its_budget_is_refused_not_run() {
+        let (reader, writer) = (nested(12, "integer"), nested(12, "string"));
+        assert!(reader_text_len(&reader) < 4_096, "a small schema");
+        // A budget far too small for it: refused with the registry's own error.
+        let small = Budget::new(1_000);
+        let refused = check_within(Level::Backward, &reader, &[(1, writer.clone())], &small);
+        let err = refused.unwrap_err();
+        assert_eq!((err.code(), err.status()), (42207, 422), "{err}");
+        assert!(small.exhausted());
+        // The default budget: the check finishes with an answer either way (remembered
+        // trials make this one cheap: its subschemas repeat).
+        match super::check(Level::Full, &reader, &[(1, writer)]) {
+            Ok(problems) => assert!(!problems.is_empty(), "integer and string differ"),
+            Err(e) => assert_eq!(e.code(), 42207),
+        }
+    }
+
+    fn reader_text_len(p: &Parsed) -> usize {
+        match p {
+            Parsed::Json(j) => j.doc.to_string().len(),
+            Parsed::Avro(_) => 0,
+        }
     }
 }

@@ -137,6 +137,8 @@ pub enum RegistryError {
     NotPermitted(String),
     #[error("One or more references exist to the schema {{subject={0}, version={1}}}")]
     ReferenceExists(String, u32),
+    #[error("Compatibility check too complex: {0}")]
+    TooComplex(String),
 }
 
 impl RegistryError {
@@ -159,6 +161,7 @@ impl RegistryError {
             RegistryError::InvalidMode(_) => 42204,
             RegistryError::NotPermitted(_) => 42205,
             RegistryError::ReferenceExists(..) => 42206,
+            RegistryError::TooComplex(_) => 42207,
         }
     }
 
@@ -510,7 +513,7 @@ impl Subjects {
                 ))
             })
             .collect::<Result<Vec<_>, RegistryError>>()?;
-        Ok(schema::check(level, &new, &older))
+        schema::check(level, &new, &older)
     }
 
     // ---- changes ----
@@ -566,7 +569,7 @@ impl Subjects {
                     ))
                 })
                 .collect::<Result<Vec<_>, RegistryError>>()?;
-            let problems = schema::check(self.level(Some(subject)), &parsed, &older);
+            let problems = schema::check(self.level(Some(subject)), &parsed, &older)?;
             if !problems.is_empty() {
                 return Err(RegistryError::Incompatible {
                     subject: subject.into(),

@@ -28,6 +28,25 @@ pub struct FileConfig {
     /// What one request may carry (events, ids, headers).
     #[serde(default)]
     pub limits: sluice_ingest::envelope::Limits,
+    #[serde(default)]
+    pub registry: RegistryTuning,
+}
+
+/// Bounds for the schema registry.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryTuning {
+    /// The work one compatibility check may do (steps, each a comparison of two subschemas
+    /// weighted by their size); a check past it is refused with 422 (42207).
+    pub check_steps: u64,
+}
+
+impl Default for RegistryTuning {
+    fn default() -> Self {
+        RegistryTuning {
+            check_steps: sluice_registry::DEFAULT_CHECK_STEPS,
+        }
+    }
 }
 
 /// Webhook delivery settings.

@@ -27,7 +27,7 @@ use sluice_tenancy::auth::Directory;
 use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
 
 use crate::app::App;
-use crate::config::S3Config;
+use crate::config::{RegistryTuning, S3Config};
 use crate::metrics::Metrics;
 use crate::server;
 
@@ -47,6 +47,8 @@ pub struct ServeOptions {
     pub webhooks: Egress,
     /// What one request and each of its events may carry.
     pub limits: Limits,
+    /// Bounds for the schema registry.
+    pub registry: RegistryTuning,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     )
     .await?;
     let committed = internal_topics::read_all(&log, OFFSETS_TOPIC).await?;
+    sluice_registry::set_check_steps(opts.registry.check_steps);
     let registry = Arc::new(Registry::load(log.clone()).await?);
     let catalog = Arc::new(Catalog::load(log.clone()).await?);
     let ingest = Arc::new(Ingest::new(

@@ -255,7 +255,7 @@ async fn route(
             let r = schema_body(call).await?;
             let subject = (*subject).to_owned();
             let v = registry
-                .write(&tenant, |s| {
+                .write_blocking(&tenant, move |s| {
                     let out = s.register(&subject, r)?;
                     Ok((out.version, out.change.into_iter().collect()))
                 })
@@ -305,15 +305,17 @@ async fn route(
             let verbose = flag(&call, "verbose");
             let r = schema_body(call).await?;
             let level = registry.read(&tenant, |s| s.level(Some(subject)));
+            let subject = (*subject).to_owned();
             let problems = registry
-                .read(&tenant, |s| {
-                    if against.is_none() && !s.subject_exists(subject) {
+                .read_blocking(&tenant, move |s| {
+                    if against.is_none() && !s.subject_exists(&subject) {
                         return s
                             .parse(r.schema_type, &r.schema, &r.references)
                             .map(|_| vec![]);
                     }
-                    s.test_compatibility(subject, against, r.schema_type, &r.schema, &r.references)
+                    s.test_compatibility(&subject, against, r.schema_type, &r.schema, &r.references)
                 })
+                .await?
                 .map_err(registry_error)?;
             let mut answer = json!({ "is_compatible": problems.is_empty() });
             if verbose {

@@ -53,6 +53,7 @@ impl ServeArgs {
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
             wasm: file.wasm.options(),
             limits: file.limits,
+            registry: file.registry,
             webhooks: sluice_delivery::egress::Egress {
                 allow: file
                     .webhooks

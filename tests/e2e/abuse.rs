@@ -1,0 +1,264 @@
+//! The adversarial suite: attacks an ordinary API key could make, each against the real binary,
+//! each answered with its documented bound while the server keeps serving others.
+//!
+//! Every test states its bounds: the answer (status and `error_code`), that nothing was
+//! appended, the server's peak memory (`VmHWM` in `/proc/<pid>/status`), and that `/healthz` and
+//! another tenant's produce answer within `SERVING` while the attack runs.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Process};
+
+/// How long `/healthz` and another tenant's produce may take while an attack runs.
+const SERVING: Duration = Duration::from_secs(5);
+
+/// The server's peak resident memory so far, in MiB.
+fn peak_mib(p: &Process) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb / 1024
+}
+
+/// A second tenant with a topic of its own, and a client with its admin key.
+async fn bystander(admin: &Client) -> Client {
+    let (s, v) = admin
+        .post("/v1/tenants", json!({"name": "bystander"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let other = admin.with_key(v["admin_key"]["key"].as_str().unwrap());
+    other.create_topic("steady", 1).await;
+    other
+}
+
+/// While `attack` runs, `/healthz` and the bystander's produce keep answering within
+/// `SERVING`; returns what the attack returned.
+async fn while_serving<T>(
+    url: &str,
+    other: &Client,
+    attack: impl std::future::Future<Output = T>,
+) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let probe = async {
+        let http = reqwest::Client::new();
+        let mut probes = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let health = tokio::time::timeout(SERVING, http.get(format!("{url}/healthz")).send())
+                .await
+                .expect("/healthz answers while the attack runs")
+                .unwrap();
+            assert_eq!(health.status(), StatusCode::OK);
+            let (s, v) = tokio::time::timeout(
+                SERVING,
+                other.produce(
+                    "steady",
+                    json!({"event_type": "t", "payload": {"n": probes}}),
+                ),
+            )
+            .await
+            .expect("another tenant's produce answers while the attack runs");
+            assert_eq!(s, StatusCode::OK, "{v}");
+            probes += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        probes
+    };
+    let attacked = async {
+        let out = attack.await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    };
+    let (out, probes) = tokio::join!(attacked, probe);
+    assert!(probes >= 1, "the probe ran");
+    out
+}
+
+/// Events in every partition of `topic`.
+async fn end_offset(c: &Client, topic: &str) -> u64 {
+    let (s, v) = c.get(&format!("/v1/topics/{topic}/offsets")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_60_mb_request_of_tiny_items_is_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let c = p.client();
+    c.create_topic("flood", 3).await;
+    let other = bystander(&c).await;
+    // 30 million one-character items: once 14 GB of server memory.
+    let mut body = Vec::with_capacity(60 << 20);
+    body.push(b'[');
+    for _ in 0..(30 << 20) - 1 {
+        body.extend_from_slice(b"1,");
+    }
+    body.extend_from_slice(b"1]");
+    assert!(body.len() > 60_000_000);
+    let (status, answer) = while_serving(&p.url, &other, async {
+        c.raw(
+            Method::POST,
+            "/v1/topics/flood/events",
+            "application/json",
+            body,
+        )
+        .await
+    })
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error_code"], 41302, "{answer}");
+    assert_eq!(end_offset(&c, "flood").await, 0, "nothing appended");
+    // The body itself is 60 MiB; the server held it and at most 10,000 item slices.
+    let peak = peak_mib(&p);
+    eprintln!("server peak memory through the flood: {peak} MiB");
+    assert!(peak < 400, "peak memory {peak} MiB");
+
+    // The same as NDJSON lines and through the REST Proxy.
+    let lines = "{\"event_type\":\"t\"}\n".repeat(10_001);
+    let (s, v) = c
+        .raw(
+            Method::POST,
+            "/v1/topics/flood/events",
+            "application/x-ndjson",
+            lines.into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!(41302))
+    );
+    let records: Vec<Value> = (0..10_001).map(|i| json!({"value": {"i": i}})).collect();
+    let (s, v) = c
+        .raw(
+            Method::POST,
+            "/topics/flood",
+            "application/vnd.kafka.json.v2+json",
+            serde_json::to_vec(&json!({ "records": records })).unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!(41302)),
+        "{v}"
+    );
+    assert_eq!(end_offset(&c, "flood").await, 0, "nothing appended");
+    p.kill9();
+}
+
+#[tokio::test]
+async fn forged_headers_and_oversized_ids_are_refused_per_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let c = p.client();
+    c.create_topic("orders", 1).await;
+    let forged = json!([
+        {"event_type": "a", "headers": {"ce_type": "admin.granted"}},
+        {"event_type": "a", "headers": {"sluice_key_id": "someone-else"}},
+        {"event_type": "a", "headers": {"Content-Type": "application/avro"}},
+        {"event_type": "a", "event_id": "x".repeat(257)},
+        {"event_type": "a", "headers": (0..65).map(|i| (format!("h{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()},
+        {"event_type": "a", "headers": {"big": "v".repeat(16 << 10)}},
+    ]);
+    let (s, v) = c.produce("orders", forged).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["error_code"], 42201, "{r}");
+    }
+    assert_eq!(end_offset(&c, "orders").await, 0, "nothing appended");
+    // One good event among them is appended, the others refused: the answer says which.
+    let (s, v) = c
+        .produce(
+            "orders",
+            json!([{"event_type": "a", "headers": {"traceparent": "00-1"}},
+                   {"event_type": "a", "headers": {"ce_source": "forged"}}]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["offset"], 0);
+    assert_eq!(v["results"][1]["error_code"], 42201);
+    let events = c.read_all("orders", 0, 0).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0]["headers"]["sluice_key_id"].as_str().map(str::len),
+        Some(16)
+    );
+    p.kill9();
+}
+
+/// Nested combinators over references, a few KB: a naive check explores every path.
+fn nested_schema(depth: usize, leaf: &str) -> String {
+    let mut defs = serde_json::Map::new();
+    for i in 0..depth {
+        let next = format!("#/definitions/d{}", i + 1);
+        defs.insert(
+            format!("d{i}"),
+            json!({"anyOf": [
+                {"$ref": next},
+                {"type": "object", "properties": {"a": {"$ref": next}, "b": {"$ref": next}}},
+                {"type": "array", "items": {"$ref": next}}
+            ]}),
+        );
+    }
+    defs.insert(format!("d{depth}"), json!({ "type": leaf }));
+    json!({"$ref": "#/definitions/d0", "definitions": defs}).to_string()
+}
+
+#[tokio::test]
+async fn a_schema_built_to_explode_the_compatibility_check_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    // A small budget, so the refusal is what is tested, whatever the machine's speed.
+    std::fs::write(&config, "[registry]\ncheck_steps = 200\n").unwrap();
+    let p = Process::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let c = p.client();
+    let other = bystander(&c).await;
+    let register = |schema: String| {
+        let c = c.clone();
+        async move {
+            c.post(
+                "/registry/subjects/bomb-value/versions",
+                json!({"schemaType": "JSON", "schema": schema}),
+            )
+            .await
+        }
+    };
+    let (s, v) = register(nested_schema(16, "integer")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = while_serving(&p.url, &other, async {
+        c.post(
+            "/registry/compatibility/subjects/bomb-value/versions/latest",
+            json!({"schemaType": "JSON", "schema": nested_schema(16, "string")}),
+        )
+        .await
+    })
+    .await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!(42207)),
+        "{v}"
+    );
+    // Registering it is refused the same way, and changes nothing.
+    let (s, v) = register(nested_schema(16, "string")).await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!(42207)),
+        "{v}"
+    );
+    let (s, v) = c.get("/registry/subjects/bomb-value/versions").await;
+    assert_eq!((s, v), (StatusCode::OK, json!([1])));
+    p.kill9();
+}
