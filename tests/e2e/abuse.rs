@@ -262,3 +262,81 @@ async fn a_schema_built_to_explode_the_compatibility_check_is_bounded() {
     assert_eq!((s, v), (StatusCode::OK, json!([1])));
     p.kill9();
 }
+
+/// `sluice serve` with a configuration file written for the test.
+fn start_configured(dir: &std::path::Path, toml: &str) -> Process {
+    let config = dir.join("sluice.toml");
+    std::fs::write(&config, toml).unwrap();
+    Process::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let p = start_configured(
+        dir.path(),
+        "[http]\nheader_read_timeout = \"1s\"\nmax_connections = 4\n",
+    );
+    let addr = p.url.trim_start_matches("http://").to_owned();
+    // Four connections that never finish their request head take every slot...
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /v1/topics/x/events HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    // ... until the header timeout closes them, and the next client is served.
+    let health = tokio::time::timeout(SERVING, reqwest::get(format!("{}/healthz", p.url)))
+        .await
+        .expect("served once the slow connections are cut")
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    for mut s in slow {
+        let mut buf = Vec::new();
+        // Closed by the server (an error answer at most, then end of stream).
+        tokio::time::timeout(SERVING, s.read_to_end(&mut buf))
+            .await
+            .expect("the slow connection was closed")
+            .ok();
+    }
+    p.kill9();
+}
+
+#[tokio::test]
+async fn sigterm_with_requests_in_flight_stops_within_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start_configured(dir.path(), "[http]\nshutdown_grace = \"1s\"\n");
+    let c = p.client();
+    c.create_topic("quiet", 1).await;
+    // A long poll at the tail (60 s), and an upload that stalls half-way.
+    let poll = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.get("/v1/topics/quiet/partitions/0/events?offset=0&wait_ms=60000")
+                .await
+        })
+    };
+    let addr = p.url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/topics/quiet/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n[",
+        p.admin_key()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // `terminate` fails the test if the process is still alive 20 s after SIGTERM.
+    let status = tokio::task::spawn_blocking(move || p.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // The long poll was answered (empty) when the server began to stop, not cut off.
+    let (s, v) = poll.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["events"], json!([]));
+    drop(stalled);
+}

@@ -42,6 +42,7 @@ pub fn options(data: &Path) -> ServeOptions {
         },
         limits: Default::default(),
         registry: Default::default(),
+        http: Default::default(),
     }
 }
 

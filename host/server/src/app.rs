@@ -24,6 +24,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// The listener's bounds.
+    pub http: crate::server::HttpLimits,
     /// The seed's Topic Configuration schema, compiled once.
     pub topic_schema: jsonschema::Validator,
     /// Built-in and uploaded WebAssembly components, and the runtime that runs them.

@@ -30,6 +30,9 @@ pub struct FileConfig {
     pub limits: sluice_ingest::envelope::Limits,
     #[serde(default)]
     pub registry: RegistryTuning,
+    /// The listener's bounds: slow headers, connections, shutdown.
+    #[serde(default)]
+    pub http: crate::server::HttpLimits,
 }
 
 /// Bounds for the schema registry.

@@ -29,7 +29,7 @@ use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
 use crate::app::App;
 use crate::config::{RegistryTuning, S3Config};
 use crate::metrics::Metrics;
-use crate::server;
+use crate::server::{self, HttpLimits};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -49,6 +49,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Bounds for the schema registry.
     pub registry: RegistryTuning,
+    /// The listener's bounds.
+    pub http: HttpLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +187,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         metrics: Metrics::new(&ingest.metrics),
         topic_schema: App::topic_schema(),
         max_body_bytes: opts.max_body_bytes,
+        http: opts.http,
         closing: tokio::sync::watch::Sender::new(false),
         log,
         directory,

@@ -181,7 +181,20 @@ pub struct Directory {
     verified: Mutex<HashMap<String, [u8; 32]>>,
     /// Serializes check-then-write changes (a tenant created twice at once).
     writes: tokio::sync::Mutex<()>,
+    /// Argon2 verifications running at once (each takes tens of ms of a core): wrong secrets
+    /// queue here instead of taking the blocking pool.
+    verifying: tokio::sync::Semaphore,
+    /// Recent failed verifications per key id: (window start ms, failures in it).
+    failures: Mutex<HashMap<String, (i64, u32)>>,
 }
+
+/// Argon2 verifications at once.
+const VERIFYING_AT_ONCE: usize = 2;
+/// Failed verifications one key id may have per window before it is refused unverified.
+const FAILURES_PER_WINDOW: u32 = 10;
+const FAILURE_WINDOW_MS: i64 = 60_000;
+/// Key ids whose failures are remembered; past it the oldest windows are forgotten.
+const FAILURES_KEPT: usize = 100_000;
 
 /// A newly created key; the only moment its secret is known.
 pub struct IssuedKey {
@@ -218,6 +231,8 @@ impl Directory {
             entries: RwLock::new(entries),
             verified: Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
+            verifying: tokio::sync::Semaphore::new(VERIFYING_AT_ONCE),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -394,6 +409,8 @@ impl Directory {
         let ok = match cached {
             Some(known) => bool::from(known.ct_eq(&digest)),
             None => {
+                self.check_failures(&id)?;
+                let _turn = self.verifying.acquire().await.expect("never closed");
                 let hash = key.hash.clone();
                 let ok = tokio::task::spawn_blocking(move || {
                     PasswordHash::new(&hash).is_ok_and(|h| {
@@ -409,6 +426,8 @@ impl Directory {
                         .lock()
                         .expect("verified")
                         .insert(id.clone(), digest);
+                } else {
+                    self.failed(&id);
                 }
                 ok
             }
@@ -422,6 +441,42 @@ impl Directory {
             scopes: key.scopes,
             system: key.system,
         })
+    }
+}
+
+impl Directory {
+    /// Refuse, without verifying, a key id with too many recent failures (429).
+    fn check_failures(&self, id: &str) -> Result<(), ApiError> {
+        let failures = self.failures.lock().expect("failures");
+        match failures.get(id) {
+            Some((since, n))
+                if *n >= FAILURES_PER_WINDOW && now_ms() - since < FAILURE_WINDOW_MS =>
+            {
+                let wait_s = (FAILURE_WINDOW_MS - (now_ms() - since)) / 1000 + 1;
+                Err(ApiError::new(
+                    http::StatusCode::TOO_MANY_REQUESTS,
+                    42901,
+                    format!("too many failed attempts with this key id; try again in {wait_s} s"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&self, id: &str) {
+        let now = now_ms();
+        let mut failures = self.failures.lock().expect("failures");
+        if failures.len() >= FAILURES_KEPT {
+            failures.retain(|_, (since, _)| now - *since < FAILURE_WINDOW_MS);
+            if failures.len() >= FAILURES_KEPT {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(id.to_owned()).or_insert((now, 0));
+        if now - entry.0 >= FAILURE_WINDOW_MS {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
     }
 }
 
@@ -456,6 +511,37 @@ fn split_token(token: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn wrong_secrets_for_one_key_id_are_refused_unverified_after_a_few() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(
+            sluice_log::Storage::Local(dir.path().to_owned()),
+            sluice_log::LogOptions::default(),
+        )
+        .await
+        .unwrap();
+        let directory = Directory::load(log.clone()).await.unwrap();
+        let admin = directory.bootstrap().await.unwrap().unwrap();
+        let wrong = format!("Bearer sk_{}_{}", admin.key.id, "guess");
+        for _ in 0..FAILURES_PER_WINDOW {
+            let e = directory.authenticate(Some(&wrong)).await.unwrap_err();
+            assert_eq!(e.error_code, 40101);
+        }
+        let limited = directory.authenticate(Some(&wrong)).await.unwrap_err();
+        assert_eq!((limited.status.as_u16(), limited.error_code), (429, 42901));
+        // Even the right secret waits out the window: the id is not verified meanwhile.
+        let right = format!("Bearer {}", admin.token());
+        assert_eq!(
+            directory
+                .authenticate(Some(&right))
+                .await
+                .unwrap_err()
+                .error_code,
+            42901
+        );
+        log.close().await;
+    }
 
     #[tokio::test]
     async fn keys_authenticate_until_revoked_and_survive_a_restart() {

@@ -59,10 +59,14 @@ pub async fn fetch(
         .unwrap_or(0)
         .min(MAX_WAIT_MS);
     if offset == hw && wait_ms > 0 {
-        app.log
-            .wait_for(&full, partition, offset, Duration::from_millis(wait_ms))
-            .await
-            .map_err(|e| from_log(e, topic))?;
+        // A long poll ends early when the server stops: shutdown never waits for one.
+        let mut closing = app.closing.subscribe();
+        tokio::select! {
+            waited = app.log.wait_for(&full, partition, offset, Duration::from_millis(wait_ms)) => {
+                waited.map_err(|e| from_log(e, topic))?;
+            }
+            _ = closing.wait_for(|c| *c) => {}
+        }
     }
     let read = app
         .log

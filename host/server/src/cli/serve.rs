@@ -54,6 +54,7 @@ impl ServeArgs {
             wasm: file.wasm.options(),
             limits: file.limits,
             registry: file.registry,
+            http: file.http,
             webhooks: sluice_delivery::egress::Egress {
                 allow: file
                     .webhooks
