@@ -340,3 +340,185 @@ async fn sigterm_with_requests_in_flight_stops_within_the_grace() {
     assert_eq!(v["events"], json!([]));
     drop(stalled);
 }
+
+/// A key with `scopes`, made by `admin`.
+async fn scoped_key(admin: &Client, scopes: &[(&str, &str)]) -> Client {
+    let scopes: Vec<Value> = scopes
+        .iter()
+        .map(|(role, topics)| json!({"role": role, "topics": topics}))
+        .collect();
+    let (s, v) = admin.post("/v1/keys", json!({ "scopes": scopes })).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    admin.with_key(v["key"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn a_key_scoped_to_one_topic_is_refused_on_every_other_path() {
+    let s = crate::harness::Server::start().await;
+    let admin = s.client();
+    for t in ["mine", "theirs", "table"] {
+        admin.create_topic(t, 1).await;
+    }
+    let me = scoped_key(&admin, &[("admin", "mine")]).await;
+    let forbidden = |(status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(body["error_code"], 40301, "{body}");
+    };
+
+    // Produce, fetch, stream, offsets of another topic.
+    forbidden(me.produce("theirs", json!({"event_type": "t"})).await);
+    forbidden(me.get("/v1/topics/theirs/partitions/0/events").await);
+    forbidden(me.get("/v1/topics/theirs/offsets").await);
+    forbidden(me.get("/v1/topics/theirs/stream?from=earliest").await);
+    assert_eq!(
+        me.produce("mine", json!({"event_type": "t"})).await.0,
+        StatusCode::OK
+    );
+
+    // A pipeline on its own topic that routes or dead-letters elsewhere, or reads a table.
+    let pipeline = |stage: Value| json!({ "pipeline": [stage] });
+    let routes =
+        json!({"component": "route", "config": {"rules": [{"type": "*", "topic": "theirs"}]}});
+    forbidden(
+        me.send(Method::PATCH, "/v1/topics/mine", Some(pipeline(routes)))
+            .await,
+    );
+    let dlq = json!({"component": "route", "config": {"rules": [{"type": "*", "dlq": "no", "dlqTopic": "theirs"}]}});
+    forbidden(
+        me.send(Method::PATCH, "/v1/topics/mine", Some(pipeline(dlq)))
+            .await,
+    );
+    let lookup = json!({"component": "enrich", "config": {"lookups": [
+        {"table": "table", "key": "/payload/id", "into": "/payload/found"}]}});
+    forbidden(
+        me.send(Method::PATCH, "/v1/topics/mine", Some(pipeline(lookup)))
+            .await,
+    );
+    // Allowed once the key may write there: the check is the scope, not the shape.
+    let both = scoped_key(&admin, &[("admin", "mine"), ("produce", "theirs")]).await;
+    let routes =
+        json!({"component": "route", "config": {"rules": [{"type": "*", "topic": "theirs"}]}});
+    let (status, body) = both
+        .send(Method::PATCH, "/v1/topics/mine", Some(pipeline(routes)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Registry subjects through their topics.
+    let (status, body) = admin
+        .post(
+            "/registry/subjects/theirs-value/versions",
+            json!({"schemaType": "JSON", "schema": "{\"type\":\"object\"}"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    let (_, subjects) = me.get("/registry/subjects").await;
+    assert_eq!(subjects, json!([]), "another topic's subject is not listed");
+    forbidden(me.get("/registry/subjects/theirs-value/versions").await);
+    forbidden(
+        me.get("/registry/subjects/theirs-value/versions/latest")
+            .await,
+    );
+    forbidden(me.get(&format!("/registry/schemas/ids/{id}")).await);
+    forbidden(
+        me.post(
+            "/registry/compatibility/subjects/theirs-value/versions/latest",
+            json!({"schemaType": "JSON", "schema": "{}"}),
+        )
+        .await,
+    );
+
+    // Subscriptions on another topic.
+    forbidden(
+        me.post(
+            "/v1/subscriptions",
+            json!({"url": "https://hooks.example.com/x", "topics": ["theirs"]}),
+        )
+        .await,
+    );
+
+    // REST Proxy consumer instances belong to the key that made them.
+    let (status, body) = admin
+        .raw(
+            Method::POST,
+            "/consumers/shared",
+            "application/vnd.kafka.v2+json",
+            b"{\"name\": \"admins\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let other_key = scoped_key(&admin, &[("consume", "*")]).await;
+    let instance = "/consumers/shared/instances/admins";
+    forbidden(other_key.get(&format!("{instance}/subscription")).await);
+    forbidden(other_key.get(&format!("{instance}/records")).await);
+    forbidden(other_key.send(Method::DELETE, instance, None).await);
+    // Its creator (an admin) still may.
+    let (status, _) = admin.get(&format!("{instance}/subscription")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Another key's event ids do not suppress this key's events.
+    let producer = scoped_key(&admin, &[("produce", "mine")]).await;
+    let event = json!({"event_type": "t", "event_id": "same-id"});
+    let (_, first) = me.produce("mine", event.clone()).await;
+    let (_, second) = producer.produce("mine", event.clone()).await;
+    let (_, again) = me.produce("mine", event).await;
+    assert!(first["results"][0].get("duplicate").is_none(), "{first}");
+    assert!(second["results"][0].get("duplicate").is_none(), "{second}");
+    assert_eq!(again["results"][0]["duplicate"], true, "{again}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn under_the_disk_reserve_new_events_are_refused_and_readiness_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // A reserve larger than any disk: the state a full disk would bring, without filling one.
+    let p = start_configured(dir.path(), "[disk]\nreserve_bytes = 18446744073709551615\n");
+    let c = p.client();
+    c.create_topic("orders", 1).await;
+    let resp = c
+        .http
+        .post(format!("{}/v1/topics/orders/events", p.url))
+        .bearer_auth(&c.key)
+        .json(&json!({"event_type": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(resp.headers()["retry-after"], "30");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error_code"], 50701, "{body}");
+    assert_eq!(end_offset(&c, "orders").await, 0, "nothing appended");
+    // Reads, admin and health go on.
+    assert_eq!(c.get("/v1/topics/orders").await.0, StatusCode::OK);
+    let ready = reqwest::get(format!("{}/readyz", p.url)).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let ready: Value = ready.json().await.unwrap();
+    assert!(ready["disk"]["free_bytes"].as_u64().unwrap() > 0, "{ready}");
+    assert_eq!(ready["disk"]["reserve_bytes"], json!(u64::MAX));
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", p.url))
+        .bearer_auth(&c.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sluice_disk_free_bytes "), "{metrics}");
+    assert!(metrics.contains(&format!("sluice_disk_reserve_bytes {}", u64::MAX)));
+    p.kill9();
+
+    // The default reserve (1 GiB) on this machine's disk: ready, and produce works.
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let ready: Value = reqwest::get(format!("{}/readyz", p.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["disk"]["reserve_bytes"], 1 << 30);
+    p.kill9();
+}

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sluice::config::S3Config;
-use sluice::serve::{ServeOptions, start};
-use sluice::server::run;
 use sluice_log::LogOptions;
 use sluice_runtime::RuntimeOptions;
+use sluice_server::config::S3Config;
+use sluice_server::serve::{ServeOptions, start};
+use sluice_server::server::run;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 pub struct Server {
     pub url: String,
     /// The server's state, for what tests control directly (the clock).
-    pub app: std::sync::Arc<sluice::app::App>,
+    pub app: std::sync::Arc<sluice_server::app::App>,
     pub admin_key: String,
     pub data: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -43,6 +43,7 @@ pub fn options(data: &Path) -> ServeOptions {
         limits: Default::default(),
         registry: Default::default(),
         http: Default::default(),
+        disk: Default::default(),
     }
 }
 

@@ -103,6 +103,9 @@ pub struct Runner {
     rate_window: (Instant, u32),
     /// The newest attempt of events found at start (see [`Runner::resume`]).
     recovered: HashMap<String, Attempt>,
+    /// Turns `true` when the loop is asked to stop (a dead letter that cannot be written is
+    /// retried until then).
+    stop: watch::Receiver<bool>,
 }
 
 impl Runner {
@@ -128,6 +131,7 @@ impl Runner {
             paused_until: 0,
             failing_since: None,
             rate_window: (Instant::now(), 0),
+            stop: watch::channel(false).1,
         }
     }
 
@@ -467,11 +471,17 @@ impl Runner {
     /// An event the condition or mapping could not evaluate: straight to the dead letters.
     async fn admit_failed(&mut self, d: Delivery, reason: String) {
         self.hold(&d);
-        self.dead_letter(&d, &reason).await;
-        self.release(&d);
+        // Not written (the loop is stopping): held, so its offset is not committed and the
+        // next start takes it up again.
+        if self.dead_letter(&d, &reason).await {
+            self.release(&d);
+        }
     }
 
-    async fn dead_letter(&self, d: &Delivery, reason: &str) {
+    /// Write the event to its topic's dead-letter topic, retrying (with backoff, each failure
+    /// counted in `sluice_webhook_dead_letter_failures`) until it is written or the loop stops:
+    /// `false` means it was not written and the event must not be marked done.
+    async fn dead_letter(&self, d: &Delivery, reason: &str) -> bool {
         let dlq = dead_letters::dlq_of(&d.topic);
         let mut record = d.record.clone();
         dead_letters::mark(&mut record, &d.topic, "webhook", reason);
@@ -486,18 +496,29 @@ impl Runner {
             "sluice_dlq_attempts".into(),
             Bytes::from(d.attempts.to_string()),
         ));
-        let result = async {
-            dead_letters::ensure(&self.webhooks.log, &self.tenant, &dlq).await?;
-            sluice_tenancy::internal_topics::append_records(
-                &self.webhooks.log,
-                &log_name(&self.tenant, &dlq),
-                vec![record],
-            )
-            .await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e.message, "writing a dead letter");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result = async {
+                dead_letters::ensure(&self.webhooks.log, &self.tenant, &dlq).await?;
+                sluice_tenancy::internal_topics::append_records(
+                    &self.webhooks.log,
+                    &log_name(&self.tenant, &dlq),
+                    vec![record.clone()],
+                )
+                .await
+            }
+            .await;
+            let Err(e) = result else { break };
+            self.webhooks
+                .dead_letter_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e.message, retry_in = ?backoff, "writing a dead letter");
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
         self.webhooks.record(Attempt {
             tenant: self.tenant.clone(),
@@ -515,6 +536,7 @@ impl Runner {
             outcome: Outcome::DeadLettered,
             next_attempt_ms: None,
         });
+        true
     }
 
     fn rate_allows(&mut self) -> bool {
@@ -540,6 +562,7 @@ impl Runner {
         mut stop: watch::Receiver<bool>,
         mut commands: mpsc::Receiver<Command>,
     ) -> Option<String> {
+        self.stop = stop.clone();
         let client = self.webhooks.client.clone();
         let mut in_flight = FuturesUnordered::new();
         let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
@@ -745,8 +768,9 @@ impl Runner {
                     .or(resp.error.clone())
                     .unwrap_or_default()
             );
-            self.dead_letter(&d, &reason).await;
-            self.finish(&d);
+            if self.dead_letter(&d, &reason).await {
+                self.finish(&d);
+            }
         }
         if now - failing_since >= sub.disable_after.as_millis() as i64 {
             return Some(format!(

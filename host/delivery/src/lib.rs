@@ -100,6 +100,8 @@ struct Running {
 
 pub struct Webhooks {
     log: Log,
+    /// Dead letters that could not be written at the first try (each retried until written).
+    pub dead_letter_failures: std::sync::atomic::AtomicU64,
     /// The time that schedules retries and disable windows (tests move it).
     clock: Arc<Clock>,
     /// The tenant's event catalog: the types a subscription may filter on.
@@ -282,6 +284,7 @@ impl Webhooks {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_attempts(log.clone(), rx));
         Ok(Webhooks {
+            dead_letter_failures: std::sync::atomic::AtomicU64::new(0),
             clock,
             catalog,
             client: egress.client(),

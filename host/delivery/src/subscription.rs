@@ -161,8 +161,72 @@ pub(super) fn compile_cel(
     src: &Option<String>,
 ) -> Result<Option<cel::Program>, String> {
     src.as_ref()
-        .map(|s| cel::Program::compile(s).map_err(|e| format!("{what}: not a CEL expression: {e}")))
+        .map(|s| {
+            check_cel_bounds(what, s)?;
+            cel::Program::compile(s).map_err(|e| format!("{what}: not a CEL expression: {e}"))
+        })
         .transpose()
+}
+
+/// The longest CEL expression a subscription or trigger may hold (bytes).
+pub const CEL_MAX_BYTES: usize = 4096;
+/// The deepest nesting of parentheses, brackets and braces (the parser recurses on each).
+pub const CEL_MAX_DEPTH: usize = 32;
+/// Comprehension macros (`all`, `exists`, `exists_one`, `map`, `filter`) in one expression:
+/// each may loop over a list of the event, and nested ones multiply.
+pub const CEL_MAX_COMPREHENSIONS: usize = 2;
+
+/// Refuse, before parsing, an expression whose parse or evaluation could cost more than its
+/// bounds: too long, nested too deep (the parser's recursion), or looping too much.
+fn check_cel_bounds(what: &str, src: &str) -> Result<(), String> {
+    if src.len() > CEL_MAX_BYTES {
+        return Err(format!(
+            "{what}: {} bytes; a CEL expression may have {CEL_MAX_BYTES}",
+            src.len()
+        ));
+    }
+    let (mut depth, mut deepest, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    let mut outside = String::with_capacity(src.len());
+    for c in src.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        outside.push(c);
+    }
+    if deepest > CEL_MAX_DEPTH {
+        return Err(format!(
+            "{what}: nested {deepest} deep; a CEL expression may nest {CEL_MAX_DEPTH}"
+        ));
+    }
+    let loops = ["all", "exists", "exists_one", "map", "filter"]
+        .iter()
+        .map(|m| outside.matches(&format!(".{m}(")).count())
+        .sum::<usize>();
+    if loops > CEL_MAX_COMPREHENSIONS {
+        return Err(format!(
+            "{what}: {loops} comprehensions (all/exists/map/filter); at most \
+             {CEL_MAX_COMPREHENSIONS}"
+        ));
+    }
+    Ok(())
 }
 
 /// Where deliveries go and what they read (subscriptions and triggers alike): the URL's and
@@ -436,5 +500,34 @@ mod tests {
         let ctx = cel_context(&small, "invoice.paid", None, &json!({}));
         assert!(!holds(c.condition.as_ref().unwrap(), &ctx).unwrap());
         assert!(s.matches_type("anything"));
+    }
+
+    #[test]
+    fn cel_expressions_are_bounded_before_they_are_parsed() {
+        let ok = Some("data.severity >= 3 && type.startsWith(\"audit.\")".to_owned());
+        assert!(compile_cel("condition", &ok).unwrap().is_some());
+        let long = Some(format!("data.x == \"{}\"", "a".repeat(CEL_MAX_BYTES)));
+        assert!(
+            compile_cel("condition", &long)
+                .unwrap_err()
+                .contains("bytes")
+        );
+        // Deep nesting would recurse the parser (and could overflow its stack).
+        let deep = Some(format!("{}1{}", "(".repeat(100), ")".repeat(100)));
+        assert!(
+            compile_cel("condition", &deep)
+                .unwrap_err()
+                .contains("nested")
+        );
+        let loops =
+            Some("data.a.all(x, data.b.all(y, data.c.exists(z, x == y && y == z)))".to_owned());
+        assert!(
+            compile_cel("condition", &loops)
+                .unwrap_err()
+                .contains("comprehensions")
+        );
+        // Brackets and macro names inside strings do not count.
+        let quoted = Some(format!("data.s == \"{}.all(\"", "(".repeat(100)));
+        assert!(compile_cel("condition", &quoted).is_ok());
     }
 }

@@ -140,6 +140,8 @@ impl Subscription {
 /// A consumer instance's settings, from its creation request.
 #[derive(Debug, Clone)]
 pub struct InstanceSettings {
+    /// The API key creating it: only that key (or its tenant's admin) may use the instance.
+    pub owner: String,
     pub name: Option<String>,
     pub format: Format,
     pub auto_offset_reset: Option<OffsetReset>,
@@ -151,6 +153,8 @@ pub struct InstanceSettings {
 #[derive(Debug)]
 pub struct Instance {
     pub id: String,
+    /// The key id that created it.
+    pub owner: String,
     pub format: Format,
     pub reset: OffsetReset,
     pub auto_commit: bool,
@@ -245,6 +249,35 @@ impl Groups {
         f(self, g, instance)
     }
 
+    /// May the key `key_id` (a tenant admin when `admin`) use this instance? Only the key that
+    /// created it, or its tenant's admin: another key of the tenant cannot read, seek or commit
+    /// through it.
+    pub fn authorize_instance(
+        &self,
+        tenant: &str,
+        group: &str,
+        instance: &str,
+        key_id: &str,
+        admin: bool,
+    ) -> Result<(), GroupError> {
+        let groups = self.groups.lock().expect("groups");
+        let owner = groups
+            .get(&(tenant.to_owned(), group.to_owned()))
+            .and_then(|g| g.instances.get(instance))
+            .map(|i| i.owner.clone())
+            .ok_or_else(|| GroupError::InstanceNotFound {
+                group: group.to_owned(),
+                instance: instance.to_owned(),
+            })?;
+        if admin || owner == key_id {
+            Ok(())
+        } else {
+            Err(GroupError::Api(ApiError::forbidden(format!(
+                "consumer instance `{instance}` belongs to another API key"
+            ))))
+        }
+    }
+
     /// `POST /consumers/{group}`: a new instance; returns its id.
     pub fn create_instance(
         &self,
@@ -278,6 +311,7 @@ impl Groups {
             id.clone(),
             Instance {
                 id: id.clone(),
+                owner: settings.owner,
                 format: settings.format,
                 reset: settings
                     .auto_offset_reset

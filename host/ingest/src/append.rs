@@ -25,6 +25,7 @@ use sluice_tenancy::{check_topic_name, log_name};
 use crate::catalog::Catalog;
 use crate::components::Components;
 use crate::dead_letters;
+use crate::disk::DiskGuard;
 use crate::envelope::{Event, Limits, TopicRules};
 use crate::guest_events::{id_of, to_event, to_record};
 use crate::metrics::{EventTypeLabels, IngestMetrics, TopicLabels};
@@ -47,6 +48,8 @@ pub struct Ingest {
     sticky: Mutex<HashMap<String, Arc<AtomicU32>>>,
     /// What one request and each of its events may carry.
     limits: Limits,
+    /// Free space against the reserve: under it, new events are refused.
+    disk: Arc<DiskGuard>,
     pub metrics: IngestMetrics,
 }
 
@@ -121,9 +124,11 @@ impl Ingest {
         registry: Arc<Registry>,
         catalog: Arc<Catalog>,
         limits: Limits,
+        disk: Arc<DiskGuard>,
     ) -> Ingest {
         Ingest {
             limits,
+            disk,
             guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
             log,
             components,
@@ -133,6 +138,11 @@ impl Ingest {
             sticky: Mutex::new(HashMap::new()),
             metrics: IngestMetrics::default(),
         }
+    }
+
+    /// Free space against the reserve (for `/readyz` and `/metrics`).
+    pub fn disk(&self) -> &DiskGuard {
+        &self.disk
     }
 
     /// What one request and each of its events may carry (every ingress checks them).
@@ -160,15 +170,26 @@ impl Ingest {
     /// before the topic is created or changed. Tenant components are pinned to the version
     /// they were built with (`mine` → `mine@3` in the stored document), so a restart or
     /// another host runs the same code until the topic is patched.
+    ///
+    /// The built-in stages' targets are checked against `who`'s scopes first: routing or
+    /// dead-lettering into a topic needs produce on it, an `enrich` lookup consume on its table.
     pub async fn build_pipeline(
         &self,
-        tenant: &str,
+        who: &Principal,
         doc: &mut Value,
     ) -> Result<Option<Arc<Pipeline>>, ApiError> {
         let specs = pipeline::parse_spec(doc)?;
         if specs.is_empty() {
             return Ok(None);
         }
+        let reaches = pipeline::reaches(&specs);
+        for t in &reaches.writes {
+            who.require(Role::Produce, t)?;
+        }
+        for t in &reaches.reads {
+            who.require(Role::Consume, t)?;
+        }
+        let tenant = who.tenant.as_str();
         let built = pipeline::build(
             &self.components,
             self.guest_services.clone(),
@@ -211,6 +232,7 @@ impl Ingest {
     pub fn prepare(&self, who: &Principal, topic: &str) -> Result<Prepared, ApiError> {
         check_topic_name(topic)?;
         who.require(Role::Produce, topic)?;
+        self.disk.check()?;
         let full = log_name(&who.tenant, topic);
         // Schemas and event definitions change rarely; a pipeline built before the newest change
         // is rebuilt.
@@ -578,7 +600,9 @@ impl Ingest {
             let mut ids = Vec::with_capacity(placed.len());
             let mut slot = Vec::with_capacity(placed.len());
             for p in placed {
-                ids.push(p.dedup.then(|| p.event_id.clone()));
+                // Idempotency is per producing key: one key's event ids cannot suppress
+                // another's events.
+                ids.push(p.dedup.then(|| dedup_id(&who.key_id, &p.event_id)));
                 slot.push((p.origin, p.event_id, p.dead_letter));
                 records.push(p.record);
             }
@@ -708,6 +732,12 @@ impl Ingest {
     }
 }
 
+/// The id the log's idempotency table keeps for an event: the producing key's id with the
+/// event's.
+fn dedup_id(key_id: &str, event_id: &str) -> String {
+    format!("{key_id}/{event_id}")
+}
+
 fn batch_context(who: &Principal, topic: &str, now: i64) -> BatchContext {
     BatchContext {
         tenant: who.tenant.clone(),
@@ -735,7 +765,14 @@ mod tests {
         let components = Arc::new(Components::load(log.clone(), runtime).await.unwrap());
         let registry = Arc::new(Registry::load(log.clone()).await.unwrap());
         let catalog = Arc::new(Catalog::load(log.clone()).await.unwrap());
-        let ingest = Ingest::new(log.clone(), components, registry, catalog, Limits::DEFAULT);
+        let ingest = Ingest::new(
+            log.clone(),
+            components,
+            registry,
+            catalog,
+            Limits::DEFAULT,
+            DiskGuard::new(None, 0),
+        );
         (log, ingest)
     }
 
@@ -822,6 +859,30 @@ mod tests {
 
     fn refused(prepared: Result<Prepared, ApiError>) -> u32 {
         prepared.err().expect("refused").error_code
+    }
+
+    #[tokio::test]
+    async fn one_keys_event_ids_do_not_suppress_anothers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, ingest) = ingest(dir.path()).await;
+        topic(&log, "acme", "orders", 1, json!({})).await;
+        let first = who("acme", Role::Produce, "*");
+        let mut second = who("acme", Role::Produce, "*");
+        second.key_id = "k2".into();
+        let text = r#"{"event_type":"a","event_id":"same","payload":{}}"#;
+        for (key, duplicate) in [(&first, false), (&second, false), (&first, true)] {
+            let prepared = ingest.prepare(key, "orders").unwrap();
+            let batch = events(&prepared, &[text]);
+            let out = ingest.append(key, &prepared, batch, 1_000).await.unwrap();
+            let r = out.results[0].as_ref().unwrap();
+            assert_eq!(
+                r.get("duplicate").is_some(),
+                duplicate,
+                "{} {r}",
+                key.key_id
+            );
+        }
+        assert_eq!(log.offsets(&log_name("acme", "orders"), 0).unwrap().1, 2);
     }
 
     #[tokio::test]

@@ -17,11 +17,13 @@
 //! - [`dead_letters`]: `T.dlq` topics and the headers that say why.
 //! - [`schemas`]: tenants' schema registries (`_schemas`); [`catalog`]: their event catalogs.
 //! - [`metrics`]: what ingest counts.
+//! - [`disk`]: the free-space reserve under which new events are refused.
 
 pub mod append;
 pub mod catalog;
 pub mod components;
 pub mod dead_letters;
+pub mod disk;
 pub mod envelope;
 pub mod guest_events;
 pub mod metrics;

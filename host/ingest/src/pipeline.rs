@@ -45,6 +45,48 @@ pub struct StageSpec {
     pub config: String,
 }
 
+/// The topics built-in stages name in their configuration: where `route` may send events
+/// (`topic`, `dlqTopic` of its rules and default), and which reference tables `enrich` reads
+/// (`lookups[].table`). Checked against the configuring key's scopes, so a pipeline cannot
+/// write to or read from a topic its author may not.
+pub struct Reaches {
+    pub writes: Vec<String>,
+    pub reads: Vec<String>,
+}
+
+pub fn reaches(specs: &[StageSpec]) -> Reaches {
+    let mut out = Reaches {
+        writes: Vec::new(),
+        reads: Vec::new(),
+    };
+    for spec in specs {
+        let Ok(config) = serde_json::from_str::<Value>(&spec.config) else {
+            continue;
+        };
+        match spec.component.split('@').next().unwrap_or_default() {
+            "route" => {
+                let rules = config["rules"].as_array().into_iter().flatten();
+                for action in rules.chain(std::iter::once(&config["default"])) {
+                    for field in ["topic", "dlqTopic"] {
+                        if let Some(t) = action[field].as_str() {
+                            out.writes.push(t.to_owned());
+                        }
+                    }
+                }
+            }
+            "enrich" => {
+                for l in config["lookups"].as_array().into_iter().flatten() {
+                    if let Some(t) = l["table"].as_str() {
+                        out.reads.push(t.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Parse the `pipeline` field of a topic document (absent or empty: no pipeline).
 pub fn parse_spec(doc: &Value) -> Result<Vec<StageSpec>, ApiError> {
     let Some(p) = doc.get("pipeline") else {

@@ -17,7 +17,7 @@ pub struct Incompatibility {
 
 /// The work one compatibility check may do. Every comparison of two (sub)schemas spends steps
 /// in proportion to their size; a check that runs out is abandoned and answered with
-/// [`RegistryError::TooComplex`] (422), never left to run: nested combinators and references can
+/// [`schema::TooComplex`] (a 422 from the registry API), never left to run: nested combinators and references can
 /// otherwise make a small schema cost hours.
 #[derive(Debug)]
 pub struct Budget {
@@ -78,7 +78,8 @@ pub mod schema;
 pub mod subjects;
 
 pub use schema::{
-    Level, Parsed, Problem, Reference, SchemaType, check, check_within, normalize, parse,
+    Level, Parsed, Problem, Reference, SchemaType, TooComplex, check, check_within, normalize,
+    parse,
 };
 pub use subjects::{
     ById, Change, Mode, Registered, Registration, RegistryError, Subjects, Version, VersionSpec,

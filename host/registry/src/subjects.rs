@@ -141,6 +141,12 @@ pub enum RegistryError {
     TooComplex(String),
 }
 
+impl From<crate::schema::TooComplex> for RegistryError {
+    fn from(e: crate::schema::TooComplex) -> Self {
+        RegistryError::TooComplex(e.0)
+    }
+}
+
 impl RegistryError {
     /// Confluent's `error_code`.
     pub fn code(&self) -> u32 {
@@ -513,7 +519,7 @@ impl Subjects {
                 ))
             })
             .collect::<Result<Vec<_>, RegistryError>>()?;
-        schema::check(level, &new, &older)
+        Ok(schema::check(level, &new, &older)?)
     }
 
     // ---- changes ----

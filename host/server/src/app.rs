@@ -25,7 +25,7 @@ pub struct App {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// The listener's bounds.
-    pub http: crate::server::HttpLimits,
+    pub http: crate::config::HttpLimits,
     /// The seed's Topic Configuration schema, compiled once.
     pub topic_schema: jsonschema::Validator,
     /// Built-in and uploaded WebAssembly components, and the runtime that runs them.

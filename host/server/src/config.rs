@@ -32,7 +32,26 @@ pub struct FileConfig {
     pub registry: RegistryTuning,
     /// The listener's bounds: slow headers, connections, shutdown.
     #[serde(default)]
-    pub http: crate::server::HttpLimits,
+    pub http: HttpLimits,
+    #[serde(default)]
+    pub disk: DiskConfig,
+}
+
+/// Headroom on the local data disk.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiskConfig {
+    /// Free bytes kept on the data directory's filesystem: under it new events are refused
+    /// (507) while checkpoints, retention and deletes go on. Ignored on an object store.
+    pub reserve_bytes: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            reserve_bytes: 1 << 30,
+        }
+    }
 }
 
 /// Bounds for the schema registry.
@@ -184,5 +203,31 @@ mod tests {
             FileConfig::default().log.options(true).flush_window,
             Duration::from_millis(50)
         );
+    }
+}
+
+/// The listener's bounds (`[http]` in the configuration; docs/CONFIG.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// A connection that has not sent a whole request head this long after it began one is
+    /// closed (slow-header clients).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; past it, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// On shutdown, how long requests in flight may take to finish before their connections
+    /// are closed (streams and long polls end at once).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(10),
+        }
     }
 }

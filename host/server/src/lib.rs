@@ -1,4 +1,4 @@
-//! # sluice: the HTTP front of the event gateway
+//! # sluice-server: the HTTP front of the event gateway
 //!
 //! This crate is the HTTP layer only; the capabilities live in crates of their own, which never
 //! depend on this one (`sluice-tenancy`, `sluice-ingest`, `sluice-groups`, `sluice-delivery`,
@@ -11,14 +11,12 @@
 //! - [`avro_json`]: Avro ⇄ JSON for the REST Proxy's Avro embedded format.
 //! - [`metrics`]: the Prometheus families and how a scrape renders every service's counters.
 //! - [`serve`]: how `sluice serve` opens the store and wires the services together;
-//!   [`config`]: its TOML file.
-//! - [`cli`]: the `sluice` command line, one module per command group.
+//!   [`config`]: its TOML file. The `sluice` command itself is the `sluice` crate (`host/cli`).
 
 pub mod api;
 pub mod app;
 pub mod avro_json;
 pub mod call;
-pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod serve;

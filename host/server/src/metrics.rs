@@ -83,12 +83,15 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// `stages`: every built pipeline stage and running transform, with its counters.
+    /// `stages`: every built pipeline stage and running transform, with its counters;
+    /// `dead_letter_failures`: webhook dead letters that could not be written at once.
     pub fn render(
         &self,
         log: &LogMetrics,
         stages: &[(StageLabels, StageStats)],
         lag: &[(String, String, PartitionLag)],
+        dead_letter_failures: u64,
+        disk: &sluice_ingest::disk::DiskGuard,
     ) -> String {
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
@@ -196,6 +199,30 @@ impl Metrics {
         );
         render_components(&mut out, stages);
         render_lag(&mut out, lag);
+        let _ = writeln!(
+            out,
+            "# HELP sluice_webhook_dead_letter_failures Webhook dead letters not written at the \
+             first try (each is retried until written; the event is not done meanwhile)."
+        );
+        let _ = writeln!(out, "# TYPE sluice_webhook_dead_letter_failures counter");
+        let _ = writeln!(
+            out,
+            "sluice_webhook_dead_letter_failures_total {dead_letter_failures}"
+        );
+        if let Some(free) = disk.free() {
+            let _ = writeln!(
+                out,
+                "# HELP sluice_disk_free_bytes Free bytes on the data directory's filesystem."
+            );
+            let _ = writeln!(out, "# TYPE sluice_disk_free_bytes gauge");
+            let _ = writeln!(out, "sluice_disk_free_bytes {free}");
+            let _ = writeln!(
+                out,
+                "# HELP sluice_disk_reserve_bytes Free bytes kept: under it new events are refused."
+            );
+            let _ = writeln!(out, "# TYPE sluice_disk_reserve_bytes gauge");
+            let _ = writeln!(out, "sluice_disk_reserve_bytes {}", disk.reserve());
+        }
         out.push_str("# EOF\n");
         out
     }

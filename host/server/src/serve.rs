@@ -19,6 +19,7 @@ use sluice_groups::Groups;
 use sluice_ingest::Ingest;
 use sluice_ingest::catalog::Catalog;
 use sluice_ingest::components::Components;
+use sluice_ingest::disk::DiskGuard;
 use sluice_ingest::envelope::Limits;
 use sluice_ingest::schemas::Registry;
 use sluice_ingest::transforms::Transforms;
@@ -27,9 +28,9 @@ use sluice_tenancy::auth::Directory;
 use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
 
 use crate::app::App;
-use crate::config::{RegistryTuning, S3Config};
+use crate::config::{DiskConfig, HttpLimits, RegistryTuning, S3Config};
 use crate::metrics::Metrics;
-use crate::server::{self, HttpLimits};
+use crate::server;
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -51,6 +52,8 @@ pub struct ServeOptions {
     pub registry: RegistryTuning,
     /// The listener's bounds.
     pub http: HttpLimits,
+    /// Headroom on the local data disk.
+    pub disk: DiskConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,10 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         registry.clone(),
         catalog.clone(),
         opts.limits,
+        DiskGuard::new(
+            opts.store.is_none().then(|| opts.data.clone()),
+            opts.disk.reserve_bytes,
+        ),
     ));
     let transforms = Transforms::load(
         log.clone(),

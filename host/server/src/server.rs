@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde::Deserialize;
 use sluice_tenancy::error::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -23,32 +22,6 @@ use crate::api;
 use crate::app::App;
 use crate::call::{Body, Call, error_response, json};
 use crate::metrics::RequestLabels;
-
-/// The listener's bounds (`[http]` in the configuration; docs/CONFIG.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpLimits {
-    /// A connection that has not sent a whole request head this long after it began one is
-    /// closed (slow-header clients).
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// Connections served at once; past it, new ones wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// On shutdown, how long requests in flight may take to finish before their connections
-    /// are closed (streams and long polls end at once).
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            header_read_timeout: Duration::from_secs(10),
-            max_connections: 4096,
-            shutdown_grace: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Serve until `shutdown` resolves, then stop accepting, let requests in flight finish (up to
 /// `shutdown_grace`), and close the log, which flushes and checkpoints.
@@ -169,14 +142,21 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
 }
 
 fn readiness(app: &App) -> Response<Body> {
-    match app.log.fenced_by() {
-        None => json(
-            StatusCode::OK,
-            &serde_json::json!({"status": "ready", "epoch": app.log.epoch()}),
-        ),
-        Some(by) => error_response(&ApiError::unavailable(format!(
+    let disk = app.ingest.disk();
+    let disk_json = serde_json::json!({"free_bytes": disk.free(), "reserve_bytes": disk.reserve()});
+    match (app.log.fenced_by(), disk.check()) {
+        (Some(by), _) => error_response(&ApiError::unavailable(format!(
             "fenced: writer epoch {by} owns the log now"
         ))),
+        (None, Err(full)) => {
+            let mut body = serde_json::to_value(&full).expect("serializes");
+            body["disk"] = disk_json;
+            json(full.status, &body)
+        }
+        (None, Ok(())) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "epoch": app.log.epoch(), "disk": disk_json}),
+        ),
     }
 }
 

@@ -209,10 +209,16 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
-        .body(crate::call::full(app.metrics.render(
-            app.log.metrics(),
-            &stages,
-            &app.groups.lag_snapshot(),
-        )))
+        .body(crate::call::full(
+            app.metrics.render(
+                app.log.metrics(),
+                &stages,
+                &app.groups.lag_snapshot(),
+                app.webhooks
+                    .dead_letter_failures
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                app.ingest.disk(),
+            ),
+        ))
         .expect("response builds"))
 }

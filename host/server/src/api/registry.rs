@@ -95,6 +95,27 @@ fn check_subject(subject: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Subjects are authorized through the topic they belong to: a key that may produce to or
+/// consume from it may read the subject's schemas (registering needs produce, deleting admin).
+fn may_read(who: &Principal, subject: &str) -> bool {
+    let topic = topic_of(subject);
+    who.can(Role::Consume, topic) || who.can(Role::Produce, topic)
+}
+
+fn not_readable(subject: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "this key may neither produce to nor consume from the topic of subject `{subject}`"
+    ))
+}
+
+fn require_read(who: &Principal, subject: &str) -> Result<(), ApiError> {
+    if may_read(who, subject) {
+        Ok(())
+    } else {
+        Err(not_readable(subject))
+    }
+}
+
 fn require_admin(who: &Principal, subject: Option<&str>) -> Result<(), ApiError> {
     match subject {
         Some(s) => who.require(Role::Admin, topic_of(s)),
@@ -184,6 +205,11 @@ async fn route(
                 .parse()
                 .map_err(|_| registry_error(RegistryError::SchemaNotFound((*id).to_owned())))?;
             let deleted = flag(&call, "deleted");
+            // Readable through any subject that holds it.
+            let holders = registry.read(&tenant, |s| s.id_versions(id, true).unwrap_or_default());
+            if !holders.is_empty() && !holders.iter().any(|(subject, _)| may_read(who, subject)) {
+                return Err(not_readable(&holders[0].0));
+            }
             match tail {
                 // `?subject=` is a hint (for schema contexts) and changes nothing here.
                 [] => read(&|s| {
@@ -225,10 +251,15 @@ async fn route(
         (["subjects"], &Method::GET) => {
             let deleted = flag(&call, "deleted");
             let prefix = call.query("subjectPrefix").unwrap_or("").to_owned();
-            read(&|s| Ok(json!(s.subjects(deleted, &prefix))))
+            read(&|s| {
+                let mut subjects = s.subjects(deleted, &prefix);
+                subjects.retain(|subject| may_read(who, subject));
+                Ok(json!(subjects))
+            })
         }
         (["subjects", subject], &Method::POST) => {
             check_subject(subject)?;
+            require_read(who, subject)?;
             let deleted = flag(&call, "deleted");
             let r = schema_body(call).await?;
             read(&|s| {
@@ -246,6 +277,7 @@ async fn route(
             Ok(Answer::Json(json!(versions)))
         }
         (["subjects", subject, "versions"], &Method::GET) => {
+            require_read(who, subject)?;
             let deleted = flag(&call, "deleted");
             read(&|s| Ok(json!(s.versions(subject, deleted)?)))
         }
@@ -267,6 +299,7 @@ async fn route(
             Ok(Answer::Json(answer))
         }
         (["subjects", subject, "versions", v, tail @ ..], &Method::GET) => {
+            require_read(who, subject)?;
             let spec = version_spec(v)?;
             let deleted = flag(&call, "deleted");
             match tail {
@@ -297,6 +330,7 @@ async fn route(
             Ok(Answer::Json(json!(version)))
         }
         (["compatibility", "subjects", subject, "versions", tail @ ..], &Method::POST) => {
+            require_read(who, subject)?;
             let against = match tail {
                 [] => None,
                 [v] => Some(version_spec(v)?),

@@ -94,16 +94,26 @@ pub async fn handle(
         (["consumers", g], &Method::POST) => {
             ("rest.consumer", create_consumer(app, who, g, call).await)
         }
-        (["consumers", g, "instances", i], &Method::DELETE) => (
-            "rest.consumer",
-            app.groups
-                .delete_instance(&who.tenant, g, i)
-                .await
-                .map(|()| no_content())
-                .map_err(ApiError::from),
-        ),
         (["consumers", g, "instances", i, rest @ ..], _) => {
-            ("rest.consumer", consumer(app, who, g, i, rest, call).await)
+            // An instance is its creator's: another key of the tenant may not use it.
+            let owned = app.groups.authorize_instance(
+                &who.tenant,
+                g,
+                i,
+                &who.key_id,
+                who.is_tenant_admin(),
+            );
+            let answer = match (owned, rest) {
+                (Err(e), _) => Err(ApiError::from(e)),
+                (Ok(()), []) if call.method == Method::DELETE => app
+                    .groups
+                    .delete_instance(&who.tenant, g, i)
+                    .await
+                    .map(|()| no_content())
+                    .map_err(ApiError::from),
+                (Ok(()), _) => consumer(app, who, g, i, rest, call).await,
+            };
+            ("rest.consumer", answer)
         }
         (["topics", ..] | ["consumers", ..], _) => ("method", Err(ApiError::method_not_allowed())),
         _ => (
@@ -549,6 +559,7 @@ async fn create_consumer(
         }
     };
     let settings = InstanceSettings {
+        owner: who.key_id.clone(),
         name: req.name,
         format,
         auto_offset_reset,

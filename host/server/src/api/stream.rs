@@ -156,6 +156,7 @@ pub async fn stream(
             &who.tenant,
             group,
             InstanceSettings {
+                owner: who.key_id.clone(),
                 name: Some(format!("stream-{}", uuid::Uuid::new_v4())),
                 format: Format::Binary,
                 auto_offset_reset: reset,

@@ -34,7 +34,7 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
     who.require(Role::Admin, &name)?;
     validate(app, &doc)?;
     let mut doc = doc;
-    let pipeline = app.ingest.build_pipeline(&who.tenant, &mut doc).await?;
+    let pipeline = app.ingest.build_pipeline(who, &mut doc).await?;
     let partitions = doc["partitions"].as_u64().unwrap_or(1);
     let partitions =
         u32::try_from(partitions).map_err(|_| ApiError::invalid("`partitions` is too large"))?;
@@ -170,7 +170,7 @@ pub async fn update(
     let doc = Value::Object(doc);
     validate(app, &doc)?;
     let mut doc = doc;
-    let pipeline = app.ingest.build_pipeline(&who.tenant, &mut doc).await?;
+    let pipeline = app.ingest.build_pipeline(who, &mut doc).await?;
     let partitions = doc["partitions"]
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())

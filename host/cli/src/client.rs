@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
 
-use crate::config::DEFAULT_DATA;
+use sluice_server::config::DEFAULT_DATA;
 
 /// How a client command reaches the gateway.
 #[derive(Args, Clone)]

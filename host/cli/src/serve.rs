@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use clap::Args;
 
-use crate::config::{DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_MAX_BODY, FileConfig};
-use crate::serve::ServeOptions;
+use sluice_server::config::{DEFAULT_DATA, DEFAULT_LISTEN, DEFAULT_MAX_BODY, FileConfig};
+use sluice_server::serve::ServeOptions;
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
@@ -55,6 +55,7 @@ impl ServeArgs {
             limits: file.limits,
             registry: file.registry,
             http: file.http,
+            disk: file.disk,
             webhooks: sluice_delivery::egress::Egress {
                 allow: file
                     .webhooks

@@ -1,5 +1,8 @@
-//! The `sluice` command line: `serve` runs the gateway; every other command is a client of a
-//! running gateway's HTTP API, one module per command group.
+//! # sluice: the command line
+//!
+//! `sluice serve` runs the gateway (`sluice-server`); `sluice openapi` prints its API document;
+//! every other command is a client of a running gateway's HTTP API, one module per command
+//! group.
 
 mod client;
 mod consume;
@@ -21,7 +24,7 @@ pub use client::Conn;
 use groups::GroupsCmd;
 use keys::{KeysCmd, TenantsCmd};
 use schemas::SchemasCmd;
-pub use serve::ServeArgs;
+use serve::ServeArgs;
 use subscriptions::SubscriptionsCmd;
 use topics::TopicsCmd;
 use transforms::{DeployArgs, TransformsCmd};
@@ -32,13 +35,13 @@ use transforms::{DeployArgs, TransformsCmd};
     version,
     about = "Sluice: a WebAssembly edge event gateway"
 )]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+enum Command {
     /// Run the gateway.
     Serve(ServeArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (the one `GET /openapi.json` serves).
@@ -146,13 +149,46 @@ pub enum Command {
     },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// glibc malloc spent a quarter of the produce path in `_int_malloc` under load; mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// After the server stopped (the log closed, everything acknowledged durable), how long work
+/// still running may take before the process exits anyway.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "warn,sluice=info,sluice_server=info,sluice_log=info",
+                )
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    let result = runtime.block_on(run(cli));
+    // Dropping a runtime waits for every blocking task, however long: bound it.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::serve(args.options()?).await,
+        Command::Serve(args) => sluice_server::serve::serve(args.options()?).await,
         Command::Openapi => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            out.write_all(crate::api::openapi::document())?;
+            out.write_all(sluice_server::api::openapi::document())?;
             writeln!(out)?;
             Ok(())
         }
