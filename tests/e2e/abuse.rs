@@ -522,3 +522,52 @@ async fn under_the_disk_reserve_new_events_are_refused_and_readiness_says_why() 
     assert_eq!(ready["disk"]["reserve_bytes"], 1 << 30);
     p.kill9();
 }
+
+#[tokio::test]
+async fn tls_on_the_listener_serves_https_and_refuses_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let p = Process::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(p.url.starts_with("https://127.0.0.1:"), "{}", p.url);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let c = Client {
+        http,
+        url: p.url.clone(),
+        key: p.admin_key(),
+    };
+    c.create_topic("secure", 1).await;
+    let (s, v) = c.produce("secure", json!({"event_type": "t"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(c.read_all("secure", 0, 0).await.len(), 1);
+    // A client that does not trust the certificate is refused by its own TLS check; plain HTTP
+    // on the TLS port gets no answer.
+    assert!(reqwest::get(format!("{}/healthz", p.url)).await.is_err());
+    let plain = p.url.replacen("https://", "http://", 1);
+    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
+    // A handshake that never comes is cut off like a slow request head (10 s by default);
+    // meanwhile others are served.
+    let _idle = tokio::net::TcpStream::connect(p.url.trim_start_matches("https://"))
+        .await
+        .unwrap();
+    let health = tokio::time::timeout(SERVING, c.http.get(format!("{}/healthz", p.url)).send())
+        .await
+        .expect("served beside a stalled handshake")
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    p.kill9();
+}

@@ -44,6 +44,7 @@ pub fn options(data: &Path) -> ServeOptions {
         registry: Default::default(),
         http: Default::default(),
         disk: Default::default(),
+        tls: None,
     }
 }
 

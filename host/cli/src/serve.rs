@@ -28,6 +28,12 @@ pub struct ServeArgs {
     /// more. Adds to `[webhooks] allow_networks`.
     #[arg(long = "webhook-allow-network")]
     pub webhook_allow_network: Vec<ipnet::IpNet>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -56,6 +62,13 @@ impl ServeArgs {
             registry: file.registry,
             http: file.http,
             disk: file.disk,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(sluice_server::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => file.tls,
+            },
             webhooks: sluice_delivery::egress::Egress {
                 allow: file
                     .webhooks

@@ -28,7 +28,8 @@ use serde_json::Value;
 use sluice_log::{Log, LogError, Record, StoredRecord};
 use tokio::sync::{mpsc, watch};
 
-use super::subscription::{self, Ordering, Shared};
+use super::rules;
+use super::subscription::{Ordering, Shared};
 use super::{Attempt, Outcome};
 use crate::Webhooks;
 use sluice_ingest::dead_letters;
@@ -215,7 +216,7 @@ impl Runner {
                 .map(|(k, v)| (k.clone(), Value::String(String::from_utf8_lossy(v).into())))
                 .collect();
             let key = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok());
-            subscription::cel_context(&shown(), &event_type, key, &Value::Object(hv))
+            rules::cel_context(&shown(), &event_type, key, &Value::Object(hv))
         });
         if !compiled.triggers.is_empty() {
             let ctx = ctx.as_ref().expect("built for triggers");
@@ -240,13 +241,13 @@ impl Runner {
             return Ok(out);
         }
         if let (Some(cond), Some(ctx)) = (&compiled.condition, &ctx)
-            && !subscription::holds(cond, ctx)?
+            && !rules::holds(cond, ctx)?
         {
             return Ok(Vec::new());
         }
         let body = match (&compiled.mapping, &ctx) {
             (Some(m), Some(ctx)) => {
-                Bytes::from(serde_json::to_vec(&subscription::map(m, ctx)?).expect("JSON"))
+                Bytes::from(serde_json::to_vec(&rules::map(m, ctx)?).expect("JSON"))
             }
             _ if event.is_some() => r.value.clone(),
             _ => Bytes::from(serde_json::to_vec(&shown()).expect("JSON")),

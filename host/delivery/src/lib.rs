@@ -1,7 +1,8 @@
 //! Webhook subscriptions (API-marketplace subscribers): signed delivery under the Standard
 //! Webhooks specification, with retries, dead letters, replay and re-drive.
 //!
-//! - [`subscription`]: the definition and its checks (CEL conditions and mappings).
+//! - [`subscription`]: the definition and its checks.
+//! - [`rules`]: what subscriptions and triggers share: patterns, targets, CEL expressions.
 //! - [`signing`]: `webhook-signature` values.
 //! - [`egress`]: outbound HTTP that cannot be pointed at internal addresses.
 //! - [`delivery`]: one subscription's delivery loop and its rules.
@@ -16,6 +17,7 @@
 
 pub mod delivery;
 pub mod egress;
+pub mod rules;
 pub mod signing;
 pub mod subscription;
 pub mod trigger;

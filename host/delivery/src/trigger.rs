@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::egress::Egress;
-use super::subscription::{check_target, compile_cel as compile, valid_pattern};
+use super::rules::{check_target, compile_cel as compile, valid_pattern};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TriggerType {
@@ -131,17 +131,17 @@ impl CompiledTrigger {
             return Ok(None);
         }
         if let Some(c) = &self.condition
-            && !super::subscription::holds(c, ctx)?
+            && !super::rules::holds(c, ctx)?
         {
             return Ok(None);
         }
         let input = match &self.mapping {
-            Some(m) => super::subscription::map(m, ctx)?,
+            Some(m) => super::rules::map(m, ctx)?,
             None => event.clone(),
         };
         let correlation = match &self.correlation {
             None => Value::Null,
-            Some(c) => match super::subscription::map(c, ctx)? {
+            Some(c) => match super::rules::map(c, ctx)? {
                 Value::String(s) => Value::String(s),
                 Value::Null => Value::Null,
                 other => Value::String(other.to_string()),
@@ -175,8 +175,7 @@ mod tests {
         assert!(t.check(&Egress::default(), |_| true).is_ok());
         let c = t.compile().unwrap();
         let event = json!({"type": "customer.created", "payload": {"id": 42, "tier": "gold"}});
-        let ctx =
-            super::super::subscription::cel_context(&event, "customer.created", None, &json!({}));
+        let ctx = super::super::rules::cel_context(&event, "customer.created", None, &json!({}));
         let body = c
             .body("customer.created", &ctx, &event, json!({}))
             .unwrap()

@@ -35,6 +35,8 @@ pub struct FileConfig {
     pub http: HttpLimits,
     #[serde(default)]
     pub disk: DiskConfig,
+    /// TLS on the listener (the `--tls-cert`/`--tls-key` flags win).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Headroom on the local data disk.

@@ -9,6 +9,7 @@
 //! - [`api`]: one module per resource, each handler a thin adapter (parse → call a service →
 //!   render); streams (SSE, WebSocket) and the Confluent REST Proxy v2 are here too.
 //! - [`avro_json`]: Avro ⇄ JSON for the REST Proxy's Avro embedded format.
+//! - [`tls`]: rustls on the listener.
 //! - [`metrics`]: the Prometheus families and how a scrape renders every service's counters.
 //! - [`serve`]: how `sluice serve` opens the store and wires the services together;
 //!   [`config`]: its TOML file. The `sluice` command itself is the `sluice` crate (`host/cli`).
@@ -21,3 +22,4 @@ pub mod config;
 pub mod metrics;
 pub mod serve;
 pub mod server;
+pub mod tls;

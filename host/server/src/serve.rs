@@ -54,6 +54,8 @@ pub struct ServeOptions {
     pub http: HttpLimits,
     /// Headroom on the local data disk.
     pub disk: DiskConfig,
+    /// TLS on the listener; plain HTTP without.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +214,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
 
 /// Run `sluice serve` until Ctrl-C or SIGTERM.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let tls = opts.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let (app, token) = start(&opts).await?;
     let listener = TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
@@ -222,18 +225,19 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         );
         println!("  {token}");
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     match &opts.store {
         Some(s) => println!(
-            "Sluice listening on http://{addr} (store: {s}, epoch {})",
+            "Sluice listening on {scheme}://{addr} (store: {s}, epoch {})",
             app.log.epoch()
         ),
         None => println!(
-            "Sluice listening on http://{addr} (data: {}, epoch {})",
+            "Sluice listening on {scheme}://{addr} (data: {}, epoch {})",
             opts.data.display(),
             app.log.epoch()
         ),
     }
-    server::run(listener, app, shutdown_signal()).await;
+    server::run_with_tls(listener, app, tls, shutdown_signal()).await;
     println!("Sluice stopped; everything acknowledged is on disk.");
     Ok(())
 }

@@ -17,21 +17,35 @@ use hyper_util::server::graceful::GracefulShutdown;
 use sluice_tenancy::error::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::api;
 use crate::app::App;
 use crate::call::{Body, Call, error_response, json};
 use crate::metrics::RequestLabels;
 
-/// Serve until `shutdown` resolves, then stop accepting, let requests in flight finish (up to
-/// `shutdown_grace`), and close the log, which flushes and checkpoints.
+/// Serve plain HTTP until `shutdown` resolves (see [`run_with_tls`]).
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    run_with_tls(listener, app, None, shutdown).await
+}
+
+/// Serve until `shutdown` resolves (over TLS when `tls` is given), then stop accepting, let
+/// requests in flight finish (up to `shutdown_grace`), and close the log, which flushes and
+/// checkpoints.
+pub async fn run_with_tls(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(app.http.header_read_timeout);
+    let builder = Arc::new(builder);
+    let handshake_timeout = app.http.header_read_timeout;
     let connections = Arc::new(Semaphore::new(app.http.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -59,12 +73,32 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             let app = app.clone();
             async move { Ok::<_, Infallible>(handle(app, req).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(slot);
-        });
+        match &tls {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(slot);
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, bounded like a request head.
+                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     app.closing.send_replace(true);
