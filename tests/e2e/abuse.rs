@@ -571,3 +571,55 @@ async fn tls_on_the_listener_serves_https_and_refuses_plain_http() {
     assert_eq!(health.status(), StatusCode::OK);
     p.kill9();
 }
+
+#[tokio::test]
+async fn streams_are_capped_per_key_and_end_when_their_key_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = start_configured(dir.path(), "[http]\nmax_streams_per_key = 2\n");
+    let admin = p.client();
+    admin.create_topic("live", 1).await;
+    let reader = scoped_key(&admin, &[("consume", "live")]).await;
+    let open = |c: &Client| {
+        let req = c
+            .http
+            .get(format!("{}/v1/topics/live/stream?heartbeat_ms=200", c.url))
+            .bearer_auth(&c.key);
+        async move { req.send().await.unwrap() }
+    };
+    let first = open(&reader).await;
+    let second = open(&reader).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = open(&reader).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(body["error_code"], 42902, "{body}");
+    // Another key is not affected by this key's streams.
+    assert_eq!(open(&admin).await.status(), StatusCode::OK);
+    // A stream that ends gives its slot back.
+    drop(first);
+    let again = tokio::time::timeout(SERVING, async {
+        loop {
+            let r = open(&reader).await;
+            if r.status() == StatusCode::OK {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the slot came back");
+    // Revoking the key ends its open streams.
+    let id = reader.key.split('_').nth(1).unwrap().to_owned();
+    let (s, v) = admin
+        .send(Method::DELETE, &format!("/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for stream in [second, again] {
+        let ended = tokio::time::timeout(SERVING, stream.bytes()).await;
+        assert!(ended.is_ok(), "the revoked key's stream ended");
+    }
+    p.kill9();
+}

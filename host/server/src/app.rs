@@ -46,6 +46,8 @@ pub struct App {
     pub clock: Arc<Clock>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Streams open per API key.
+    pub streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl App {

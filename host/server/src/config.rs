@@ -218,6 +218,8 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Connections served at once; past it, new ones wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Streams (SSE, WebSocket) one API key may have open at once; past it, 429.
+    pub max_streams_per_key: usize,
     /// On shutdown, how long requests in flight may take to finish before their connections
     /// are closed (streams and long polls end at once).
     #[serde(with = "humantime_serde")]
@@ -229,6 +231,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            max_streams_per_key: 32,
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -198,6 +198,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         max_body_bytes: opts.max_body_bytes,
         http: opts.http,
         closing: tokio::sync::watch::Sender::new(false),
+        streams: Default::default(),
         log,
         directory,
         components,

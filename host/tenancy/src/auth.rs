@@ -186,6 +186,8 @@ pub struct Directory {
     verifying: tokio::sync::Semaphore,
     /// Recent failed verifications per key id: (window start ms, failures in it).
     failures: Mutex<HashMap<String, (i64, u32)>>,
+    /// Bumped by every revocation: what a key opened (streams) ends when its key is revoked.
+    revocations: tokio::sync::watch::Sender<u64>,
 }
 
 /// Argon2 verifications at once.
@@ -233,6 +235,7 @@ impl Directory {
             writes: tokio::sync::Mutex::new(()),
             verifying: tokio::sync::Semaphore::new(VERIFYING_AT_ONCE),
             failures: Mutex::new(HashMap::new()),
+            revocations: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -386,8 +389,19 @@ impl Directory {
             key.revoked_ms = Some(now_ms());
             self.write(Entry::Key(key.clone())).await?;
             self.verified.lock().expect("verified").remove(id);
+            self.revocations.send_modify(|n| *n += 1);
         }
         Ok(key)
+    }
+
+    /// Changes whenever a key is revoked (then ask [`Directory::is_revoked`]).
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Is the key `id` revoked (or unknown)?
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.key(id).is_none_or(|k| k.revoked_ms.is_some())
     }
 
     /// Check an `Authorization` header value.

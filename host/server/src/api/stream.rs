@@ -138,6 +138,7 @@ pub async fn stream(
             .max(MIN_HEARTBEAT_MS),
     };
     let heartbeat = Duration::from_millis(heartbeat);
+    let lease = Lease::take(app, who)?;
     let (tx, rx) = mpsc::channel::<Out>(16);
 
     if let Some(group) = call.query("group").filter(|g| !g.is_empty()) {
@@ -179,6 +180,7 @@ pub async fn stream(
             instance,
             heartbeat,
             tx,
+            lease,
         ));
     } else {
         let resume = call.header(header::HeaderName::from_static("last-event-id"));
@@ -215,7 +217,14 @@ pub async fn stream(
             };
             positions.push(at.clamp(start, end));
         }
-        tokio::spawn(topic_stream(app.clone(), full, positions, heartbeat, tx));
+        tokio::spawn(topic_stream(
+            app.clone(),
+            full,
+            positions,
+            heartbeat,
+            tx,
+            lease,
+        ));
     }
 
     if let Some(upgrade) = websocket {
@@ -316,18 +325,82 @@ impl WebSocket {
     }
 }
 
-/// Send `b`, unless the client is gone or the server is stopping: then `false`.
-async fn send(
-    tx: &mpsc::Sender<Out>,
-    closing: &mut tokio::sync::watch::Receiver<bool>,
-    b: Out,
-) -> bool {
-    if *closing.borrow() {
+/// One of a key's open streams: counted against `max_streams_per_key` while it lives, and
+/// ended when the server stops or the key is revoked.
+struct Lease {
+    app: Arc<App>,
+    key_id: String,
+    closing: tokio::sync::watch::Receiver<bool>,
+    revocations: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Lease {
+    fn take(app: &Arc<App>, who: &Principal) -> Result<Lease, ApiError> {
+        let mut open = app.streams.lock().expect("streams");
+        let n = open.entry(who.key_id.clone()).or_default();
+        if *n >= app.http.max_streams_per_key {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                42902,
+                format!(
+                    "this key has {n} streams open; the limit is {} (http.max_streams_per_key)",
+                    app.http.max_streams_per_key
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(Lease {
+            app: app.clone(),
+            key_id: who.key_id.clone(),
+            closing: app.closing.subscribe(),
+            revocations: app.directory.revocations(),
+        })
+    }
+
+    /// Should the stream end now?
+    fn over(&self) -> bool {
+        *self.closing.borrow() || self.app.directory.is_revoked(&self.key_id)
+    }
+
+    /// Resolves when the stream must end: the server stops or the key is revoked.
+    async fn ended(&mut self) {
+        loop {
+            if self.over() {
+                return;
+            }
+            tokio::select! {
+                _ = self.closing.changed() => {}
+                changed = self.revocations.changed() => {
+                    if changed.is_err() {
+                        // The directory is gone: the server is stopping.
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut open = self.app.streams.lock().expect("streams");
+        if let Some(n) = open.get_mut(&self.key_id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key_id);
+            }
+        }
+    }
+}
+
+/// Send `b`, unless the client is gone or the stream must end: then `false`.
+async fn send(tx: &mpsc::Sender<Out>, lease: &mut Lease, b: Out) -> bool {
+    if lease.over() {
         return false;
     }
     tokio::select! {
         sent = tx.send(b) => sent.is_ok(),
-        _ = closing.changed() => false,
+        _ = lease.ended() => false,
     }
 }
 
@@ -337,8 +410,8 @@ async fn topic_stream(
     mut positions: Vec<u64>,
     heartbeat: Duration,
     tx: mpsc::Sender<Out>,
+    mut lease: Lease,
 ) {
-    let mut closing = app.closing.subscribe();
     let mut quiet_since = tokio::time::Instant::now();
     loop {
         let mut sent = false;
@@ -356,7 +429,7 @@ async fn topic_stream(
                 }
                 Err(e) => {
                     let v = serde_json::json!({"message": e.to_string()});
-                    let _ = send(&tx, &mut closing, Out::Error(v)).await;
+                    let _ = send(&tx, &mut lease, Out::Error(v)).await;
                     return;
                 }
             };
@@ -366,7 +439,7 @@ async fn topic_stream(
                     id: cursor(&positions),
                     data: event_json(r),
                 };
-                if !send(&tx, &mut closing, out).await {
+                if !send(&tx, &mut lease, out).await {
                     return;
                 }
                 sent = true;
@@ -379,7 +452,7 @@ async fn topic_stream(
         }
         let until_heartbeat = heartbeat.saturating_sub(quiet_since.elapsed());
         if until_heartbeat.is_zero() {
-            if !send(&tx, &mut closing, Out::Heartbeat).await {
+            if !send(&tx, &mut lease, Out::Heartbeat).await {
                 return;
             }
             quiet_since = tokio::time::Instant::now();
@@ -395,7 +468,7 @@ async fn topic_stream(
         tokio::select! {
             _ = futures::future::select_all(waits) => {}
             _ = tx.closed() => return,
-            _ = closing.changed() => return,
+            _ = lease.ended() => return,
         }
     }
 }
@@ -407,8 +480,8 @@ async fn group_stream(
     instance: String,
     heartbeat: Duration,
     tx: mpsc::Sender<Out>,
+    mut lease: Lease,
 ) {
-    let mut closing = app.closing.subscribe();
     let mut quiet_since = tokio::time::Instant::now();
     'serve: loop {
         let wait = heartbeat
@@ -423,12 +496,12 @@ async fn group_stream(
                 Ok(Out::Message { id: format!("{}:{}", r.partition, r.offset), data: event_json(r) })
             }) => r,
             _ = tx.closed() => break 'serve,
-            _ = closing.changed() => break 'serve,
+            _ = lease.ended() => break 'serve,
         };
         match read {
             Ok(messages) if messages.is_empty() => {
                 if quiet_since.elapsed() >= heartbeat {
-                    if !send(&tx, &mut closing, Out::Heartbeat).await {
+                    if !send(&tx, &mut lease, Out::Heartbeat).await {
                         break;
                     }
                     quiet_since = tokio::time::Instant::now();
@@ -436,7 +509,7 @@ async fn group_stream(
             }
             Ok(messages) => {
                 for m in messages {
-                    if !send(&tx, &mut closing, m).await {
+                    if !send(&tx, &mut lease, m).await {
                         break 'serve;
                     }
                 }
@@ -445,7 +518,7 @@ async fn group_stream(
             Err(e) => {
                 let e = ApiError::from(e);
                 let v = serde_json::json!({"error_code": e.error_code, "message": e.message});
-                let _ = send(&tx, &mut closing, Out::Error(v)).await;
+                let _ = send(&tx, &mut lease, Out::Error(v)).await;
                 break;
             }
         }
