@@ -623,3 +623,88 @@ async fn streams_are_capped_per_key_and_end_when_their_key_is_revoked() {
     }
     p.kill9();
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_quota_gets_429_and_another_tenant_does_not() {
+    let s = crate::harness::Server::start().await;
+    let system = s.client();
+    let other = bystander(&system).await;
+    let (st, v) = system.post("/v1/tenants", json!({"name": "greedy"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let greedy = system.with_key(v["admin_key"]["key"].as_str().unwrap());
+    greedy.create_topic("firehose", 1).await;
+    let limits = json!({"produce_events_per_s": 100, "fetch_bytes_per_s": 2000});
+    let (st, v) = system
+        .send(
+            Method::PUT,
+            "/v1/tenants/greedy/quotas",
+            Some(limits.clone()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["quotas"], limits);
+    // Only the system key sees or sets quotas.
+    let (st, _) = greedy.get("/v1/tenants/greedy/quotas").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // A second's worth passes (in one request), then the debt is refused with when to retry.
+    let batch: Vec<Value> = (0..150)
+        .map(|i| json!({"event_type": "t", "payload": {"i": i}}))
+        .collect();
+    let (st, v) = greedy.produce("firehose", json!(batch)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let resp = greedy
+        .http
+        .post(format!("{}/v1/topics/firehose/events", greedy.url))
+        .bearer_auth(&greedy.key)
+        .json(&json!({"event_type": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error_code"], 42903, "{body}");
+    assert_eq!(
+        end_offset(&greedy, "firehose").await,
+        150,
+        "nothing of the refused request"
+    );
+    // The other tenant is not held back.
+    for i in 0..200 {
+        let (st, v) = other
+            .produce("steady", json!({"event_type": "t", "payload": {"i": i}}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    // Fetch bytes: the first read passes and is charged; the next waits.
+    let (st, _) = greedy
+        .get("/v1/topics/firehose/partitions/0/events?offset=0")
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = greedy
+        .get("/v1/topics/firehose/partitions/0/events?offset=0")
+        .await;
+    assert_eq!(
+        (st, v["error_code"].clone()),
+        (StatusCode::TOO_MANY_REQUESTS, json!(42903)),
+        "{v}"
+    );
+    let metrics = system
+        .http
+        .get(format!("{}/metrics", system.url))
+        .bearer_auth(&system.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "sluice_quota_throttled_total{tenant=\"greedy\",quota=\"produce_events_per_s\"} 1"
+        ),
+        "{metrics}"
+    );
+    s.stop().await;
+}

@@ -45,6 +45,7 @@ pub fn options(data: &Path) -> ServeOptions {
         http: Default::default(),
         disk: Default::default(),
         tls: None,
+        quotas: Default::default(),
     }
 }
 

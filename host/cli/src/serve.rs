@@ -62,6 +62,7 @@ impl ServeArgs {
             registry: file.registry,
             http: file.http,
             disk: file.disk,
+            quotas: file.quotas,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(sluice_server::tls::TlsFiles {
                     cert: cert.clone(),

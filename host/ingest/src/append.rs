@@ -20,6 +20,7 @@ use sluice_log::{EncodedRecords, Log, PartitionAppend, Record, TimestampType};
 use sluice_runtime::{BatchContext, StageLabels, StageStats};
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::{ApiError, from_log};
+use sluice_tenancy::quotas::QuotaBook;
 use sluice_tenancy::{check_topic_name, log_name};
 
 use crate::catalog::Catalog;
@@ -50,6 +51,8 @@ pub struct Ingest {
     limits: Limits,
     /// Free space against the reserve: under it, new events are refused.
     disk: Arc<DiskGuard>,
+    /// Tenants' produce quotas.
+    quotas: Arc<QuotaBook>,
     pub metrics: IngestMetrics,
 }
 
@@ -125,10 +128,12 @@ impl Ingest {
         catalog: Arc<Catalog>,
         limits: Limits,
         disk: Arc<DiskGuard>,
+        quotas: Arc<QuotaBook>,
     ) -> Ingest {
         Ingest {
             limits,
             disk,
+            quotas,
             guest_services: Arc::new(GatewayServices::new(log.clone(), registry.clone())),
             log,
             components,
@@ -301,6 +306,12 @@ impl Ingest {
         now: i64,
     ) -> Result<Outcome, ApiError> {
         let topic = prepared.topic.as_str();
+        // The tenant's produce quota, charged for what parsed (the whole request waits when
+        // the tenant is in debt).
+        let (events, bytes) = items.iter().flatten().fold((0u64, 0u64), |(n, b), e| {
+            (n + 1, b + e.record.size() as u64)
+        });
+        self.quotas.charge_produce(&who.tenant, events, bytes)?;
         let full = log_name(&who.tenant, topic);
         let generation = prepared.generation;
         let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(items.len());
@@ -772,6 +783,10 @@ mod tests {
             catalog,
             Limits::DEFAULT,
             DiskGuard::new(None, 0),
+            Arc::new(QuotaBook::new(
+                Arc::new(sluice_tenancy::Directory::load(log.clone()).await.unwrap()),
+                Default::default(),
+            )),
         );
         (log, ingest)
     }

@@ -66,7 +66,8 @@ impl DiskGuard {
                      (disk.reserve_bytes): new events are refused until space returns",
                     self.reserve
                 ),
-            )),
+            )
+            .retry_after(30)),
             _ => Ok(()),
         }
     }

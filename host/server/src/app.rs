@@ -12,6 +12,7 @@ use sluice_ingest::transforms::Transforms;
 use sluice_log::Log;
 use sluice_tenancy::auth::Directory;
 use sluice_tenancy::clock::Clock;
+use sluice_tenancy::quotas::QuotaBook;
 
 use crate::metrics::Metrics;
 
@@ -20,7 +21,9 @@ use crate::metrics::Metrics;
 /// when it was built; none of them holds the bundle.
 pub struct App {
     pub log: Log,
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
+    /// Tenants' produce and fetch quotas.
+    pub quotas: Arc<QuotaBook>,
     pub metrics: Metrics,
     /// Largest request body accepted.
     pub max_body_bytes: usize,

@@ -99,12 +99,9 @@ pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json(e.status, e);
     // Conditions that pass: when to look again.
-    if matches!(
-        e.status,
-        StatusCode::INSUFFICIENT_STORAGE | StatusCode::TOO_MANY_REQUESTS
-    ) {
+    if let Some(seconds) = e.retry_after {
         r.headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("30"));
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
     }
     if e.status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(

@@ -37,6 +37,9 @@ pub struct FileConfig {
     pub disk: DiskConfig,
     /// TLS on the listener (the `--tls-cert`/`--tls-key` flags win).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Every tenant's quotas unless it has its own (`PUT /v1/tenants/{t}/quotas`).
+    #[serde(default)]
+    pub quotas: sluice_tenancy::quotas::QuotaLimits,
 }
 
 /// Headroom on the local data disk.

@@ -92,6 +92,7 @@ impl Metrics {
         lag: &[(String, String, PartitionLag)],
         dead_letter_failures: u64,
         disk: &sluice_ingest::disk::DiskGuard,
+        throttled: &[(String, &'static str, u64)],
     ) -> String {
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
@@ -209,6 +210,17 @@ impl Metrics {
             out,
             "sluice_webhook_dead_letter_failures_total {dead_letter_failures}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_quota_throttled Requests refused for a tenant's quota."
+        );
+        let _ = writeln!(out, "# TYPE sluice_quota_throttled counter");
+        for (tenant, quota, n) in throttled {
+            let _ = writeln!(
+                out,
+                "sluice_quota_throttled_total{{tenant=\"{tenant}\",quota=\"{quota}\"}} {n}"
+            );
+        }
         if let Some(free) = disk.free() {
             let _ = writeln!(
                 out,

@@ -26,6 +26,7 @@ use sluice_ingest::transforms::Transforms;
 use sluice_tenancy::Clock;
 use sluice_tenancy::auth::Directory;
 use sluice_tenancy::internal_topics::{self, OFFSETS_TOPIC};
+use sluice_tenancy::quotas::{QuotaBook, QuotaLimits};
 
 use crate::app::App;
 use crate::config::{DiskConfig, HttpLimits, RegistryTuning, S3Config};
@@ -56,6 +57,8 @@ pub struct ServeOptions {
     pub disk: DiskConfig,
     /// TLS on the listener; plain HTTP without.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Every tenant's quotas unless it has its own.
+    pub quotas: QuotaLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +122,8 @@ pub fn storage(opts: &ServeOptions) -> Result<Storage, ServeError> {
 pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), ServeError> {
     std::fs::create_dir_all(&opts.data)?;
     let log = Log::open(storage(opts)?, opts.log.clone()).await?;
-    let directory = Directory::load(log.clone()).await?;
+    let directory = Arc::new(Directory::load(log.clone()).await?);
+    let quotas = Arc::new(QuotaBook::new(directory.clone(), opts.quotas));
     let issued = directory
         .bootstrap()
         .await
@@ -168,6 +172,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
             opts.store.is_none().then(|| opts.data.clone()),
             opts.disk.reserve_bytes,
         ),
+        quotas.clone(),
     ));
     let transforms = Transforms::load(
         log.clone(),
@@ -201,6 +206,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         streams: Default::default(),
         log,
         directory,
+        quotas,
         components,
         ingest,
         transforms,

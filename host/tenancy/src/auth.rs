@@ -54,6 +54,13 @@ pub struct Tenant {
     pub created_ms: i64,
     #[serde(default)]
     pub description: String,
+    /// The tenant's own quota limits (unset ones fall back to the server's defaults).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub quotas: crate::quotas::QuotaLimits,
+}
+
+fn is_default(q: &crate::quotas::QuotaLimits) -> bool {
+    *q == crate::quotas::QuotaLimits::default()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -312,9 +319,37 @@ impl Directory {
             name: name.into(),
             created_ms: now_ms(),
             description: description.into(),
+            quotas: Default::default(),
         };
         self.write(Entry::Tenant(tenant.clone())).await?;
         Ok(tenant)
+    }
+
+    /// The tenant's own quota limits (default: none set).
+    pub fn quotas(&self, tenant: &str) -> crate::quotas::QuotaLimits {
+        let entries = self.entries.read().expect("entries");
+        entries
+            .tenants
+            .get(tenant)
+            .map(|t| t.quotas)
+            .unwrap_or_default()
+    }
+
+    /// Replace the tenant's quota limits, durably.
+    pub async fn set_quotas(
+        &self,
+        tenant: &str,
+        quotas: crate::quotas::QuotaLimits,
+    ) -> Result<Tenant, ApiError> {
+        let _guard = self.writes.lock().await;
+        let mut t = self
+            .tenants()
+            .into_iter()
+            .find(|t| t.name == tenant)
+            .ok_or_else(|| ApiError::not_found(format!("tenant `{tenant}` does not exist")))?;
+        t.quotas = quotas;
+        self.write(Entry::Tenant(t.clone())).await?;
+        Ok(t)
     }
 
     pub async fn create_key(
@@ -471,7 +506,8 @@ impl Directory {
                     http::StatusCode::TOO_MANY_REQUESTS,
                     42901,
                     format!("too many failed attempts with this key id; try again in {wait_s} s"),
-                ))
+                )
+                .retry_after(wait_s as u64))
             }
             _ => Ok(()),
         }

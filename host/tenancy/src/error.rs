@@ -14,6 +14,10 @@ pub struct ApiError {
     #[serde(skip)]
     #[schema(ignore)]
     pub status: StatusCode,
+    /// Seconds until a retry may succeed (`Retry-After`), for the conditions that pass.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after: Option<u64>,
     pub error_code: u32,
     pub message: String,
 }
@@ -22,9 +26,16 @@ impl ApiError {
     pub fn new(status: StatusCode, code: u32, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
+            retry_after: None,
             error_code: code,
             message: message.into(),
         }
+    }
+
+    /// Tell the client when to try again (`Retry-After: seconds`).
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn bad_json(message: impl Into<String>) -> ApiError {

@@ -9,6 +9,7 @@
 //!   in exactly one place, and the rules for topic names.
 //! - [`internal_topics`]: the gateway's own single-partition topics (`_auth`, `_offsets`,
 //!   `_alerts`, …) and how their owners create, replay and append to them.
+//! - [`quotas`]: per-tenant produce and fetch rates (token buckets; 429 with `Retry-After`).
 //! - [`clock`]: the time that schedules work, which tests move forward.
 //! - [`error`]: the one error shape every service answers with (`{"error_code", "message"}`
 //!   with its status), and how log errors map onto it.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod error;
 pub mod internal_topics;
 pub mod names;
+pub mod quotas;
 
 pub use auth::{Directory, Principal, Role};
 pub use clock::{Clock, now_ms};

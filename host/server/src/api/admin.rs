@@ -50,6 +50,38 @@ pub async fn create_tenant(
     ))
 }
 
+/// `GET /v1/tenants/{t}/quotas` (system key): the tenant's own limits and those in force.
+pub fn quotas(app: &App, who: &Principal, tenant: &str) -> Result<Response<Body>, ApiError> {
+    require_system(who)?;
+    if !app.directory.tenant_exists(tenant) {
+        return Err(ApiError::not_found(format!(
+            "tenant `{tenant}` does not exist"
+        )));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "tenant": tenant,
+            "quotas": app.directory.quotas(tenant),
+            "in_force": app.quotas.limits(tenant),
+        }),
+    ))
+}
+
+/// `PUT /v1/tenants/{t}/quotas` (system key): replace the tenant's own limits (unset fields fall
+/// back to the server's `[quotas]`).
+pub async fn set_quotas(
+    app: &App,
+    who: &Principal,
+    tenant: &str,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    require_system(who)?;
+    let limits: sluice_tenancy::quotas::QuotaLimits = call.json(ADMIN_BODY_LIMIT).await?;
+    app.directory.set_quotas(tenant, limits).await?;
+    quotas(app, who, tenant)
+}
+
 pub fn list_tenants(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     require_system(who)?;
     Ok(json(

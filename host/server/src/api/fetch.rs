@@ -44,6 +44,7 @@ pub async fn fetch(
         .parse()
         .map_err(|_| ApiError::bad_request("the partition must be a non-negative integer"))?;
     let full = log_name(&who.tenant, topic);
+    app.quotas.admit_fetch(&who.tenant)?;
     let (start, hw) = app
         .log
         .offsets(&full, partition)
@@ -74,6 +75,7 @@ pub async fn fetch(
         .await
         .map_err(|e| from_log(e, topic))?;
     let bytes: usize = read.records.iter().map(|r| r.record.value.len()).sum();
+    app.quotas.charge_fetch(&who.tenant, bytes as u64);
     let labels = TopicLabels {
         tenant: who.tenant.clone(),
         topic: topic.to_owned(),

@@ -63,6 +63,10 @@ pub async fn dispatch(
             ("tenants", admin::create_tenant(app, &who, call).await)
         }
         (["v1", "tenants"], &Method::GET) => ("tenants", admin::list_tenants(app, &who)),
+        (["v1", "tenants", t, "quotas"], &Method::GET) => ("quotas", admin::quotas(app, &who, t)),
+        (["v1", "tenants", t, "quotas"], &Method::PUT) => {
+            ("quotas", admin::set_quotas(app, &who, t, call).await)
+        }
         (["v1", "keys"], &Method::POST) => ("keys", admin::create_key(app, &who, call).await),
         (["v1", "keys"], &Method::GET) => ("keys", admin::list_keys(app, &who, &call)),
         (["v1", "keys", id], &Method::DELETE) => ("keys", admin::revoke_key(app, &who, id).await),
@@ -218,6 +222,7 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
                     .dead_letter_failures
                     .load(std::sync::atomic::Ordering::Relaxed),
                 app.ingest.disk(),
+                &app.quotas.throttled(),
             ),
         ))
         .expect("response builds"))

@@ -128,6 +128,8 @@ pub static ROUTES: &[Route] = routes! {
 
     POST "/v1/tenants", "tenants", "Create a tenant and its first admin key (system key)", Json -> Json 201;
     GET "/v1/tenants", "tenants", "List tenants (system key)", Nothing -> Json 200;
+    GET "/v1/tenants/{tenant}/quotas", "tenants", "A tenant's quotas (system key)", Nothing -> Json 200;
+    PUT "/v1/tenants/{tenant}/quotas", "tenants", "Set a tenant's quotas (system key)", Json -> Json 200;
     POST "/v1/keys", "tenants", "Create an API key", Json -> Json 201;
     GET "/v1/keys", "tenants", "List API keys (never their secrets)", Nothing -> Json 200;
     DELETE "/v1/keys/{id}", "tenants", "Revoke an API key", Nothing -> Json 200;

@@ -1,0 +1,267 @@
+//! Per-tenant quotas: produce events/s and bytes/s, fetch bytes/s. One tenant at its quota is
+//! answered 429 with `Retry-After`, and another tenant's requests never wait behind it.
+//!
+//! Each quota is a token bucket holding one second of its rate. A request is let through while
+//! the bucket is not in debt, then charged in full (so one large request is never refused for
+//! its size alone, and what it overdrew is paid back before the next one passes); in debt, it
+//! is refused with the time until the debt is repaid.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Directory;
+use crate::error::ApiError;
+
+/// A tenant's limits; `None` is unlimited. Stored with the tenant; unset fields fall back to
+/// the server's defaults (`[quotas]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produce_events_per_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produce_bytes_per_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_bytes_per_s: Option<u64>,
+}
+
+impl QuotaLimits {
+    /// `self`'s limits, with `defaults` where `self` sets none.
+    pub fn or(self, defaults: QuotaLimits) -> QuotaLimits {
+        QuotaLimits {
+            produce_events_per_s: self.produce_events_per_s.or(defaults.produce_events_per_s),
+            produce_bytes_per_s: self.produce_bytes_per_s.or(defaults.produce_bytes_per_s),
+            fetch_bytes_per_s: self.fetch_bytes_per_s.or(defaults.fetch_bytes_per_s),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    ProduceEvents,
+    ProduceBytes,
+    FetchBytes,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::ProduceEvents => "produce_events_per_s",
+            Kind::ProduceBytes => "produce_bytes_per_s",
+            Kind::FetchBytes => "fetch_bytes_per_s",
+        }
+    }
+}
+
+struct Bucket {
+    /// Tokens now (negative: in debt).
+    tokens: f64,
+    at: Instant,
+    /// The rate it fills at: a changed limit starts a full bucket.
+    rate: u64,
+}
+
+/// Every tenant's buckets; limits come from the directory (with the defaults).
+pub struct QuotaBook {
+    directory: Arc<Directory>,
+    defaults: QuotaLimits,
+    buckets: Mutex<HashMap<(String, Kind), Bucket>>,
+    /// Requests refused, per (tenant, quota).
+    throttled: Mutex<HashMap<(String, &'static str), u64>>,
+}
+
+impl QuotaBook {
+    pub fn new(directory: Arc<Directory>, defaults: QuotaLimits) -> QuotaBook {
+        QuotaBook {
+            directory,
+            defaults,
+            buckets: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limits in force for `tenant`.
+    pub fn limits(&self, tenant: &str) -> QuotaLimits {
+        self.directory.quotas(tenant).or(self.defaults)
+    }
+
+    /// Before producing `events` events of `bytes` bytes: refused (429) while in debt.
+    pub fn charge_produce(&self, tenant: &str, events: u64, bytes: u64) -> Result<(), ApiError> {
+        let limits = self.limits(tenant);
+        self.charge(
+            tenant,
+            Kind::ProduceEvents,
+            limits.produce_events_per_s,
+            events,
+        )?;
+        self.charge(
+            tenant,
+            Kind::ProduceBytes,
+            limits.produce_bytes_per_s,
+            bytes,
+        )
+    }
+
+    /// Before serving a read: refused (429) while the tenant's fetch bytes are in debt.
+    pub fn admit_fetch(&self, tenant: &str) -> Result<(), ApiError> {
+        let limit = self.limits(tenant).fetch_bytes_per_s;
+        self.charge(tenant, Kind::FetchBytes, limit, 0)
+    }
+
+    /// After serving `bytes` to a reader.
+    pub fn charge_fetch(&self, tenant: &str, bytes: u64) {
+        if let Some(rate) = self.limits(tenant).fetch_bytes_per_s {
+            let mut buckets = self.buckets.lock().expect("buckets");
+            let b = bucket(&mut buckets, tenant, Kind::FetchBytes, rate);
+            b.tokens -= bytes as f64;
+        }
+    }
+
+    /// Requests refused so far, per (tenant, quota name), for `/metrics`.
+    pub fn throttled(&self) -> Vec<(String, &'static str, u64)> {
+        let t = self.throttled.lock().expect("throttled");
+        let mut out: Vec<_> = t.iter().map(|((a, b), n)| (a.clone(), *b, *n)).collect();
+        out.sort();
+        out
+    }
+
+    fn charge(
+        &self,
+        tenant: &str,
+        kind: Kind,
+        rate: Option<u64>,
+        amount: u64,
+    ) -> Result<(), ApiError> {
+        let Some(rate) = rate.filter(|r| *r > 0) else {
+            return Ok(());
+        };
+        let mut buckets = self.buckets.lock().expect("buckets");
+        let b = bucket(&mut buckets, tenant, kind, rate);
+        if b.tokens < 0.0 {
+            let wait_s = (-b.tokens / rate as f64).ceil().max(1.0) as u64;
+            drop(buckets);
+            *self
+                .throttled
+                .lock()
+                .expect("throttled")
+                .entry((tenant.to_owned(), kind.name()))
+                .or_default() += 1;
+            return Err(ApiError::new(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                42903,
+                format!(
+                    "tenant `{tenant}` is over its quota {} = {rate}; retry in {wait_s} s",
+                    kind.name()
+                ),
+            )
+            .retry_after(wait_s));
+        }
+        b.tokens -= amount as f64;
+        Ok(())
+    }
+}
+
+/// The tenant's bucket for `kind`, refilled to now (at most one second of `rate` banked); a
+/// new rate starts full.
+fn bucket<'a>(
+    buckets: &'a mut HashMap<(String, Kind), Bucket>,
+    tenant: &str,
+    kind: Kind,
+    rate: u64,
+) -> &'a mut Bucket {
+    let now = Instant::now();
+    let full = Bucket {
+        tokens: rate as f64,
+        at: now,
+        rate,
+    };
+    let b = buckets.entry((tenant.to_owned(), kind)).or_insert(full);
+    if b.rate != rate {
+        b.tokens = rate as f64;
+        b.rate = rate;
+    }
+    let refill = now.duration_since(b.at).as_secs_f64() * rate as f64;
+    b.tokens = (b.tokens + refill).min(rate as f64);
+    b.at = now;
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn book(dir: &std::path::Path, defaults: QuotaLimits) -> (sluice_log::Log, QuotaBook) {
+        let log = sluice_log::Log::open(
+            sluice_log::Storage::Local(dir.to_owned()),
+            sluice_log::LogOptions::default(),
+        )
+        .await
+        .unwrap();
+        let directory = Arc::new(Directory::load(log.clone()).await.unwrap());
+        directory.create_tenant("a", "").await.unwrap();
+        directory.create_tenant("b", "").await.unwrap();
+        (log, QuotaBook::new(directory, defaults))
+    }
+
+    #[tokio::test]
+    async fn a_tenant_over_its_quota_is_refused_and_another_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = QuotaLimits {
+            produce_events_per_s: Some(100),
+            ..QuotaLimits::default()
+        };
+        let (log, book) = book(dir.path(), defaults).await;
+        // One second's worth passes, then the overdraft is refused with when to come back.
+        book.charge_produce("a", 150, 0).unwrap();
+        let e = book.charge_produce("a", 1, 0).unwrap_err();
+        assert_eq!((e.status.as_u16(), e.error_code), (429, 42903));
+        assert_eq!(e.retry_after, Some(1));
+        // The other tenant has its own bucket.
+        book.charge_produce("b", 100, 0).unwrap();
+        assert_eq!(
+            book.throttled(),
+            vec![("a".to_owned(), "produce_events_per_s", 1)]
+        );
+        // A tenant's own limit wins over the default; none means unlimited.
+        book.directory
+            .set_quotas(
+                "b",
+                QuotaLimits {
+                    produce_events_per_s: Some(1_000_000),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            book.charge_produce("b", 50_000, 0).unwrap();
+        }
+        assert_eq!(book.limits("b").produce_events_per_s, Some(1_000_000));
+        let unlimited = QuotaBook::new(book.directory.clone(), QuotaLimits::default());
+        for _ in 0..100 {
+            unlimited
+                .charge_produce("a", u64::MAX / 1000, u64::MAX / 1000)
+                .unwrap();
+        }
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn fetch_bytes_are_charged_after_the_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = QuotaLimits {
+            fetch_bytes_per_s: Some(1_000),
+            ..QuotaLimits::default()
+        };
+        let (log, book) = book(dir.path(), defaults).await;
+        book.admit_fetch("a").unwrap();
+        book.charge_fetch("a", 5_000);
+        let e = book.admit_fetch("a").unwrap_err();
+        assert_eq!(e.retry_after, Some(4));
+        book.admit_fetch("b").unwrap();
+        log.close().await;
+    }
+}
