@@ -708,3 +708,87 @@ async fn a_tenant_over_its_quota_gets_429_and_another_tenant_does_not() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn changes_and_refusals_are_in_the_tenants_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let admin = p.client();
+    admin.create_topic("audited", 1).await;
+    let (s, _) = admin.send(Method::DELETE, "/v1/topics/audited", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let reader = scoped_key(&admin, &[("consume", "x")]).await;
+    let (s, _) = reader.produce("x", json!({"event_type": "t"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let wrong = admin.with_key(&format!(
+        "{}bad",
+        admin.key.trim_end_matches(|c: char| c != '_')
+    ));
+    assert_eq!(wrong.get("/v1/topics").await.0, StatusCode::UNAUTHORIZED);
+    // Produce is the data path, not a change: not audited.
+    admin.create_topic("data", 1).await;
+    assert_eq!(
+        admin.produce("data", json!({"event_type": "t"})).await.0,
+        StatusCode::OK
+    );
+
+    let actions = || async {
+        let (s, v) = admin.get("/v1/audit?limit=1000").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r["action"].as_str().unwrap(),
+                    r["resource"].as_str().unwrap(),
+                    r["status"]
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Refusals are written in the background: wait for them.
+    let mut seen = actions().await;
+    for _ in 0..100 {
+        if seen.iter().any(|a| a.starts_with("auth.failed")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seen = actions().await;
+    }
+    for expected in [
+        "POST /v1/topics /v1/topics 201",
+        "DELETE /v1/topics/{topic} /v1/topics/audited 204",
+        "POST /v1/keys /v1/keys 201",
+        "POST /v1/topics/{topic}/events /v1/topics/x/events 403",
+        "auth.failed /v1/topics 401",
+    ] {
+        assert!(
+            seen.iter().any(|a| a == expected),
+            "{expected} not in {seen:#?}"
+        );
+    }
+    assert!(
+        !seen.iter().any(|a| a.contains("/v1/topics/data/events")),
+        "{seen:#?}"
+    );
+    // Only a tenant admin reads it; `sluice audit` prints the same.
+    assert_eq!(reader.get("/v1/audit").await.0, StatusCode::FORBIDDEN);
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["audit", "--url", &p.url, "--key", &admin.key])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("\"action\":\"DELETE /v1/topics/{topic}\""),
+        "{printed}"
+    );
+    p.kill9();
+}

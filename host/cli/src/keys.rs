@@ -1,4 +1,4 @@
-//! `sluice keys` and `sluice tenants`.
+//! `sluice keys`, `sluice tenants` and `sluice audit`.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -85,6 +85,27 @@ pub async fn tenants(c: &Client, cmd: TenantsCmd) -> anyhow::Result<()> {
             );
         }
         TenantsCmd::List => print(&c.call(Method::GET, "/v1/tenants", None).await?),
+    }
+    Ok(())
+}
+
+/// Print the audit trail as JSON lines, oldest first.
+pub async fn audit(
+    c: &Client,
+    since: Option<String>,
+    limit: usize,
+    tenant: Option<String>,
+) -> anyhow::Result<()> {
+    let mut q = format!("?limit={limit}");
+    if let Some(s) = since {
+        q.push_str(&format!("&since={}", enc(&s)));
+    }
+    if let Some(t) = tenant {
+        q.push_str(&format!("&tenant={}", enc(&t)));
+    }
+    let v = c.call(Method::GET, &format!("/v1/audit{q}"), None).await?;
+    for r in v["records"].as_array().into_iter().flatten() {
+        println!("{r}");
     }
     Ok(())
 }

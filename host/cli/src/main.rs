@@ -117,6 +117,20 @@ enum Command {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// The tenant's audit trail: changes and refusals, oldest first (tenant admin key).
+    Audit {
+        #[command(flatten)]
+        conn: Conn,
+        /// From this time on (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many records (up to 1,000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Another tenant's trail (system key).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Manage tenants (system admin key).
     Tenants {
         #[command(flatten)]
@@ -251,6 +265,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys { conn, cmd } => keys::keys(&Client::new(&conn)?, cmd).await,
         Command::Tenants { conn, cmd } => keys::tenants(&Client::new(&conn)?, cmd).await,
+        Command::Audit {
+            conn,
+            since,
+            limit,
+            tenant,
+        } => keys::audit(&Client::new(&conn)?, since, limit, tenant).await,
         Command::Deploy { conn, args } => transforms::deploy(&Client::new(&conn)?, args).await,
         Command::Transforms { conn, cmd } => {
             transforms::transforms(&Client::new(&conn)?, cmd).await

@@ -10,6 +10,7 @@ use sluice_ingest::components::Components;
 use sluice_ingest::schemas::Registry;
 use sluice_ingest::transforms::Transforms;
 use sluice_log::Log;
+use sluice_tenancy::audit::Audit;
 use sluice_tenancy::auth::Directory;
 use sluice_tenancy::clock::Clock;
 use sluice_tenancy::quotas::QuotaBook;
@@ -24,6 +25,8 @@ pub struct App {
     pub directory: Arc<Directory>,
     /// Tenants' produce and fetch quotas.
     pub quotas: Arc<QuotaBook>,
+    /// Tenants' audit trails.
+    pub audit: Arc<Audit>,
     pub metrics: Metrics,
     /// Largest request body accepted.
     pub max_body_bytes: usize,

@@ -32,6 +32,20 @@ pub struct Metrics {
     encode: Mutex<()>,
 }
 
+/// What a scrape renders besides the server's own families, from every service.
+pub struct Scrape<'a> {
+    pub log: &'a LogMetrics,
+    /// Every built pipeline stage and running transform, with its counters.
+    pub stages: &'a [(StageLabels, StageStats)],
+    pub lag: &'a [(String, String, PartitionLag)],
+    /// Webhook dead letters that could not be written at once.
+    pub dead_letter_failures: u64,
+    pub disk: &'a sluice_ingest::disk::DiskGuard,
+    /// Requests refused per (tenant, quota).
+    pub throttled: &'a [(String, &'static str, u64)],
+    pub audit: &'a sluice_tenancy::audit::Audit,
+}
+
 impl Metrics {
     /// The server's families, and ingest's (`ingest` keeps counting into its own; a scrape
     /// renders them).
@@ -83,17 +97,16 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// `stages`: every built pipeline stage and running transform, with its counters;
-    /// `dead_letter_failures`: webhook dead letters that could not be written at once.
-    pub fn render(
-        &self,
-        log: &LogMetrics,
-        stages: &[(StageLabels, StageStats)],
-        lag: &[(String, String, PartitionLag)],
-        dead_letter_failures: u64,
-        disk: &sluice_ingest::disk::DiskGuard,
-        throttled: &[(String, &'static str, u64)],
-    ) -> String {
+    pub fn render(&self, scrape: &Scrape) -> String {
+        let Scrape {
+            log,
+            stages,
+            lag,
+            dead_letter_failures,
+            disk,
+            throttled,
+            audit,
+        } = *scrape;
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
@@ -219,6 +232,26 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "sluice_quota_throttled_total{{tenant=\"{tenant}\",quota=\"{quota}\"}} {n}"
+            );
+        }
+        for (name, help, value) in [
+            (
+                "sluice_audit_dropped",
+                "Refusals not written to the audit trail (its queue was full).",
+                &audit.dropped,
+            ),
+            (
+                "sluice_audit_write_failures",
+                "Audit records whose write failed (each retried).",
+                &audit.write_failures,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(
+                out,
+                "{name}_total {}",
+                value.load(std::sync::atomic::Ordering::Relaxed)
             );
         }
         if let Some(free) = disk.free() {

@@ -197,6 +197,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     webhooks.resume().await;
     transforms.resume().await;
     groups.spawn_sweeper(std::time::Duration::from_millis(250));
+    let audit = sluice_tenancy::audit::Audit::new(log.clone());
     let app = Arc::new(App {
         metrics: Metrics::new(&ingest.metrics),
         topic_schema: App::topic_schema(),
@@ -207,6 +208,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         log,
         directory,
         quotas,
+        audit,
         components,
         ingest,
         transforms,

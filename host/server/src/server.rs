@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use sluice_tenancy::audit::AuditRecord;
 use sluice_tenancy::error::ApiError;
+use sluice_tenancy::now_ms;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -162,16 +164,68 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
             )),
         ),
         _ => {
+            let resource = format!("/{}", call.path.join("/"));
             let principal = match app
                 .directory
                 .authenticate(call.header(header::AUTHORIZATION))
                 .await
             {
                 Ok(p) => p,
-                Err(e) => return ("unauthenticated", Err(e)),
+                Err(e) => {
+                    let (key_id, tenant) =
+                        app.directory.claimed(call.header(header::AUTHORIZATION));
+                    app.audit.refused(AuditRecord {
+                        time_ms: now_ms(),
+                        tenant,
+                        key_id,
+                        action: "auth.failed".into(),
+                        resource,
+                        status: e.status.as_u16(),
+                        detail: Some(e.message.clone()),
+                    });
+                    return ("unauthenticated", Err(e));
+                }
             };
-            api::dispatch(app, principal, call).await
+            let method = call.method.clone();
+            let (tenant, key_id) = (principal.tenant.clone(), principal.key_id.clone());
+            let (label, result) = api::dispatch(app, principal, call).await;
+            let outcome = match &result {
+                Ok(r) => (r.status().as_u16(), None),
+                Err(e) => (e.status.as_u16(), Some(e.message.clone())),
+            };
+            audit(app, &method, resource, tenant, key_id, outcome).await;
+            (label, result)
         }
+    }
+}
+
+/// Changes are recorded in the tenant's audit trail before they are answered; refusals
+/// (403) are queued for it.
+async fn audit(
+    app: &App,
+    method: &http::Method,
+    resource: String,
+    tenant: String,
+    key_id: String,
+    (status, detail): (u16, Option<String>),
+) {
+    let segments: Vec<&str> = resource.split('/').filter(|s| !s.is_empty()).collect();
+    let api::routes::Found::Route(route) = api::routes::find(method, &segments) else {
+        return;
+    };
+    let record = AuditRecord {
+        time_ms: now_ms(),
+        tenant: Some(tenant),
+        key_id: Some(key_id),
+        action: format!("{method} {}", route.path),
+        resource,
+        status,
+        detail,
+    };
+    if status == StatusCode::FORBIDDEN.as_u16() {
+        app.audit.refused(record);
+    } else if api::routes::audited(route) && (200..300).contains(&status) {
+        app.audit.record(record).await;
     }
 }
 

@@ -429,6 +429,16 @@ impl Directory {
         Ok(key)
     }
 
+    /// Who a refused `Authorization` header claims to be: its key id, and that key's tenant
+    /// when the key exists (for the audit trail; nothing is verified).
+    pub fn claimed(&self, header: Option<&str>) -> (Option<String>, Option<String>) {
+        let Some((id, _)) = header.and_then(parse_credentials) else {
+            return (None, None);
+        };
+        let tenant = self.key(&id).map(|k| k.tenant);
+        (Some(id), tenant)
+    }
+
     /// Changes whenever a key is revoked (then ask [`Directory::is_revoked`]).
     pub fn revocations(&self) -> tokio::sync::watch::Receiver<u64> {
         self.revocations.subscribe()

@@ -9,11 +9,13 @@
 //!   in exactly one place, and the rules for topic names.
 //! - [`internal_topics`]: the gateway's own single-partition topics (`_auth`, `_offsets`,
 //!   `_alerts`, …) and how their owners create, replay and append to them.
+//! - [`audit`]: each tenant's audit trail (`<tenant>/_audit`, 90 days): changes and refusals.
 //! - [`quotas`]: per-tenant produce and fetch rates (token buckets; 429 with `Retry-After`).
 //! - [`clock`]: the time that schedules work, which tests move forward.
 //! - [`error`]: the one error shape every service answers with (`{"error_code", "message"}`
 //!   with its status), and how log errors map onto it.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod error;

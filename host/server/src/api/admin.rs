@@ -82,6 +82,37 @@ pub async fn set_quotas(
     quotas(app, who, tenant)
 }
 
+/// `GET /v1/audit?since=&limit=&tenant=`: the tenant's audit trail, oldest first (tenant admin;
+/// the system key may name any `tenant`, or `tenant=` empty for what names no tenant).
+pub async fn audit(app: &App, who: &Principal, call: &Call) -> Result<Response<Body>, ApiError> {
+    if !who.is_tenant_admin() {
+        return Err(ApiError::forbidden(
+            "the audit trail needs a tenant admin key",
+        ));
+    }
+    let tenant = match call.query("tenant") {
+        Some(t) if t != who.tenant => {
+            require_system(who)?;
+            (!t.is_empty()).then_some(t)
+        }
+        _ => Some(who.tenant.as_str()),
+    };
+    let since = match call.query("since") {
+        None => 0,
+        Some(t) => sluice_ingest::envelope::parse_time_text(t).ok_or_else(|| {
+            ApiError::bad_request("`since` must be milliseconds or an RFC 3339 time")
+        })?,
+    };
+    let limit = match call.query("limit") {
+        None => 100,
+        Some(n) => n
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("`limit` must be a number"))?,
+    };
+    let records = app.audit.read(tenant, since, limit).await?;
+    Ok(json(StatusCode::OK, &json!({ "records": records })))
+}
+
 pub fn list_tenants(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     require_system(who)?;
     Ok(json(

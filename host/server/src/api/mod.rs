@@ -21,6 +21,7 @@ use http::{Method, Response, StatusCode};
 
 use crate::app::App;
 use crate::call::{Body, Call, require_system};
+use crate::metrics::Scrape;
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;
 
@@ -71,6 +72,7 @@ pub async fn dispatch(
         (["v1", "keys"], &Method::GET) => ("keys", admin::list_keys(app, &who, &call)),
         (["v1", "keys", id], &Method::DELETE) => ("keys", admin::revoke_key(app, &who, id).await),
         (["v1", "whoami"], &Method::GET) => ("whoami", Ok(admin::whoami(&who))),
+        (["v1", "audit"], &Method::GET) => ("audit", admin::audit(app, &who, &call).await),
         (["v1", "components"], &Method::GET) => ("components", components::list(app, &who)),
         (["v1", "components", n], &Method::PUT) => {
             ("component", components::upload(app, &who, n, call).await)
@@ -214,16 +216,18 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )
         .body(crate::call::full(
-            app.metrics.render(
-                app.log.metrics(),
-                &stages,
-                &app.groups.lag_snapshot(),
-                app.webhooks
+            app.metrics.render(&Scrape {
+                log: app.log.metrics(),
+                stages: &stages,
+                lag: &app.groups.lag_snapshot(),
+                dead_letter_failures: app
+                    .webhooks
                     .dead_letter_failures
                     .load(std::sync::atomic::Ordering::Relaxed),
-                app.ingest.disk(),
-                &app.quotas.throttled(),
-            ),
+                disk: app.ingest.disk(),
+                throttled: &app.quotas.throttled(),
+                audit: &app.audit,
+            }),
         ))
         .expect("response builds"))
 }

@@ -55,6 +55,15 @@ pub struct Route {
     pub authenticated: bool,
 }
 
+/// Is a successful call of this route a change the audit trail records? Every write but the
+/// data path (produce, REST Proxy consumers) and the registry's reads by POST.
+pub fn audited(r: &Route) -> bool {
+    r.method != Method::GET
+        && !matches!(r.tag, "events" | "rest-proxy" | "operations")
+        && !r.path.starts_with("/registry/compatibility/")
+        && r.path != "/registry/subjects/{subject}"
+}
+
 /// Where a request lands in the table.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Found {
@@ -134,6 +143,7 @@ pub static ROUTES: &[Route] = routes! {
     GET "/v1/keys", "tenants", "List API keys (never their secrets)", Nothing -> Json 200;
     DELETE "/v1/keys/{id}", "tenants", "Revoke an API key", Nothing -> Json 200;
     GET "/v1/whoami", "tenants", "The calling key's tenant and scopes", Nothing -> Json 200;
+    GET "/v1/audit", "tenants", "The tenant's audit trail (tenant admin; ?since=&limit=)", Nothing -> Json 200;
 
     GET "/v1/components", "components", "List components", Nothing -> Json 200;
     PUT "/v1/components/{name}", "components", "Upload a component version", Wasm -> Json 201;

@@ -100,8 +100,10 @@ pub fn list(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
         .iter()
         .filter_map(|t| {
             let name = &t.meta.name[prefix.len()..];
-            (who.can(Role::Consume, name) || who.can(Role::Produce, name))
-                .then(|| describe_json(name, t))
+            // The tenant's own internal topics (`_audit`) are read through their APIs.
+            (!name.starts_with('_')
+                && (who.can(Role::Consume, name) || who.can(Role::Produce, name)))
+            .then(|| describe_json(name, t))
         })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "topics": topics })))
