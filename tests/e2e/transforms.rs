@@ -235,6 +235,8 @@ async fn hostile_components_are_contained() {
     // In an ingest pipeline: the batch is refused with the reason, the gateway keeps serving.
     for (behaviour, kind) in [
         ("loop", "timeout"),
+        // Asleep in a WASI call: stopped by the same deadline, not after its 60 s.
+        ("sleep", "timeout"),
         ("alloc", "out-of-memory"),
         ("trap", "trap"),
         ("wrong-count", "bad-output"),
@@ -264,7 +266,10 @@ async fn hostile_components_are_contained() {
         // Another topic is served while the guest misbehaves.
         let (st, v) = c.produce("plain", json!({"event_type": "fine"})).await;
         assert_eq!(st, StatusCode::OK, "{v}");
-        let (st, v) = slow.await.unwrap();
+        let (st, v) = tokio::time::timeout(std::time::Duration::from_secs(20), slow)
+            .await
+            .unwrap_or_else(|_| panic!("{behaviour}: the guest was not stopped"))
+            .unwrap();
         assert_eq!(st, StatusCode::BAD_GATEWAY, "{behaviour}: {v}");
         assert_eq!(v["error_code"], 50201);
         assert!(
@@ -282,7 +287,7 @@ async fn hostile_components_are_contained() {
     let (_, m) = c.get("/metrics").await;
     let m = m.as_str().unwrap();
     assert!(
-        m.contains(r#"sluice_component_errors_total{tenant="default",component="hostile@1",kind="timeout"} 1"#),
+        m.contains(r#"sluice_component_errors_total{tenant="default",component="hostile@1",kind="timeout"} 2"#),
         "{m}"
     );
 

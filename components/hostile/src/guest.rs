@@ -69,6 +69,12 @@ impl Guest for Hostile {
                 }
                 pass(events)
             }
+            "sleep" => {
+                // Blocks in the host (wasi:clocks + wasi:io/poll), not in its own code.
+                let ms = if ms > 0 { ms as u64 } else { 60_000 };
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                pass(events)
+            }
             "log-flood" => {
                 for i in 0..1_000_000 {
                     logging::log(logging::Level::Info, &format!("flood line {i}"));

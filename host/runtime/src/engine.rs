@@ -71,6 +71,8 @@ impl Runtime {
         let mut linker: Linker<GuestState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        crate::guest::bound_blocking_calls(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         // Every world imports the same host interfaces, so the validator world's
         // `add_to_linker` links them for all.
         Validator::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)

@@ -52,6 +52,9 @@ pub struct GuestState {
     component: Arc<str>,
     /// Log lines left in this call (reset before each call).
     pub log_budget: u32,
+    /// When the current call must end: a guest waiting in a WASI call (sleep, poll) is
+    /// stopped here, as one spinning in its own code is by the epoch deadline.
+    pub deadline: std::time::Instant,
 }
 
 impl GuestState {
@@ -69,6 +72,7 @@ impl GuestState {
             .build();
         GuestState {
             wasi,
+            deadline: std::time::Instant::now(),
             table: ResourceTable::new(),
             limits: Limits {
                 memory_limit,
@@ -173,3 +177,48 @@ impl reference_tables::Host for GuestState {
 }
 
 impl crate::generated::types_host::Host for GuestState {}
+
+/// Replace `wasi:io/poll`'s blocking calls (`poll`, `pollable.block`: how a guest sleeps or
+/// waits) with ones that give up at the call's deadline, as an interrupt: a guest blocked in
+/// the host is stopped by the same deadline as one spinning in its code. The rest of WASI is
+/// linked as `wasmtime-wasi` links it.
+pub fn bound_blocking_calls(
+    linker: &mut wasmtime::component::Linker<GuestState>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::runtime::in_tokio;
+    use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as _, HostPollable as _};
+    use wasmtime_wasi_io::poll::DynPollable;
+
+    fn bounded<R>(
+        deadline: std::time::Instant,
+        wait: impl std::future::Future<Output = wasmtime::Result<R>>,
+    ) -> wasmtime::Result<R> {
+        match in_tokio(tokio::time::timeout_at(deadline.into(), wait)) {
+            Ok(r) => r,
+            Err(_) => Err(wasmtime::Trap::Interrupt.into()),
+        }
+    }
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
+    poll.func_wrap(
+        "poll",
+        |mut store: wasmtime::StoreContextMut<'_, GuestState>,
+         (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let deadline = store.data().deadline;
+            let table = &mut store.data_mut().table;
+            bounded(deadline, table.poll(pollables)).map(|ready| (ready,))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut store: wasmtime::StoreContextMut<'_, GuestState>,
+         (pollable,): (Resource<DynPollable>,)| {
+            let deadline = store.data().deadline;
+            let table = &mut store.data_mut().table;
+            bounded(deadline, table.block(pollable))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}

@@ -294,6 +294,7 @@ impl Stage {
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().deadline = Instant::now() + self.inner.runtime.options().call_timeout;
         let started = match &self.inner.pre {
             Pre::Validator(p) => p.instantiate(&mut store).map(drop),
             Pre::PackedValidator(p) => p.instantiate(&mut store).map(drop),
@@ -349,6 +350,7 @@ impl Stage {
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.deadline_ticks());
+        store.data_mut().deadline = Instant::now() + self.inner.runtime.options().call_timeout;
         inner
             .counters
             .instantiations
@@ -465,6 +467,8 @@ impl Stage {
         };
         instance.store.set_epoch_deadline(self.deadline_ticks());
         instance.store.data_mut().log_budget = 100;
+        instance.store.data_mut().deadline =
+            Instant::now() + self.inner.runtime.options().call_timeout;
         let started = Instant::now();
         let result = f(&mut instance.store, &instance.bindings);
         counters
