@@ -219,6 +219,9 @@ pub struct Limits {
     pub max_headers_per_event: usize,
     /// Bytes of one header, name and value together.
     pub max_header_bytes: usize,
+    /// The most one allocation may take while decoding an Avro value (the REST Proxy's Avro
+    /// format): a length field claiming more is refused instead of allocated. Process-wide.
+    pub avro_max_allocation_bytes: usize,
 }
 
 impl Limits {
@@ -227,6 +230,7 @@ impl Limits {
         max_event_id_bytes: 256,
         max_headers_per_event: 64,
         max_header_bytes: 16 << 10,
+        avro_max_allocation_bytes: 16 << 20,
     };
 }
 

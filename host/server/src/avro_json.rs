@@ -232,4 +232,21 @@ mod tests {
         assert!(AvroSchema::parse("{\"type\": \"nope\"}").is_err());
         assert!(s.decode(&[0xff, 0xff]).is_err());
     }
+
+    #[test]
+    fn a_length_past_the_allocation_cap_is_refused_not_allocated() {
+        let max = apache_avro::util::max_allocation_bytes(16 << 20);
+        let s = AvroSchema::parse(r#""string""#).unwrap();
+        // A string claiming one byte more than may be allocated (zig-zag varint length).
+        let claimed = (max as u64 + 1) * 2;
+        let mut bytes = Vec::new();
+        let mut v = claimed;
+        while v >= 0x80 {
+            bytes.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        bytes.push(v as u8);
+        let e = s.decode(&bytes).unwrap_err().to_string();
+        assert!(e.to_lowercase().contains("alloc"), "{e}");
+    }
 }

@@ -160,6 +160,8 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     .await?;
     let committed = internal_topics::read_all(&log, OFFSETS_TOPIC).await?;
     sluice_registry::set_check_steps(opts.registry.check_steps);
+    // Avro decoding (REST Proxy): a length past this is refused, not allocated.
+    apache_avro::util::max_allocation_bytes(opts.limits.avro_max_allocation_bytes);
     let registry = Arc::new(Registry::load(log.clone()).await?);
     let catalog = Arc::new(Catalog::load(log.clone()).await?);
     let ingest = Arc::new(Ingest::new(
