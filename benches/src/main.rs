@@ -12,6 +12,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod http_load;
+mod isolation;
 mod latency_store;
 mod outbound;
 mod registry;
@@ -60,6 +61,8 @@ enum Cmd {
     Webhooks,
     /// Consumer-group fetch through the REST Proxy API; SSE fan-out to 1,000 clients.
     Consumers,
+    /// One tenant's produce latency, quiet and while another tenant attacks.
+    Isolation,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,6 +113,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Consumers) {
         rt.block_on(outbound::consumers(&dir.join("consumers"), secs))?;
+    }
+    if run(Cmd::Isolation) {
+        rt.block_on(isolation::run(&dir.join("isolation"), secs))?;
     }
     Ok(())
 }
