@@ -79,6 +79,30 @@ async fn while_serving<T>(
     out
 }
 
+/// Produce one event and keep the whole response (its headers too).
+async fn produce_response(c: &Client, topic: &str, event: Value) -> reqwest::Response {
+    c.http
+        .post(format!("{}/v1/topics/{topic}/events", c.url))
+        .bearer_auth(&c.key)
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `/metrics` as text.
+async fn metrics_text(c: &Client) -> String {
+    c.http
+        .get(format!("{}/metrics", c.url))
+        .bearer_auth(&c.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Events in every partition of `topic`.
 async fn end_offset(c: &Client, topic: &str) -> u64 {
     let (s, v) = c.get(&format!("/v1/topics/{topic}/offsets")).await;
@@ -475,14 +499,7 @@ async fn under_the_disk_reserve_new_events_are_refused_and_readiness_says_why() 
     let p = start_configured(dir.path(), "[disk]\nreserve_bytes = 18446744073709551615\n");
     let c = p.client();
     c.create_topic("orders", 1).await;
-    let resp = c
-        .http
-        .post(format!("{}/v1/topics/orders/events", p.url))
-        .bearer_auth(&c.key)
-        .json(&json!({"event_type": "t"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = produce_response(&c, "orders", json!({"event_type": "t"})).await;
     assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
     assert_eq!(resp.headers()["retry-after"], "30");
     let body: Value = resp.json().await.unwrap();
@@ -495,16 +512,7 @@ async fn under_the_disk_reserve_new_events_are_refused_and_readiness_says_why() 
     let ready: Value = ready.json().await.unwrap();
     assert!(ready["disk"]["free_bytes"].as_u64().unwrap() > 0, "{ready}");
     assert_eq!(ready["disk"]["reserve_bytes"], json!(u64::MAX));
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", p.url))
-        .bearer_auth(&c.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&c).await;
     assert!(metrics.contains("sluice_disk_free_bytes "), "{metrics}");
     assert!(metrics.contains(&format!("sluice_disk_reserve_bytes {}", u64::MAX)));
     p.kill9();
@@ -653,14 +661,7 @@ async fn a_tenant_over_its_quota_gets_429_and_another_tenant_does_not() {
         .collect();
     let (st, v) = greedy.produce("firehose", json!(batch)).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let resp = greedy
-        .http
-        .post(format!("{}/v1/topics/firehose/events", greedy.url))
-        .bearer_auth(&greedy.key)
-        .json(&json!({"event_type": "t"}))
-        .send()
-        .await
-        .unwrap();
+    let resp = produce_response(&greedy, "firehose", json!({"event_type": "t"})).await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(resp.headers()["retry-after"], "1");
     let body: Value = resp.json().await.unwrap();
@@ -690,16 +691,7 @@ async fn a_tenant_over_its_quota_gets_429_and_another_tenant_does_not() {
         (StatusCode::TOO_MANY_REQUESTS, json!(42903)),
         "{v}"
     );
-    let metrics = system
-        .http
-        .get(format!("{}/metrics", system.url))
-        .bearer_auth(&system.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&system).await;
     assert!(
         metrics.contains(
             "sluice_quota_throttled_total{tenant=\"greedy\",quota=\"produce_events_per_s\"} 1"

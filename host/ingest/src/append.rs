@@ -238,6 +238,7 @@ impl Ingest {
         check_topic_name(topic)?;
         who.require(Role::Produce, topic)?;
         self.disk.check()?;
+        self.quotas.admit_produce(&who.tenant)?;
         let full = log_name(&who.tenant, topic);
         // Schemas and event definitions change rarely; a pipeline built before the newest change
         // is rebuilt.

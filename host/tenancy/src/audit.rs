@@ -188,12 +188,7 @@ mod tests {
     #[tokio::test]
     async fn each_tenant_reads_its_own_trail() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(
-            sluice_log::Storage::Local(dir.path().to_owned()),
-            sluice_log::LogOptions::default(),
-        )
-        .await
-        .unwrap();
+        let log = crate::test_log(dir.path()).await;
         let audit = Audit::new(log.clone());
         audit.record(rec(Some("a"), "POST /v1/topics", 1)).await;
         audit

@@ -575,12 +575,7 @@ mod tests {
     #[tokio::test]
     async fn wrong_secrets_for_one_key_id_are_refused_unverified_after_a_few() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(
-            sluice_log::Storage::Local(dir.path().to_owned()),
-            sluice_log::LogOptions::default(),
-        )
-        .await
-        .unwrap();
+        let log = crate::test_log(dir.path()).await;
         let directory = Directory::load(log.clone()).await.unwrap();
         let admin = directory.bootstrap().await.unwrap().unwrap();
         let wrong = format!("Bearer sk_{}_{}", admin.key.id, "guess");
@@ -607,12 +602,7 @@ mod tests {
     async fn keys_authenticate_until_revoked_and_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let open = || async {
-            let log = Log::open(
-                sluice_log::Storage::Local(dir.path().to_owned()),
-                sluice_log::LogOptions::default(),
-            )
-            .await
-            .unwrap();
+            let log = crate::test_log(dir.path()).await;
             (log.clone(), Directory::load(log).await.unwrap())
         };
         let (log, directory) = open().await;

@@ -27,3 +27,14 @@ pub use auth::{Directory, Principal, Role};
 pub use clock::{Clock, now_ms};
 pub use error::{ApiError, from_log};
 pub use names::{check_topic_name, log_name};
+
+/// A fresh local log in `dir`, for the unit tests.
+#[cfg(test)]
+pub(crate) async fn test_log(dir: &std::path::Path) -> sluice_log::Log {
+    sluice_log::Log::open(
+        sluice_log::Storage::Local(dir.to_owned()),
+        sluice_log::LogOptions::default(),
+    )
+    .await
+    .expect("a local log opens")
+}

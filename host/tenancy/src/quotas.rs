@@ -105,6 +105,14 @@ impl QuotaBook {
         )
     }
 
+    /// Before a produce request's body is even read: refused (429) while the tenant is in debt
+    /// on either produce quota, so an over-quota flood costs no parsing.
+    pub fn admit_produce(&self, tenant: &str) -> Result<(), ApiError> {
+        let limits = self.limits(tenant);
+        self.charge(tenant, Kind::ProduceEvents, limits.produce_events_per_s, 0)?;
+        self.charge(tenant, Kind::ProduceBytes, limits.produce_bytes_per_s, 0)
+    }
+
     /// Before serving a read: refused (429) while the tenant's fetch bytes are in debt.
     pub fn admit_fetch(&self, tenant: &str) -> Result<(), ApiError> {
         let limit = self.limits(tenant).fetch_bytes_per_s;
@@ -194,12 +202,7 @@ mod tests {
     use super::*;
 
     async fn book(dir: &std::path::Path, defaults: QuotaLimits) -> (sluice_log::Log, QuotaBook) {
-        let log = sluice_log::Log::open(
-            sluice_log::Storage::Local(dir.to_owned()),
-            sluice_log::LogOptions::default(),
-        )
-        .await
-        .unwrap();
+        let log = crate::test_log(dir).await;
         let directory = Arc::new(Directory::load(log.clone()).await.unwrap());
         directory.create_tenant("a", "").await.unwrap();
         directory.create_tenant("b", "").await.unwrap();
@@ -219,6 +222,9 @@ mod tests {
         let e = book.charge_produce("a", 1, 0).unwrap_err();
         assert_eq!((e.status.as_u16(), e.error_code), (429, 42903));
         assert_eq!(e.retry_after, Some(1));
+        // In debt, a request is refused before its body is read.
+        assert_eq!(book.admit_produce("a").unwrap_err().error_code, 42903);
+        assert!(book.admit_produce("b").is_ok());
         // The other tenant has its own bucket.
         book.charge_produce("b", 100, 0).unwrap();
         assert_eq!(
