@@ -229,7 +229,7 @@ mod tests {
         book.charge_produce("b", 100, 0).unwrap();
         assert_eq!(
             book.throttled(),
-            vec![("a".to_owned(), "produce_events_per_s", 1)]
+            vec![("a".to_owned(), "produce_events_per_s", 2)]
         );
         // A tenant's own limit wins over the default; none means unlimited.
         book.directory
