@@ -186,14 +186,19 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
                     return ("unauthenticated", Err(e));
                 }
             };
-            let method = call.method.clone();
+            let found = {
+                let segments: Vec<&str> = call.path.iter().map(String::as_str).collect();
+                api::routes::find(&call.method, &segments)
+            };
             let (tenant, key_id) = (principal.tenant.clone(), principal.key_id.clone());
-            let (label, result) = api::dispatch(app, principal, call).await;
+            let (label, result) = api::dispatch(app, principal, call, &found).await;
             let outcome = match &result {
                 Ok(r) => (r.status().as_u16(), None),
                 Err(e) => (e.status.as_u16(), Some(e.message.clone())),
             };
-            audit(app, &method, resource, tenant, key_id, outcome).await;
+            if let api::routes::Found::Route(route) = found {
+                audit(app, route, resource, tenant, key_id, outcome).await;
+            }
             (label, result)
         }
     }
@@ -203,16 +208,18 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
 /// (403) are queued for it.
 async fn audit(
     app: &App,
-    method: &http::Method,
+    route: &api::routes::Route,
     resource: String,
     tenant: String,
     key_id: String,
     (status, detail): (u16, Option<String>),
 ) {
-    let segments: Vec<&str> = resource.split('/').filter(|s| !s.is_empty()).collect();
-    let api::routes::Found::Route(route) = api::routes::find(method, &segments) else {
+    let refused = status == StatusCode::FORBIDDEN.as_u16();
+    let changed = api::routes::audited(route) && (200..300).contains(&status);
+    if !refused && !changed {
         return;
-    };
+    }
+    let method = &route.method;
     let record = AuditRecord {
         time_ms: now_ms(),
         tenant: Some(tenant),
@@ -222,9 +229,9 @@ async fn audit(
         status,
         detail,
     };
-    if status == StatusCode::FORBIDDEN.as_u16() {
+    if refused {
         app.audit.refused(record);
-    } else if api::routes::audited(route) && (200..300).contains(&status) {
+    } else {
         app.audit.record(record).await;
     }
 }

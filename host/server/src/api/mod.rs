@@ -25,16 +25,18 @@ use crate::metrics::Scrape;
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;
 
+/// Answer an authenticated call; `found` is where the route table put it (only what the table
+/// lists reaches a handler, and so is in `/openapi.json`).
 pub async fn dispatch(
     app: &Arc<App>,
     who: Principal,
     call: Call,
+    found: &routes::Found,
 ) -> (&'static str, Result<Response<Body>, ApiError>) {
     let path: Vec<String> = call.path.clone();
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let m = call.method.clone();
-    // Only what the route table lists reaches a handler (and so is in `/openapi.json`).
-    match routes::find(&m, &p) {
+    match found {
         routes::Found::Route(_) => {}
         routes::Found::OtherMethod => return ("method", Err(ApiError::method_not_allowed())),
         routes::Found::Unknown => return ("unknown", Err(unknown(&m, &path))),

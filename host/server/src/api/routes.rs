@@ -73,10 +73,26 @@ pub enum Found {
     Unknown,
 }
 
+/// Every route's template split into segments once (`None`: a `{parameter}`), so matching a
+/// request (which every request does) compares slices and splits nothing.
+static SPLIT: std::sync::LazyLock<Vec<Vec<Option<&'static str>>>> =
+    std::sync::LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|r| {
+                r.path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| (!s.starts_with('{')).then_some(s))
+                    .collect()
+            })
+            .collect()
+    });
+
 pub fn find(method: &Method, segments: &[&str]) -> Found {
     let mut path_known = false;
-    for r in ROUTES {
-        if matches(r.path, segments) {
+    for (r, template) in ROUTES.iter().zip(SPLIT.iter()) {
+        if matches(template, segments) {
             if r.method == *method {
                 return Found::Route(r);
             }
@@ -90,16 +106,12 @@ pub fn find(method: &Method, segments: &[&str]) -> Found {
     }
 }
 
-fn matches(template: &str, segments: &[&str]) -> bool {
-    let mut parts = template.split('/').filter(|s| !s.is_empty());
-    for s in segments {
-        match parts.next() {
-            Some(p) if p.starts_with('{') => {}
-            Some(p) if p == *s => {}
-            _ => return false,
-        }
-    }
-    parts.next().is_none()
+fn matches(template: &[Option<&str>], segments: &[&str]) -> bool {
+    template.len() == segments.len()
+        && template
+            .iter()
+            .zip(segments)
+            .all(|(t, s)| t.is_none_or(|t| t == *s))
 }
 
 macro_rules! routes {
