@@ -883,3 +883,26 @@ pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
     server.stop()?;
     Ok(())
 }
+
+/// One JSON request with a key; an error names the path, the status and the answer.
+pub async fn request(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let r = http
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await?;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{path}: {status} {v}");
+    }
+    Ok(v)
+}

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::http_load::Server;
+use crate::http_load::{Server, request};
 use crate::pct;
 
 /// The quiet tenant's load: single events from this many clients.
@@ -24,30 +24,8 @@ struct Tenant {
     key: String,
 }
 
-async fn call(
-    http: &reqwest::Client,
-    url: &str,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let r = http
-        .request(method, format!("{url}{path}"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await?;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{path}: {status} {v}");
-    }
-    Ok(v)
-}
-
 async fn tenant(http: &reqwest::Client, server: &Server, name: &str) -> anyhow::Result<Tenant> {
-    let v = call(
+    let v = request(
         http,
         &server.url,
         &server.key,
@@ -190,7 +168,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     let quiet = tenant(&http, &server, "quiet").await?;
     let noisy = tenant(&http, &server, "noisy").await?;
     for (t, topic) in [(&quiet, "steady"), (&noisy, "flood")] {
-        call(
+        request(
             &http,
             &server.url,
             &t.key,
@@ -200,7 +178,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
         )
         .await?;
     }
-    call(
+    request(
         &http,
         &server.url,
         &server.key,
@@ -220,7 +198,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     if !r.status().is_success() {
         bail!("uploading the hostile component: {}", r.text().await?);
     }
-    call(
+    request(
         &http,
         &server.url,
         &noisy.key,

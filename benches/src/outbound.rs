@@ -91,18 +91,15 @@ async fn post(
     path: &str,
     body: Value,
 ) -> anyhow::Result<Value> {
-    let r = http
-        .post(format!("{}{path}", server.url))
-        .bearer_auth(&server.key)
-        .json(&body)
-        .send()
-        .await?;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("POST {path}: {status} {v}");
-    }
-    Ok(v)
+    crate::http_load::request(
+        http,
+        &server.url,
+        &server.key,
+        reqwest::Method::POST,
+        path,
+        body,
+    )
+    .await
 }
 
 async fn produce(

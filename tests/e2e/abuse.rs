@@ -90,19 +90,6 @@ async fn produce_response(c: &Client, topic: &str, event: Value) -> reqwest::Res
         .unwrap()
 }
 
-/// `/metrics` as text.
-async fn metrics_text(c: &Client) -> String {
-    c.http
-        .get(format!("{}/metrics", c.url))
-        .bearer_auth(&c.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// Events in every partition of `topic`.
 async fn end_offset(c: &Client, topic: &str) -> u64 {
     let (s, v) = c.get(&format!("/v1/topics/{topic}/offsets")).await;
@@ -512,7 +499,7 @@ async fn under_the_disk_reserve_new_events_are_refused_and_readiness_says_why() 
     let ready: Value = ready.json().await.unwrap();
     assert!(ready["disk"]["free_bytes"].as_u64().unwrap() > 0, "{ready}");
     assert_eq!(ready["disk"]["reserve_bytes"], json!(u64::MAX));
-    let metrics = metrics_text(&c).await;
+    let metrics = c.metrics_text().await;
     assert!(metrics.contains("sluice_disk_free_bytes "), "{metrics}");
     assert!(metrics.contains(&format!("sluice_disk_reserve_bytes {}", u64::MAX)));
     p.kill9();
@@ -691,7 +678,7 @@ async fn a_tenant_over_its_quota_gets_429_and_another_tenant_does_not() {
         (StatusCode::TOO_MANY_REQUESTS, json!(42903)),
         "{v}"
     );
-    let metrics = metrics_text(&system).await;
+    let metrics = system.metrics_text().await;
     assert!(
         metrics.contains(
             "sluice_quota_throttled_total{tenant=\"greedy\",quota=\"produce_events_per_s\"} 1"

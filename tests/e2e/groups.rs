@@ -589,16 +589,7 @@ async fn committed_offsets_survive_a_restart_and_resets_move_them() {
     );
     let (_, d) = c.get("/v1/groups/books").await;
     assert_eq!(d["total_lag"], 40);
-    let metrics = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .bearer_auth(&c.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics_text().await;
     assert!(
         metrics.contains("sluice_group_lag{tenant=\"default\",group=\"books\",topic=\"ledger\""),
         "{metrics}"

@@ -262,16 +262,7 @@ async fn metrics_report_traffic() {
     c.produce("m", json!([{"payload": 1}, {"payload": 2}]))
         .await;
     c.read_all("m", 0, 0).await;
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.url))
-        .bearer_auth(&c.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics_text().await;
     assert!(
         text.contains("sluice_events_in_total{tenant=\"default\",topic=\"m\"} 2"),
         "{text}"
