@@ -3,7 +3,8 @@
 //! and one tenant's subjects, versions and ids (changed only through durable [`Change`]s).
 //!
 //! The server keeps the changes in a compacted internal topic and serves Confluent's REST API
-//! over [`Subjects`].
+//! over [`Subjects`]. [`avro_json`] turns Avro values into Avro's JSON encoding and back (the
+//! REST Proxy's Avro embedded format).
 
 /// One reason a reader cannot read what a writer wrote, in Confluent's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,7 @@ impl Budget {
 }
 
 pub mod avro;
+pub mod avro_json;
 pub mod json_schema;
 pub mod schema;
 pub mod subjects;

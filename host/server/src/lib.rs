@@ -8,7 +8,6 @@
 //!   shutdown; [`server::App`] is the plain bundle of services the handlers call.
 //! - [`api`]: one module per resource, each handler a thin adapter (parse → call a service →
 //!   render); streams (SSE, WebSocket) and the Confluent REST Proxy v2 are here too.
-//! - [`avro_json`]: Avro ⇄ JSON for the REST Proxy's Avro embedded format.
 //! - [`tls`]: rustls on the listener.
 //! - [`metrics`]: the Prometheus families and how a scrape renders every service's counters.
 //! - [`serve`]: how `sluice serve` opens the store and wires the services together;
@@ -16,7 +15,6 @@
 
 pub mod api;
 pub mod app;
-pub mod avro_json;
 pub mod call;
 pub mod config;
 pub mod metrics;

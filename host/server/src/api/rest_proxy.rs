@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use sluice_registry::SchemaType;
 
 use crate::app::App;
-use crate::avro_json::AvroSchema;
 use crate::call::{Body, Call};
 use sluice_groups::consumers::{Format, InstanceSettings, ReadLimits, Seek};
 use sluice_groups::{OffsetReset, TopicPartition};
 use sluice_ingest::Outcome;
 use sluice_ingest::envelope;
+use sluice_registry::avro_json::AvroSchema;
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::ApiError;
 use sluice_tenancy::log_name;
