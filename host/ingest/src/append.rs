@@ -20,7 +20,7 @@ use sluice_log::{EncodedRecords, Log, PartitionAppend, Record, TimestampType};
 use sluice_runtime::{BatchContext, StageLabels, StageStats};
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::{ApiError, from_log};
-use sluice_tenancy::quotas::QuotaBook;
+use sluice_tenancy::quotas::{QuotaBook, QuotaLimits};
 use sluice_tenancy::{check_topic_name, log_name};
 
 use crate::catalog::Catalog;
@@ -94,6 +94,8 @@ pub struct Prepared {
     /// The topic as the tenant names it.
     topic: String,
     limits: Limits,
+    /// The tenant's quota limits, read once when the request was admitted.
+    quotas: QuotaLimits,
     config: sluice_log::TopicConfig,
     key_field: Option<String>,
     pipeline: Option<CachedOrSpec>,
@@ -238,7 +240,7 @@ impl Ingest {
         check_topic_name(topic)?;
         who.require(Role::Produce, topic)?;
         self.disk.check()?;
-        self.quotas.admit_produce(&who.tenant)?;
+        let quotas = self.quotas.admit_produce(&who.tenant)?;
         let full = log_name(&who.tenant, topic);
         // Schemas and event definitions change rarely; a pipeline built before the newest change
         // is rebuilt.
@@ -290,6 +292,7 @@ impl Ingest {
         Ok(Prepared {
             topic: topic.to_owned(),
             limits: self.limits,
+            quotas,
             config,
             key_field,
             pipeline,
@@ -312,7 +315,8 @@ impl Ingest {
         let (events, bytes) = items.iter().flatten().fold((0u64, 0u64), |(n, b), e| {
             (n + 1, b + e.record.size() as u64)
         });
-        self.quotas.charge_produce(&who.tenant, events, bytes)?;
+        self.quotas
+            .charge_produce_within(&who.tenant, prepared.quotas, events, bytes)?;
         let full = log_name(&who.tenant, topic);
         let generation = prepared.generation;
         let mut errors: Vec<Option<ApiError>> = Vec::with_capacity(items.len());

@@ -90,7 +90,17 @@ impl QuotaBook {
 
     /// Before producing `events` events of `bytes` bytes: refused (429) while in debt.
     pub fn charge_produce(&self, tenant: &str, events: u64, bytes: u64) -> Result<(), ApiError> {
-        let limits = self.limits(tenant);
+        self.charge_produce_within(tenant, self.limits(tenant), events, bytes)
+    }
+
+    /// [`QuotaBook::charge_produce`] with the limits [`QuotaBook::admit_produce`] read.
+    pub fn charge_produce_within(
+        &self,
+        tenant: &str,
+        limits: QuotaLimits,
+        events: u64,
+        bytes: u64,
+    ) -> Result<(), ApiError> {
         self.charge(
             tenant,
             Kind::ProduceEvents,
@@ -106,11 +116,13 @@ impl QuotaBook {
     }
 
     /// Before a produce request's body is even read: refused (429) while the tenant is in debt
-    /// on either produce quota, so an over-quota flood costs no parsing.
-    pub fn admit_produce(&self, tenant: &str) -> Result<(), ApiError> {
+    /// on either produce quota, so an over-quota flood costs no parsing. The limits in force,
+    /// for charging the request once it is parsed.
+    pub fn admit_produce(&self, tenant: &str) -> Result<QuotaLimits, ApiError> {
         let limits = self.limits(tenant);
         self.charge(tenant, Kind::ProduceEvents, limits.produce_events_per_s, 0)?;
-        self.charge(tenant, Kind::ProduceBytes, limits.produce_bytes_per_s, 0)
+        self.charge(tenant, Kind::ProduceBytes, limits.produce_bytes_per_s, 0)?;
+        Ok(limits)
     }
 
     /// Before serving a read: refused (429) while the tenant's fetch bytes are in debt.
