@@ -771,3 +771,269 @@ async fn changes_and_refusals_are_in_the_tenants_audit_trail() {
     );
     p.kill9();
 }
+
+#[tokio::test]
+async fn a_tenants_sleeping_components_hold_only_its_share_of_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = crate::harness::options(dir.path());
+    opts.wasm.call_timeout = Duration::from_secs(2);
+    opts.wasm.max_calls_per_tenant = 1;
+    let s = crate::harness::Server::start_with(opts).await;
+    let c = s.client();
+    let other = bystander(&c).await;
+    for (client, topics) in [(&c, &["asleep", "quick"][..]), (&other, &["busy"][..])] {
+        let (st, v) =
+            crate::transforms::upload(client, "hostile", sluice_builtins::testing::HOSTILE).await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        for topic in topics {
+            let behaviour = if *topic == "asleep" { "sleep" } else { "ok" };
+            let (st, v) = client
+                .post(
+                    "/v1/topics",
+                    json!({"name": topic, "partitions": 1, "replicationFactor": 1, "config": {},
+                           "pipeline": [{"component": "hostile", "config": {"behaviour": behaviour}}]}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+        }
+    }
+    let sleeper = {
+        let c = c.clone();
+        tokio::spawn(async move { c.produce("asleep", json!({"event_type": "zz"})).await })
+    };
+    // While the sleeping guest holds the tenant's one call, its other pipelines are refused at
+    // once with when to retry; nothing is appended.
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let resp = produce_response(&c, "quick", json!({"event_type": "t"})).await;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            break resp;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sleeper never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error_code"], 42904, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_calls_per_tenant"),
+        "{body}"
+    );
+    // Another tenant's components run meanwhile.
+    let (st, v) = other.produce("busy", json!({"event_type": "t"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = sleeper.await.unwrap();
+    assert_eq!(
+        (st, v["error_code"].clone()),
+        (StatusCode::BAD_GATEWAY, json!(50201)),
+        "{v}"
+    );
+    let metrics = c.metrics_text().await;
+    assert!(
+        metrics.contains(
+            r#"sluice_component_errors_total{tenant="default",component="hostile@1",kind="busy"}"#
+        ),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+/// A webhook receiver that answers 200 to everything and counts the requests.
+async fn counting_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(socket);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if conn.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if conn.get_mut().write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test]
+async fn quotas_bound_what_a_tenant_holds_and_spends() {
+    let s = crate::harness::Server::start().await;
+    let system = s.client();
+    let (st, v) = system.post("/v1/tenants", json!({"name": "heavy"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let heavy = system.with_key(v["admin_key"]["key"].as_str().unwrap());
+    let limits = json!({"storage_bytes": 4000, "max_subscriptions": 1,
+                        "component_ms_per_s": 1, "webhook_deliveries_per_s": 2});
+    let (st, v) = system
+        .send(
+            Method::PUT,
+            "/v1/tenants/heavy/quotas",
+            Some(limits.clone()),
+        )
+        .await;
+    assert_eq!((st, &v["quotas"]), (StatusCode::OK, &limits), "{v}");
+
+    // Subscriptions: one, then refused (no time to wait: only a delete makes room).
+    heavy.create_topic("hooks", 1).await;
+    let (url, delivered) = counting_receiver().await;
+    let (st, v) = heavy
+        .post(
+            "/v1/subscriptions",
+            json!({"url": url, "topics": ["hooks"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = heavy
+        .post(
+            "/v1/subscriptions",
+            json!({"url": url, "topics": ["hooks"]}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error_code"].clone()),
+        (StatusCode::TOO_MANY_REQUESTS, json!(42903)),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("max_subscriptions"),
+        "{v}"
+    );
+
+    // Deliveries: ten events at two a second are all delivered, and the rate held them back.
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"event_type": "t", "payload": {"i": i}}))
+        .collect();
+    let (st, v) = heavy.produce("hooks", json!(batch)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let waited = std::time::Instant::now();
+    while delivered.load(std::sync::atomic::Ordering::Relaxed) < 10 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "deliveries stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = system.metrics_text().await;
+    assert!(
+        metrics.contains(
+            r#"sluice_quota_throttled_total{tenant="heavy",quota="webhook_deliveries_per_s"}"#
+        ),
+        "{metrics}"
+    );
+
+    // Component time: a pipeline that spins 50 ms overdraws 1 ms/s; the next produce waits.
+    let (st, v) =
+        crate::transforms::upload(&heavy, "hostile", sluice_builtins::testing::HOSTILE).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = heavy
+        .post(
+            "/v1/topics",
+            json!({"name": "spin", "partitions": 1, "replicationFactor": 1, "config": {},
+                   "pipeline": [{"component": "hostile", "config": {"behaviour": "slow", "ms": 50}}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = heavy.produce("spin", json!({"event_type": "t"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let resp = produce_response(&heavy, "spin", json!({"event_type": "t"})).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 10, "about 49 s of debt, told {wait} s");
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("component_ms_per_s"),
+        "{body}"
+    );
+
+    // Storage: past 4000 bytes held, produce is refused until space is freed.
+    let (st, v) = system
+        .send(
+            Method::PUT,
+            "/v1/tenants/heavy/quotas",
+            Some(json!({"storage_bytes": 4000})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    heavy.create_topic("bulk", 1).await;
+    let big: Vec<Value> = (0..5)
+        .map(|i| json!({"event_type": "t", "payload": {"pad": "x".repeat(1000), "i": i}}))
+        .collect();
+    let (st, v) = heavy.produce("bulk", json!(big)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let waited = std::time::Instant::now();
+    let v = loop {
+        let (st, v) = heavy.produce("bulk", json!({"event_type": "t"})).await;
+        if st == StatusCode::TOO_MANY_REQUESTS {
+            break v;
+        }
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "storage quota never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(v["error_code"], 42903, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("storage_bytes"),
+        "{v}"
+    );
+    // Deleting the topic frees the space (within the second the sum is cached for).
+    let (st, _) = heavy.send(Method::DELETE, "/v1/topics/bulk", None).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    heavy.create_topic("bulk2", 1).await;
+    let waited = std::time::Instant::now();
+    loop {
+        let (st, v) = heavy.produce("bulk2", json!({"event_type": "t"})).await;
+        if st == StatusCode::OK {
+            break;
+        }
+        assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "deleting did not free the quota"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.stop().await;
+}

@@ -166,9 +166,9 @@ impl Runner {
 
     /// The deliveries a record makes: none, one (a subscription), or one per matching
     /// trigger, highest priority first (the trigger loop): (webhook id, body, endpoint).
-    fn select(&self, topic: &str, s: &StoredRecord) -> Result<Vec<Selected>, String> {
-        let sub = &self.sub.0;
-        let compiled = &self.sub.1;
+    fn select(shared: &Shared, topic: &str, s: &StoredRecord) -> Result<Vec<Selected>, String> {
+        let sub = &shared.0;
+        let compiled = &shared.1;
         let r = &s.record;
         let headers = read_headers(r);
         let header = |name: &str| {
@@ -260,10 +260,45 @@ impl Runner {
         }])
     }
 
+    /// Whether choosing what a record delivers evaluates CEL (so runs off the async workers).
+    fn evaluates(&self) -> bool {
+        let c = &self.sub.1;
+        c.condition.is_some() || c.mapping.is_some() || !c.triggers.is_empty()
+    }
+
+    /// [`Runner::select`] for a batch of records, on a blocking thread when it evaluates CEL.
+    async fn select_all(
+        &self,
+        topic: &str,
+        records: Vec<StoredRecord>,
+    ) -> Vec<(StoredRecord, Result<Vec<Selected>, String>)> {
+        let pick = {
+            let (shared, topic) = (self.sub.clone(), topic.to_owned());
+            move || {
+                records
+                    .into_iter()
+                    .map(|s| {
+                        let selected = Self::select(&shared, &topic, &s);
+                        (s, selected)
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        if !self.evaluates() {
+            return pick();
+        }
+        match tokio::task::spawn_blocking(pick).await {
+            Ok(selected) => selected,
+            // Evaluation panicked: nothing is lost, the records are read again.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
     fn deliveries(
         &self,
         topic: &str,
         s: StoredRecord,
+        selected: Result<Vec<Selected>, String>,
         tracked: bool,
     ) -> Result<Vec<Delivery>, Box<(Delivery, String)>> {
         let make = |sel: Selected, s: &StoredRecord| Delivery {
@@ -279,7 +314,7 @@ impl Runner {
             due: None,
             tracked,
         };
-        match self.select(topic, &s) {
+        match selected {
             Ok(selected) => Ok(selected.into_iter().map(|sel| make(sel, &s)).collect()),
             // A condition or mapping that fails on this event: dead-letter it with the reason.
             Err(reason) => {
@@ -449,10 +484,10 @@ impl Runner {
                     continue;
                 }
             };
-            for s in read.records {
+            for (s, selected) in self.select_all(&tp.0, read.records).await {
                 got = true;
                 self.next_read.insert(tp.clone(), s.offset + 1);
-                match self.deliveries(&tp.0, s, true) {
+                match self.deliveries(&tp.0, s, selected, true) {
                     Ok(list) if self.recovered.is_empty() => {
                         list.into_iter().for_each(|d| self.admit(d))
                     }
@@ -590,7 +625,8 @@ impl Runner {
                 && now >= self.paused_until
                 && !self.ready.is_empty()
             {
-                if !self.rate_allows() {
+                if !self.rate_allows() || self.webhooks.quotas.take_delivery(&self.tenant).is_err()
+                {
                     rate_limited = true;
                     break;
                 }
@@ -672,7 +708,11 @@ impl Runner {
                 c = commands.recv() => match c {
                     Some(Command::Replay(records)) => {
                         for (topic, s) in records {
-                            match self.deliveries(&topic, s, false) {
+                            let picked = self.select_all(&topic, vec![s]).await;
+                            let Some((s, selected)) = picked.into_iter().next() else {
+                                continue;
+                            };
+                            match self.deliveries(&topic, s, selected, false) {
                                 Ok(list) => list.into_iter().for_each(|d| self.admit(d)),
                                 Err(failed) => {
                         let (d, reason) = *failed;

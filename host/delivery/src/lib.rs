@@ -42,6 +42,7 @@ use sluice_tenancy::Clock;
 use sluice_tenancy::error::ApiError;
 use sluice_tenancy::internal_topics;
 use sluice_tenancy::internal_topics::OFFSETS_TOPIC;
+use sluice_tenancy::quotas::QuotaBook;
 use subscription::{Shared, Subscription};
 
 pub const SUBSCRIPTIONS_TOPIC: &str = "_subscriptions";
@@ -108,6 +109,8 @@ pub struct Webhooks {
     clock: Arc<Clock>,
     /// The tenant's event catalog: the types a subscription may filter on.
     catalog: Arc<Catalog>,
+    /// Tenants' delivery rates and subscription counts.
+    quotas: Arc<QuotaBook>,
     pub egress: Egress,
     pub(crate) client: reqwest::Client,
     subs: Mutex<HashMap<Key, Shared>>,
@@ -146,6 +149,7 @@ impl Webhooks {
         committed: &[sluice_log::Record],
         clock: Arc<Clock>,
         catalog: Arc<Catalog>,
+        quotas: Arc<QuotaBook>,
     ) -> Result<Webhooks, LogError> {
         internal_topics::ensure(&log, SUBSCRIPTIONS_TOPIC, "webhook subscriptions", &[]).await?;
         internal_topics::ensure(
@@ -289,6 +293,7 @@ impl Webhooks {
             dead_letter_failures: std::sync::atomic::AtomicU64::new(0),
             clock,
             catalog,
+            quotas,
             client: egress.client(),
             egress,
             log,
@@ -505,6 +510,12 @@ impl Webhooks {
         let now = sluice_tenancy::now_ms();
         match current {
             None => {
+                self.quotas.check_count(
+                    tenant,
+                    "max_subscriptions",
+                    self.list(tenant).len() as u64,
+                    self.quotas.limits(tenant).max_subscriptions,
+                )?;
                 s.id = format!("sub_{}", uuid::Uuid::now_v7().simple());
                 s.created_ms = now;
                 if s.secret.is_empty() {

@@ -1,6 +1,7 @@
 //! What subscriptions and triggers share: event-type patterns, the targets they deliver to
-//! and read from, and their CEL expressions (bounded before they are parsed, evaluated per
-//! event).
+//! and read from, and their CEL expressions: bounded before they are parsed (size, nesting,
+//! comprehensions), and before each evaluation by the worst case their shape allows on that
+//! event ([`CEL_EVAL_BUDGET`]); the delivery loop evaluates them off the async workers.
 
 use serde_json::Value;
 
@@ -14,12 +15,60 @@ pub fn valid_pattern(p: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-*:/".contains(&b))
 }
 
+/// A compiled CEL expression with what bounds its cost: how often it names the event's
+/// variables, and how many comprehensions (loops) it holds.
+pub struct Cel {
+    program: cel::Program,
+    references: u64,
+    loops: u32,
+}
+
+/// The work one evaluation may be expected to do, in byte-steps: the expression's references
+/// to the event's variables × the event's bytes × (its longest list or map + 1) per loop. An
+/// evaluation whose worst case on an event is over it is not run: the event is dead-lettered
+/// with the reason.
+pub const CEL_EVAL_BUDGET: u64 = 1 << 28;
+
+impl std::fmt::Debug for Cel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cel")
+            .field("references", &self.references)
+            .field("loops", &self.loops)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cel {
+    /// Refuse (with the reason) an evaluation that could cost more than [`CEL_EVAL_BUDGET`].
+    fn affordable(&self, scope: &Scope) -> Result<(), String> {
+        let per_loop = scope.longest.saturating_add(1);
+        let cost = (0..self.loops).fold(
+            self.references.max(1).saturating_mul(scope.bytes.max(1)),
+            |c, _| c.saturating_mul(per_loop),
+        );
+        if cost > CEL_EVAL_BUDGET {
+            return Err(format!(
+                "not evaluated: on this event ({} bytes, a list or map of {}) the expression \
+                 could take {cost} steps, over the budget of {CEL_EVAL_BUDGET}",
+                scope.bytes, scope.longest
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A CEL field's program, if given; the error names the field.
-pub fn compile_cel(what: &str, src: &Option<String>) -> Result<Option<cel::Program>, String> {
+pub fn compile_cel(what: &str, src: &Option<String>) -> Result<Option<Cel>, String> {
     src.as_ref()
         .map(|s| {
-            check_cel_bounds(what, s)?;
-            cel::Program::compile(s).map_err(|e| format!("{what}: not a CEL expression: {e}"))
+            let (references, loops) = check_cel_bounds(what, s)?;
+            let program = cel::Program::compile(s)
+                .map_err(|e| format!("{what}: not a CEL expression: {e}"))?;
+            Ok(Cel {
+                program,
+                references,
+                loops,
+            })
         })
         .transpose()
 }
@@ -33,8 +82,9 @@ pub const CEL_MAX_DEPTH: usize = 32;
 pub const CEL_MAX_COMPREHENSIONS: usize = 2;
 
 /// Refuse, before parsing, an expression whose parse or evaluation could cost more than its
-/// bounds: too long, nested too deep (the parser's recursion), or looping too much.
-fn check_cel_bounds(what: &str, src: &str) -> Result<(), String> {
+/// bounds: too long, nested too deep (the parser's recursion), or looping too much. Answers
+/// how often it names the event's variables and how many loops it holds.
+fn check_cel_bounds(what: &str, src: &str) -> Result<(u64, u32), String> {
     if src.len() > CEL_MAX_BYTES {
         return Err(format!(
             "{what}: {} bytes; a CEL expression may have {CEL_MAX_BYTES}",
@@ -82,7 +132,39 @@ fn check_cel_bounds(what: &str, src: &str) -> Result<(), String> {
              {CEL_MAX_COMPREHENSIONS}"
         ));
     }
-    Ok(())
+    let references = outside
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| VARIABLES.contains(w))
+        .count() as u64;
+    Ok((references, loops as u32))
+}
+
+/// The variables an expression sees ([`cel_context`]).
+const VARIABLES: [&str; 5] = ["event", "data", "type", "key", "headers"];
+
+/// What an expression is evaluated against: the variables, and the sizes that bound the cost.
+pub struct Scope {
+    ctx: cel::Context<'static, 'static>,
+    bytes: u64,
+    longest: u64,
+}
+
+/// The size of a JSON value in bytes (about), and its longest list or map.
+fn shape(v: &Value) -> (u64, u64) {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .map(shape)
+            .fold((2, a.len() as u64), |(b, l), (bi, li)| {
+                (b + bi + 1, l.max(li))
+            }),
+        Value::Object(o) => o.iter().fold((2, o.len() as u64), |(b, l), (k, x)| {
+            let (bi, li) = shape(x);
+            (b + k.len() as u64 + bi + 4, l.max(li))
+        }),
+        Value::String(s) => (s.len() as u64 + 2, 0),
+        _ => (8, 0),
+    }
 }
 
 /// Where deliveries go and what they read (subscriptions and triggers alike): the URL's and
@@ -109,13 +191,10 @@ pub fn check_target(
 }
 
 /// The variables CEL expressions see for one event.
-pub fn cel_context(
-    event: &Value,
-    event_type: &str,
-    key: Option<&str>,
-    headers: &Value,
-) -> cel::Context<'static, 'static> {
+pub fn cel_context(event: &Value, event_type: &str, key: Option<&str>, headers: &Value) -> Scope {
     let mut ctx = cel::Context::default();
+    let (event_bytes, event_longest) = shape(event);
+    let (header_bytes, header_longest) = shape(headers);
     let data = event
         .get("payload")
         .or_else(|| event.get("data"))
@@ -135,12 +214,21 @@ pub fn cel_context(
             ctx.add_variable_from_value(name, v);
         }
     }
-    ctx
+    Scope {
+        ctx,
+        bytes: event_bytes
+            + header_bytes
+            + event_type.len() as u64
+            + key.map_or(0, |k| k.len() as u64),
+        longest: event_longest.max(header_longest),
+    }
 }
 
 /// Evaluate a condition: `Ok(true)` to deliver.
-pub fn holds(program: &cel::Program, ctx: &cel::Context) -> Result<bool, String> {
-    match program.execute(ctx) {
+pub fn holds(cel: &Cel, scope: &Scope) -> Result<bool, String> {
+    cel.affordable(scope)
+        .map_err(|e| format!("the condition was {e}"))?;
+    match cel.program.execute(&scope.ctx) {
         Ok(cel::Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!("the condition gave {other:?}, not a boolean")),
         Err(e) => Err(format!("the condition failed: {e}")),
@@ -148,9 +236,12 @@ pub fn holds(program: &cel::Program, ctx: &cel::Context) -> Result<bool, String>
 }
 
 /// Evaluate a mapping into the JSON body to deliver.
-pub fn map(program: &cel::Program, ctx: &cel::Context) -> Result<Value, String> {
-    let v = program
-        .execute(ctx)
+pub fn map(cel: &Cel, scope: &Scope) -> Result<Value, String> {
+    cel.affordable(scope)
+        .map_err(|e| format!("the input mapping was {e}"))?;
+    let v = cel
+        .program
+        .execute(&scope.ctx)
         .map_err(|e| format!("the input mapping failed: {e}"))?;
     v.json()
         .map_err(|e| format!("the input mapping's value is not JSON: {e}"))
@@ -187,5 +278,38 @@ mod tests {
         // Brackets and macro names inside strings do not count.
         let quoted = Some(format!("data.s == \"{}.all(\"", "(".repeat(100)));
         assert!(compile_cel("condition", &quoted).is_ok());
+    }
+
+    #[test]
+    fn an_evaluation_whose_worst_case_is_over_the_budget_is_not_run() {
+        let nested = compile_cel(
+            "condition",
+            &Some("data.a.exists(x, data.a.exists(y, x != y))".to_owned()),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((nested.references, nested.loops), (2, 2));
+        let small = cel_context(
+            &serde_json::json!({"data": {"a": [1, 2, 3]}}),
+            "t",
+            None,
+            &serde_json::json!({}),
+        );
+        assert!(holds(&nested, &small).unwrap());
+        // 20,000 items: 4e8 pairs, each over a ~100 KB event: refused before it starts.
+        let big = serde_json::json!({"data": {"a": (0..20_000).collect::<Vec<_>>()}});
+        let big = cel_context(&big, "t", None, &serde_json::json!({}));
+        let e = holds(&nested, &big).unwrap_err();
+        assert!(e.contains("over the budget"), "{e}");
+        // A plain condition on the same event is cheap and runs.
+        let plain = compile_cel("condition", &Some("type == \"t\"".to_owned()))
+            .unwrap()
+            .unwrap();
+        assert!(holds(&plain, &big).unwrap());
+        // Variable names inside strings are not references.
+        let quoted = compile_cel("condition", &Some("type == \"data data data\"".to_owned()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(quoted.references, 1);
     }
 }

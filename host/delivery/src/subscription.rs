@@ -142,8 +142,8 @@ mod humantime_list {
 
 /// A subscription's CEL programs, compiled once.
 pub struct Compiled {
-    pub condition: Option<cel::Program>,
-    pub mapping: Option<cel::Program>,
+    pub condition: Option<super::rules::Cel>,
+    pub mapping: Option<super::rules::Cel>,
     /// The trigger loop's triggers, highest priority first (empty for subscriptions).
     pub triggers: Vec<super::trigger::CompiledTrigger>,
 }

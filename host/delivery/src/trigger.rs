@@ -61,9 +61,9 @@ fn yes() -> bool {
 
 pub struct CompiledTrigger {
     pub trigger: Trigger,
-    pub condition: Option<cel::Program>,
-    pub mapping: Option<cel::Program>,
-    pub correlation: Option<cel::Program>,
+    pub condition: Option<super::rules::Cel>,
+    pub mapping: Option<super::rules::Cel>,
+    pub correlation: Option<super::rules::Cel>,
 }
 
 impl Trigger {
@@ -122,7 +122,7 @@ impl CompiledTrigger {
     pub fn body(
         &self,
         event_type: &str,
-        ctx: &cel::Context,
+        ctx: &super::rules::Scope,
         event: &Value,
         source: Value,
     ) -> Result<Option<Value>, String> {

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -47,6 +48,8 @@ pub struct Ingest {
     pipelines: Pipelines,
     /// Per topic, the partition keyless events go to next (sticky per request, rotating).
     sticky: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Per tenant, its stored bytes and when they were summed ([`Ingest::stored_bytes`]).
+    stored: Mutex<HashMap<String, (Instant, u64)>>,
     /// What one request and each of its events may carry.
     limits: Limits,
     /// Free space against the reserve: under it, new events are refused.
@@ -143,6 +146,7 @@ impl Ingest {
             catalog,
             pipelines: Pipelines::default(),
             sticky: Mutex::new(HashMap::new()),
+            stored: Mutex::new(HashMap::new()),
             metrics: IngestMetrics::default(),
         }
     }
@@ -229,6 +233,29 @@ impl Ingest {
         }
     }
 
+    /// Bytes the tenant's own topics hold, summed at most once a second (the storage quota needs
+    /// no more precision, and produce must not walk every topic per request).
+    pub fn stored_bytes(&self, tenant: &str) -> u64 {
+        let mut cache = self.stored.lock().expect("stored");
+        if let Some((at, bytes)) = cache.get(tenant)
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return *bytes;
+        }
+        let prefix = log_name(tenant, "");
+        let bytes = self
+            .log
+            .topics(&prefix)
+            .iter()
+            // Internal topics (`_audit`) are the server's record, not the tenant's data.
+            .filter(|t| !t.meta.name[prefix.len()..].starts_with('_'))
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.bytes)
+            .sum();
+        cache.insert(tenant.to_owned(), (Instant::now(), bytes));
+        bytes
+    }
+
     /// A topic was deleted: forget what producing to it kept.
     pub fn topic_deleted(&self, full: &str) {
         self.sticky.lock().expect("sticky").remove(full);
@@ -241,6 +268,14 @@ impl Ingest {
         who.require(Role::Produce, topic)?;
         self.disk.check()?;
         let quotas = self.quotas.admit_produce(&who.tenant)?;
+        if quotas.storage_bytes.is_some() {
+            self.quotas.check_count(
+                &who.tenant,
+                "storage_bytes",
+                self.stored_bytes(&who.tenant),
+                quotas.storage_bytes,
+            )?;
+        }
         let full = log_name(&who.tenant, topic);
         // Schemas and event definitions change rarely; a pipeline built before the newest change
         // is rebuilt.
@@ -381,16 +416,19 @@ impl Ingest {
             let bytes: usize = events.iter().map(|e| e.record.value.len()).sum();
             let inline = p.cheap(bytes);
             let run = move || {
+                let started = Instant::now();
                 let fates = p.run_packed(&ctx, &mut events);
-                (events, fates)
+                (events, fates, started.elapsed())
             };
-            let (events, fates) = if inline {
+            let (events, fates, spent) = if inline {
                 run()
             } else {
                 tokio::task::spawn_blocking(run)
                     .await
                     .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?
             };
+            self.quotas
+                .charge_component(&who.tenant, prepared.quotas, spent);
             parsed = origins.into_iter().zip(events).collect();
             // `None`: too big to pack, so the per-event path below.
             packed = fates;
@@ -435,9 +473,14 @@ impl Ingest {
             let keep_records = pipeline.validate_only();
             let events: Vec<_> = parsed.iter().map(|(_, e)| to_event(&e.record)).collect();
             let ctx = batch_context(who, topic, now);
-            let fates = tokio::task::spawn_blocking(move || pipeline.run(&ctx, events))
-                .await
-                .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
+            let (fates, spent) = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                (pipeline.run(&ctx, events), started.elapsed())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("pipeline: {e}")))?;
+            self.quotas
+                .charge_component(&who.tenant, prepared.quotas, spent);
             for ((i, mut e), fates) in parsed.into_iter().zip(fates) {
                 if let Some(err) = fates.iter().find_map(Fate::error) {
                     errors[i] = Some(err);

@@ -325,6 +325,17 @@ impl<E> Fate<E> {
                     message,
                 ))
             }
+            Fate::Failed {
+                stage,
+                error: error @ CallError::Busy(_),
+            } => Some(
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    42904,
+                    format!("pipeline stage `{stage}` did not run: {error}; retry shortly"),
+                )
+                .retry_after(1),
+            ),
             Fate::Failed { stage, error } => Some(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 50201,

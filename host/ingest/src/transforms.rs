@@ -665,7 +665,7 @@ impl Runner {
                 }
             }
             // Not the events' fault: keep them, retry after a pause.
-            Err(e @ (CallError::Suspended(_) | CallError::Instantiate(_))) => {
+            Err(e @ (CallError::Suspended(_) | CallError::Instantiate(_) | CallError::Busy(_))) => {
                 return Err(format!("component `{label}`: {e}"));
             }
             Err(e) => {

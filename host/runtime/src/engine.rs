@@ -27,6 +27,11 @@ pub struct RuntimeOptions {
     pub max_instances: u32,
     /// Granularity of deadlines: the engine's epoch advances this often.
     pub epoch_tick: Duration,
+    /// Calls one tenant's guests may run at once, across its stages; more fail with
+    /// [`crate::CallError::Busy`].
+    pub max_calls_per_tenant: u32,
+    /// Instances one tenant's stages may keep alive (idle or running) of `max_instances`.
+    pub max_instances_per_tenant: u32,
 }
 
 impl Default for RuntimeOptions {
@@ -37,6 +42,8 @@ impl Default for RuntimeOptions {
             memory_limit: 64 << 20,
             max_instances: 256,
             epoch_tick: Duration::from_millis(5),
+            max_calls_per_tenant: 16,
+            max_instances_per_tenant: 64,
         }
     }
 }
@@ -47,6 +54,8 @@ pub(crate) struct Inner {
     pub stages: parking_lot::Mutex<Vec<Weak<crate::stage::StageInner>>>,
     pub linker: Linker<GuestState>,
     pub options: RuntimeOptions,
+    /// What each tenant's guests hold of the pools.
+    pub tenants: crate::tenants::TenantUses,
     engine_hash: String,
     stop_ticker: AtomicBool,
 }
@@ -83,6 +92,7 @@ impl Runtime {
             stages: parking_lot::Mutex::new(Vec::new()),
             linker,
             options,
+            tenants: Default::default(),
             engine_hash,
             stop_ticker: AtomicBool::new(false),
         });
@@ -102,6 +112,17 @@ impl Runtime {
         stages
             .iter()
             .filter_map(Weak::upgrade)
+            .map(|s| s.release_idle())
+            .sum()
+    }
+
+    /// Drop `tenant`'s idle instances (to make room under its own instance cap).
+    pub(crate) fn release_idle_of(&self, tenant: &str) -> usize {
+        let stages = self.inner.stages.lock();
+        stages
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| &*s.tenant == tenant)
             .map(|s| s.release_idle())
             .sum()
     }

@@ -32,6 +32,10 @@ pub enum CallError {
     Suspended(String),
     #[error("the component could not be started: {0}")]
     Instantiate(String),
+    /// The tenant's guests already hold their share of the runtime; nothing ran. Not the
+    /// events' fault: retry later.
+    #[error("the tenant's components are at their cap: {0}")]
+    Busy(String),
 }
 
 impl CallError {
@@ -44,6 +48,7 @@ impl CallError {
             CallError::BadOutput(_) => "bad-output",
             CallError::Suspended(_) => "suspended",
             CallError::Instantiate(_) => "instantiate",
+            CallError::Busy(_) => "busy",
         }
     }
 }

@@ -194,7 +194,8 @@ pub fn bound_blocking_calls(
         deadline: std::time::Instant,
         wait: impl std::future::Future<Output = wasmtime::Result<R>>,
     ) -> wasmtime::Result<R> {
-        match in_tokio(tokio::time::timeout_at(deadline.into(), wait)) {
+        // The timer is made inside the runtime `in_tokio` enters (a caller need not be in one).
+        match in_tokio(async move { tokio::time::timeout_at(deadline.into(), wait).await }) {
             Ok(r) => r,
             Err(_) => Err(wasmtime::Trap::Interrupt.into()),
         }

@@ -11,7 +11,9 @@
 //! traps, runs out of time or memory, or answers with the wrong shape fails only that call,
 //! with a [`CallError`] saying why; its instance is discarded and the next call gets a fresh
 //! one. A stage that keeps failing that way is suspended for a while, so a hostile guest cannot
-//! keep burning a core.
+//! keep burning a core. Each tenant's calls running at once and instances alive are capped
+//! ([`RuntimeOptions::max_calls_per_tenant`], [`RuntimeOptions::max_instances_per_tenant`]):
+//! past them a call fails at once with [`CallError::Busy`], leaving the shared pools to others.
 
 mod cache;
 mod engine;
@@ -20,6 +22,7 @@ mod generated;
 mod guest;
 mod metrics;
 mod stage;
+mod tenants;
 
 pub use cache::content_hash;
 pub use engine::{Runtime, RuntimeOptions};

@@ -11,16 +11,18 @@ pub enum ErrorKind {
     BadOutput,
     Suspended,
     Instantiate,
+    Busy,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Trap,
         ErrorKind::Timeout,
         ErrorKind::OutOfMemory,
         ErrorKind::BadOutput,
         ErrorKind::Suspended,
         ErrorKind::Instantiate,
+        ErrorKind::Busy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +33,7 @@ impl ErrorKind {
             ErrorKind::BadOutput => "bad-output",
             ErrorKind::Suspended => "suspended",
             ErrorKind::Instantiate => "instantiate",
+            ErrorKind::Busy => "busy",
         }
     }
 }
@@ -41,7 +44,7 @@ pub(crate) struct Counters {
     pub events: AtomicU64,
     pub nanos: AtomicU64,
     pub instantiations: AtomicU64,
-    pub errors: [AtomicU64; 6],
+    pub errors: [AtomicU64; 7],
 }
 
 impl Counters {

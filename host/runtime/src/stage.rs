@@ -19,6 +19,7 @@ use crate::generated::{
 };
 use crate::guest::{GuestState, HostServices};
 use crate::metrics::{Counters, ErrorKind, StageStats};
+use crate::tenants::{InstanceSlot, TenantUse};
 
 /// The stage worlds of the `sluice:gateway` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,6 +101,8 @@ enum Bindings {
 struct Instance {
     store: Store<GuestState>,
     bindings: Bindings,
+    /// Its place under the tenant's instance cap, given back when it is dropped.
+    _slot: InstanceSlot,
 }
 
 fn pre_for(runtime: &Runtime, component: &Component, world: World) -> Result<Pre, RuntimeError> {
@@ -150,6 +153,8 @@ struct Breaker {
 }
 
 const POOL_FULL: &str = "every instance slot is in use (raise [wasm] max_instances)";
+const TENANT_INSTANCES: &str =
+    "the tenant has [wasm] max_instances_per_tenant instances alive, all busy";
 
 /// Idle instances kept per stage: as many as were ever busy at once (so a steady load never
 /// pays `init` again), at least `MIN_IDLE`, at most `MAX_IDLE`.
@@ -179,8 +184,10 @@ pub(crate) struct StageInner {
     world: World,
     config: String,
     host: Arc<dyn HostServices>,
-    tenant: Arc<str>,
+    pub(crate) tenant: Arc<str>,
     component: Arc<str>,
+    /// The tenant's calls and instances, across its stages.
+    usage: Arc<TenantUse>,
     /// Initialized instances waiting for the next batch.
     idle: Mutex<Vec<Instance>>,
     /// Instances in calls now, and the most ever at once.
@@ -203,6 +210,8 @@ enum StartError {
     Config(String),
     Call(CallError),
     PoolFull,
+    /// The tenant has its share of instances alive, all of them busy.
+    TenantFull,
 }
 
 impl StageInner {
@@ -226,6 +235,8 @@ impl Stage {
         labels: StageLabels,
     ) -> Result<Stage, RuntimeError> {
         let pre = pre_for(runtime, &compiled.component, world)?;
+        let tenant: Arc<str> = labels.tenant.into();
+        let usage = runtime.inner.tenants.of(&tenant);
         let stage = Stage {
             inner: Arc::new(StageInner {
                 runtime: runtime.clone(),
@@ -233,7 +244,8 @@ impl Stage {
                 world,
                 config,
                 host,
-                tenant: labels.tenant.into(),
+                tenant,
+                usage,
                 component: labels.component.into(),
                 idle: Mutex::new(Vec::new()),
                 busy: AtomicUsize::new(0),
@@ -248,6 +260,9 @@ impl Stage {
             Err(StartError::Call(e)) => return Err(RuntimeError::Instantiate(e.to_string())),
             Err(StartError::PoolFull) => {
                 return Err(RuntimeError::Instantiate(POOL_FULL.into()));
+            }
+            Err(StartError::TenantFull) => {
+                return Err(RuntimeError::Instantiate(TENANT_INSTANCES.into()));
             }
         }
         runtime
@@ -280,6 +295,7 @@ impl Stage {
                 Err(StartError::Config(e)) => Err(CallError::Instantiate(e)),
                 Err(StartError::Call(e)) => Err(e),
                 Err(StartError::PoolFull) => Err(CallError::Instantiate(POOL_FULL.into())),
+                Err(StartError::TenantFull) => Err(CallError::Busy(TENANT_INSTANCES.into())),
             };
         }
         let runtime = &self.inner.runtime.inner;
@@ -338,6 +354,18 @@ impl Stage {
     fn instantiate(&self) -> Result<Instance, StartError> {
         let inner = &self.inner;
         let runtime = &inner.runtime.inner;
+        let cap = runtime.options.max_instances_per_tenant;
+        let slot = match inner.usage.enter_instance(cap) {
+            Some(slot) => slot,
+            None => {
+                // Idle instances of the tenant's other stages count too: give them back first.
+                inner.runtime.release_idle_of(&inner.tenant);
+                inner
+                    .usage
+                    .enter_instance(cap)
+                    .ok_or(StartError::TenantFull)?
+            }
+        };
         let memory_limit = runtime.options.memory_limit;
         let mut store = Store::new(
             &runtime.engine,
@@ -403,7 +431,11 @@ impl Stage {
             }
         };
         match init {
-            Ok(Ok(())) => Ok(Instance { store, bindings }),
+            Ok(Ok(())) => Ok(Instance {
+                store,
+                bindings,
+                _slot: slot,
+            }),
             Ok(Err(refusal)) => Err(StartError::Config(refusal)),
             Err(e) => Err(fail(e, &store)),
         }
@@ -448,6 +480,15 @@ impl Stage {
                 return Err(CallError::Suspended(breaker.last.clone()));
             }
         }
+        let Some(_call) = inner
+            .usage
+            .enter_call(inner.runtime.options().max_calls_per_tenant)
+        else {
+            counters.error(ErrorKind::Busy);
+            return Err(CallError::Busy(
+                "the tenant has [wasm] max_calls_per_tenant calls running".into(),
+            ));
+        };
         let _busy = Busy::enter(&inner.busy, &inner.peak);
         let idle = inner.idle.lock().pop();
         let mut instance = match idle {
@@ -462,6 +503,10 @@ impl Stage {
                 Err(StartError::PoolFull) => {
                     counters.error(ErrorKind::Instantiate);
                     return Err(CallError::Instantiate(POOL_FULL.into()));
+                }
+                Err(StartError::TenantFull) => {
+                    counters.error(ErrorKind::Busy);
+                    return Err(CallError::Busy(TENANT_INSTANCES.into()));
                 }
             },
         };
@@ -520,6 +565,7 @@ impl Stage {
             CallError::BadOutput(_) => ErrorKind::BadOutput,
             CallError::Suspended(_) => ErrorKind::Suspended,
             CallError::Instantiate(_) => ErrorKind::Instantiate,
+            CallError::Busy(_) => ErrorKind::Busy,
         };
         self.inner.counters.error(kind);
         let mut b = self.inner.breaker.lock();

@@ -575,3 +575,66 @@ fn a_steady_concurrent_load_keeps_its_instances() {
         stats.instantiations
     );
 }
+
+#[test]
+fn one_tenant_cannot_take_every_call_or_instance() {
+    let rt = Runtime::new(RuntimeOptions {
+        call_timeout: Duration::from_millis(1500),
+        max_calls_per_tenant: 1,
+        max_instances_per_tenant: 2,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let sleeper = hostile_of(&rt, "acme", "sleep");
+    let probe = hostile_of(&rt, "acme", "ok");
+    let batch = [event("1", "t", "{}")];
+    std::thread::scope(|scope| {
+        let asleep = scope.spawn(|| sleeper.transform(&ctx(), &batch));
+        // Once the sleeping call holds the tenant's one call slot, the tenant's next call is
+        // refused at once, without running.
+        let waited = Instant::now();
+        let busy = loop {
+            match probe.transform(&ctx(), &batch) {
+                Err(e @ CallError::Busy(_)) => break e,
+                other => assert!(other.is_ok(), "{other:?}"),
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the sleeper never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(busy.to_string().contains("max_calls_per_tenant"), "{busy}");
+        // ... while another tenant's call runs.
+        let other = hostile_of(&rt, "globex", "ok").transform(&ctx(), &batch);
+        assert_eq!(other.unwrap().len(), 1);
+        assert!(matches!(asleep.join().unwrap(), Err(CallError::Timeout(_))));
+    });
+    assert!(
+        probe.stats().errors_of(ErrorKind::Busy) >= 1,
+        "refusals are counted"
+    );
+    // Instances: two alive at most; a third stage of the tenant releases idle ones first.
+    let a = hostile_of(&rt, "initech", "ok");
+    let b = hostile_of(&rt, "initech", "ok");
+    let c = hostile_of(&rt, "initech", "ok");
+    for s in [&a, &b, &c] {
+        assert_eq!(s.transform(&ctx(), &batch).unwrap().len(), 1);
+    }
+}
+
+fn hostile_of(rt: &Runtime, tenant: &str, behaviour: &str) -> Stage {
+    let compiled = rt.compile(sluice_builtins::testing::HOSTILE).unwrap();
+    Stage::new(
+        rt,
+        &compiled,
+        World::Transformer,
+        format!(r#"{{"behaviour":"{behaviour}"}}"#),
+        Arc::new(NoHostServices),
+        StageLabels {
+            tenant: tenant.into(),
+            component: "hostile".into(),
+        },
+    )
+    .unwrap()
+}

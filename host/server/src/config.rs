@@ -101,6 +101,10 @@ pub struct WasmTuning {
     pub max_instances: Option<u32>,
     /// Where compiled components are cached (default `<data>/compiled`).
     pub cache_dir: Option<PathBuf>,
+    /// Guest calls one tenant may run at once (default 16); more fail at once (429, 42904).
+    pub max_calls_per_tenant: Option<u32>,
+    /// Guest instances one tenant may keep alive (default 64) of `max_instances`.
+    pub max_instances_per_tenant: Option<u32>,
 }
 
 impl WasmTuning {
@@ -112,6 +116,14 @@ impl WasmTuning {
             memory_limit: self.memory_limit.unwrap_or(d.memory_limit),
             max_instances: self.max_instances.unwrap_or(d.max_instances),
             epoch_tick: d.epoch_tick,
+            max_calls_per_tenant: self
+                .max_calls_per_tenant
+                .unwrap_or(d.max_calls_per_tenant)
+                .max(1),
+            max_instances_per_tenant: self
+                .max_instances_per_tenant
+                .unwrap_or(d.max_instances_per_tenant)
+                .max(1),
         }
     }
 }

@@ -192,6 +192,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
             &committed,
             clock.clone(),
             catalog.clone(),
+            quotas.clone(),
         )
         .await?,
     );

@@ -1,5 +1,7 @@
-//! Per-tenant quotas: produce events/s and bytes/s, fetch bytes/s. One tenant at its quota is
-//! answered 429 with `Retry-After`, and another tenant's requests never wait behind it.
+//! Per-tenant quotas: produce events/s and bytes/s, fetch bytes/s, component time/s, webhook
+//! deliveries/s; and the counts and sizes a tenant may hold: subscriptions, stored bytes. One
+//! tenant at its quota is answered 429 with `Retry-After` (a held amount, without: only
+//! deleting makes room), and another tenant's requests never wait behind it.
 //!
 //! Each quota is a token bucket holding one second of its rate. A request is let through while
 //! the bucket is not in debt, then charged in full (so one large request is never refused for
@@ -8,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,20 @@ pub struct QuotaLimits {
     pub produce_bytes_per_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetch_bytes_per_s: Option<u64>,
+    /// Milliseconds of WebAssembly guest time per second, across the tenant's pipelines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_ms_per_s: Option<u64>,
+    /// Webhook delivery attempts per second, across the tenant's subscriptions (over it,
+    /// deliveries wait; nothing is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_deliveries_per_s: Option<u64>,
+    /// Webhook subscriptions the tenant may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_subscriptions: Option<u64>,
+    /// Bytes the tenant's topics may hold; at or over it, produce is refused until retention
+    /// or deletes free space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
 }
 
 impl QuotaLimits {
@@ -35,6 +51,12 @@ impl QuotaLimits {
             produce_events_per_s: self.produce_events_per_s.or(defaults.produce_events_per_s),
             produce_bytes_per_s: self.produce_bytes_per_s.or(defaults.produce_bytes_per_s),
             fetch_bytes_per_s: self.fetch_bytes_per_s.or(defaults.fetch_bytes_per_s),
+            component_ms_per_s: self.component_ms_per_s.or(defaults.component_ms_per_s),
+            webhook_deliveries_per_s: self
+                .webhook_deliveries_per_s
+                .or(defaults.webhook_deliveries_per_s),
+            max_subscriptions: self.max_subscriptions.or(defaults.max_subscriptions),
+            storage_bytes: self.storage_bytes.or(defaults.storage_bytes),
         }
     }
 }
@@ -44,6 +66,9 @@ enum Kind {
     ProduceEvents,
     ProduceBytes,
     FetchBytes,
+    /// Guest time in microseconds (the rate is `component_ms_per_s` × 1000).
+    ComponentMicros,
+    WebhookDeliveries,
 }
 
 impl Kind {
@@ -52,6 +77,8 @@ impl Kind {
             Kind::ProduceEvents => "produce_events_per_s",
             Kind::ProduceBytes => "produce_bytes_per_s",
             Kind::FetchBytes => "fetch_bytes_per_s",
+            Kind::ComponentMicros => "component_ms_per_s",
+            Kind::WebhookDeliveries => "webhook_deliveries_per_s",
         }
     }
 }
@@ -122,7 +149,74 @@ impl QuotaBook {
         let limits = self.limits(tenant);
         self.charge(tenant, Kind::ProduceEvents, limits.produce_events_per_s, 0)?;
         self.charge(tenant, Kind::ProduceBytes, limits.produce_bytes_per_s, 0)?;
+        self.charge(tenant, Kind::ComponentMicros, component_rate(limits), 0)?;
         Ok(limits)
+    }
+
+    /// After the tenant's pipeline ran for `spent` (charged in full; the tenant's next
+    /// produce is refused while the debt lasts).
+    pub fn charge_component(&self, tenant: &str, limits: QuotaLimits, spent: Duration) {
+        if let Some(rate) = component_rate(limits) {
+            let mut buckets = self.buckets.lock().expect("buckets");
+            let b = bucket(&mut buckets, tenant, Kind::ComponentMicros, rate);
+            b.tokens -= spent.as_micros() as f64;
+        }
+    }
+
+    /// One webhook delivery attempt: `Ok` (charged) or how long to wait before the tenant's
+    /// next one.
+    pub fn take_delivery(&self, tenant: &str) -> Result<(), Duration> {
+        let Some(rate) = self
+            .limits(tenant)
+            .webhook_deliveries_per_s
+            .filter(|r| *r > 0)
+        else {
+            return Ok(());
+        };
+        let mut buckets = self.buckets.lock().expect("buckets");
+        let b = bucket(&mut buckets, tenant, Kind::WebhookDeliveries, rate);
+        if b.tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - b.tokens) / rate as f64);
+            drop(buckets);
+            self.count_throttled(tenant, Kind::WebhookDeliveries.name());
+            return Err(wait.max(Duration::from_millis(1)));
+        }
+        b.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Before adding one more of something the tenant holds `have` of (`what`: the quota's
+    /// name): refused (429, no `Retry-After`) at `limit`.
+    pub fn check_count(
+        &self,
+        tenant: &str,
+        what: &'static str,
+        have: u64,
+        limit: Option<u64>,
+    ) -> Result<(), ApiError> {
+        match limit {
+            Some(limit) if have >= limit => {
+                self.count_throttled(tenant, what);
+                Err(ApiError::new(
+                    http::StatusCode::TOO_MANY_REQUESTS,
+                    42903,
+                    format!(
+                        "tenant `{tenant}` is at its quota {what} = {limit} (it holds {have}); \
+                         delete some first, or ask for a higher quota"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn count_throttled(&self, tenant: &str, what: &'static str) {
+        *self
+            .throttled
+            .lock()
+            .expect("throttled")
+            .entry((tenant.to_owned(), what))
+            .or_default() += 1;
     }
 
     /// Before serving a read: refused (429) while the tenant's fetch bytes are in debt.
@@ -163,12 +257,7 @@ impl QuotaBook {
         if b.tokens < 0.0 {
             let wait_s = (-b.tokens / rate as f64).ceil().max(1.0) as u64;
             drop(buckets);
-            *self
-                .throttled
-                .lock()
-                .expect("throttled")
-                .entry((tenant.to_owned(), kind.name()))
-                .or_default() += 1;
+            self.count_throttled(tenant, kind.name());
             return Err(ApiError::new(
                 http::StatusCode::TOO_MANY_REQUESTS,
                 42903,
@@ -182,6 +271,14 @@ impl QuotaBook {
         b.tokens -= amount as f64;
         Ok(())
     }
+}
+
+/// The component-time bucket's rate, in microseconds per second.
+fn component_rate(limits: QuotaLimits) -> Option<u64> {
+    limits
+        .component_ms_per_s
+        .filter(|ms| *ms > 0)
+        .map(|ms| ms.saturating_mul(1000))
 }
 
 /// The tenant's bucket for `kind`, refilled to now (at most one second of `rate` banked); a
@@ -280,6 +377,53 @@ mod tests {
         let e = book.admit_fetch("a").unwrap_err();
         assert_eq!(e.retry_after, Some(4));
         book.admit_fetch("b").unwrap();
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn component_time_deliveries_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = QuotaLimits {
+            component_ms_per_s: Some(100),
+            webhook_deliveries_per_s: Some(2),
+            max_subscriptions: Some(3),
+            ..QuotaLimits::default()
+        };
+        let (log, book) = book(dir.path(), defaults).await;
+        // Guest time: 300 ms against 100 ms/s puts the tenant 2 s in debt.
+        let limits = book.admit_produce("a").unwrap();
+        book.charge_component("a", limits, Duration::from_millis(300));
+        let e = book.admit_produce("a").unwrap_err();
+        assert_eq!((e.error_code, e.retry_after), (42903, Some(2)));
+        assert!(e.message.contains("component_ms_per_s"), "{}", e.message);
+        assert!(book.admit_produce("b").is_ok());
+        // Deliveries: two a second, then a wait of about half a second each.
+        book.take_delivery("a").unwrap();
+        book.take_delivery("a").unwrap();
+        let wait = book.take_delivery("a").unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        book.take_delivery("b").unwrap();
+        // Counts: at the limit, one more is refused without a time to wait.
+        book.check_count("a", "max_subscriptions", 2, Some(3))
+            .unwrap();
+        let e = book
+            .check_count("a", "max_subscriptions", 3, Some(3))
+            .unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.error_code, e.retry_after),
+            (429, 42903, None)
+        );
+        let refused: Vec<_> = book
+            .throttled()
+            .into_iter()
+            .map(|(t, q, _)| (t, q))
+            .collect();
+        assert!(refused.contains(&("a".into(), "component_ms_per_s")));
+        assert!(refused.contains(&("a".into(), "webhook_deliveries_per_s")));
+        assert!(refused.contains(&("a".into(), "max_subscriptions")));
         log.close().await;
     }
 }

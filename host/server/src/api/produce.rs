@@ -87,10 +87,19 @@ pub async fn produce(
         .observe(started.elapsed().as_secs_f64());
     match first_error {
         // Nothing was appended: answer with the (first) reason, and each event's.
-        Some(e) if all_failed => Ok(json(
-            e.status,
-            &json!({"error_code": e.error_code, "message": e.message, "results": body}),
-        )),
+        Some(e) if all_failed => {
+            let mut response = json(
+                e.status,
+                &json!({"error_code": e.error_code, "message": e.message, "results": body}),
+            );
+            // A condition that passes (a busy component, a full disk): when to come back.
+            if let Some(seconds) = e.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
+            }
+            Ok(response)
+        }
         _ => {
             let mut response = json(StatusCode::OK, &json!({ "results": body }));
             if !deprecated.is_empty() {
