@@ -45,15 +45,153 @@ impl AvroSchema {
             .map_err(err)
     }
 
-    /// Avro binary to JSON in Avro's JSON encoding.
+    /// Avro binary to JSON in Avro's JSON encoding. The bytes are walked first, so a value
+    /// that would decode into more than [`MAX_DECODED_ITEMS`] array items and map entries, or
+    /// nest deeper than [`MAX_DECODED_DEPTH`], is refused before anything is allocated (an
+    /// array of a million `null`s takes a few bytes of input).
     pub fn decode(&self, mut bytes: &[u8]) -> Result<Value, AvroJsonError> {
+        let resolved = ResolvedSchema::try_from(&self.schema).map_err(err)?;
+        Walk {
+            bytes,
+            items: 0,
+            names: resolved.get_names(),
+        }
+        .value(&self.schema, 0)?;
         let value = apache_avro::reader::datum::GenericDatumReader::builder(&self.schema)
             .build()
             .map_err(err)?
             .read_value(&mut bytes)
             .map_err(err)?;
-        let resolved = ResolvedSchema::try_from(&self.schema).map_err(err)?;
         to_json(value, &self.schema, resolved.get_names())
+    }
+}
+
+/// The most array items and map entries one decoded value may hold, counted over all its
+/// arrays and maps.
+pub const MAX_DECODED_ITEMS: u64 = 1 << 20;
+/// The deepest one decoded value may nest (records, arrays, maps, unions).
+pub const MAX_DECODED_DEPTH: usize = 64;
+
+/// A pass over Avro binary that decodes nothing: it counts what decoding would make.
+struct Walk<'a, 'n> {
+    bytes: &'a [u8],
+    items: u64,
+    names: &'n NamesRef<'n>,
+}
+
+impl Walk<'_, '_> {
+    fn long(&mut self) -> Result<i64, AvroJsonError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self
+                .bytes
+                .split_first()
+                .ok_or_else(|| err("truncated Avro value"))?;
+            self.bytes = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+        }
+        Err(err("an Avro varint longer than 10 bytes"))
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), AvroJsonError> {
+        if n > self.bytes.len() {
+            return Err(err("truncated Avro value"));
+        }
+        self.bytes = &self.bytes[n..];
+        Ok(())
+    }
+
+    fn sized(&mut self) -> Result<(), AvroJsonError> {
+        let n = self.long()?;
+        let n = usize::try_from(n).map_err(|_| err("a negative Avro length"))?;
+        self.skip(n)
+    }
+
+    /// Array or map blocks: a count (negative: followed by the block's size), items, until 0.
+    fn blocks(
+        &mut self,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize) -> Result<(), AvroJsonError>,
+    ) -> Result<(), AvroJsonError> {
+        loop {
+            let n = self.long()?;
+            if n == 0 {
+                return Ok(());
+            }
+            if n < 0 {
+                self.long()?;
+            }
+            self.items = self.items.saturating_add(n.unsigned_abs());
+            if self.items > MAX_DECODED_ITEMS {
+                return Err(err(format!(
+                    "the Avro value holds more than {MAX_DECODED_ITEMS} array items and map entries"
+                )));
+            }
+            for _ in 0..n.unsigned_abs() {
+                item(self, depth + 1)?;
+            }
+        }
+    }
+
+    fn value(&mut self, schema: &Schema, depth: usize) -> Result<(), AvroJsonError> {
+        use apache_avro::schema::{InnerDecimalSchema, UuidSchema};
+        if depth > MAX_DECODED_DEPTH {
+            return Err(err(format!(
+                "the Avro value nests deeper than {MAX_DECODED_DEPTH}"
+            )));
+        }
+        match named(schema, self.names) {
+            Schema::Null => Ok(()),
+            Schema::Boolean => self.skip(1),
+            Schema::Int
+            | Schema::Long
+            | Schema::Enum(_)
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => self.long().map(drop),
+            Schema::Float => self.skip(4),
+            Schema::Double => self.skip(8),
+            Schema::Bytes
+            | Schema::String
+            | Schema::BigDecimal
+            | Schema::Uuid(UuidSchema::Bytes | UuidSchema::String) => self.sized(),
+            Schema::Decimal(d) => match &d.inner {
+                InnerDecimalSchema::Bytes => self.sized(),
+                InnerDecimalSchema::Fixed(f) => self.skip(f.size),
+            },
+            Schema::Fixed(f) | Schema::Duration(f) | Schema::Uuid(UuidSchema::Fixed(f)) => {
+                self.skip(f.size)
+            }
+            Schema::Union(u) => {
+                let i = self.long()?;
+                let branch = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| u.variants().get(i))
+                    .ok_or_else(|| err(format!("no union branch {i}")))?;
+                self.value(branch, depth + 1)
+            }
+            Schema::Record(r) => {
+                for f in &r.fields {
+                    self.value(&f.schema, depth + 1)?;
+                }
+                Ok(())
+            }
+            Schema::Array(a) => self.blocks(depth, |w, d| w.value(&a.items, d)),
+            Schema::Map(m) => self.blocks(depth, |w, d| {
+                w.sized()?;
+                w.value(&m.types, d)
+            }),
+            Schema::Ref { name } => Err(err(format!("unknown Avro type `{}`", full(name)))),
+        }
     }
 }
 
@@ -246,7 +384,52 @@ mod tests {
             v >>= 7;
         }
         bytes.push(v as u8);
+        // The walk finds the claimed length past the input before the decoder allocates.
         let e = s.decode(&bytes).unwrap_err().to_string();
-        assert!(e.to_lowercase().contains("alloc"), "{e}");
+        assert!(e.contains("truncated"), "{e}");
+    }
+
+    fn zigzag(v: i64) -> Vec<u8> {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+        out
+    }
+
+    #[test]
+    fn zero_size_items_cannot_amplify_a_small_input() {
+        let s = AvroSchema::parse(r#"{"type": "array", "items": "null"}"#).unwrap();
+        // Ten bytes claiming a billion nulls, in blocks just under the per-allocation cap.
+        let mut bytes = Vec::new();
+        for _ in 0..64 {
+            bytes.extend(zigzag(16_000_000));
+        }
+        bytes.extend(zigzag(0));
+        let e = s.decode(&bytes).unwrap_err().to_string();
+        assert!(e.contains("array items"), "{e}");
+        // Within the bound it decodes as before.
+        let mut ok = zigzag(3);
+        ok.extend(zigzag(0));
+        assert_eq!(s.decode(&ok).unwrap(), json!([null, null, null]));
+        // Nesting is bounded too (arrays of arrays, each a byte of input).
+        let deep = AvroSchema::parse(
+            r#"{"type": "record", "name": "N", "fields": [{"name": "n", "type": ["null", "N"]}]}"#,
+        )
+        .unwrap();
+        let nested: Vec<u8> = std::iter::repeat_n(zigzag(1), 200)
+            .flatten()
+            .chain(zigzag(0))
+            .collect();
+        let e = deep.decode(&nested).unwrap_err().to_string();
+        assert!(e.contains("nests deeper"), "{e}");
+        let shallow: Vec<u8> = std::iter::repeat_n(zigzag(1), 5)
+            .flatten()
+            .chain(zigzag(0))
+            .collect();
+        assert!(deep.decode(&shallow).is_ok());
     }
 }
