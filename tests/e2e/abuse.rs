@@ -1037,3 +1037,93 @@ async fn quotas_bound_what_a_tenant_holds_and_spends() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_avro_record_of_twenty_million_nulls_is_refused_not_built() {
+    use base64::Engine as _;
+    const AVRO: &str = "application/vnd.kafka.avro.v2+json";
+    const BINARY: &str = "application/vnd.kafka.binary.v2+json";
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let c = p.client();
+    c.create_topic("nulls", 1).await;
+    // A legitimate record registers the schema: arrays of nulls.
+    let (st, v) = crate::groups::rest(
+        &c,
+        Method::POST,
+        "/topics/nulls",
+        AVRO,
+        Some(json!({
+            "value_schema": r#"{"type": "array", "items": {"type": "array", "items": "null"}}"#,
+            "records": [{"value": [[null], [null, null]]}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let id = v["value_schema_id"].as_u64().unwrap() as u32;
+    // The attack, in the registry's wire format.
+    let mut crafted = vec![0u8];
+    crafted.extend(id.to_be_bytes());
+    let block = |n: i64| {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+        out
+    };
+    // Two hundred arrays of 100,000 nulls each: each block is within the decoder's per-allocation
+    // cap, the whole about 20 million values (over a gigabyte built) from a kilobyte of input.
+    crafted.extend(block(200));
+    for _ in 0..200 {
+        crafted.extend(block(100_000));
+        crafted.extend(block(0));
+    }
+    crafted.extend(block(0));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&crafted);
+    // (To a topic without a schema: `nulls` validates what is produced, and its validator, a
+    // guest bounded by its memory limit, refuses this.)
+    c.create_topic("raw", 1).await;
+    let (st, v) = crate::groups::rest(
+        &c,
+        Method::POST,
+        "/topics/raw",
+        BINARY,
+        Some(json!({"records": [{"value": encoded}]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["offsets"][0]["error_code"].is_null(), "{v}");
+    let other = bystander(&c).await;
+    let inst = crate::groups::new_consumer(
+        &c,
+        "nulls-readers",
+        json!({"format": "avro", "auto.offset.reset": "earliest"}),
+    )
+    .await;
+    crate::groups::subscribe(&c, &inst, &["raw"]).await;
+    let (st, v) = while_serving(&p.url, &other, async {
+        let mut last = (StatusCode::OK, json!([]));
+        for _ in 0..20 {
+            last = crate::groups::rest(
+                &c,
+                Method::GET,
+                &format!("{inst}/records?timeout=200"),
+                AVRO,
+                None,
+            )
+            .await;
+            if last.0 != StatusCode::OK {
+                break;
+            }
+        }
+        last
+    })
+    .await;
+    assert!(st.is_client_error() || st.is_server_error(), "{st} {v}");
+    assert!(v.to_string().contains("array items"), "{v}");
+    let peak = peak_mib(&p);
+    assert!(peak < 400, "the server peaked at {peak} MiB");
+    p.kill9();
+}

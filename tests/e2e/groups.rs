@@ -14,7 +14,7 @@ const V2: &str = "application/vnd.kafka.v2+json";
 const JSON_V2: &str = "application/vnd.kafka.json.v2+json";
 const BINARY_V2: &str = "application/vnd.kafka.binary.v2+json";
 
-async fn rest(
+pub(crate) async fn rest(
     c: &Client,
     method: Method,
     path: &str,
@@ -38,7 +38,7 @@ async fn rest(
     )
 }
 
-async fn new_consumer(c: &Client, group: &str, body: Value) -> String {
+pub(crate) async fn new_consumer(c: &Client, group: &str, body: Value) -> String {
     let (s, v) = rest(
         c,
         Method::POST,
@@ -58,7 +58,7 @@ async fn new_consumer(c: &Client, group: &str, body: Value) -> String {
     )
 }
 
-async fn subscribe(c: &Client, instance: &str, topics: &[&str]) {
+pub(crate) async fn subscribe(c: &Client, instance: &str, topics: &[&str]) {
     let (s, v) = rest(
         c,
         Method::POST,
