@@ -146,8 +146,12 @@ impl LocalSegments {
                 })
             }
             Err(e) => {
-                // The tail of this segment is now unknown; never append behind it again.
-                self.current = None;
+                // The tail of this segment is now unknown; never append behind it again. A
+                // segment nothing was written to yet is kept and written from its start again:
+                // a disk that stays full must not leave a new empty file per failed write.
+                if pos > 0 {
+                    self.current = None;
+                }
                 Err(e.into())
             }
         }
@@ -217,5 +221,64 @@ impl RemoteObjects {
             .put(&paths::data(id), PutPayload::from_bytes(chunk))
             .await?;
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &std::path::Path) -> usize {
+        walk(dir)
+    }
+
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn failed_writes_to_a_fresh_segment_leave_no_stray_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut segs = LocalSegments::new(dir.path().to_owned(), 1, 1 << 20, 0);
+        let w = segs.write(1, Bytes::from_static(b"first")).await.unwrap();
+        assert_eq!((w.pos, files(dir.path())), (0, 1));
+        // A segment that cannot take writes (as a full disk refuses them), not yet written to:
+        // every failure retries the same file.
+        let id = DataId { epoch: 1, seq: 2 };
+        let path = paths::local_data(dir.path(), id);
+        std::fs::write(&path, b"").unwrap();
+        segs.current = Some(Segment {
+            id,
+            file: Arc::new(File::open(&path).unwrap()),
+            len: 0,
+        });
+        for seq in 3..20 {
+            assert!(segs.write(seq, Bytes::from_static(b"x")).await.is_err());
+        }
+        assert_eq!(
+            files(dir.path()),
+            2,
+            "one file per segment, not one per failure"
+        );
+        assert_eq!(segs.current.as_ref().map(|c| c.id), Some(id));
+        // Once something was written to a segment, a failure ends it: the next write opens
+        // a new one.
+        segs.current.as_mut().unwrap().len = 10;
+        assert!(segs.write(30, Bytes::from_static(b"x")).await.is_err());
+        let w = segs.write(31, Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!((w.id, w.pos), (DataId { epoch: 1, seq: 31 }, 0));
+        assert_eq!(files(dir.path()), 3);
     }
 }
