@@ -219,10 +219,16 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     let batch: Vec<Value> = (0..100)
         .map(|i| json!({"event_type": "noise", "payload": {"i": i, "pad": "x".repeat(900)}}))
         .collect();
+    // `SLUICE_ISOLATION_ATTACKS=flood,tiny,slow,sleepy` (the default: all) picks the attacks,
+    // to see what each costs the quiet tenant.
+    let picked = std::env::var("SLUICE_ISOLATION_ATTACKS")
+        .unwrap_or_else(|_| "flood,tiny,slow,sleepy".into());
+    let on = |a: &str| picked.split(',').any(|p| p.trim() == a);
+    let count = |a: &str, n: usize| if on(a) { n } else { 0 };
     let mut noise = spawn_load(
         format!("{}/v1/topics/flood/events", server.url),
         noisy.key.clone(),
-        8,
+        count("flood", 8),
         Bytes::from(serde_json::to_vec(&batch)?),
         "application/json",
         stop.clone(),
@@ -236,7 +242,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     noise.extend(spawn_load(
         format!("{}/v1/topics/flood/events", server.url),
         noisy.key.clone(),
-        2,
+        count("tiny", 2),
         Bytes::from(tiny),
         "application/json",
         stop.clone(),
@@ -245,7 +251,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     noise.extend(spawn_load(
         format!("{}/v1/topics/sleepy/events", server.url),
         noisy.key.clone(),
-        4,
+        count("sleepy", 4),
         Bytes::from(json!([{"event_type": "z"}]).to_string()),
         "application/json",
         stop.clone(),
@@ -253,7 +259,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     ));
     let slow = spawn_slow_clients(
         server.url.trim_start_matches("http://").to_owned(),
-        200,
+        count("slow", 200),
         stop.clone(),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -336,6 +336,20 @@ impl<E> Fate<E> {
                 )
                 .retry_after(1),
             ),
+            Fate::Failed {
+                stage,
+                error: error @ CallError::Suspended(_),
+            } => Some(
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    50303,
+                    format!(
+                        "pipeline stage `{stage}` is suspended after repeated failures; \
+                         retry later: {error}"
+                    ),
+                )
+                .retry_after(1),
+            ),
             Fate::Failed { stage, error } => Some(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 50201,

@@ -60,6 +60,39 @@ impl Call {
         }
     }
 
+    /// [`Call::body`] for a produce request: its events are counted as the body arrives, and
+    /// one holding more than `max_events` is refused (413, 41302) without reading the rest
+    /// (the connection is then closed rather than drained).
+    pub async fn events_body(
+        self,
+        limit: usize,
+        framing: sluice_ingest::envelope::Framing,
+        max_events: usize,
+    ) -> Result<Bytes, ApiError> {
+        use sluice_ingest::envelope::{ItemCount, too_many_events};
+        let mut body = Limited::new(self.body, limit);
+        let mut count = ItemCount::new(framing);
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ApiError::too_large(format!("request body exceeds {limit} bytes"))
+                } else {
+                    ApiError::bad_request(format!("reading the body: {e}"))
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if count.feed(&data) > max_events {
+                    return Err(too_many_events(max_events));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(out.freeze())
+    }
+
     pub async fn json<T: serde::de::DeserializeOwned>(self, limit: usize) -> Result<T, ApiError> {
         let body = self.body(limit).await?;
         serde_json::from_slice(&body).map_err(|e| {

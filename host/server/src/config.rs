@@ -239,6 +239,11 @@ pub struct HttpLimits {
     /// are closed (streams and long polls end at once).
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A request refused for a rate quota (429 with `Retry-After`) is answered after this
+    /// long at most (never past its `Retry-After`): a client looping on refusals waits instead
+    /// of spending the server's CPU on thousands of them a second. `0s` answers at once.
+    #[serde(with = "humantime_serde")]
+    pub throttle_delay: Duration,
 }
 
 impl Default for HttpLimits {
@@ -248,6 +253,7 @@ impl Default for HttpLimits {
             max_connections: 4096,
             max_streams_per_key: 32,
             shutdown_grace: Duration::from_secs(10),
+            throttle_delay: Duration::from_secs(1),
         }
     }
 }

@@ -138,6 +138,24 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     };
     let (route, result) = route(&app, call).await;
     let response = result.unwrap_or_else(|e| error_response(&e));
+    // Throttled or unavailable for a while (429, 503, 507 with `Retry-After`): the answer waits
+    // (costing nothing meanwhile), so a client that loops on refusals sends a few a second, not
+    // thousands.
+    if let Some(seconds) = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let delay = app.http.throttle_delay.min(Duration::from_secs(seconds));
+        if !delay.is_zero() {
+            let mut closing = app.closing.subscribe();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = closing.wait_for(|c| *c) => {}
+            }
+        }
+    }
     app.metrics
         .requests
         .get_or_create(&RequestLabels {

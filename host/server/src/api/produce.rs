@@ -40,7 +40,17 @@ pub async fn produce(
             ApiError::invalid(format!("`partition` must be a partition number, not `{p}`"))
         })?),
     };
-    let body = call.body(app.max_body_bytes).await?;
+    let body = match framing {
+        Framing::Binary => call.body(app.max_body_bytes).await?,
+        _ => {
+            call.events_body(
+                app.max_body_bytes,
+                framing,
+                app.ingest.limits().max_events_per_request,
+            )
+            .await?
+        }
+    };
 
     let rules = prepared.rules();
     let now = now_ms();
