@@ -9,13 +9,14 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const COMPONENTS: [&str; 6] = [
+const COMPONENTS: [&str; 7] = [
     "validate",
     "enrich",
     "route",
     "redact-phi",
     "bronze-to-silver",
     "hostile",
+    "webhook-gateway",
 ];
 
 fn main() {

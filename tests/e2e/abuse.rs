@@ -1135,3 +1135,60 @@ async fn an_avro_record_of_twenty_million_nulls_is_refused_not_built() {
     assert!(peak < 400, "the server peaked at {peak} MiB");
     p.kill9();
 }
+
+#[tokio::test]
+async fn a_flood_of_forged_webhooks_is_refused_and_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let c = p.client();
+    c.create_topic("payments", 1).await;
+    let (st, v) = c
+        .post(
+            "/v1/sources",
+            json!({"name": "stripe", "topic": "payments",
+                   "config": {"scheme": "stripe", "secret": "whsec_real"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let other = bystander(&c).await;
+    let url = format!("{}/hooks/default/stripe", p.url);
+    let body = format!("{{\"id\": \"evt\", \"pad\": \"{}\"}}", "x".repeat(64 << 10));
+    let statuses = while_serving(&p.url, &other, async {
+        let http = reqwest::Client::new();
+        let mut statuses = std::collections::BTreeMap::new();
+        for round in 0..25 {
+            let sends = (0..16).map(|i| {
+                http.post(&url)
+                    .header(
+                        "Stripe-Signature",
+                        format!("t={},v1={:064x}", 1_700_000_000 + round * 16 + i, i),
+                    )
+                    .body(body.clone())
+                    .send()
+            });
+            for r in futures::future::join_all(sends).await {
+                *statuses.entry(r.unwrap().status().as_u16()).or_insert(0) += 1;
+            }
+        }
+        statuses
+    })
+    .await;
+    // Each refused (stale or forged: 401; past the tenant's component cap: 429), none appended.
+    assert!(
+        statuses.keys().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(end_offset(&c, "payments").await, 0);
+    // Over a megabyte is refused before the component runs.
+    let big = "x".repeat((1 << 20) + 1);
+    let r = reqwest::Client::new()
+        .post(&url)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let peak = peak_mib(&p);
+    assert!(peak < 400, "the server peaked at {peak} MiB");
+    p.kill9();
+}

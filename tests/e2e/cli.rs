@@ -361,3 +361,58 @@ fn the_cli_manages_subscriptions() {
     let (ok, _, err) = sluice(&p, &["subscriptions", "delete", &id]);
     assert!(ok, "{err}");
 }
+
+#[test]
+fn the_cli_manages_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let (ok, out, err) = sluice(&p, &["topics", "create", "repo-events"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = sluice(
+        &p,
+        &[
+            "sources",
+            "create",
+            "gh",
+            "--topic",
+            "repo-events",
+            "--scheme",
+            "github",
+            "--secret",
+            "old-secret",
+            "--secret",
+            "new-secret",
+            "--event-type",
+            "header:X-GitHub-Event",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("POST /hooks/default/gh"), "{out}");
+    let (ok, out, err) = sluice(&p, &["sources", "list"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("\"gh\"") && !out.contains("new-secret"),
+        "{out}"
+    );
+    let (ok, _, err) = sluice(
+        &p,
+        &[
+            "sources",
+            "create",
+            "bad",
+            "--topic",
+            "repo-events",
+            "--scheme",
+            "nope",
+            "--secret",
+            "s",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("scheme"), "{err}");
+    let (ok, out, err) = sluice(&p, &["sources", "delete", "gh"]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = sluice(&p, &["sources", "show", "gh"]);
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+}

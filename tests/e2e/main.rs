@@ -20,6 +20,8 @@
 //! - `webhooks`: subscriptions, Standard Webhooks signatures verified by their libraries,
 //!   retries on a moved clock, 410, dead letters, replay, rotation, SIGKILL.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
+//! - `sources`: edge gateways: webhooks signed by the Standard Webhooks and Svix libraries,
+//!   GitHub and Stripe signatures, replays, tampering and expiry refused, restart.
 //! - `openapi`: `/openapi.json` validated, every documented route served and no other.
 
 mod abuse;
@@ -35,6 +37,7 @@ mod pipelines;
 mod produce_fetch;
 mod registry;
 mod s3;
+mod sources;
 mod stream;
 mod topics;
 mod transform_crash;

@@ -11,7 +11,7 @@ pub struct Builtin {
 }
 
 /// The components every tenant may use by name.
-pub const BUILTINS: [Builtin; 5] = [
+pub const BUILTINS: [Builtin; 6] = [
     Builtin {
         name: "validate",
         world: "validator",
@@ -36,6 +36,11 @@ pub const BUILTINS: [Builtin; 5] = [
         name: "bronze-to-silver",
         world: "transformer",
         wasm: BRONZE_TO_SILVER,
+    },
+    Builtin {
+        name: "webhook-gateway",
+        world: "ingress",
+        wasm: WEBHOOK_GATEWAY,
     },
 ];
 

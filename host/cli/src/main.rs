@@ -11,6 +11,7 @@ mod keys;
 mod produce;
 mod schemas;
 mod serve;
+mod sources;
 mod subscriptions;
 mod topics;
 mod transforms;
@@ -25,6 +26,7 @@ use groups::GroupsCmd;
 use keys::{KeysCmd, TenantsCmd};
 use schemas::SchemasCmd;
 use serve::ServeArgs;
+use sources::SourcesCmd;
 use subscriptions::SubscriptionsCmd;
 use topics::TopicsCmd;
 use transforms::{DeployArgs, TransformsCmd};
@@ -95,6 +97,13 @@ enum Command {
         /// other members, and what was printed is committed.
         #[arg(long, short, conflicts_with_all = ["partition", "offset", "since"])]
         group: Option<String>,
+    },
+    /// Sources (edge gateways): signed webhooks in, at /hooks/<tenant>/<name>.
+    Sources {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: SourcesCmd,
     },
     /// Webhook subscriptions: create, list, attempts, replay.
     Subscriptions {
@@ -277,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schemas { conn, cmd } => schemas::schemas(&Client::new(&conn)?, cmd).await,
         Command::Groups { conn, cmd } => groups::groups(&Client::new(&conn)?, cmd).await,
+        Command::Sources { conn, cmd } => sources::sources(&Client::new(&conn)?, cmd).await,
         Command::Subscriptions { conn, cmd } => {
             subscriptions::subscriptions(&Client::new(&conn)?, cmd).await
         }

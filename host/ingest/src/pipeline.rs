@@ -180,6 +180,17 @@ pub async fn build(
             component: resolved.label.clone(),
         };
         let world = resolved.world;
+        if world == World::Ingress {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                42212,
+                format!(
+                    "pipeline[{i}] (`{}`): an ingress component serves a source \
+                     (/v1/sources), not a pipeline",
+                    spec.component
+                ),
+            ));
+        }
         let stage = tokio::task::spawn_blocking(move || {
             Stage::new(&runtime, &compiled, world, config, host, labels)
         })
@@ -546,8 +557,8 @@ impl Pipeline {
                     }
                     Err(e) => Some(e),
                 },
-                World::Transformer => Some(CallError::BadOutput(
-                    "a transformer takes no packed batches".into(),
+                World::Transformer | World::Ingress => Some(CallError::BadOutput(
+                    "only validators, enrichers and routers take packed batches".into(),
                 )),
             };
             if let Some(error) = failed {
@@ -651,6 +662,9 @@ impl Pipeline {
                     }
                     kept
                 }),
+                World::Ingress => Err(CallError::BadOutput(
+                    "an ingress component is not a pipeline stage".into(),
+                )),
                 World::Transformer => s.stage.transform(ctx, &events).map(|out| {
                     let mut kept = (Vec::with_capacity(events.len()), Vec::new());
                     for (meta, r) in metas.drain(..).zip(out) {

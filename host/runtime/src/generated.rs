@@ -36,6 +36,7 @@ mod with_shared {
     world!(router, "router");
     world!(packed_router, "packed-router");
     world!(transformer, "transformer");
+    world!(ingress_gateway, "ingress-gateway");
 }
 
 pub use validator::sluice::gateway::logging::Level as LogLevel;
@@ -48,6 +49,10 @@ pub use validator::sluice::gateway::types::{
 pub use validator::sluice::gateway::{clock, logging, reference_tables, schemas};
 pub use validator::{Validator, ValidatorPre};
 pub use with_shared::enricher::{Enricher, EnricherPre};
+pub use with_shared::ingress_gateway::exports::sluice::gateway::ingress::{
+    Accepted, HttpRequest, Refusal,
+};
+pub use with_shared::ingress_gateway::{IngressGateway, IngressGatewayPre};
 pub use with_shared::packed_enricher::exports::sluice::gateway::enrich_packed::{
     Change, Enriched, Insertion,
 };

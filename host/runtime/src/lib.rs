@@ -28,8 +28,9 @@ pub use cache::content_hash;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{CallError, RuntimeError};
 pub use generated::{
-    BatchContext, Change, DeadLetter, Decision, Destination, Enriched, Event, Header, Insertion,
-    LogLevel, Output, PackedEvent, Rejection, Schema, SchemaType, Span, Verdict, Violation,
+    Accepted, BatchContext, Change, DeadLetter, Decision, Destination, Enriched, Event, Header,
+    HttpRequest, Insertion, LogLevel, Output, PackedEvent, Refusal, Rejection, Schema, SchemaType,
+    Span, Verdict, Violation,
 };
 pub use guest::{HostServices, NoHostServices};
 pub use metrics::{ErrorKind, StageStats};

@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap};
 
 use crate::engine::Runtime;
 use crate::error::{CallError, RuntimeError};
+use crate::generated::{Accepted, HttpRequest, IngressGateway, IngressGatewayPre, Refusal};
 use crate::generated::{
     BatchContext, Decision, Enriched, Enricher, EnricherPre, Event, Output, PackedEnricher,
     PackedEnricherPre, PackedEvent, PackedRouter, PackedRouterPre, PackedValidator,
@@ -28,14 +29,17 @@ pub enum World {
     Enricher,
     Router,
     Transformer,
+    /// HTTP request in, events out: a source's gateway (`/hooks/{tenant}/{source}`).
+    Ingress,
 }
 
 impl World {
-    pub const ALL: [World; 4] = [
+    pub const ALL: [World; 5] = [
         World::Validator,
         World::Enricher,
         World::Router,
         World::Transformer,
+        World::Ingress,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +48,7 @@ impl World {
             World::Enricher => "enricher",
             World::Router => "router",
             World::Transformer => "transformer",
+            World::Ingress => "ingress",
         }
     }
 
@@ -86,6 +91,7 @@ enum Pre {
     /// A router that also exports `route-packed`.
     PackedRouter(PackedRouterPre<GuestState>),
     Transformer(TransformerPre<GuestState>),
+    Ingress(IngressGatewayPre<GuestState>),
 }
 
 enum Bindings {
@@ -96,6 +102,7 @@ enum Bindings {
     Router(Router),
     PackedRouter(PackedRouter),
     Transformer(Transformer),
+    Ingress(IngressGateway),
 }
 
 struct Instance {
@@ -129,6 +136,7 @@ fn pre_for(runtime: &Runtime, component: &Component, world: World) -> Result<Pre
             Err(_) => Pre::Router(RouterPre::new(pre).map_err(wrong)?),
         },
         World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(wrong)?),
+        World::Ingress => Pre::Ingress(IngressGatewayPre::new(pre).map_err(wrong)?),
     })
 }
 
@@ -319,6 +327,7 @@ impl Stage {
             Pre::Router(p) => p.instantiate(&mut store).map(drop),
             Pre::PackedRouter(p) => p.instantiate(&mut store).map(drop),
             Pre::Transformer(p) => p.instantiate(&mut store).map(drop),
+            Pre::Ingress(p) => p.instantiate(&mut store).map(drop),
         };
         started.map_err(|e| self.classify(&e, &store))
     }
@@ -428,6 +437,11 @@ impl Stage {
                 let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
                 let r = b.sluice_gateway_transform().call_init(&mut store, config);
                 (Bindings::Transformer(b), r)
+            }
+            Pre::Ingress(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_ingress().call_init(&mut store, config);
+                (Bindings::Ingress(b), r)
             }
         };
         match init {
@@ -705,6 +719,23 @@ impl Stage {
             ),
             _ => None,
         })
+    }
+
+    /// The events an HTTP request carries, or why the source's gateway refuses it.
+    pub fn ingress(
+        &self,
+        request: &HttpRequest,
+    ) -> Result<Result<Vec<Accepted>, Refusal>, CallError> {
+        self.call_with(
+            1,
+            |_| 1,
+            |store, b| match b {
+                Bindings::Ingress(v) => {
+                    Some(v.sluice_gateway_ingress().call_handle(store, request))
+                }
+                _ => None,
+            },
+        )
     }
 
     /// Each event's outputs, or why it cannot be transformed.

@@ -48,6 +48,8 @@ pub struct App {
     pub groups: Arc<Groups>,
     /// Tenants' webhook subscriptions and their delivery loops.
     pub webhooks: Arc<Webhooks>,
+    /// Sources: the edge gateways' ingress.
+    pub sources: Arc<sluice_sources::Sources>,
     /// The time that schedules retries (tests move it).
     pub clock: Arc<Clock>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.

@@ -197,6 +197,9 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         .await?,
     );
     drop(committed);
+    let sources = Arc::new(
+        sluice_sources::Sources::load(log.clone(), components.clone(), ingest.clone()).await?,
+    );
     webhooks.resume().await;
     transforms.resume().await;
     groups.spawn_sweeper(std::time::Duration::from_millis(250));
@@ -219,6 +222,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         catalog,
         groups,
         webhooks,
+        sources,
         clock,
     });
     Ok((app, token))

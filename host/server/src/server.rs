@@ -174,6 +174,17 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         ),
         ["readyz"] => ("readyz", Ok(readiness(app))),
+        // A source's public URL: no API key (its component verifies the request).
+        ["hooks", tenant, name] => {
+            let (tenant, name) = (tenant.to_string(), name.to_string());
+            if call.method != http::Method::POST {
+                return ("hooks", Err(ApiError::method_not_allowed()));
+            }
+            (
+                "hooks",
+                api::sources::receive(app, &tenant, &name, None, call).await,
+            )
+        }
         ["openapi.json"] if call.method == http::Method::GET => (
             "openapi",
             Ok(crate::call::raw_json(

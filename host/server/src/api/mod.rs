@@ -10,6 +10,7 @@ mod produce;
 mod registry;
 mod rest_proxy;
 pub mod routes;
+pub mod sources;
 mod stream;
 mod subscriptions;
 mod topics;
@@ -122,6 +123,22 @@ pub async fn dispatch(
             "event-definition",
             event_definitions::delete(app, &who, id).await,
         ),
+        (["v1", "sources"], &Method::GET) => ("sources", sources::list(app, &who)),
+        (["v1", "sources"], &Method::POST) => ("sources", sources::create(app, &who, call).await),
+        (["v1", "sources", name], &Method::GET) => ("source", sources::get(app, &who, name)),
+        (["v1", "sources", name], &Method::PUT) => {
+            ("source", sources::put(app, &who, name, call).await)
+        }
+        (["v1", "sources", name], &Method::DELETE) => {
+            ("source", sources::delete(app, &who, name).await)
+        }
+        (["v1", "sources", name, "hooks"], &Method::POST) => {
+            let tenant = who.tenant.clone();
+            (
+                "hooks",
+                sources::receive(app, &tenant, name, Some(&who), call).await,
+            )
+        }
         (["v1", "subscriptions"], &Method::GET) => {
             ("subscriptions", subscriptions::list(app, &who))
         }

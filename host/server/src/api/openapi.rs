@@ -183,6 +183,20 @@ fn request_body(takes: Takes) -> Option<utoipa::openapi::request_body::RequestBo
                 .build()
                 .into(),
         ),
+        Takes::Webhook => json_body(
+            &[
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "*/*",
+            ],
+            ObjectBuilder::new()
+                .description(Some(
+                    "the request as the sender sends it; the source's component verifies its \
+                     signature headers and reads the event from it",
+                ))
+                .build()
+                .into(),
+        ),
         Takes::Registry => json_body(
             &["application/vnd.schemaregistry.v1+json", "application/json"],
             any_object().into(),

@@ -20,6 +20,8 @@ pub enum Takes {
     Events,
     /// A WebAssembly component.
     Wasm,
+    /// A webhook as its sender sends it (any media type; the source's component reads it).
+    Webhook,
     /// Confluent's schema registry JSON.
     Registry,
     /// Confluent's REST Proxy v2 JSON (`application/vnd.kafka[.<format>].v2+json`).
@@ -62,6 +64,8 @@ pub fn audited(r: &Route) -> bool {
         && !matches!(r.tag, "events" | "rest-proxy" | "operations")
         && !r.path.starts_with("/registry/compatibility/")
         && r.path != "/registry/subjects/{subject}"
+        && !r.path.ends_with("/hooks")
+        && !r.path.starts_with("/hooks/")
 }
 
 /// Where a request lands in the table.
@@ -173,6 +177,14 @@ pub static ROUTES: &[Route] = routes! {
     GET "/v1/event-definitions/{id}", "catalog", "Describe an event definition", Nothing -> Json 200;
     PUT "/v1/event-definitions/{id}", "catalog", "Replace an event definition", Json -> Json 200;
     DELETE "/v1/event-definitions/{id}", "catalog", "Delete an event definition", Nothing -> Json 200;
+
+    GET "/v1/sources", "sources", "List the tenant's sources (edge gateways; secrets masked)", Nothing -> Json 200;
+    POST "/v1/sources", "sources", "Create a source: a topic, an ingress component and its configuration", Json -> Json 201;
+    GET "/v1/sources/{name}", "sources", "Describe a source (secrets masked)", Nothing -> Json 200;
+    PUT "/v1/sources/{name}", "sources", "Create or replace a source", Json -> Json 200;
+    DELETE "/v1/sources/{name}", "sources", "Delete a source", Nothing -> Nothing 204;
+    POST "/v1/sources/{name}/hooks", "sources", "Send a request to a source with an API key (verified by its component too)", Webhook -> Json 200;
+    POST "/hooks/{tenant}/{name}", "sources", "A source's public URL: no API key, the request's signature is the credential", Webhook -> Json 200, open;
 
     GET "/v1/subscriptions", "webhooks", "List webhook subscriptions", Nothing -> Json 200;
     POST "/v1/subscriptions", "webhooks", "Create a webhook subscription", Json -> Json 201;

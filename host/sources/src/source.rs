@@ -1,0 +1,80 @@
+//! A source's definition, as stored and as `/v1/sources` takes it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_tenancy::error::ApiError;
+
+/// `{"name": "stripe-payments", "topic": "payments", "component": "webhook-gateway",
+///   "config": {"scheme": "stripe", "secret": "whsec_…", "tolerance": "5m", ...}}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub name: String,
+    pub topic: String,
+    #[serde(default = "webhook_gateway")]
+    pub component: String,
+    #[serde(default)]
+    pub config: Value,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub created_ms: i64,
+}
+
+fn webhook_gateway() -> String {
+    "webhook-gateway".into()
+}
+
+/// The largest configuration a source may have (JSON bytes).
+pub const MAX_CONFIG_BYTES: usize = 16 << 10;
+
+/// A definition that cannot be used (422).
+#[derive(Debug)]
+pub struct SourceError(String);
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> SourceError {
+        SourceError(message.into())
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> ApiError {
+        ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, 42220, e.0)
+    }
+}
+
+/// A source's name: what its URL ends with.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+impl Source {
+    pub fn check(&self) -> Result<(), SourceError> {
+        if !valid_name(&self.name) {
+            return Err(SourceError::new(format!(
+                "`name`: `{}`; use 1-64 characters of [a-zA-Z0-9._-]",
+                self.name
+            )));
+        }
+        sluice_tenancy::names::check_topic_name(&self.topic)
+            .map_err(|e| SourceError::new(format!("`topic`: {}", e.message)))?;
+        if !self.config.is_object() {
+            return Err(SourceError::new("`config` must be a JSON object"));
+        }
+        let size = self.config.to_string().len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(SourceError::new(format!(
+                "`config` is {size} bytes; at most {MAX_CONFIG_BYTES}"
+            )));
+        }
+        if self.description.len() > 1024 {
+            return Err(SourceError::new("`description`: at most 1024 bytes"));
+        }
+        Ok(())
+    }
+}
