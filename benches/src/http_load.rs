@@ -218,7 +218,7 @@ fn event(i: u64) -> String {
     s
 }
 
-fn bodies(per_request: usize, variants: usize) -> Vec<Bytes> {
+pub fn bodies(per_request: usize, variants: usize) -> Vec<Bytes> {
     (0..variants)
         .map(|v| {
             let events: Vec<String> = (0..per_request)
@@ -419,7 +419,6 @@ pub async fn drive_raw(
     per_request: usize,
     secs: Duration,
 ) -> anyhow::Result<LoadResult> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = server
         .url
         .strip_prefix("http://")
@@ -442,23 +441,47 @@ pub async fn drive_raw(
             })
             .collect(),
     );
+    let make: RequestMaker =
+        Arc::new(move |client, i| requests[(client + i as usize) % requests.len()].clone());
+    drive_requests(server, clients, per_request, make, secs).await
+}
+
+/// Builds client `c`'s `i`-th request (the whole HTTP/1.1 request, head and body).
+pub type RequestMaker = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
+
+/// `clients` bare keep-alive connections sending `make`'s requests back to back for `secs`;
+/// each 200 counts `per_request` events.
+pub async fn drive_requests(
+    server: &Server,
+    clients: usize,
+    per_request: usize,
+    make: RequestMaker,
+    secs: Duration,
+) -> anyhow::Result<LoadResult> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server
+        .url
+        .strip_prefix("http://")
+        .unwrap_or(&server.url)
+        .to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (requests, stop, addr) = (requests.clone(), stop.clone(), addr.clone());
+        let (make, stop, addr) = (make.clone(), stop.clone(), addr.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = tokio::net::TcpStream::connect(&addr).await?;
             conn.set_nodelay(true)?;
             let mut lat = Vec::with_capacity(1 << 16);
             let (mut ok, mut failed, mut sent) = (0u64, 0u64, 0u64);
             let mut buf = Vec::with_capacity(4096);
-            let mut i = c;
+            let mut i = 0u64;
+            let mut first_failure = None;
             while !stop.load(Ordering::Relaxed) {
-                let req = &requests[i % requests.len()];
+                let req = make(c, i);
                 i += 1;
                 let t = Instant::now();
-                conn.write_all(req).await?;
+                conn.write_all(&req).await?;
                 buf.clear();
                 let (head_end, body_len) = loop {
                     if conn.read_buf(&mut buf).await? == 0 {
@@ -488,6 +511,13 @@ pub async fn drive_raw(
                     sent += req.len() as u64;
                 } else {
                     failed += 1;
+                    if first_failure.is_none() {
+                        first_failure = Some(String::from_utf8_lossy(&buf).into_owned());
+                        eprintln!(
+                            "first failed request: {}",
+                            first_failure.as_deref().unwrap_or("")
+                        );
+                    }
                 }
             }
             Ok::<_, anyhow::Error>((lat, ok, failed, sent))
@@ -747,7 +777,7 @@ pub async fn single(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_acks(what: &str, r: &LoadResult) {
+pub fn print_acks(what: &str, r: &LoadResult) {
     println!(
         "{what}: {:.0} events/s, ack latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
         r.events as f64 / r.elapsed.as_secs_f64(),

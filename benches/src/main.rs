@@ -11,6 +11,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod edge;
 mod http_load;
 mod isolation;
 mod latency_store;
@@ -63,6 +64,8 @@ enum Cmd {
     Consumers,
     /// One tenant's produce latency, quiet and while another tenant attacks.
     Isolation,
+    /// Edge gateways: signed webhooks in and CloudEvents batches, against plain produce.
+    Edge,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,6 +119,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Isolation) {
         rt.block_on(isolation::run(&dir.join("isolation"), secs))?;
+    }
+    if run(Cmd::Edge) {
+        rt.block_on(edge::run(&dir.join("edge"), secs))?;
     }
     Ok(())
 }

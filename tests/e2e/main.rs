@@ -20,6 +20,8 @@
 //! - `webhooks`: subscriptions, Standard Webhooks signatures verified by their libraries,
 //!   retries on a moved clock, 410, dead letters, replay, rotation, SIGKILL.
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
+//! - `cloudevents`: CloudEvents in (binary, structured, batch) and out (fetch, SSE, webhooks in
+//!   both modes), with the CloudEvents Python SDK on both sides.
 //! - `sources`: edge gateways: webhooks signed by the Standard Webhooks and Svix libraries,
 //!   GitHub and Stripe signatures, replays, tampering and expiry refused, restart.
 //! - `openapi`: `/openapi.json` validated, every documented route served and no other.
@@ -28,6 +30,7 @@ mod abuse;
 mod auth;
 mod bad_input;
 mod cli;
+mod cloudevents;
 mod crash;
 mod fencing;
 mod groups;

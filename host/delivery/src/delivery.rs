@@ -29,9 +29,10 @@ use sluice_log::{Log, LogError, Record, StoredRecord};
 use tokio::sync::{mpsc, watch};
 
 use super::rules;
-use super::subscription::{Ordering, Shared};
+use super::subscription::{Encoding, Ordering, Shared};
 use super::{Attempt, Outcome};
 use crate::Webhooks;
+use sluice_ingest::cloudevents;
 use sluice_ingest::dead_letters;
 use sluice_ingest::envelope::{EventView, read_headers};
 use sluice_tenancy::log_name;
@@ -52,10 +53,29 @@ pub enum Command {
 struct Selected {
     id: String,
     body: Bytes,
+    /// The body's content type and extra headers (CloudEvents' binary mode puts the event's
+    /// attributes there).
+    format: Format,
     /// Another endpoint than the subscription's (a trigger's).
     url: Option<String>,
     /// Deliveries with the same chain go one after another (a trigger chain).
     chain: Option<Bytes>,
+}
+
+/// A delivery's content type and the headers its encoding adds.
+#[derive(Clone, Debug)]
+struct Format {
+    content_type: String,
+    headers: Arc<Vec<(String, String)>>,
+}
+
+impl Format {
+    fn json() -> Format {
+        Format {
+            content_type: "application/json".into(),
+            headers: Arc::new(Vec::new()),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -67,6 +87,7 @@ struct Delivery {
     event_id: String,
     key: Option<Bytes>,
     body: Bytes,
+    format: Format,
     /// The stored record, for the dead-letter topic.
     record: Record,
     /// Attempts made so far.
@@ -232,6 +253,7 @@ impl Runner {
                     out.push(Selected {
                         id: format!("{event_id}:{}", t.trigger.id),
                         body: Bytes::from(serde_json::to_vec(&body).expect("JSON")),
+                        format: Format::json(),
                         url: Some(t.trigger.endpoint.clone()),
                         // One chain per event: each trigger waits for the one before.
                         chain: Some(Bytes::from(format!("{topic}/{}/{}", s.partition, s.offset))),
@@ -245,14 +267,42 @@ impl Runner {
         {
             return Ok(Vec::new());
         }
-        let body = match (&compiled.mapping, &ctx) {
-            (Some(m), Some(ctx)) => {
-                Bytes::from(serde_json::to_vec(&rules::map(m, ctx)?).expect("JSON"))
+        let mapped = match (&compiled.mapping, &ctx) {
+            (Some(m), Some(ctx)) => Some(rules::map(m, ctx)?),
+            _ => None,
+        };
+        let (body, format) = match sub.encoding {
+            Encoding::Envelope => (
+                match mapped {
+                    Some(v) => Bytes::from(serde_json::to_vec(&v).expect("JSON")),
+                    None if event.is_some() => r.value.clone(),
+                    None => Bytes::from(serde_json::to_vec(&shown()).expect("JSON")),
+                },
+                Format::json(),
+            ),
+            Encoding::CloudeventsStructured => (
+                Bytes::from(
+                    serde_json::to_vec(&cloudevents::out::structured(s, topic, mapped))
+                        .expect("JSON"),
+                ),
+                Format {
+                    content_type: cloudevents::STRUCTURED.into(),
+                    headers: Arc::new(Vec::new()),
+                },
+            ),
+            Encoding::CloudeventsBinary => {
+                let (headers, body, content_type) = cloudevents::out::binary(s, topic, mapped);
+                (
+                    body,
+                    Format {
+                        content_type,
+                        headers: Arc::new(headers),
+                    },
+                )
             }
-            _ if event.is_some() => r.value.clone(),
-            _ => Bytes::from(serde_json::to_vec(&shown()).expect("JSON")),
         };
         Ok(vec![Selected {
+            format,
             id: event_id,
             body,
             url: None,
@@ -309,6 +359,7 @@ impl Runner {
             key: sel.chain.or_else(|| s.record.key.clone()),
             url: sel.url,
             body: sel.body,
+            format: sel.format,
             record: s.record.clone(),
             attempts: 0,
             due: None,
@@ -321,6 +372,7 @@ impl Runner {
                 let sel = Selected {
                     id: format!("{topic}-{}-{}", s.partition, s.offset),
                     body: Bytes::new(),
+                    format: Format::json(),
                     url: None,
                     chain: None,
                 };
@@ -839,11 +891,17 @@ async fn attempt(
     let mut req = client
         .post(d.url.as_deref().unwrap_or(&s.url))
         .timeout(s.timeout)
-        .header("content-type", "application/json")
+        .header("content-type", &d.format.content_type)
         .header("webhook-id", &d.event_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature);
-    for (k, v) in &s.headers {
+    for (k, v) in d
+        .format
+        .headers
+        .iter()
+        .map(|(k, v)| (k, v))
+        .chain(&s.headers)
+    {
         req = req.header(k, v);
     }
     let started = Instant::now();

@@ -76,6 +76,10 @@ pub struct Subscription {
     pub rate_limit: Option<u32>,
     #[serde(default)]
     pub ordering: Ordering,
+    /// How each event is sent: the stored envelope (default), or a CloudEvent in the HTTP
+    /// binding's binary or structured mode.
+    #[serde(default)]
+    pub encoding: Encoding,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Why it was disabled by Sluice (410 Gone, failing too long), if it was.
@@ -98,6 +102,19 @@ pub struct Subscription {
     pub created_ms: i64,
     #[serde(default)]
     pub updated_ms: i64,
+}
+
+/// What a delivery's body is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// The event as stored (or the input mapping's value), `application/json`.
+    #[default]
+    Envelope,
+    /// `ce-*` headers, the data as the body with its content type.
+    CloudeventsBinary,
+    /// One `application/cloudevents+json` object.
+    CloudeventsStructured,
 }
 
 fn all_types() -> Vec<String> {

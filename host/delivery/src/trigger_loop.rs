@@ -169,6 +169,7 @@ impl Webhooks {
             old_secrets: Vec::new(),
             rate_limit: None,
             ordering: subscription::Ordering::PerKey,
+            encoding: subscription::Encoding::Envelope,
             enabled: true,
             disabled_reason: None,
             retry_schedule: subscription::DEFAULT_SCHEDULE.to_vec(),

@@ -21,6 +21,7 @@
 
 pub mod append;
 pub mod catalog;
+pub mod cloudevents;
 pub mod components;
 pub mod dead_letters;
 pub mod disk;

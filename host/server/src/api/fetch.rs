@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use sluice_tenancy::{check_topic_name, log_name};
 
 use crate::app::App;
@@ -89,7 +89,22 @@ pub async fn fetch(
         .get_or_create(&labels)
         .inc_by(bytes as u64);
 
-    let events: Vec<EventView> = read.records.iter().map(EventView::from).collect();
+    let events: Value = match call.query("format") {
+        None | Some("sluice") => {
+            json!(read.records.iter().map(EventView::from).collect::<Vec<_>>())
+        }
+        Some("cloudevents") => json!(
+            read.records
+                .iter()
+                .map(|r| sluice_ingest::cloudevents::out::structured(r, topic, None))
+                .collect::<Vec<_>>()
+        ),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`format`: `{other}`; use sluice (the default) or cloudevents"
+            )));
+        }
+    };
     let body = serde_json::to_vec(&json!({
         "events": events,
         "next_offset": read.next_offset,

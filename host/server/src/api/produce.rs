@@ -1,4 +1,5 @@
-//! `POST /v1/topics/{topic}/events`: append one envelope, an array of them, or NDJSON.
+//! `POST /v1/topics/{topic}/events`: append one envelope, an array of them, or NDJSON; or
+//! CloudEvents in any of the HTTP binding's modes (binary, structured, batch).
 //!
 //! The body is parsed here, in the request's own task; [`sluice_ingest::Ingest::append`] runs
 //! the topic's pipeline and appends. The answer lists, in request order, each event's position
@@ -9,6 +10,7 @@ use std::time::Instant;
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use sluice_ingest::Outcome;
+use sluice_ingest::cloudevents::{self, Mode};
 use sluice_ingest::envelope::{self, Event, Framing};
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;
@@ -26,13 +28,31 @@ pub async fn produce(
 ) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
     let prepared = app.ingest.prepare(who, topic)?;
-    let framing =
-        Framing::from_content_type(call.header(header::CONTENT_TYPE)).ok_or_else(|| {
-            ApiError::unsupported_media(
-                "send application/json (an event or an array of events), application/x-ndjson, \
-                 or application/octet-stream (one record's raw value)",
-            )
-        })?;
+    let content_type = call.header(header::CONTENT_TYPE).map(str::to_owned);
+    let cloud = cloudevents::mode(
+        content_type.as_deref(),
+        call.headers.contains_key("ce-specversion"),
+    );
+    if let Some(mode) = cloud {
+        return produce_cloudevents(
+            app,
+            who,
+            topic,
+            &prepared,
+            mode,
+            content_type,
+            call,
+            started,
+        )
+        .await;
+    }
+    let framing = Framing::from_content_type(content_type.as_deref()).ok_or_else(|| {
+        ApiError::unsupported_media(
+            "send application/json (an event or an array of events), application/x-ndjson, \
+             application/octet-stream (one record's raw value), or CloudEvents (binary mode, \
+             application/cloudevents+json, application/cloudevents-batch+json)",
+        )
+    })?;
     let binary_key = call.query("key").map(str::to_owned);
     let binary_partition = match call.query("partition") {
         None => None,
@@ -69,10 +89,71 @@ pub async fn produce(
             .map(|item| item.and_then(|text| envelope::parse(text, &rules, &who.key_id, now)))
             .collect(),
     };
+    answer(app, who, topic, &prepared, items, now, started).await
+}
+
+/// CloudEvents over HTTP: one event (binary or structured mode) or a batch.
+#[allow(clippy::too_many_arguments)]
+async fn produce_cloudevents(
+    app: &App,
+    who: &Principal,
+    topic: &str,
+    prepared: &sluice_ingest::Prepared,
+    mode: Mode,
+    content_type: Option<String>,
+    call: Call,
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
+    let max = app.ingest.limits().max_events_per_request;
+    let headers: Vec<(String, Vec<u8>)> = call
+        .headers
+        .iter()
+        .filter(|(n, _)| n.as_str().starts_with("ce-"))
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let body = match mode {
+        Mode::Batch => {
+            call.events_body(app.max_body_bytes, Framing::Json, max)
+                .await?
+        }
+        _ => call.body(app.max_body_bytes).await?,
+    };
+    let rules = prepared.rules();
+    let now = now_ms();
+    let items = match mode {
+        Mode::Batch => cloudevents::batch_body(&body, max, &rules, &who.key_id, now)?,
+        Mode::Structured => vec![cloudevents::structured_body(
+            &body,
+            &rules,
+            &who.key_id,
+            now,
+        )],
+        Mode::Binary => vec![cloudevents::binary(
+            &headers,
+            content_type.as_deref(),
+            body,
+            &rules,
+            &who.key_id,
+            now,
+        )],
+    };
+    answer(app, who, topic, prepared, items, now, started).await
+}
+
+/// Append what parsed and answer for every item in order.
+async fn answer(
+    app: &App,
+    who: &Principal,
+    topic: &str,
+    prepared: &sluice_ingest::Prepared,
+    items: Vec<Result<Event, ApiError>>,
+    now: i64,
+    started: Instant,
+) -> Result<Response<Body>, ApiError> {
     let Outcome {
         results,
         deprecated,
-    } = app.ingest.append(who, &prepared, items, now).await?;
+    } = app.ingest.append(who, prepared, items, now).await?;
     let rejected = results.iter().filter(|r| r.is_err()).count();
     let labels = TopicLabels {
         tenant: who.tenant.clone(),

@@ -110,9 +110,23 @@ fn message(id: &str, data: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn event_json(r: &StoredRecord) -> Vec<u8> {
+/// How each event is written: Sluice's record view, or a structured CloudEvent
+/// (`?format=cloudevents`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Render {
+    Sluice,
+    CloudEvents,
+}
+
+fn event_json(r: &StoredRecord, topic: &str, render: Render) -> Vec<u8> {
     // The record as JSON has no raw newlines (JSON escapes them), so one `data:` line holds it.
-    serde_json::to_vec(&EventView::from(r)).expect("event serializes")
+    match render {
+        Render::Sluice => serde_json::to_vec(&EventView::from(r)),
+        Render::CloudEvents => {
+            serde_json::to_vec(&sluice_ingest::cloudevents::out::structured(r, topic, None))
+        }
+    }
+    .expect("event serializes")
 }
 
 pub async fn stream(
@@ -130,6 +144,15 @@ pub async fn stream(
         .log
         .inspect_topic(&full, |meta, _| meta.partitions)
         .ok_or_else(|| ApiError::topic_not_found(topic))?;
+    let render = match call.query("format") {
+        None | Some("sluice") => Render::Sluice,
+        Some("cloudevents") => Render::CloudEvents,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`format`: `{other}`; use sluice (the default) or cloudevents"
+            )));
+        }
+    };
     let heartbeat = match call.query("heartbeat_ms") {
         None => DEFAULT_HEARTBEAT_MS,
         Some(v) => v
@@ -175,10 +198,9 @@ pub async fn stream(
         )?;
         tokio::spawn(group_stream(
             app.clone(),
-            who.tenant.clone(),
-            group.to_owned(),
-            instance,
+            (who.tenant.clone(), group.to_owned(), instance),
             heartbeat,
+            render,
             tx,
             lease,
         ));
@@ -220,6 +242,7 @@ pub async fn stream(
         tokio::spawn(topic_stream(
             app.clone(),
             full,
+            (topic.to_owned(), render),
             positions,
             heartbeat,
             tx,
@@ -407,6 +430,7 @@ async fn send(tx: &mpsc::Sender<Out>, lease: &mut Lease, b: Out) -> bool {
 async fn topic_stream(
     app: Arc<App>,
     full: String,
+    (topic, render): (String, Render),
     mut positions: Vec<u64>,
     heartbeat: Duration,
     tx: mpsc::Sender<Out>,
@@ -437,7 +461,7 @@ async fn topic_stream(
                 positions[p] = r.offset + 1;
                 let out = Out::Message {
                     id: cursor(&positions),
-                    data: event_json(r),
+                    data: event_json(r, &topic, render),
                 };
                 if !send(&tx, &mut lease, out).await {
                     return;
@@ -475,10 +499,9 @@ async fn topic_stream(
 
 async fn group_stream(
     app: Arc<App>,
-    tenant: String,
-    group: String,
-    instance: String,
+    (tenant, group, instance): (String, String, String),
     heartbeat: Duration,
+    render: Render,
     tx: mpsc::Sender<Out>,
     mut lease: Lease,
 ) {
@@ -492,8 +515,8 @@ async fn group_stream(
             timeout_ms: Some(wait.as_millis() as u64),
         };
         let read = tokio::select! {
-            r = app.groups.read(&tenant, &group, &instance, limits, |_, r| {
-                Ok(Out::Message { id: format!("{}:{}", r.partition, r.offset), data: event_json(r) })
+            r = app.groups.read(&tenant, &group, &instance, limits, |topic, r| {
+                Ok(Out::Message { id: format!("{}:{}", r.partition, r.offset), data: event_json(r, topic, render) })
             }) => r,
             _ = tx.closed() => break 'serve,
             _ = lease.ended() => break 'serve,
