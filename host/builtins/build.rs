@@ -9,7 +9,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const COMPONENTS: [&str; 7] = [
+const COMPONENTS: [&str; 8] = [
     "validate",
     "enrich",
     "route",
@@ -17,6 +17,7 @@ const COMPONENTS: [&str; 7] = [
     "bronze-to-silver",
     "hostile",
     "webhook-gateway",
+    "webhook-edge",
 ];
 
 fn main() {

@@ -22,6 +22,8 @@
 //! - `s3`: the log on a real S3-compatible server (moto), fencing included.
 //! - `cloudevents`: CloudEvents in (binary, structured, batch) and out (fetch, SSE, webhooks in
 //!   both modes), with the CloudEvents Python SDK on both sides.
+//! - `edge`: `spin.toml` checked against its components; the Spin webhook gateway serving real
+//!   HTTP in the host's wasi:http runner and forwarding to a real Sluice.
 //! - `sources`: edge gateways: webhooks signed by the Standard Webhooks and Svix libraries,
 //!   GitHub and Stripe signatures, replays, tampering and expiry refused, restart.
 //! - `openapi`: `/openapi.json` validated, every documented route served and no other.
@@ -32,6 +34,7 @@ mod bad_input;
 mod cli;
 mod cloudevents;
 mod crash;
+mod edge;
 mod fencing;
 mod groups;
 mod harness;

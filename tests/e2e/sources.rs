@@ -15,7 +15,7 @@ use crate::harness::{Client, Server, python};
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Headers a real library signs `body` with; `None` without the test venv (outside CI only).
-fn signed(
+pub fn signed(
     library: &str,
     secret: &str,
     msg_id: &str,

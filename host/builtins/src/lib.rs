@@ -44,6 +44,13 @@ pub const BUILTINS: [Builtin; 6] = [
     },
 ];
 
+/// The edge build (`spin.toml`): `wasi:http` components for a Spin edge, which the host can
+/// also serve itself (`sluice edge`); not pipeline components.
+pub mod edge {
+    /// The webhook gateway at the edge (`components/webhook-edge`).
+    pub const WEBHOOK_EDGE: &[u8] = super::WEBHOOK_EDGE;
+}
+
 /// Test guests that misbehave on purpose (see `components/hostile`); not offered to tenants.
 pub mod testing {
     pub const HOSTILE: &[u8] = super::HOSTILE;

@@ -6,6 +6,7 @@
 
 mod client;
 mod consume;
+mod edge;
 mod groups;
 mod keys;
 mod produce;
@@ -48,6 +49,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (the one `GET /openapi.json` serves).
     Openapi,
+    /// Serve spin.toml's edge gateway in-process (the Spin component, without the Spin CLI).
+    Edge(edge::EdgeArgs),
     /// Manage topics.
     Topics {
         #[command(flatten)]
@@ -208,6 +211,7 @@ fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => sluice_server::serve::serve(args.options()?).await,
+        Command::Edge(args) => edge::edge(args).await,
         Command::Openapi => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
