@@ -67,7 +67,7 @@ mod guest {
                     id: a.id,
                     type_: a.event_type,
                     key: a.key.map(String::into_bytes),
-                    payload: a.payload.to_string(),
+                    payload: a.payload_text.unwrap_or_else(|| a.payload.to_string()),
                     headers: out_headers,
                 }])
             })

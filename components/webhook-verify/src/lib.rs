@@ -96,6 +96,8 @@ pub struct Accepted {
     pub key: Option<String>,
     /// The body: JSON as sent, or a JSON string holding a body that is not JSON.
     pub payload: serde_json::Value,
+    /// The body as JSON text when it was JSON (as sent, not re-serialized).
+    pub payload_text: Option<String>,
     /// When the sender signed it (seconds since the epoch), where the scheme says.
     pub signed_at: Option<i64>,
 }
@@ -104,9 +106,12 @@ pub struct Accepted {
 /// of it.
 pub fn accept(config: &Config, request: &Request, now: i64) -> Result<Accepted, Refusal> {
     let signed = schemes::verify(config, request, now)?;
-    let payload = match serde_json::from_slice::<serde_json::Value>(request.body) {
-        Ok(v) => v,
-        Err(_) => serde_json::Value::String(String::from_utf8_lossy(request.body).into_owned()),
+    let (payload, payload_text) = match serde_json::from_slice::<serde_json::Value>(request.body) {
+        Ok(v) => (v, std::str::from_utf8(request.body).ok().map(str::to_owned)),
+        Err(_) => (
+            serde_json::Value::String(String::from_utf8_lossy(request.body).into_owned()),
+            None,
+        ),
     };
     let find = |locator: &Option<Locator>| -> Result<Option<String>, Refusal> {
         locator
@@ -128,6 +133,7 @@ pub fn accept(config: &Config, request: &Request, now: i64) -> Result<Accepted, 
         event_type,
         key: find(&config.key)?,
         payload,
+        payload_text,
         signed_at: signed.signed_at,
     })
 }
