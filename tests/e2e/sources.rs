@@ -328,3 +328,103 @@ async fn github_and_stripe_signatures_as_documented_and_sources_survive_a_restar
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_abuse_protection_handshake_on_both_sides() {
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("inbox", 1).await;
+    c.create_topic("outbox", 1).await;
+    // Sluice as the receiver: a source grants the origins it lists.
+    source(
+        &c,
+        json!({"name": "guarded", "topic": "inbox", "allowed_origins": ["eventemitter.example.com"],
+               "allowed_rate": 120, "config": {"scheme": "api-key", "secret": "k"}}),
+    )
+    .await;
+    let options = |origin: Option<&str>| {
+        let mut req = reqwest::Client::new()
+            .request(Method::OPTIONS, format!("{}/hooks/default/guarded", s.url));
+        if let Some(o) = origin {
+            req = req.header("WebHook-Request-Origin", o);
+        }
+        req.send()
+    };
+    let r = options(Some("eventemitter.example.com")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["webhook-allowed-origin"],
+        "eventemitter.example.com"
+    );
+    assert_eq!(r.headers()["webhook-allowed-rate"], "120");
+    assert_eq!(
+        options(Some("evil.example.com")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        options(None).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Sluice as the sender, to a Sluice source that grants it: the handshake passes, then
+    // every delivery lands (its Standard Webhooks signature verified by the source).
+    source(
+        &c,
+        json!({"name": "from-sluice", "topic": "inbox", "allowed_origins": ["sluice"],
+               "config": {"scheme": "standard-webhooks", "secret": SECRET}}),
+    )
+    .await;
+    let (st, sub) = c
+        .post(
+            "/v1/subscriptions",
+            json!({"url": format!("{}/hooks/default/from-sluice", s.url), "topics": ["outbox"],
+                   "handshake": true, "start": "earliest", "secret": SECRET}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sub}");
+    let (st, v) = c
+        .produce(
+            "outbox",
+            json!({"event_id": "out-1", "event_type": "t", "payload": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let waited = std::time::Instant::now();
+    let got = loop {
+        let got = c.read_all("inbox", 0, 0).await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(20),
+            "nothing arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(got[0]["event"]["event_id"], "out-1", "{}", got[0]);
+
+    // To an endpoint that does not grant the handshake: disabled, nothing delivered.
+    let (st, sub) = c
+        .post(
+            "/v1/subscriptions",
+            json!({"url": format!("{}/hooks/default/guarded", s.url), "topics": ["outbox"],
+                   "handshake": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sub}");
+    let id = sub["id"].as_str().unwrap();
+    let waited = std::time::Instant::now();
+    loop {
+        let (_, v) = c.get(&format!("/v1/subscriptions/{id}")).await;
+        if v["enabled"] == false {
+            assert!(
+                v["disabled_reason"].as_str().unwrap().contains("handshake"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(waited.elapsed() < std::time::Duration::from_secs(20), "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.stop().await;
+}

@@ -652,6 +652,13 @@ impl Runner {
     ) -> Option<String> {
         self.stop = stop.clone();
         let client = self.webhooks.client.clone();
+        if self.sub.0.handshake {
+            match handshake(&client, &self.sub.0.url, &mut stop).await {
+                Handshake::Granted => {}
+                Handshake::Refused(reason) => return Some(reason),
+                Handshake::Stopped => return None,
+            }
+        }
         let mut in_flight = FuturesUnordered::new();
         let mut commit_tick = tokio::time::interval(Duration::from_millis(200));
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -874,6 +881,66 @@ impl Runner {
             ));
         }
         None
+    }
+}
+
+/// What `WebHook-Request-Origin` Sluice names itself with in the handshake.
+pub const HANDSHAKE_ORIGIN: &str = "sluice";
+
+enum Handshake {
+    Granted,
+    Refused(String),
+    Stopped,
+}
+
+/// The CloudEvents webhook abuse-protection handshake: `OPTIONS` with our origin; the endpoint
+/// must answer 2xx with `WebHook-Allowed-Origin` naming it (or `*`). An endpoint that cannot be
+/// reached is asked again (1 s, doubling to a minute) until it answers or the loop stops.
+async fn handshake(
+    client: &reqwest::Client,
+    url: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Handshake {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let answer = client
+            .request(reqwest::Method::OPTIONS, url)
+            .header("webhook-request-origin", HANDSHAKE_ORIGIN)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match answer {
+            Ok(r) => {
+                let allowed = r
+                    .headers()
+                    .get("webhook-allowed-origin")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                return match (r.status().is_success(), allowed) {
+                    (true, Some(o)) if o == "*" || o.eq_ignore_ascii_case(HANDSHAKE_ORIGIN) => {
+                        Handshake::Granted
+                    }
+                    (ok, allowed) => Handshake::Refused(format!(
+                        "the endpoint refused the abuse-protection handshake ({}, \
+                         WebHook-Allowed-Origin {})",
+                        if ok {
+                            "2xx".to_owned()
+                        } else {
+                            r.status().to_string()
+                        },
+                        allowed.as_deref().unwrap_or("missing")
+                    )),
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, url, "abuse-protection handshake: no answer; asking again");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.changed() => return Handshake::Stopped,
+                }
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
     }
 }
 

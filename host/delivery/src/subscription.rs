@@ -80,6 +80,11 @@ pub struct Subscription {
     /// binding's binary or structured mode.
     #[serde(default)]
     pub encoding: Encoding,
+    /// Validate the endpoint with the CloudEvents webhook abuse-protection handshake
+    /// (`OPTIONS` with `WebHook-Request-Origin`) before the first delivery; an endpoint that
+    /// does not grant it disables the subscription.
+    #[serde(default)]
+    pub handshake: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Why it was disabled by Sluice (410 Gone, failing too long), if it was.

@@ -170,6 +170,7 @@ impl Webhooks {
             rate_limit: None,
             ordering: subscription::Ordering::PerKey,
             encoding: subscription::Encoding::Envelope,
+            handshake: false,
             enabled: true,
             disabled_reason: None,
             retry_schedule: subscription::DEFAULT_SCHEDULE.to_vec(),

@@ -61,8 +61,9 @@ impl Call {
     }
 
     /// [`Call::body`] for a produce request: its events are counted as the body arrives, and
-    /// one holding more than `max_events` is refused (413, 41302) without reading the rest
-    /// (the connection is then closed rather than drained).
+    /// one holding more than `max_events` is refused (413, 41302) once the count passes it:
+    /// nothing more is kept or parsed, the rest is read and dropped (within the body limit),
+    /// so the client gets the answer rather than a reset connection.
     pub async fn events_body(
         self,
         limit: usize,
@@ -85,6 +86,11 @@ impl Call {
             })?;
             if let Ok(data) = frame.into_data() {
                 if count.feed(&data) > max_events {
+                    // Refused: the rest is read and dropped, not kept or parsed (a client
+                    // still sending would otherwise see its connection reset instead of the
+                    // answer); the body limit still bounds how much.
+                    drop(out);
+                    while let Some(Ok(_)) = body.frame().await {}
                     return Err(too_many_events(max_events));
                 }
                 out.extend_from_slice(&data);

@@ -177,6 +177,9 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
         // A source's public URL: no API key (its component verifies the request).
         ["hooks", tenant, name] => {
             let (tenant, name) = (tenant.to_string(), name.to_string());
+            if call.method == http::Method::OPTIONS {
+                return ("hooks", api::sources::handshake(app, &tenant, &name, &call));
+            }
             if call.method != http::Method::POST {
                 return ("hooks", Err(ApiError::method_not_allowed()));
             }

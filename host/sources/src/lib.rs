@@ -199,6 +199,30 @@ impl Sources {
         Ok(())
     }
 
+    /// The CloudEvents webhook abuse-protection handshake: may `origin` send to this source?
+    /// The origin granted (as asked, or `*`) and the rate, or why not.
+    pub fn handshake(
+        &self,
+        tenant: &str,
+        name: &str,
+        origin: &str,
+    ) -> Result<(String, Option<u32>), ApiError> {
+        let def = self.get(tenant, name).ok_or_else(|| not_found(name))?;
+        if def.allowed_origins.iter().any(|o| o == "*") {
+            return Ok(("*".into(), def.allowed_rate));
+        }
+        if def
+            .allowed_origins
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(origin))
+        {
+            return Ok((origin.to_owned(), def.allowed_rate));
+        }
+        Err(ApiError::forbidden(format!(
+            "origin `{origin}` may not send to source `{name}` (its `allowed_origins`)"
+        )))
+    }
+
     fn running(&self, tenant: &str, name: &str) -> Option<Arc<Live>> {
         self.live
             .lock()

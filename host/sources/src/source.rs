@@ -17,6 +17,13 @@ pub struct Source {
     pub config: Value,
     #[serde(default)]
     pub description: String,
+    /// Senders the CloudEvents abuse-protection handshake (`OPTIONS` with
+    /// `WebHook-Request-Origin`) grants: host names, or `*` for any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// The request rate (per minute) the handshake grants (`WebHook-Allowed-Rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_rate: Option<u32>,
     #[serde(default)]
     pub created_ms: i64,
 }
@@ -71,6 +78,16 @@ impl Source {
             return Err(SourceError::new(format!(
                 "`config` is {size} bytes; at most {MAX_CONFIG_BYTES}"
             )));
+        }
+        if self.allowed_origins.len() > 32
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| o.is_empty() || o.len() > 253)
+        {
+            return Err(SourceError::new(
+                "`allowed_origins`: at most 32 host names (or `*`) of up to 253 characters",
+            ));
         }
         if self.description.len() > 1024 {
             return Err(SourceError::new("`description`: at most 1024 bytes"));

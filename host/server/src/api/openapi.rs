@@ -80,6 +80,7 @@ fn method(r: &Route) -> HttpMethod {
         "PUT" => HttpMethod::Put,
         "PATCH" => HttpMethod::Patch,
         "DELETE" => HttpMethod::Delete,
+        "OPTIONS" => HttpMethod::Options,
         other => unreachable!("no route uses {other}"),
     }
 }

@@ -185,6 +185,7 @@ pub static ROUTES: &[Route] = routes! {
     DELETE "/v1/sources/{name}", "sources", "Delete a source", Nothing -> Nothing 204;
     POST "/v1/sources/{name}/hooks", "sources", "Send a request to a source with an API key (verified by its component too)", Webhook -> Json 200;
     POST "/hooks/{tenant}/{name}", "sources", "A source's public URL: no API key, the request's signature is the credential", Webhook -> Json 200, open;
+    OPTIONS "/hooks/{tenant}/{name}", "sources", "The CloudEvents webhook abuse-protection handshake (WebHook-Request-Origin)", Nothing -> Nothing 200, open;
 
     GET "/v1/subscriptions", "webhooks", "List webhook subscriptions", Nothing -> Json 200;
     POST "/v1/subscriptions", "webhooks", "Create a webhook subscription", Json -> Json 201;

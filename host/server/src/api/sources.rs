@@ -119,6 +119,34 @@ pub async fn delete(
         .expect("response builds"))
 }
 
+/// `OPTIONS /hooks/{tenant}/{name}`: the CloudEvents webhook abuse-protection handshake. A
+/// sender names itself in `WebHook-Request-Origin`; an allowed origin gets
+/// `WebHook-Allowed-Origin` (and `WebHook-Allowed-Rate` when the source sets one).
+pub fn handshake(
+    app: &Arc<App>,
+    tenant: &str,
+    name: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    let origin = call
+        .headers
+        .get("webhook-request-origin")
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| !o.is_empty() && o.len() <= 253)
+        .ok_or_else(|| {
+            ApiError::bad_request("the handshake needs a WebHook-Request-Origin header")
+        })?;
+    let (granted, rate) = app.sources.handshake(tenant, name, origin)?;
+    let mut r = Response::builder()
+        .status(StatusCode::OK)
+        .header("allow", "POST, OPTIONS")
+        .header("webhook-allowed-origin", granted);
+    if let Some(rate) = rate {
+        r = r.header("webhook-allowed-rate", rate.to_string());
+    }
+    Ok(r.body(empty()).expect("response builds"))
+}
+
 /// A sender's request to a source: verified by the source's component, its events appended.
 pub async fn receive(
     app: &Arc<App>,
