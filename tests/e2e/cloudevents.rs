@@ -364,3 +364,69 @@ async fn webhooks_deliver_cloudevents_the_sdk_parses() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_source_takes_verified_cloudevents() {
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("partner", 1).await;
+    let (st, v) = c
+        .post(
+            "/v1/sources",
+            json!({"name": "partner-ce", "topic": "partner",
+                   "config": {"scheme": "api-key", "secret": "partner-key", "format": "cloudevents"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let url = format!("{}/hooks/default/partner-ce", s.url);
+    let http = reqwest::Client::new();
+    let batch = json!([
+        {"specversion": "1.0", "id": "p-1", "source": "/partner", "type": "shipment.sent", "data": {"n": 1}},
+        {"specversion": "1.0", "id": "p-2", "source": "/partner", "type": "shipment.sent", "data": {"n": 2}}]);
+    let send = |key: &'static str, body: String, content_type: &'static str| {
+        http.post(&url)
+            .header("x-api-key", key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let r = send(
+        "partner-key",
+        batch.to_string(),
+        "application/cloudevents-batch+json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Binary mode, and a wrong key (refused before anything is read as an event).
+    let r = http
+        .post(&url)
+        .header("x-api-key", "partner-key")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "p-3")
+        .header("ce-source", "/partner")
+        .header("ce-type", "shipment.lost")
+        .header("content-type", "application/json")
+        .body(r#"{"n": 3}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        "guess",
+        batch.to_string(),
+        "application/cloudevents-batch+json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = send("partner-key", r#"{"n": 4}"#.into(), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "not CloudEvents");
+    let events = fetch_ce(&c, "partner").await;
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["p-1", "p-2", "p-3"]);
+    assert_eq!(events[2]["type"], "shipment.lost");
+    s.stop().await;
+}

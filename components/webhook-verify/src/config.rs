@@ -124,8 +124,9 @@ impl Config {
         let obj = v
             .as_object()
             .ok_or_else(|| ConfigError("the configuration must be a JSON object".into()))?;
-        const KNOWN: [&str; 13] = [
+        const KNOWN: [&str; 14] = [
             "scheme",
+            "format",
             "secret",
             "secrets",
             "tolerance",
@@ -172,6 +173,14 @@ impl Config {
             return Err(ConfigError(format!("at most {MAX_SECRETS} secrets")));
         }
         let header = text("header")?;
+        match text("format")?.as_deref() {
+            None | Some("webhook") | Some("cloudevents") => {}
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "`format`: `{other}`; use webhook (the default) or cloudevents"
+                )));
+            }
+        }
         let scheme = match text("scheme")?.as_deref() {
             Some("standard-webhooks") => Scheme::StandardWebhooks,
             Some("github") => Scheme::GitHub,

@@ -120,7 +120,7 @@ pub fn split(
 }
 
 /// Counts, while a body arrives, how many events it holds at least, so a request of more than
-/// the limit is refused before the rest of it is read (an 8 MiB array of `1,` is four million
+/// the limit is refused before the rest of it is kept or parsed (an 8 MiB array of `1,` is four million
 /// items; the count passes the limit within its first 20 KB). A lower bound: items of a JSON
 /// array are the commas between them at the top level (plus one), NDJSON items the lines that
 /// hold something; [`split`] counts exactly once the body is whole.

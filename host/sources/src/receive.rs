@@ -132,6 +132,25 @@ impl Sources {
             ));
         }
         let who = principal(tenant, name, &topic);
+        // What CloudEvents need of the request, if the source reads them (kept before the
+        // request goes to the component).
+        let reads_cloudevents =
+            live.def.config.get("format").and_then(Value::as_str) == Some("cloudevents");
+        let cloud = reads_cloudevents.then(|| CloudRequest {
+            content_type: request
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .map(str::to_owned),
+            ce_headers: request
+                .headers
+                .iter()
+                .filter(|(n, _)| n.to_ascii_lowercase().starts_with("ce-"))
+                .cloned()
+                .collect(),
+            body: request.body.clone(),
+        });
         // Quotas and the disk reserve before the component runs.
         let prepared = self.ingest.prepare(&who, &topic)?;
         let now = sluice_tenancy::now_ms();
@@ -167,13 +186,18 @@ impl Sources {
             return Err(envelope::too_many_events(max));
         }
         let rules = prepared.rules();
-        let items = accepted
-            .iter()
-            .map(|a| {
-                let text = envelope_text(a, name)?;
-                envelope::parse(&text, &rules, &who.key_id, now)
-            })
-            .collect();
+        let items = if let Some(cloud) = &cloud {
+            // Verified by the component; the body is CloudEvents, read as produce reads them.
+            cloudevents_items(cloud, max, &rules, &who.key_id, now)?
+        } else {
+            accepted
+                .iter()
+                .map(|a| {
+                    let text = envelope_text(a, name)?;
+                    envelope::parse(&text, &rules, &who.key_id, now)
+                })
+                .collect()
+        };
         let outcome = self.ingest.append(&who, &prepared, items, now).await?;
         let first_error = outcome
             .results
@@ -192,6 +216,42 @@ impl Sources {
             Some(e) if all_failed => Err(e),
             _ => Ok((StatusCode::OK, serde_json::json!({ "results": results }))),
         }
+    }
+}
+
+/// A request's CloudEvents parts: its content type, `ce-*` headers and body.
+struct CloudRequest {
+    content_type: Option<String>,
+    ce_headers: Vec<(String, Vec<u8>)>,
+    body: Bytes,
+}
+
+/// The CloudEvents a verified request carries, in whichever mode it uses.
+fn cloudevents_items(
+    r: &CloudRequest,
+    max: usize,
+    rules: &envelope::TopicRules,
+    key_id: &str,
+    now: i64,
+) -> Result<Vec<Result<envelope::Event, ApiError>>, ApiError> {
+    use sluice_ingest::cloudevents::{self, Mode};
+    match cloudevents::mode(r.content_type.as_deref(), !r.ce_headers.is_empty()) {
+        Some(Mode::Batch) => cloudevents::batch_body(&r.body, max, rules, key_id, now),
+        Some(Mode::Structured) => Ok(vec![cloudevents::structured_body(
+            &r.body, rules, key_id, now,
+        )]),
+        Some(Mode::Binary) => Ok(vec![cloudevents::binary(
+            &r.ce_headers,
+            r.content_type.as_deref(),
+            r.body.clone(),
+            rules,
+            key_id,
+            now,
+        )]),
+        None => Err(ApiError::bad_request(
+            "this source takes CloudEvents: binary mode (ce-* headers), \
+             application/cloudevents+json or application/cloudevents-batch+json",
+        )),
     }
 }
 
