@@ -82,30 +82,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
                           "key": "/data/customer"}}),
     )
     .await?;
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    // A fresh id per request: a repeated one would be answered as a duplicate (cheaper).
-    let make: RequestMaker = Arc::new(move |client, i| {
-        let body = webhook_body(i);
-        let id = format!("msg_{client}_{i}");
-        let ts = now_s().to_string();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET_KEY).expect("any key");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(ts.as_bytes());
-        mac.update(b".");
-        mac.update(body.as_bytes());
-        let sig = STANDARD.encode(mac.finalize().into_bytes());
-        let mut r = format!(
-            "POST /hooks/default/sw HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             webhook-id: {id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: v1,{sig}\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        r.extend_from_slice(body.as_bytes());
-        r
-    });
-
+    let make = signed_webhooks(&server.url, "/hooks/default/sw");
     // Warm up both paths, then A B A B.
     drive_raw(
         &server,
@@ -116,7 +93,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
         Duration::from_secs(2),
     )
     .await?;
-    drive_requests(&server, 64, 1, make.clone(), Duration::from_secs(2)).await?;
+    drive_requests(&server.url, 64, 1, make.clone(), Duration::from_secs(2)).await?;
     let mut rates = (Vec::new(), Vec::new());
     for round in 0..2 {
         let plain = drive_raw(&server, "plain", 64, &bodies(1, 16), 1, secs).await?;
@@ -124,7 +101,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
             &format!("round {round}: single-event produce (64 bare clients)"),
             &plain,
         );
-        let hooks = drive_requests(&server, 64, 1, make.clone(), secs).await?;
+        let hooks = drive_requests(&server.url, 64, 1, make.clone(), secs).await?;
         print_acks(
             &format!("round {round}: Standard Webhooks in, verified + durable (64 bare clients)"),
             &hooks,
@@ -139,25 +116,107 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
             .1
             .push(hooks.events as f64 / hooks.elapsed.as_secs_f64());
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
         "webhooks in: {:.0} requests/s vs single-event produce {:.0} events/s: {:.0} % (targets: >= 20,000/s, >= 70 %)",
         mean(&rates.1),
         mean(&rates.0),
         100.0 * mean(&rates.1) / mean(&rates.0)
     );
+    spin(&server, &secret, secs).await?;
+    cloudevents(&server, secs).await?;
+    server.stop()?;
+    Ok(())
+}
 
-    // CloudEvents batch mode against batched envelopes.
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Signed Standard Webhooks requests to `path` on `url`, 1 KiB each, a fresh id per request
+/// (a repeated one would be answered as a duplicate, which is cheaper).
+fn signed_webhooks(url: &str, path: &str) -> RequestMaker {
+    let addr = url.trim_start_matches("http://").to_owned();
+    let path = path.to_owned();
+    Arc::new(move |client, i| {
+        let body = webhook_body(i);
+        let id = format!("msg_{client}_{i}");
+        let ts = now_s().to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET_KEY).expect("any key");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(ts.as_bytes());
+        mac.update(b".");
+        mac.update(body.as_bytes());
+        let sig = STANDARD.encode(mac.finalize().into_bytes());
+        let mut r = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             webhook-id: {id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: v1,{sig}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body.as_bytes());
+        r
+    })
+}
+
+/// The same webhooks through `spin.toml`'s Spin component, served by `sluice edge` (the
+/// host's wasi:http runner) and forwarded to the server.
+async fn spin(server: &Server, secret: &str, secs: Duration) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    if !std::path::Path::new("spin.toml").exists() {
+        println!("spin: no spin.toml in the working directory; run from the repository root");
+        return Ok(());
+    }
+    let bin = std::env::current_exe()?.with_file_name("sluice");
+    let config = json!({"scheme": "standard-webhooks", "secret": secret,
+                        "event_type": "/type", "key": "/data/customer"});
+    let mut child = std::process::Command::new(bin)
+        .args(["edge", "--manifest", "spin.toml", "--listen", "127.0.0.1:0"])
+        .args(["--variable", &format!("sluice_url={}", server.url)])
+        .args(["--variable", &format!("sluice_key={}", server.key)])
+        .args(["--variable", "topic=hooks"])
+        .args(["--variable", &format!("source_config={config}")])
+        .env("SLUICE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let url = loop {
+        let Some(line) = lines.next() else {
+            bail!("sluice edge exited before listening")
+        };
+        if let Some(rest) = line?.strip_prefix("Sluice edge listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    let make = signed_webhooks(&url, "/hooks/sw");
+    let result = async {
+        drive_requests(&url, 64, 1, make.clone(), Duration::from_secs(2)).await?;
+        let r = drive_requests(&url, 64, 1, make, secs).await?;
+        print_acks(
+            "Standard Webhooks through the Spin component (sluice edge: wasi:http, a fresh instance per request) forwarded to the server (64 bare clients)",
+            &r,
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// CloudEvents batch mode against batched envelopes.
+async fn cloudevents(server: &Server, secs: Duration) -> anyhow::Result<()> {
     let ce_bodies: Vec<Bytes> = (0..16).map(structured_batch).collect();
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let key = server.key.clone();
     let ce_requests: Arc<Vec<Vec<u8>>> = Arc::new(
         ce_bodies
             .iter()
             .map(|b| {
                 let mut r = format!(
-                    "POST /v1/topics/ce/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+                    "POST /v1/topics/ce/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
                      Content-Type: application/cloudevents-batch+json\r\nContent-Length: {}\r\n\r\n",
-                    server.url.trim_start_matches("http://"),
-                    server.key,
                     b.len()
                 )
                 .into_bytes();
@@ -168,11 +227,11 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
     );
     let ce_make: RequestMaker =
         Arc::new(move |c, i| ce_requests[(c + i as usize) % ce_requests.len()].clone());
-    drive_requests(&server, 8, 100, ce_make.clone(), Duration::from_secs(2)).await?;
-    let mut ce_rates = (Vec::new(), Vec::new());
+    drive_requests(&server.url, 8, 100, ce_make.clone(), Duration::from_secs(2)).await?;
+    let mut rates = (Vec::new(), Vec::new());
     for round in 0..2 {
-        let plain = drive_raw(&server, "batched", 8, &bodies(100, 16), 100, secs).await?;
-        let ce = drive_requests(&server, 8, 100, ce_make.clone(), secs).await?;
+        let plain = drive_raw(server, "batched", 8, &bodies(100, 16), 100, secs).await?;
+        let ce = drive_requests(&server.url, 8, 100, ce_make.clone(), secs).await?;
         for (what, r) in [("batched envelopes", &plain), ("CloudEvents batches", &ce)] {
             println!(
                 "round {round}: {what} (100 x 1 KiB per request, 8 clients): {:.0} events/s, request p50 {:.2} ms p99 {:.2} ms, errors {}",
@@ -182,17 +241,16 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
                 r.errors
             );
         }
-        ce_rates
+        rates
             .0
             .push(plain.events as f64 / plain.elapsed.as_secs_f64());
-        ce_rates.1.push(ce.events as f64 / ce.elapsed.as_secs_f64());
+        rates.1.push(ce.events as f64 / ce.elapsed.as_secs_f64());
     }
     println!(
         "CloudEvents batch in: {:.0} events/s vs batched produce {:.0}: {:.0} % (target >= 80 %)",
-        mean(&ce_rates.1),
-        mean(&ce_rates.0),
-        100.0 * mean(&ce_rates.1) / mean(&ce_rates.0)
+        mean(&rates.1),
+        mean(&rates.0),
+        100.0 * mean(&rates.1) / mean(&rates.0)
     );
-    server.stop()?;
     Ok(())
 }

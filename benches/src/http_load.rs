@@ -443,7 +443,7 @@ pub async fn drive_raw(
     );
     let make: RequestMaker =
         Arc::new(move |client, i| requests[(client + i as usize) % requests.len()].clone());
-    drive_requests(server, clients, per_request, make, secs).await
+    drive_requests(&server.url, clients, per_request, make, secs).await
 }
 
 /// Builds client `c`'s `i`-th request (the whole HTTP/1.1 request, head and body).
@@ -452,18 +452,14 @@ pub type RequestMaker = Arc<dyn Fn(usize, u64) -> Vec<u8> + Send + Sync>;
 /// `clients` bare keep-alive connections sending `make`'s requests back to back for `secs`;
 /// each 200 counts `per_request` events.
 pub async fn drive_requests(
-    server: &Server,
+    url: &str,
     clients: usize,
     per_request: usize,
     make: RequestMaker,
     secs: Duration,
 ) -> anyhow::Result<LoadResult> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = server
-        .url
-        .strip_prefix("http://")
-        .unwrap_or(&server.url)
-        .to_owned();
+    let addr = url.strip_prefix("http://").unwrap_or(url).to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let mut tasks = Vec::new();
