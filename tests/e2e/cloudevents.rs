@@ -2,15 +2,13 @@
 //! binary, structured and batch events (and binary data) that land as events, and it parses
 //! what Sluice renders (fetch, SSE) and delivers (webhooks in binary and structured mode).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Server, python};
+use crate::harness::{Client, Server};
 
 /// Run the SDK client off the test's runtime thread (the in-process server answers it there).
 async fn sdk(args: &[&str], stdin: &str) -> Option<Vec<Value>> {
@@ -25,37 +23,9 @@ async fn sdk(args: &[&str], stdin: &str) -> Option<Vec<Value>> {
 }
 
 fn sdk_blocking(args: &[&str], stdin: &str) -> Option<Vec<Value>> {
-    let Some(py) = python() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Python venv is missing: run the README's test command (bash tests/run.sh)"
-        );
-        eprintln!("SKIPPED: no Python venv with the cloudevents SDK");
-        return None;
-    };
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/clients/cloudevents_client.py");
-    let mut child = Command::new(py)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = crate::harness::run_client("cloudevents_client.py", args, stdin)?;
     Some(
-        String::from_utf8(out.stdout)
+        String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -338,3 +338,40 @@ pub fn python() -> Option<PathBuf> {
     let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     local.exists().then_some(local)
 }
+
+/// Run a client script of `tests/clients/` with the test venv's Python, `stdin` as its input;
+/// its standard output, or `None` when there is no venv (outside CI only: in CI that fails).
+pub fn run_client(script: &str, args: &[&str], stdin: &str) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let Some(py) = python() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Python venv is missing: run the README's test command (bash tests/run.sh)"
+        );
+        eprintln!("SKIPPED: no Python venv for tests/clients/{script}");
+        return None;
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/clients")
+        .join(script);
+    let mut child = std::process::Command::new(py)
+        .arg(path)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "tests/clients/{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out.stdout)
+}
