@@ -2,6 +2,9 @@
 
 use serde_json::Value;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::{Refusal, Request};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,7 +242,7 @@ impl Config {
                             .into(),
                     ));
                 }
-                crate::schemes::standard_key(s).map_err(ConfigError)?;
+                standard_key(s).map_err(ConfigError)?;
             }
         }
         let locator = |k: &str| -> Result<Option<Locator>, ConfigError> {
@@ -257,4 +260,21 @@ impl Config {
             id: locator("id")?,
         })
     }
+}
+
+/// A Standard Webhooks secret's key bytes: `whsec_<base64>` (HMAC key) or `whpk_<base64>`
+/// (ed25519 public key, 32 bytes).
+pub(crate) fn standard_key(secret: &str) -> Result<Vec<u8>, String> {
+    let (b64, public) = match (secret.strip_prefix("whsec_"), secret.strip_prefix("whpk_")) {
+        (Some(b), _) => (b, false),
+        (_, Some(b)) => (b, true),
+        _ => return Err("a standard-webhooks secret starts with whsec_ or whpk_".into()),
+    };
+    let key = STANDARD
+        .decode(b64)
+        .map_err(|e| format!("the secret's key is not base64: {e}"))?;
+    if public && key.len() != 32 {
+        return Err("a whpk_ key is 32 bytes (ed25519)".into());
+    }
+    Ok(key)
 }

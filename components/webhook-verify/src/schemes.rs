@@ -5,25 +5,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Algorithm, HmacSpec};
+use crate::config::{Algorithm, HmacSpec, standard_key};
 use crate::{Config, Refusal, Request, Scheme, Signed};
-
-/// A Standard Webhooks secret's key bytes: `whsec_<base64>` (HMAC key) or `whpk_<base64>`
-/// (ed25519 public key, 32 bytes).
-pub(crate) fn standard_key(secret: &str) -> Result<Vec<u8>, String> {
-    let (b64, public) = match (secret.strip_prefix("whsec_"), secret.strip_prefix("whpk_")) {
-        (Some(b), _) => (b, false),
-        (_, Some(b)) => (b, true),
-        _ => return Err("a standard-webhooks secret starts with whsec_ or whpk_".into()),
-    };
-    let key = STANDARD
-        .decode(b64)
-        .map_err(|e| format!("the secret's key is not base64: {e}"))?;
-    if public && key.len() != 32 {
-        return Err("a whpk_ key is 32 bytes (ed25519)".into());
-    }
-    Ok(key)
-}
 
 pub(crate) fn mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     macro_rules! run {

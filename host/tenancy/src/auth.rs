@@ -56,11 +56,11 @@ pub struct Tenant {
     pub description: String,
     /// The tenant's own quota limits (unset ones fall back to the server's defaults).
     #[serde(default, skip_serializing_if = "is_default")]
-    pub quotas: crate::quotas::QuotaLimits,
+    pub quotas: crate::quota_limits::QuotaLimits,
 }
 
-fn is_default(q: &crate::quotas::QuotaLimits) -> bool {
-    *q == crate::quotas::QuotaLimits::default()
+fn is_default(q: &crate::quota_limits::QuotaLimits) -> bool {
+    *q == crate::quota_limits::QuotaLimits::default()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,7 +326,7 @@ impl Directory {
     }
 
     /// The tenant's own quota limits (default: none set).
-    pub fn quotas(&self, tenant: &str) -> crate::quotas::QuotaLimits {
+    pub fn quotas(&self, tenant: &str) -> crate::quota_limits::QuotaLimits {
         let entries = self.entries.read().expect("entries");
         entries
             .tenants
@@ -339,7 +339,7 @@ impl Directory {
     pub async fn set_quotas(
         &self,
         tenant: &str,
-        quotas: crate::quotas::QuotaLimits,
+        quotas: crate::quota_limits::QuotaLimits,
     ) -> Result<Tenant, ApiError> {
         let _guard = self.writes.lock().await;
         let mut t = self

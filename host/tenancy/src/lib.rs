@@ -21,6 +21,7 @@ pub mod clock;
 pub mod error;
 pub mod internal_topics;
 pub mod names;
+pub mod quota_limits;
 pub mod quotas;
 
 pub use auth::{Directory, Principal, Role};
