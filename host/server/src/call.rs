@@ -24,6 +24,10 @@ pub fn empty() -> Body {
     http_body_util::Empty::new().boxed_unsync()
 }
 
+/// How much of a body past its limit is read (and dropped) before a 413, so that a client
+/// still sending reads the answer; a body larger still has its connection closed.
+pub const DRAIN_BYTES: usize = 64 << 20;
+
 /// A request, read and authenticated as far as its route needs.
 pub struct Call {
     pub method: Method,
@@ -44,20 +48,34 @@ impl Call {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The whole body, refused with 413 past `limit`.
+    /// The whole body, refused with 413 past `limit`. What follows the limit is read and
+    /// dropped, up to [`DRAIN_BYTES`] more, so a client still sending gets the 413 rather than
+    /// a reset connection; past that the connection is closed.
     pub async fn body(self, limit: usize) -> Result<Bytes, ApiError> {
-        match Limited::new(self.body, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                Err(ApiError::too_large(format!(
+        let mut body = self.body;
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if out.len() + data.len() > limit {
+                drop(out);
+                let mut dropped = 0usize;
+                while dropped < DRAIN_BYTES {
+                    match body.frame().await {
+                        Some(Ok(f)) => dropped += f.data_ref().map_or(0, |d| d.len()),
+                        _ => break,
+                    }
+                }
+                return Err(ApiError::too_large(format!(
                     "request body exceeds {limit} bytes"
-                )))
+                )));
             }
-            Err(e) => Err(ApiError::bad_request(format!("reading the body: {e}"))),
+            out.extend_from_slice(&data);
         }
+        Ok(out.freeze())
     }
 
     /// [`Call::body`] for a produce request: its events are counted as the body arrives, and
