@@ -184,7 +184,7 @@ pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
         &server.key,
         reqwest::Method::PUT,
         "/v1/tenants/noisy/quotas",
-        json!({ "produce_events_per_s": NOISY_QUOTA }),
+        json!({ "produce_events_per_s": NOISY_QUOTA, "produce_bytes_per_s": NOISY_QUOTA * 1100 }),
     )
     .await?;
     // A guest that sleeps in a WASI call on every batch.

@@ -1200,3 +1200,50 @@ async fn a_flood_of_forged_webhooks_is_refused_and_appends_nothing() {
     assert!(peak < 400, "the server peaked at {peak} MiB");
     p.kill9();
 }
+
+#[tokio::test]
+async fn a_refused_body_is_charged_to_the_tenants_bytes_quota() {
+    let s = crate::harness::Server::start().await;
+    let system = s.client();
+    let (st, v) = system
+        .post("/v1/tenants", json!({"name": "resender"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let t = system.with_key(v["admin_key"]["key"].as_str().unwrap());
+    t.create_topic("in", 1).await;
+    let (st, v) = system
+        .send(
+            Method::PUT,
+            "/v1/tenants/resender/quotas",
+            Some(json!({"produce_bytes_per_s": 10_000})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // 10,001 one-character items: refused for its count, but 20 KB were read.
+    let mut body = b"[".to_vec();
+    for _ in 0..10_000 {
+        body.extend_from_slice(b"1,");
+    }
+    body.extend_from_slice(b"1]");
+    let (st, v) = t
+        .raw(
+            Method::POST,
+            "/v1/topics/in/events",
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(
+        (st, v["error_code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!(41302))
+    );
+    // Those bytes put the tenant in debt: its next produce waits like any other overdraft.
+    let (st, v) = t.produce("in", json!({"event_type": "t"})).await;
+    assert_eq!(
+        (st, v["error_code"].clone()),
+        (StatusCode::TOO_MANY_REQUESTS, json!(42903)),
+        "{v}"
+    );
+    assert_eq!(end_offset(&t, "in").await, 0);
+    s.stop().await;
+}

@@ -82,11 +82,14 @@ impl Call {
     /// one holding more than `max_events` is refused (413, 41302) once the count passes it:
     /// nothing more is kept or parsed, the rest is read and dropped (within the body limit),
     /// so the client gets the answer rather than a reset connection.
+    ///
+    /// `refused` is told how many bytes a refused body made the server read (to charge them).
     pub async fn events_body(
         self,
         limit: usize,
         framing: sluice_ingest::envelope::Framing,
         max_events: usize,
+        refused: impl FnOnce(u64),
     ) -> Result<Bytes, ApiError> {
         use sluice_ingest::envelope::{ItemCount, too_many_events};
         let mut body = Limited::new(self.body, limit);
@@ -107,8 +110,12 @@ impl Call {
                     // Refused: the rest is read and dropped, not kept or parsed (a client
                     // still sending would otherwise see its connection reset instead of the
                     // answer); the body limit still bounds how much.
+                    let mut read = (out.len() + data.len()) as u64;
                     drop(out);
-                    while let Some(Ok(_)) = body.frame().await {}
+                    while let Some(Ok(f)) = body.frame().await {
+                        read += f.data_ref().map_or(0, |d| d.len() as u64);
+                    }
+                    refused(read);
                     return Err(too_many_events(max_events));
                 }
                 out.extend_from_slice(&data);

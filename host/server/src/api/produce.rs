@@ -67,6 +67,7 @@ pub async fn produce(
                 app.max_body_bytes,
                 framing,
                 app.ingest.limits().max_events_per_request,
+                |read| charge_refused(app, who, read),
             )
             .await?
         }
@@ -113,8 +114,10 @@ async fn produce_cloudevents(
         .collect();
     let body = match mode {
         Mode::Batch => {
-            call.events_body(app.max_body_bytes, Framing::Json, max)
-                .await?
+            call.events_body(app.max_body_bytes, Framing::Json, max, |read| {
+                charge_refused(app, who, read)
+            })
+            .await?
         }
         _ => call.body(app.max_body_bytes).await?,
     };
@@ -138,6 +141,13 @@ async fn produce_cloudevents(
         )],
     };
     answer(app, who, topic, prepared, items, now, started).await
+}
+
+/// A body refused for its event count still made the server read it: its bytes count against
+/// the tenant's produce bytes quota (so re-sending it is throttled like any other load). The
+/// charge's own answer does not matter: the request is refused either way.
+fn charge_refused(app: &App, who: &Principal, read: u64) {
+    let _ = app.quotas.charge_produce(&who.tenant, 0, read);
 }
 
 /// Append what parsed and answer for every item in order.
