@@ -28,13 +28,16 @@ fn peak_mib(p: &Process) -> u64 {
 
 /// A second tenant with a topic of its own, and a client with its admin key.
 async fn bystander(admin: &Client) -> Client {
-    let (s, v) = admin
-        .post("/v1/tenants", json!({"name": "bystander"}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let other = admin.with_key(v["admin_key"]["key"].as_str().unwrap());
+    let other = tenant(admin, "bystander").await;
     other.create_topic("steady", 1).await;
     other
+}
+
+/// A new tenant, and a client with its first admin key.
+async fn tenant(system: &Client, name: &str) -> Client {
+    let (s, v) = system.post("/v1/tenants", json!({ "name": name })).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    system.with_key(v["admin_key"]["key"].as_str().unwrap())
 }
 
 /// While `attack` runs, `/healthz` and the bystander's produce keep answering within
@@ -624,9 +627,7 @@ async fn a_tenant_over_its_quota_gets_429_and_another_tenant_does_not() {
     let s = crate::harness::Server::start().await;
     let system = s.client();
     let other = bystander(&system).await;
-    let (st, v) = system.post("/v1/tenants", json!({"name": "greedy"})).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let greedy = system.with_key(v["admin_key"]["key"].as_str().unwrap());
+    let greedy = tenant(&system, "greedy").await;
     greedy.create_topic("firehose", 1).await;
     let limits = json!({"produce_events_per_s": 100, "fetch_bytes_per_s": 2000});
     let (st, v) = system
@@ -907,9 +908,7 @@ async fn counting_receiver() -> (String, std::sync::Arc<std::sync::atomic::Atomi
 async fn quotas_bound_what_a_tenant_holds_and_spends() {
     let s = crate::harness::Server::start().await;
     let system = s.client();
-    let (st, v) = system.post("/v1/tenants", json!({"name": "heavy"})).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let heavy = system.with_key(v["admin_key"]["key"].as_str().unwrap());
+    let heavy = tenant(&system, "heavy").await;
     let limits = json!({"storage_bytes": 4000, "max_subscriptions": 1,
                         "component_ms_per_s": 1, "webhook_deliveries_per_s": 2});
     let (st, v) = system
@@ -1205,11 +1204,7 @@ async fn a_flood_of_forged_webhooks_is_refused_and_appends_nothing() {
 async fn a_refused_body_is_charged_to_the_tenants_bytes_quota() {
     let s = crate::harness::Server::start().await;
     let system = s.client();
-    let (st, v) = system
-        .post("/v1/tenants", json!({"name": "resender"}))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    let t = system.with_key(v["admin_key"]["key"].as_str().unwrap());
+    let t = tenant(&system, "resender").await;
     t.create_topic("in", 1).await;
     let (st, v) = system
         .send(

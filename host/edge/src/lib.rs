@@ -278,10 +278,9 @@ pub async fn serve(
                         Ok(r) => Ok::<_, std::convert::Infallible>(r),
                         Err(e) => {
                             tracing::warn!(error = %e, "edge request");
-                            let body = format!(
-                                "{{\"error_code\":50201,\"message\":{}}}",
-                                serde_json_string(&e.to_string())
-                            );
+                            let body =
+                                serde_json::json!({"error_code": 50201, "message": e.to_string()})
+                                    .to_string();
                             Ok(hyper::Response::builder()
                                 .status(502)
                                 .header("content-type", "application/json")
@@ -302,17 +301,4 @@ pub async fn serve(
                 .await;
         });
     }
-}
-
-fn serde_json_string(s: &str) -> String {
-    let escaped: String = s
-        .chars()
-        .flat_map(|c| match c {
-            '"' => vec!['\\', '"'],
-            '\\' => vec!['\\', '\\'],
-            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-            c => vec![c],
-        })
-        .collect();
-    format!("\"{escaped}\"")
 }

@@ -243,13 +243,7 @@ fn wrong_world_garbage_and_refused_config_fail_at_setup() {
 }
 
 fn hostile(rt: &Runtime, behaviour: &str) -> Stage {
-    stage(
-        rt,
-        sluice_builtins::testing::HOSTILE,
-        World::Transformer,
-        &format!(r#"{{"behaviour":"{behaviour}"}}"#),
-    )
-    .unwrap()
+    hostile_of(rt, "acme", behaviour)
 }
 
 #[test]

@@ -136,6 +136,30 @@ impl Call {
     }
 }
 
+/// A resource's JSON body named by its URL: the body's `name`, if given, must be the URL's;
+/// without one it gets the URL's. The body as an object, for the caller to finish.
+pub fn named_body(
+    mut body: serde_json::Value,
+    name: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(o) = body.as_object_mut() else {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    };
+    if let Some(n) = name {
+        match o.get("name") {
+            Some(serde_json::Value::String(given)) if given != n => {
+                return Err(ApiError::invalid(
+                    "the body's `name` differs from the URL's",
+                ));
+            }
+            _ => {
+                o.insert("name".into(), n.into());
+            }
+        }
+    }
+    Ok(body)
+}
+
 /// Requests that need a system key (tenant management, metrics across tenants).
 pub fn require_system(p: &Principal) -> Result<(), ApiError> {
     if p.system {
@@ -160,13 +184,17 @@ pub fn raw_json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
         .expect("response builds")
 }
 
-pub fn error_response(e: &ApiError) -> Response<Body> {
-    let mut r = json(e.status, e);
-    // Conditions that pass: when to look again.
+/// `e`'s `Retry-After` on a response answering it (conditions that pass: when to look again).
+pub fn set_retry_after(r: &mut Response<Body>, e: &ApiError) {
     if let Some(seconds) = e.retry_after {
         r.headers_mut()
             .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
     }
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = json(e.status, e);
+    set_retry_after(&mut r, e);
     if e.status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -165,11 +165,7 @@ impl Sources {
     }
 
     pub fn get(&self, tenant: &str, name: &str) -> Option<Source> {
-        self.live
-            .lock()
-            .expect("sources")
-            .get(&(tenant.to_owned(), name.to_owned()))
-            .map(|l| l.def.clone())
+        self.running(tenant, name).map(|l| l.def.clone())
     }
 
     /// The tenant's sources, by name.

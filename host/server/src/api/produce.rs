@@ -17,7 +17,7 @@ use sluice_tenancy::error::ApiError;
 use sluice_tenancy::now_ms;
 
 use crate::app::App;
-use crate::call::{Body, Call, json};
+use crate::call::{Body, Call, json, set_retry_after};
 use crate::metrics::TopicLabels;
 
 pub async fn produce(
@@ -194,11 +194,7 @@ async fn answer(
                 &json!({"error_code": e.error_code, "message": e.message, "results": body}),
             );
             // A condition that passes (a busy component, a full disk): when to come back.
-            if let Some(seconds) = e.retry_after {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds));
-            }
+            set_retry_after(&mut response, &e);
             Ok(response)
         }
         _ => {

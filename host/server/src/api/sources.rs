@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::call::{Body, Call, empty, json};
+use crate::call::{Body, Call, empty, json, named_body};
 use sluice_sources::{MAX_BODY_BYTES, Request, Source, Sources};
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::ApiError;
@@ -20,22 +20,9 @@ fn require_admin(who: &Principal, topic: &str) -> Result<(), ApiError> {
     who.require(Role::Admin, topic)
 }
 
-fn parse(mut body: Value, name: Option<&str>) -> Result<Source, ApiError> {
-    let Some(o) = body.as_object_mut() else {
-        return Err(ApiError::invalid("the body must be a JSON object"));
-    };
-    if let Some(n) = name {
-        match o.get("name") {
-            Some(Value::String(given)) if given != n => {
-                return Err(ApiError::invalid(
-                    "the body's `name` differs from the URL's",
-                ));
-            }
-            _ => {
-                o.insert("name".into(), json!(n));
-            }
-        }
-    }
+fn parse(body: Value, name: Option<&str>) -> Result<Source, ApiError> {
+    let mut body = named_body(body, name)?;
+    let o = body.as_object_mut().expect("named_body answers an object");
     o.remove("created_ms");
     o.remove("url");
     serde_json::from_value(body).map_err(|e| ApiError::invalid(format!("invalid source: {e}")))

@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::call::{Body, Call, json};
+use crate::call::{Body, Call, json, named_body};
 use sluice_ingest::transforms::TransformDef;
 use sluice_tenancy::auth::Principal;
 use sluice_tenancy::error::ApiError;
@@ -24,22 +24,9 @@ fn require_admin(who: &Principal) -> Result<(), ApiError> {
     }
 }
 
-fn parse(mut body: Value, name: Option<&str>) -> Result<TransformDef, ApiError> {
-    let Some(o) = body.as_object_mut() else {
-        return Err(ApiError::invalid("the body must be a JSON object"));
-    };
-    if let Some(n) = name {
-        match o.get("name") {
-            Some(Value::String(given)) if given != n => {
-                return Err(ApiError::invalid(
-                    "the body's `name` differs from the URL's",
-                ));
-            }
-            _ => {
-                o.insert("name".into(), json!(n));
-            }
-        }
-    }
+fn parse(body: Value, name: Option<&str>) -> Result<TransformDef, ApiError> {
+    let mut body = named_body(body, name)?;
+    let o = body.as_object_mut().expect("named_body answers an object");
     // `output` (one topic) is accepted for `outputs`.
     if let Some(out) = o.remove("output") {
         o.insert("outputs".into(), json!([out]));
