@@ -1195,6 +1195,27 @@ async fn a_flood_of_forged_webhooks_is_refused_and_appends_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Headers are bounded before the component sees them: 64 KiB in all (and past 100 headers
+    // the HTTP parser itself answers 431).
+    let mut many = reqwest::Client::new().post(&url).body("{}");
+    for i in 0..50 {
+        many = many.header(format!("x-pad-{i}"), "v".repeat(2048));
+    }
+    let r = many.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error_code"], 43101, "{v}");
+    // A signature header the component will not try beyond 32 entries or read past its size.
+    let stripe = format!("t=1,{}", vec!["v1=00"; 5000].join(","));
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("Stripe-Signature", stripe)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert_eq!(end_offset(&c, "payments").await, 0);
     let peak = peak_mib(&p);
     assert!(peak < 400, "the server peaked at {peak} MiB");
     p.kill9();

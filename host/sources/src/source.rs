@@ -95,3 +95,44 @@ impl Source {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(config: Value) -> Source {
+        Source {
+            name: "s".into(),
+            topic: "t".into(),
+            component: webhook_gateway(),
+            config,
+            description: String::new(),
+            allowed_origins: vec![],
+            allowed_rate: None,
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn definitions_are_bounded() {
+        assert!(source(serde_json::json!({})).check().is_ok());
+        let big = serde_json::json!({"secret": "x".repeat(MAX_CONFIG_BYTES)});
+        assert!(source(big).check().unwrap_err().0.contains("bytes"));
+        assert!(
+            source(serde_json::json!([]))
+                .check()
+                .unwrap_err()
+                .0
+                .contains("object")
+        );
+        let mut s = source(serde_json::json!({}));
+        s.name = "a/b".into();
+        assert!(s.check().unwrap_err().0.contains("name"));
+        let mut s = source(serde_json::json!({}));
+        s.allowed_origins = vec!["o".into(); 33];
+        assert!(s.check().unwrap_err().0.contains("allowed_origins"));
+        let mut s = source(serde_json::json!({}));
+        s.description = "d".repeat(1025);
+        assert!(s.check().unwrap_err().0.contains("description"));
+    }
+}
