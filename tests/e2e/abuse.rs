@@ -570,6 +570,278 @@ async fn tls_on_the_listener_serves_https_and_refuses_plain_http() {
     p.kill9();
 }
 
+/// A CA and what it issues, for the client-certificate tests.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sluice test client CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        TestCa {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// A client certificate and key, as one PEM (what reqwest's identity takes), and the
+    /// certificate's SHA-256.
+    fn client(&self, name: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (
+            format!("{}\n{}", cert.pem(), key.serialize_pem()),
+            sha256_hex(cert.der()),
+        )
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn client_certificates_authenticate_as_the_keys_bound_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let ca = TestCa::new();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (cert_file, key_file, ca_file) = (
+        file("cert.pem", &server.cert.pem()),
+        file("key.pem", &server.signing_key.serialize_pem()),
+        file("ca.pem", &ca.issuer.pem()),
+    );
+    let p = Process::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &key_file,
+            "--tls-client-ca",
+            &ca_file,
+        ],
+    );
+    let server_root = reqwest::Certificate::from_pem(server.cert.pem().as_bytes()).unwrap();
+    let https = |identity: Option<&str>| {
+        let mut b = reqwest::Client::builder().add_root_certificate(server_root.clone());
+        if let Some(pem) = identity {
+            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    };
+    // Clients without a certificate still connect, with their keys.
+    let admin = Client {
+        http: https(None),
+        url: p.url.clone(),
+        key: p.admin_key(),
+    };
+    admin.create_topic("mtls", 1).await;
+    let (alice, alice_sha) = ca.client("alice");
+    let (bob, bob_sha) = ca.client("bob");
+    let colons: Vec<String> = alice_sha
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect();
+    let (s, key) = admin
+        .post(
+            "/v1/keys",
+            json!({"scopes": [{"role": "produce", "topics": "mtls"}],
+                   "client_cert_sha256": colons.join(":")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{key}");
+    assert_eq!(key["client_cert_sha256"], json!(alice_sha), "{key}");
+    let produce = |http: reqwest::Client, bearer: Option<String>| {
+        let mut req = http
+            .post(format!("{}/v1/topics/mtls/events", p.url))
+            .json(&json!({"event_type": "signed.in"}));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Alice's certificate alone is her key: whoami names it, and she may produce.
+    let whoami: Value = https(Some(&alice))
+        .get(format!("{}/v1/whoami", p.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whoami["key_id"], key["id"], "{whoami}");
+    assert_eq!(whoami["client_cert_sha256"], json!(alice_sha));
+    let (s, v) = produce(https(Some(&alice)), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Her key's secret works only over a connection presenting her certificate.
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let (s, v) = produce(https(None), Some(secret.clone())).await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(40103)),
+        "{v}"
+    );
+    let (s, v) = produce(https(Some(&bob)), Some(secret.clone())).await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(40103)),
+        "{v}"
+    );
+    let (s, v) = produce(https(Some(&alice)), Some(secret)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Bob's certificate is trusted but bound to nothing: 401 naming its fingerprint. The
+    // admin binds it (the CLI reads the PEM), and then it works.
+    let (s, v) = produce(https(Some(&bob)), None).await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(40103)),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains(&bob_sha), "{v}");
+    let (s, bob_key) = admin
+        .post(
+            "/v1/keys",
+            json!({"scopes": [{"role": "consume", "topics": "mtls"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{bob_key}");
+    let bob_pem = file("bob.pem", &bob);
+    let out = std::process::Command::new(crate::harness::binary())
+        .args([
+            "keys",
+            "bind",
+            bob_key["id"].as_str().unwrap(),
+            "--client-cert",
+            &bob_pem,
+        ])
+        .args(["--url", &p.url, "--key", &admin.key, "--tls-ca", &cert_file])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&bob_sha));
+    // Bob reads, through the CLI with his certificate and no key; he may not produce.
+    let out = std::process::Command::new(crate::harness::binary())
+        .args(["consume", "mtls", "--from-beginning", "--max", "2"])
+        .args(["--url", &p.url, "--tls-ca", &cert_file])
+        .args(["--tls-client-cert", &bob_pem, "--tls-client-key", &bob_pem])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("signed.in")
+            .count(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (s, v) = produce(https(Some(&bob)), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // One certificate names one key.
+    let (s, v) = admin
+        .send(
+            Method::PUT,
+            &format!("/v1/keys/{}/client-cert", bob_key["id"].as_str().unwrap()),
+            Some(json!({"client_cert_sha256": alice_sha})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::CONFLICT, json!(40910)),
+        "{v}"
+    );
+    // A certificate from outside the client CA fails the handshake.
+    let outsider = rcgen::generate_simple_self_signed(vec!["mallory".into()]).unwrap();
+    let outsider = format!(
+        "{}\n{}",
+        outsider.cert.pem(),
+        outsider.signing_key.serialize_pem()
+    );
+    assert!(
+        https(Some(&outsider))
+            .get(format!("{}/healthz", p.url))
+            .send()
+            .await
+            .is_err()
+    );
+    // Revoked, Alice's certificate names no key any more.
+    let (s, _) = admin
+        .send(
+            Method::DELETE,
+            &format!("/v1/keys/{}", key["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = produce(https(Some(&alice)), None).await;
+    assert_eq!(
+        (s, v["error_code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(40103)),
+        "{v}"
+    );
+    p.kill9();
+
+    // Required: a connection without a client certificate is refused in the handshake.
+    let p = Process::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &key_file,
+            "--tls-client-ca",
+            &ca_file,
+            "--tls-require-client-cert",
+        ],
+    );
+    assert!(
+        https(None)
+            .get(format!("{}/healthz", p.url))
+            .send()
+            .await
+            .is_err()
+    );
+    let health = https(Some(&bob))
+        .get(format!("{}/healthz", p.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    p.kill9();
+}
+
 #[tokio::test]
 async fn streams_are_capped_per_key_and_end_when_their_key_is_revoked() {
     let dir = tempfile::tempdir().unwrap();

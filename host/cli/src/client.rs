@@ -26,34 +26,76 @@ pub struct Conn {
     /// Data directory holding `admin.key`.
     #[arg(long, default_value = DEFAULT_DATA, global = true)]
     pub data: PathBuf,
+    /// Trust the gateway's certificate when it is issued under this PEM root (HTTPS).
+    #[arg(long, env = "SLUICE_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Present this PEM client certificate (with --tls-client-key); without --key it
+    /// authenticates as the key bound to it.
+    #[arg(
+        long,
+        env = "SLUICE_TLS_CLIENT_CERT",
+        global = true,
+        requires = "tls_client_key"
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-client-cert.
+    #[arg(
+        long,
+        env = "SLUICE_TLS_CLIENT_KEY",
+        global = true,
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
 }
 
 /// A minimal client of the HTTP API that turns error bodies into messages.
 pub struct Client {
     http: reqwest::Client,
     url: String,
-    key: String,
+    /// None: the client certificate authenticates.
+    key: Option<String>,
 }
 
 impl Client {
     pub fn new(conn: &Conn) -> anyhow::Result<Client> {
         let key = match &conn.key {
-            Some(k) => k.clone(),
+            Some(k) => Some(k.clone()),
+            // A client certificate stands in for the key.
+            None if conn.tls_client_cert.is_some() => None,
             None => {
                 let path = conn.data.join("admin.key");
-                std::fs::read_to_string(&path)
-                    .with_context(|| {
-                        format!(
-                            "no --key / SLUICE_KEY given and {} is not readable",
-                            path.display()
-                        )
-                    })?
-                    .trim()
-                    .to_owned()
+                let key = std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "no --key / SLUICE_KEY given and {} is not readable",
+                        path.display()
+                    )
+                })?;
+                Some(key.trim().to_owned())
             }
         };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let mut http = reqwest::Client::builder();
+        if let Some(ca) = &conn.tls_ca {
+            http = http.add_root_certificate(
+                reqwest::Certificate::from_pem(&read(ca)?)
+                    .with_context(|| format!("{} is not a PEM certificate", ca.display()))?,
+            );
+        }
+        if let (Some(cert), Some(key)) = (&conn.tls_client_cert, &conn.tls_client_key) {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            http = http.identity(reqwest::Identity::from_pem(&pem).with_context(|| {
+                format!(
+                    "{} and {} are not a PEM certificate and key",
+                    cert.display(),
+                    key.display()
+                )
+            })?);
+        }
         Ok(Client {
-            http: reqwest::Client::builder().build()?,
+            http: http.build()?,
             url: conn.url.trim_end_matches('/').to_owned(),
             key,
         })
@@ -65,10 +107,10 @@ impl Client {
         path: &str,
         body: Option<Body>,
     ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.key);
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
         match body {
             Some(Body::Json(v)) => req = req.json(&v),
             Some(Body::NdJson(text)) => {

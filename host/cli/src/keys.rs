@@ -1,7 +1,12 @@
 //! `sluice keys`, `sluice tenants` and `sluice audit`.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Subcommand;
 use reqwest::Method;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 use super::client::{Body, Client, enc, print};
@@ -18,6 +23,18 @@ pub enum KeysCmd {
         tenant: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// Bind the key to this PEM client certificate: over TLS with a client CA, the
+        /// certificate alone authenticates as the key, and the key's secret works only with it.
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
+    },
+    /// Bind a key to a PEM client certificate, or unbind it.
+    Bind {
+        id: String,
+        #[arg(long, required_unless_present = "unbind")]
+        client_cert: Option<PathBuf>,
+        #[arg(long, conflicts_with = "client_cert")]
+        unbind: bool,
     },
     /// List keys (never their secrets).
     List {
@@ -46,6 +63,7 @@ pub async fn keys(c: &Client, cmd: KeysCmd) -> anyhow::Result<()> {
             scopes,
             tenant,
             description,
+            client_cert,
         } => {
             let scopes: Vec<Value> = scopes
                 .iter()
@@ -54,11 +72,23 @@ pub async fn keys(c: &Client, cmd: KeysCmd) -> anyhow::Result<()> {
                     json!({"role": role, "topics": topics})
                 })
                 .collect();
-            let body = json!({"tenant": tenant, "scopes": scopes, "description": description});
+            let client_cert = client_cert.as_deref().map(fingerprint).transpose()?;
+            let body = json!({
+                "tenant": tenant, "scopes": scopes, "description": description,
+                "client_cert_sha256": client_cert,
+            });
             print(
                 &c.call(Method::POST, "/v1/keys", Some(Body::Json(body)))
                     .await?,
             );
+        }
+        KeysCmd::Bind {
+            id, client_cert, ..
+        } => {
+            let client_cert = client_cert.as_deref().map(fingerprint).transpose()?;
+            let body = json!({"client_cert_sha256": client_cert});
+            let path = format!("/v1/keys/{}/client-cert", enc(&id));
+            print(&c.call(Method::PUT, &path, Some(Body::Json(body))).await?);
         }
         KeysCmd::List { tenant } => {
             let q = tenant
@@ -73,6 +103,16 @@ pub async fn keys(c: &Client, cmd: KeysCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The SHA-256 of the first certificate in a PEM file, as keys are bound to it.
+fn fingerprint(pem: &Path) -> anyhow::Result<String> {
+    let leaf = CertificateDer::pem_file_iter(pem)
+        .with_context(|| format!("reading {}", pem.display()))?
+        .next()
+        .with_context(|| format!("no certificate in {}", pem.display()))?
+        .with_context(|| format!("reading {}", pem.display()))?;
+    Ok(sluice_tenancy::auth::fingerprint(&leaf))
 }
 
 pub async fn tenants(c: &Client, cmd: TenantsCmd) -> anyhow::Result<()> {

@@ -34,9 +34,45 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate issued under these PEM roots; a request without an
+    /// Authorization header then authenticates as the key bound to its certificate.
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS connections without a valid client certificate (with --tls-client-ca).
+    #[arg(long, requires = "tls_client_ca")]
+    pub tls_require_client_cert: bool,
 }
 
 impl ServeArgs {
+    /// TLS from the flags over the file's `[tls]`.
+    fn tls(
+        &self,
+        file: Option<sluice_server::tls::TlsFiles>,
+    ) -> anyhow::Result<Option<sluice_server::tls::TlsFiles>> {
+        let mut tls = match (&self.tls_cert, &self.tls_key, file) {
+            (Some(cert), Some(key), file) => Some(sluice_server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: file.as_ref().and_then(|f| f.client_ca.clone()),
+                require_client_cert: file.is_some_and(|f| f.require_client_cert),
+            }),
+            (_, _, file) => file,
+        };
+        match (&mut tls, &self.tls_client_ca) {
+            (None, Some(_)) => {
+                anyhow::bail!("--tls-client-ca needs TLS: --tls-cert and --tls-key, or [tls]")
+            }
+            (Some(tls), ca) => {
+                if let Some(ca) = ca {
+                    tls.client_ca = Some(ca.clone());
+                }
+                tls.require_client_cert |= self.tls_require_client_cert;
+            }
+            (None, None) => {}
+        }
+        Ok(tls)
+    }
+
     pub fn options(&self) -> anyhow::Result<ServeOptions> {
         let file = match &self.config {
             Some(p) => FileConfig::load(p).map_err(|e| anyhow!(e))?,
@@ -63,13 +99,7 @@ impl ServeArgs {
             http: file.http,
             disk: file.disk,
             quotas: file.quotas,
-            tls: match (&self.tls_cert, &self.tls_key) {
-                (Some(cert), Some(key)) => Some(sluice_server::tls::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
-                _ => file.tls,
-            },
+            tls: self.tls(file.tls)?,
             webhooks: sluice_delivery::egress::Egress {
                 allow: file
                     .webhooks

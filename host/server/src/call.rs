@@ -37,6 +37,9 @@ pub struct Call {
     pub body: Incoming,
     /// The connection, once the response switches protocols (WebSocket).
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The SHA-256 (64 lowercase hex digits) of the client certificate the TLS connection
+    /// presented, verified against the listener's client CA.
+    pub client_cert: Option<std::sync::Arc<str>>,
 }
 
 impl Call {

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use sluice_tenancy::audit::AuditRecord;
+use sluice_tenancy::auth::fingerprint;
 use sluice_tenancy::error::ApiError;
 use sluice_tenancy::now_ms;
 use tokio::net::TcpListener;
@@ -70,14 +71,12 @@ pub async fn run_with_tls(
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, req).await) }
-        });
         match &tls {
             None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = builder.serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    service(app.clone(), None),
+                );
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -86,7 +85,7 @@ pub async fn run_with_tls(
             }
             Some(acceptor) => {
                 // The handshake runs in the connection's task, bounded like a request head.
-                let (acceptor, builder) = (acceptor.clone(), builder.clone());
+                let (acceptor, builder, app) = (acceptor.clone(), builder.clone(), app.clone());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let Ok(Ok(stream)) =
@@ -94,8 +93,18 @@ pub async fn run_with_tls(
                     else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    // A client certificate, when one was presented, passed the client CA in the
+                    // handshake; requests on this connection carry its fingerprint.
+                    let client_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| ClientCert(Arc::from(fingerprint(leaf))));
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        service(app, client_cert),
+                    );
                     let _ = watcher.watch(conn.into_owned()).await;
                     drop(slot);
                 });
@@ -117,7 +126,34 @@ pub async fn run_with_tls(
     app.log.close().await;
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// The SHA-256 of the client certificate a TLS connection presented (verified in the
+/// handshake against the listener's client CA).
+#[derive(Clone)]
+struct ClientCert(Arc<str>);
+
+/// The service of one connection.
+fn service(
+    app: Arc<App>,
+    client_cert: Option<ClientCert>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req| {
+        let (app, client_cert) = (app.clone(), client_cert.clone());
+        async move { Ok::<_, Infallible>(handle(app, req, client_cert.map(|c| c.0)).await) }
+    })
+}
+
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    client_cert: Option<Arc<str>>,
+) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let path: Vec<String> = parts
@@ -135,6 +171,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         headers: parts.headers,
         body,
         upgrade,
+        client_cert,
     };
     let (route, result) = route(&app, call).await;
     let response = result.unwrap_or_else(|e| error_response(&e));
@@ -199,7 +236,10 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
             let resource = format!("/{}", call.path.join("/"));
             let principal = match app
                 .directory
-                .authenticate(call.header(header::AUTHORIZATION))
+                .authenticate(
+                    call.header(header::AUTHORIZATION),
+                    call.client_cert.as_deref(),
+                )
                 .await
             {
                 Ok(p) => p,

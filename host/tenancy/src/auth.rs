@@ -78,6 +78,38 @@ pub struct ApiKey {
     pub revoked_ms: Option<i64>,
     #[serde(default)]
     pub description: String,
+    /// The SHA-256 of the DER client certificate this key is bound to (64 lowercase hex
+    /// digits): a connection presenting that certificate (verified against the listener's
+    /// client CA) authenticates as this key without a secret, and the key's secret is accepted
+    /// only over such a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_sha256: Option<String>,
+}
+
+/// A client certificate's fingerprint as keys are bound to it: 64 lowercase hex digits of the
+/// SHA-256 of its DER bytes. Written with or without `:` separators, in either case.
+pub fn normalize_fingerprint(text: &str) -> Result<String, ApiError> {
+    let hex: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(ApiError::invalid(
+            "client_cert_sha256 must be the SHA-256 of the certificate's DER bytes: 64 hex digits (`:` separators allowed)",
+        ))
+    }
+}
+
+/// The fingerprint of a DER certificate, as [`normalize_fingerprint`] writes it.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Who is calling, once their key checked out.
@@ -158,6 +190,8 @@ pub fn valid_tenant_name(name: &str) -> bool {
 struct Entries {
     tenants: BTreeMap<String, Tenant>,
     keys: BTreeMap<String, ApiKey>,
+    /// Unrevoked keys by the client certificate they are bound to.
+    by_cert: HashMap<String, String>,
 }
 
 impl Entries {
@@ -168,6 +202,19 @@ impl Entries {
                 self.tenants.insert(t.name.clone(), t);
             }
             Entry::Key(k) => {
+                if let Some(old) = self
+                    .keys
+                    .get(&k.id)
+                    .and_then(|o| o.client_cert_sha256.as_ref())
+                    && self.by_cert.get(old) == Some(&k.id)
+                {
+                    self.by_cert.remove(old);
+                }
+                if let Some(cert) = &k.client_cert_sha256
+                    && k.revoked_ms.is_none()
+                {
+                    self.by_cert.insert(cert.clone(), k.id.clone());
+                }
                 self.keys.insert(k.id.clone(), k);
             }
         }
@@ -359,6 +406,21 @@ impl Directory {
         system: bool,
         description: &str,
     ) -> Result<IssuedKey, ApiError> {
+        self.create_bound_key(tenant, scopes, system, description, None)
+            .await
+    }
+
+    /// [`Directory::create_key`], bound to a client certificate when `client_cert_sha256` is
+    /// given (see [`ApiKey::client_cert_sha256`]).
+    pub async fn create_bound_key(
+        &self,
+        tenant: &str,
+        scopes: Vec<Scope>,
+        system: bool,
+        description: &str,
+        client_cert_sha256: Option<&str>,
+    ) -> Result<IssuedKey, ApiError> {
+        let client_cert_sha256 = client_cert_sha256.map(normalize_fingerprint).transpose()?;
         if !self.tenant_exists(tenant) {
             return Err(ApiError::not_found(format!(
                 "tenant `{tenant}` does not exist"
@@ -396,9 +458,46 @@ impl Directory {
             created_ms: now_ms(),
             revoked_ms: None,
             description: description.into(),
+            client_cert_sha256,
         };
+        let _guard = self.writes.lock().await;
+        self.check_cert_free(&key)?;
         self.write(Entry::Key(key.clone())).await?;
         Ok(IssuedKey { key, secret })
+    }
+
+    /// Bind the key `id` to a client certificate, or (`None`) unbind it.
+    pub async fn bind_client_cert(
+        &self,
+        id: &str,
+        client_cert_sha256: Option<&str>,
+    ) -> Result<ApiKey, ApiError> {
+        let client_cert_sha256 = client_cert_sha256.map(normalize_fingerprint).transpose()?;
+        let _guard = self.writes.lock().await;
+        let mut key = self
+            .key(id)
+            .ok_or_else(|| ApiError::not_found(format!("key `{id}` does not exist")))?;
+        if key.revoked_ms.is_some() {
+            return Err(ApiError::invalid(format!("key `{id}` is revoked")));
+        }
+        key.client_cert_sha256 = client_cert_sha256;
+        self.check_cert_free(&key)?;
+        self.write(Entry::Key(key.clone())).await?;
+        Ok(key)
+    }
+
+    /// One certificate names one key: refuse `key`'s binding when another unrevoked key has it.
+    fn check_cert_free(&self, key: &ApiKey) -> Result<(), ApiError> {
+        let Some(cert) = &key.client_cert_sha256 else {
+            return Ok(());
+        };
+        match self.entries.read().expect("entries").by_cert.get(cert) {
+            Some(holder) if *holder != key.id => Err(ApiError::conflict(
+                40910,
+                format!("another key ({holder}) is bound to this client certificate"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Keys of one tenant (all tenants for `None`), hashes included: callers strip them.
@@ -449,13 +548,46 @@ impl Directory {
         self.key(id).is_none_or(|k| k.revoked_ms.is_some())
     }
 
-    /// Check an `Authorization` header value.
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
-        let header = header.ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing Authorization header (Bearer <key> or Basic <id:secret>)",
-            )
-        })?;
+    /// Check an `Authorization` header value, and the fingerprint of the client certificate
+    /// the connection presented (verified against the listener's client CA), if any. Without
+    /// a header, a certificate bound to a key authenticates as that key; a key bound to a
+    /// certificate is accepted only over a connection presenting it.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        client_cert: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let Some(header) = header else {
+            let Some(cert) = client_cert else {
+                return Err(ApiError::unauthorized(
+                    "missing Authorization header (Bearer <key> or Basic <id:secret>)",
+                ));
+            };
+            let bound = {
+                let entries = self.entries.read().expect("entries");
+                entries
+                    .by_cert
+                    .get(cert)
+                    .and_then(|id| entries.keys.get(id))
+                    .filter(|k| k.revoked_ms.is_none())
+                    .cloned()
+            };
+            let key = bound.ok_or_else(|| {
+                ApiError::new(
+                    http::StatusCode::UNAUTHORIZED,
+                    40103,
+                    format!(
+                        "no Authorization header, and the client certificate (sha256 {cert}) is bound to no key"
+                    ),
+                )
+            })?;
+            return Ok(Principal {
+                key_id: key.id,
+                tenant: key.tenant,
+                scopes: key.scopes,
+                system: key.system,
+            });
+        };
         let (id, secret) = parse_credentials(header)
             .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
         let invalid = || ApiError::unauthorized("invalid API key");
@@ -493,6 +625,15 @@ impl Directory {
         };
         if !ok {
             return Err(invalid());
+        }
+        if let Some(bound) = &key.client_cert_sha256
+            && client_cert != Some(bound.as_str())
+        {
+            return Err(ApiError::new(
+                http::StatusCode::UNAUTHORIZED,
+                40103,
+                "this key is bound to a client certificate: send it over a connection presenting that certificate",
+            ));
         }
         Ok(Principal {
             key_id: key.id,
@@ -580,16 +721,22 @@ mod tests {
         let admin = directory.bootstrap().await.unwrap().unwrap();
         let wrong = format!("Bearer sk_{}_{}", admin.key.id, "guess");
         for _ in 0..FAILURES_PER_WINDOW {
-            let e = directory.authenticate(Some(&wrong)).await.unwrap_err();
+            let e = directory
+                .authenticate(Some(&wrong), None)
+                .await
+                .unwrap_err();
             assert_eq!(e.error_code, 40101);
         }
-        let limited = directory.authenticate(Some(&wrong)).await.unwrap_err();
+        let limited = directory
+            .authenticate(Some(&wrong), None)
+            .await
+            .unwrap_err();
         assert_eq!((limited.status.as_u16(), limited.error_code), (429, 42901));
         // Even the right secret waits out the window: the id is not verified meanwhile.
         let right = format!("Bearer {}", admin.token());
         assert_eq!(
             directory
-                .authenticate(Some(&right))
+                .authenticate(Some(&right), None)
                 .await
                 .unwrap_err()
                 .error_code,
@@ -623,7 +770,7 @@ mod tests {
             .unwrap();
         let bearer = |k: &IssuedKey| format!("Bearer {}", k.token());
         let who = directory
-            .authenticate(Some(&bearer(&producer)))
+            .authenticate(Some(&bearer(&producer)), None)
             .await
             .unwrap();
         assert_eq!(who.tenant, "acme");
@@ -637,20 +784,28 @@ mod tests {
             STANDARD.encode(format!("{}:{}", producer.key.id, producer.secret))
         );
         assert_eq!(
-            directory.authenticate(Some(&basic)).await.unwrap().tenant,
+            directory
+                .authenticate(Some(&basic), None)
+                .await
+                .unwrap()
+                .tenant,
             "acme"
         );
         let wrong = format!("Bearer sk_{}_{}", producer.key.id, "not-the-secret");
         assert_eq!(
             directory
-                .authenticate(Some(&wrong))
+                .authenticate(Some(&wrong), None)
                 .await
                 .unwrap_err()
                 .error_code,
             40101
         );
         assert_eq!(
-            directory.authenticate(None).await.unwrap_err().error_code,
+            directory
+                .authenticate(None, None)
+                .await
+                .unwrap_err()
+                .error_code,
             40101
         );
         // A restart reads the same directory back from `_auth`.
@@ -658,17 +813,123 @@ mod tests {
         let (log, directory) = open().await;
         assert!(
             directory
-                .authenticate(Some(&bearer(&admin)))
+                .authenticate(Some(&bearer(&admin)), None)
                 .await
                 .unwrap()
                 .system
         );
         directory.revoke(&producer.key.id).await.unwrap();
         let revoked = directory
-            .authenticate(Some(&bearer(&producer)))
+            .authenticate(Some(&bearer(&producer)), None)
             .await
             .unwrap_err();
         assert!(revoked.message.contains("revoked"), "{}", revoked.message);
+        log.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_client_certificate_names_one_key_until_it_is_revoked_or_unbound() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || async {
+            let log = crate::test_log(dir.path()).await;
+            (log.clone(), Directory::load(log).await.unwrap())
+        };
+        let (log, directory) = open().await;
+        directory.bootstrap().await.unwrap();
+        directory.create_tenant("acme", "").await.unwrap();
+        let cert = fingerprint(b"a DER certificate");
+        let other = fingerprint(b"another certificate");
+        let consume = || {
+            vec![Scope {
+                role: Role::Consume,
+                topics: "*".into(),
+            }]
+        };
+        // Written with colons and in capitals, stored as 64 lowercase hex digits.
+        let colons: Vec<String> = cert
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap().to_uppercase())
+            .collect();
+        let bound = directory
+            .create_bound_key("acme", consume(), false, "", Some(&colons.join(":")))
+            .await
+            .unwrap();
+        assert_eq!(bound.key.client_cert_sha256.as_deref(), Some(cert.as_str()));
+        let bad = directory
+            .create_bound_key("acme", consume(), false, "", Some("abc"))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(bad.status.as_u16(), 422);
+        let taken = directory
+            .create_bound_key("acme", consume(), false, "", Some(&cert))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!((taken.status.as_u16(), taken.error_code), (409, 40910));
+
+        // The certificate alone authenticates as the key; an unknown one does not.
+        let who = directory.authenticate(None, Some(&cert)).await.unwrap();
+        assert_eq!(
+            (who.key_id.as_str(), who.tenant.as_str()),
+            (bound.key.id.as_str(), "acme")
+        );
+        let stranger = directory
+            .authenticate(None, Some(&other))
+            .await
+            .unwrap_err();
+        assert_eq!(stranger.error_code, 40103);
+        // The bound key's secret counts only over a connection presenting the certificate.
+        let header = format!("Bearer {}", bound.token());
+        let without = directory
+            .authenticate(Some(&header), None)
+            .await
+            .unwrap_err();
+        assert_eq!(without.error_code, 40103);
+        let wrong = directory
+            .authenticate(Some(&header), Some(&other))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.error_code, 40103);
+        assert!(
+            directory
+                .authenticate(Some(&header), Some(&cert))
+                .await
+                .is_ok()
+        );
+
+        // Rebinding moves the certificate; a restart reads the binding back.
+        directory
+            .bind_client_cert(&bound.key.id, Some(&other))
+            .await
+            .unwrap();
+        assert_eq!(
+            directory
+                .authenticate(None, Some(&cert))
+                .await
+                .unwrap_err()
+                .error_code,
+            40103
+        );
+        log.close().await;
+        let (log, directory) = open().await;
+        let who = directory.authenticate(None, Some(&other)).await.unwrap();
+        assert_eq!(who.key_id, bound.key.id);
+        // Revoked: the certificate names nothing, and can be bound to a new key.
+        directory.revoke(&bound.key.id).await.unwrap();
+        assert_eq!(
+            directory
+                .authenticate(None, Some(&other))
+                .await
+                .unwrap_err()
+                .error_code,
+            40103
+        );
+        directory
+            .create_bound_key("acme", consume(), false, "", Some(&other))
+            .await
+            .unwrap();
         log.close().await;
     }
 

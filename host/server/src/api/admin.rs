@@ -128,6 +128,9 @@ struct NewKey {
     scopes: Vec<Scope>,
     #[serde(default)]
     description: String,
+    /// Bind the key to a client certificate (see docs/SECURITY.md).
+    #[serde(default)]
+    client_cert_sha256: Option<String>,
 }
 
 /// The tenant a request acts on: the caller's own, or (system keys only) another.
@@ -157,7 +160,13 @@ pub async fn create_key(
     let tenant = target_tenant(who, req.tenant.as_deref())?;
     let issued = app
         .directory
-        .create_key(&tenant, req.scopes, false, &req.description)
+        .create_bound_key(
+            &tenant,
+            req.scopes,
+            false,
+            &req.description,
+            req.client_cert_sha256.as_deref(),
+        )
         .await?;
     let mut body = key_json(&issued.key);
     body["key"] = json!(issued.token());
@@ -176,21 +185,54 @@ pub fn list_keys(app: &App, who: &Principal, call: &Call) -> Result<Response<Bod
 }
 
 pub async fn revoke_key(app: &App, who: &Principal, id: &str) -> Result<Response<Body>, ApiError> {
-    let not_found = || ApiError::not_found(format!("key `{id}` does not exist"));
-    let key = app.directory.key(id).ok_or_else(not_found)?;
-    // Another tenant's key looks exactly like a missing one.
-    if key.tenant != who.tenant && !who.system {
-        return Err(not_found());
-    }
-    target_tenant(who, Some(&key.tenant))?;
+    managed_key(app, who, id)?;
     let key = app.directory.revoke(id).await?;
     Ok(json(StatusCode::OK, &key_json(&key)))
 }
 
-pub fn whoami(who: &Principal) -> Response<Body> {
+/// The key `id`, if the caller may manage it (another tenant's key looks exactly like a
+/// missing one).
+fn managed_key(app: &App, who: &Principal, id: &str) -> Result<ApiKey, ApiError> {
+    let not_found = || ApiError::not_found(format!("key `{id}` does not exist"));
+    let key = app.directory.key(id).ok_or_else(not_found)?;
+    if key.tenant != who.tenant && !who.system {
+        return Err(not_found());
+    }
+    target_tenant(who, Some(&key.tenant))?;
+    Ok(key)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientCertBinding {
+    client_cert_sha256: Option<String>,
+}
+
+/// `PUT /v1/keys/{id}/client-cert`: bind the key to a client certificate, or unbind it.
+pub async fn bind_client_cert(
+    app: &App,
+    who: &Principal,
+    id: &str,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let req: ClientCertBinding = call.json(ADMIN_BODY_LIMIT).await?;
+    managed_key(app, who, id)?;
+    let key = app
+        .directory
+        .bind_client_cert(id, req.client_cert_sha256.as_deref())
+        .await?;
+    Ok(json(StatusCode::OK, &key_json(&key)))
+}
+
+/// The calling key, and the client certificate the connection presented (its SHA-256, what
+/// a key is bound to).
+pub fn whoami(who: &Principal, call: &Call) -> Response<Body> {
     json(
         StatusCode::OK,
-        &json!({"key_id": who.key_id, "tenant": who.tenant, "scopes": who.scopes, "system": who.system}),
+        &json!({
+            "key_id": who.key_id, "tenant": who.tenant, "scopes": who.scopes, "system": who.system,
+            "client_cert_sha256": call.client_cert.as_deref(),
+        }),
     )
 }
 
@@ -200,5 +242,6 @@ fn key_json(k: &ApiKey) -> Value {
         "id": k.id, "tenant": k.tenant, "scopes": k.scopes, "system": k.system,
         "description": k.description, "created_ms": k.created_ms,
         "revoked": k.revoked_ms.is_some(), "revoked_ms": k.revoked_ms,
+        "client_cert_sha256": k.client_cert_sha256,
     })
 }

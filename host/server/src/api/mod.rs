@@ -74,7 +74,10 @@ pub async fn dispatch(
         (["v1", "keys"], &Method::POST) => ("keys", admin::create_key(app, &who, call).await),
         (["v1", "keys"], &Method::GET) => ("keys", admin::list_keys(app, &who, &call)),
         (["v1", "keys", id], &Method::DELETE) => ("keys", admin::revoke_key(app, &who, id).await),
-        (["v1", "whoami"], &Method::GET) => ("whoami", Ok(admin::whoami(&who))),
+        (["v1", "keys", id, "client-cert"], &Method::PUT) => {
+            ("keys", admin::bind_client_cert(app, &who, id, call).await)
+        }
+        (["v1", "whoami"], &Method::GET) => ("whoami", Ok(admin::whoami(&who, &call))),
         (["v1", "audit"], &Method::GET) => ("audit", admin::audit(app, &who, &call).await),
         (["v1", "components"], &Method::GET) => ("components", components::list(app, &who)),
         (["v1", "components", n], &Method::PUT) => {

@@ -158,6 +158,7 @@ pub static ROUTES: &[Route] = routes! {
     POST "/v1/keys", "tenants", "Create an API key", Json -> Json 201;
     GET "/v1/keys", "tenants", "List API keys (never their secrets)", Nothing -> Json 200;
     DELETE "/v1/keys/{id}", "tenants", "Revoke an API key", Nothing -> Json 200;
+    PUT "/v1/keys/{id}/client-cert", "tenants", "Bind a key to a client certificate's SHA-256 (null unbinds)", Json -> Json 200;
     GET "/v1/whoami", "tenants", "The calling key's tenant and scopes", Nothing -> Json 200;
     GET "/v1/audit", "tenants", "The tenant's audit trail (tenant admin; ?since=&limit=)", Nothing -> Json 200;
 
