@@ -716,7 +716,7 @@ async fn store_fetch(dir: &Path) -> anyhow::Result<()> {
                 bytes += r
                     .records
                     .iter()
-                    .map(|r| r.record.value.len() as u64)
+                    .map(|r| r.record.value_bytes().len() as u64)
                     .sum::<u64>();
                 offset = r.next_offset;
             }
@@ -839,10 +839,10 @@ pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
                     let records: Vec<Record> = (0..per_append / 4)
                         .map(|i| Record {
                             key: Some(Bytes::from(format!("k{i}"))),
-                            value: Bytes::from(format!(
+                            value: Some(Bytes::from(format!(
                                 "{{\"event_type\":\"history\",\"n\":{i},\"payload\":\"{}\"}}",
                                 "y".repeat(40)
-                            )),
+                            ))),
                             headers: vec![],
                             timestamp: 1_800_000_000_000 + i as i64,
                         })

@@ -117,7 +117,7 @@ pub async fn s3_like(secs: Duration) -> anyhow::Result<()> {
                 let records: Vec<Record> = (0..100)
                     .map(|_| Record {
                         key: None,
-                        value: value.clone(),
+                        value: Some(value.clone()),
                         headers: vec![],
                         timestamp: 0,
                     })

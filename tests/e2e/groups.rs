@@ -783,3 +783,58 @@ async fn avro_and_json_schema_embedded_formats_round_trip() {
     assert_eq!(got[0]["value"], json!({"n": 1}));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn null_and_empty_values_stay_apart_in_every_api() {
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("kv", 1).await;
+    // Binary: "" is an empty value, null (or no value) a null one (a tombstone).
+    let (st, v) = rest(
+        &c,
+        Method::POST,
+        "/topics/kv",
+        BINARY_V2,
+        Some(json!({"records": [
+            {"key": "YQ==", "value": ""},
+            {"key": "Yg==", "value": null},
+            {"key": "Yw=="},
+            {"key": "ZA==", "value": "aGk="},
+        ]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // The REST Proxy reads them back as written.
+    let inst = new_consumer(
+        &c,
+        "nulls",
+        json!({"format": "binary", "auto.offset.reset": "earliest"}),
+    )
+    .await;
+    subscribe(&c, &inst, &["kv"]).await;
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(poll(&c, &inst, BINARY_V2).await);
+        if got.len() >= 4 {
+            break;
+        }
+    }
+    let values: Vec<&Value> = got.iter().map(|r| &r["value"]).collect();
+    assert_eq!(
+        values,
+        [&json!(""), &Value::Null, &Value::Null, &json!("aGk=")],
+        "{got:?}"
+    );
+    // The JSON fetch renders a null value as null, and an empty one as "" (base64 of nothing).
+    let events = c.read_all("kv", 0, 0).await;
+    let fetched: Vec<&Value> = events.iter().map(|e| &e["value"]).collect();
+    assert_eq!(
+        fetched,
+        [&json!(""), &Value::Null, &Value::Null, &json!("aGk=")],
+        "{events:?}"
+    );
+    assert!(
+        events[1].get("value").is_some(),
+        "null is shown, not left out"
+    );
+}

@@ -198,7 +198,7 @@ impl Runner {
                 .find(|(k, _)| k == name)
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
         };
-        let event: Option<Value> = serde_json::from_slice(&r.value).ok();
+        let event: Option<Value> = serde_json::from_slice(r.value_bytes()).ok();
         let event_type = header("ce_type")
             .map(str::to_owned)
             .or_else(|| {
@@ -275,7 +275,7 @@ impl Runner {
             Encoding::Envelope => (
                 match mapped {
                     Some(v) => Bytes::from(serde_json::to_vec(&v).expect("JSON")),
-                    None if event.is_some() => r.value.clone(),
+                    None if event.is_some() => r.value.clone().unwrap_or_default(),
                     None => Bytes::from(serde_json::to_vec(&shown()).expect("JSON")),
                 },
                 Format::json(),

@@ -168,7 +168,7 @@ impl Webhooks {
                 return;
             };
             let k = (tenant.to_owned(), id.to_owned());
-            match serde_json::from_slice::<Value>(&r.value) {
+            match serde_json::from_slice::<Value>(r.value_bytes()) {
                 Ok(v) if v["deleted"] == json!(true) => {
                     defs.remove(&k);
                 }
@@ -208,7 +208,7 @@ impl Webhooks {
             };
             let (Ok(p), Ok(v)) = (
                 partition.parse::<u32>(),
-                serde_json::from_slice::<Value>(&r.value),
+                serde_json::from_slice::<Value>(r.value_bytes()),
             ) else {
                 continue;
             };
@@ -229,7 +229,7 @@ impl Webhooks {
         let mut attempts: HashMap<Key, VecDeque<Attempt>> = HashMap::new();
         let (_, end) = log.offsets(ATTEMPTS_TOPIC, 0)?;
         log.scan(ATTEMPTS_TOPIC, 0, end.saturating_sub(100_000), end, |s| {
-            if let Ok(mut a) = serde_json::from_slice::<Attempt>(&s.record.value)
+            if let Ok(mut a) = serde_json::from_slice::<Attempt>(s.record.value_bytes())
                 && let Some(tenant) = s
                     .record
                     .key
@@ -265,7 +265,7 @@ impl Webhooks {
             let Some(key) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) else {
                 return;
             };
-            let Ok(v) = serde_json::from_slice::<Value>(&r.value) else {
+            let Ok(v) = serde_json::from_slice::<Value>(r.value_bytes()) else {
                 return;
             };
             match key.split_once('/') {
@@ -723,7 +723,7 @@ async fn write_attempts(log: Log, mut rx: mpsc::UnboundedReceiver<Attempt>) {
             .drain(..)
             .map(|a| sluice_log::Record {
                 key: Some(Bytes::from(a.tenant.clone())),
-                value: Bytes::from(serde_json::to_vec(&a).expect("serializes")),
+                value: Some(Bytes::from(serde_json::to_vec(&a).expect("serializes"))),
                 headers: vec![],
                 timestamp: sluice_tenancy::now_ms(),
             })

@@ -51,7 +51,9 @@ impl Format {
     /// A key or value as this format embeds it. JSON keys that are not JSON (keys written
     /// through Sluice's own produce API are plain text) are given as strings.
     fn embed(self, bytes: Option<&Bytes>, is_key: bool) -> Result<Value, String> {
-        let Some(b) = bytes.filter(|b| !b.is_empty()) else {
+        // Null is null; empty is "" in binary (base64 of nothing) and null in the formats
+        // that cannot hold nothing, as Kafka's deserializers give it.
+        let Some(b) = bytes.filter(|b| !b.is_empty() || self == Format::Binary) else {
             return Ok(Value::Null);
         };
         match self {
@@ -88,7 +90,8 @@ impl Format {
         r: &StoredRecord,
         value: impl FnOnce(Option<&Bytes>) -> Result<Value, String>,
     ) -> Result<ConsumedRecord, String> {
-        let value = value(Some(&r.record.value).filter(|b| !b.is_empty())).map_err(|e| {
+        // Null stays null and empty stays empty, as in Kafka.
+        let value = value(r.record.value.as_ref()).map_err(|e| {
             format!(
                 "record {topic}/{}/{} cannot be read as {}: {e}; read it with a binary consumer",
                 r.partition,

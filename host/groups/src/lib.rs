@@ -156,7 +156,7 @@ impl Groups {
             let Some(key) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) else {
                 continue;
             };
-            let Ok(v) = serde_json::from_slice::<Value>(&r.value) else {
+            let Ok(v) = serde_json::from_slice::<Value>(r.value_bytes()) else {
                 continue;
             };
             if let Some(rest) = key.strip_prefix("group-config/") {

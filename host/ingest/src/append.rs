@@ -413,7 +413,7 @@ impl Ingest {
             let (p, ctx) = (p.clone(), batch_context(who, topic, now));
             let (origins, mut events): (Vec<usize>, Vec<Event>) =
                 std::mem::take(&mut parsed).into_iter().unzip();
-            let bytes: usize = events.iter().map(|e| e.record.value.len()).sum();
+            let bytes: usize = events.iter().map(|e| e.record.value_bytes().len()).sum();
             let inline = p.cheap(bytes);
             let run = move || {
                 let started = Instant::now();

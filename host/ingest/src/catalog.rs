@@ -192,9 +192,9 @@ impl Catalog {
             };
             let t = tenants.entry(tenant.to_owned()).or_default();
             t.generation += 1;
-            if record.value.is_empty() {
+            if record.value_bytes().is_empty() {
                 t.definitions.remove(event_id);
-            } else if let Ok(d) = serde_json::from_slice::<Definition>(&record.value) {
+            } else if let Ok(d) = serde_json::from_slice::<Definition>(record.value_bytes()) {
                 t.definitions.insert(event_id.to_owned(), d);
             } else {
                 tracing::warn!(offset, "skipping an unreadable event definition");

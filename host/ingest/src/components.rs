@@ -85,7 +85,7 @@ impl Components {
                             version: header(rec, "version")?.parse().ok()?,
                             world: header(rec, "world")?.to_owned(),
                             sha256: header(rec, "sha256")?.to_owned(),
-                            size: rec.value.len(),
+                            size: rec.value_bytes().len(),
                             created_ms: rec.timestamp,
                             offset: s.offset,
                         },
@@ -193,7 +193,7 @@ impl Components {
         let created_ms = now_ms();
         let record = Record {
             key: Some(Bytes::from(format!("{tenant}/{name}"))),
-            value: wasm.clone(),
+            value: Some(wasm.clone()),
             headers: vec![
                 ("tenant".into(), Bytes::from(tenant.to_owned())),
                 ("name".into(), Bytes::from(name.to_owned())),
@@ -312,7 +312,9 @@ impl Components {
             .ok_or_else(|| {
                 ApiError::internal(format!("component `{reference}` is missing from the log"))
             })?;
-        let compiled = self.compile(record.record.value).await?;
+        let compiled = self
+            .compile(record.record.value.unwrap_or_default())
+            .await?;
         Ok((
             Resolved {
                 label: format!("{}@{}", v.name, v.version),

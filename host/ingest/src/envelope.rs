@@ -506,7 +506,7 @@ pub fn parse(raw: &str, rules: &TopicRules, key_id: &str, now_ms: i64) -> Result
 
     let record = Record {
         key,
-        value: Bytes::from(value),
+        value: Some(Bytes::from(value)),
         headers,
         timestamp,
     };
@@ -542,7 +542,7 @@ pub fn binary(
         return Err(ApiError::bad_request("the body holds no record"));
     }
     raw(
-        body,
+        Some(body),
         key.map(|k| Bytes::from(k.to_owned())),
         partition,
         "application/octet-stream",
@@ -555,7 +555,7 @@ pub fn binary(
 /// One raw record with the given content type (not `application/json`, which marks
 /// envelopes): an event id and the producer's key id are added as headers.
 pub fn raw(
-    value: Bytes,
+    value: Option<Bytes>,
     key: Option<Bytes>,
     partition: Option<u32>,
     content_type: &'static str,
@@ -671,8 +671,9 @@ pub struct EventView<'a> {
     headers_encoding: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a RawValue>,
+    /// A value that is not JSON, base64; `null` for a null value (a tombstone).
     #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
+    value: Option<Option<String>>,
 }
 
 impl<'a> From<&'a StoredRecord> for EventView<'a> {
@@ -698,8 +699,10 @@ impl<'a> From<&'a StoredRecord> for EventView<'a> {
                 (k.clone(), Value::String(v))
             })
             .collect();
-        let event = std::str::from_utf8(&r.value)
-            .ok()
+        let event = r
+            .value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|t| serde_json::from_str::<&RawValue>(t).ok());
         EventView {
             partition: s.partition,
@@ -709,7 +712,9 @@ impl<'a> From<&'a StoredRecord> for EventView<'a> {
             key_encoding,
             headers,
             headers_encoding: binary_headers.then_some("base64"),
-            value: event.is_none().then(|| STANDARD.encode(&r.value)),
+            value: event
+                .is_none()
+                .then(|| r.value.as_ref().map(|v| STANDARD.encode(v))),
             event,
         }
     }
@@ -762,7 +767,7 @@ mod tests {
         )
         .unwrap();
         let span = e.payload.clone().expect("one payload");
-        assert_eq!(&e.record.value[span], br#"{"a": [1, "}"]}"#);
+        assert_eq!(&e.record.value_bytes()[span], br#"{"a": [1, "}"]}"#);
         let twice = parse(r#"{"payload":{},"payload":{"b":1}}"#, &RULES, "kid", 1).unwrap();
         assert_eq!(
             twice.payload, None,
@@ -794,13 +799,13 @@ mod tests {
         let shown = read_headers(&e.record);
         let time = shown.iter().find(|(k, _)| k == "ce_time").unwrap();
         assert_eq!(time.1, "2024-12-26T10:00:00.000Z");
-        let v: Value = serde_json::from_slice(&e.record.value).unwrap();
+        let v: Value = serde_json::from_slice(e.record.value_bytes()).unwrap();
         assert_eq!(v["event_id"], e.event_id.as_str());
         assert_eq!(v["payload"]["a"][2]["b"], Value::Null);
         assert!(v.get("headers").is_none());
         // the payload is carried as written
         assert!(
-            std::str::from_utf8(&e.record.value)
+            std::str::from_utf8(e.record.value_bytes())
                 .unwrap()
                 .contains(r#""payload":{"a":[1,2,{"b":null}]}"#)
         );

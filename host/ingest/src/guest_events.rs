@@ -23,7 +23,7 @@ pub fn to_event(record: &Record) -> Event {
         subject: None,
         key: record.key.as_ref().map(|k| k.to_vec()),
         headers: Vec::with_capacity(record.headers.len()),
-        data: record.value.to_vec(),
+        data: record.value_bytes().to_vec(),
         content_type: JSON.to_owned(),
     };
     for (name, value) in &record.headers {
@@ -66,7 +66,7 @@ pub fn to_record(event: Event) -> Record {
     );
     Record {
         key: event.key.map(Bytes::from),
-        value: Bytes::from(event.data),
+        value: Some(Bytes::from(event.data)),
         headers,
         timestamp: event.time,
     }
@@ -96,9 +96,9 @@ pub fn pack<'a>(
         Some(Span { offset, len })
     };
     for (record, payload) in records {
-        let data = put(&mut batch.buffer, &record.value)?;
+        let data = put(&mut batch.buffer, record.value_bytes())?;
         let payload = match payload {
-            Some(p) if p.start <= p.end && p.end <= record.value.len() => Some(Span {
+            Some(p) if p.start <= p.end && p.end <= record.value_bytes().len() => Some(Span {
                 offset: data.offset.checked_add(u32::try_from(p.start).ok()?)?,
                 len: u32::try_from(p.len()).ok()?,
             }),
@@ -139,7 +139,7 @@ mod tests {
     fn packing_lays_out_values_and_types() {
         let json = Record {
             key: None,
-            value: Bytes::from_static(br#"{"a":1}"#),
+            value: Some(Bytes::from_static(br#"{"a":1}"#)),
             headers: vec![
                 ("ce_type".into(), Bytes::from_static(b"order.created")),
                 ("ce_id".into(), Bytes::from_static(b"e-1")),
@@ -148,7 +148,7 @@ mod tests {
         };
         let raw = Record {
             key: None,
-            value: Bytes::from_static(b"\x00\x01"),
+            value: Some(Bytes::from_static(b"\x00\x01")),
             headers: vec![("content-type".into(), Bytes::from_static(b"text/plain"))],
             timestamp: 2,
         };
@@ -174,7 +174,7 @@ mod tests {
     fn round_trip_keeps_everything() {
         let record = Record {
             key: Some(Bytes::from_static(b"k")),
-            value: Bytes::from_static(br#"{"a":1}"#),
+            value: Some(Bytes::from_static(br#"{"a":1}"#)),
             headers: vec![
                 ("ce_id".into(), Bytes::from_static(b"e1")),
                 ("ce_type".into(), Bytes::from_static(b"order.created")),

@@ -724,12 +724,12 @@ fn apply(e: &mut envelope::Event, change: Change, answer: &[u8]) -> bool {
             if text.is_empty() {
                 return false;
             }
-            let old = &e.record.value;
+            let old = e.record.value_bytes();
             let mut value = Vec::with_capacity(old.len() + text.len());
             value.extend_from_slice(&old[..at]);
             value.extend_from_slice(text);
             value.extend_from_slice(&old[at..]);
-            e.record.value = Bytes::from(value);
+            e.record.value = Some(Bytes::from(value));
             // The payload's bytes are unchanged (so still well-formed) unless the text went
             // into them.
             e.payload = match e.payload.take() {
@@ -740,7 +740,7 @@ fn apply(e: &mut envelope::Event, change: Change, answer: &[u8]) -> bool {
             true
         }
         Change::Replace(s) => {
-            e.record.value = Bytes::copy_from_slice(bytes(s));
+            e.record.value = Some(Bytes::copy_from_slice(bytes(s)));
             e.payload = None;
             true
         }

@@ -59,13 +59,14 @@ impl GatewayServices {
                 let read = handle.block_on(self.log.read(topic, p as u32, at, 10_000, 8 << 20));
                 let Ok(r) = read else { break };
                 for s in r.records {
-                    let Some(key) = s.record.key else { continue };
-                    let key = String::from_utf8_lossy(&key).into_owned();
-                    if s.record.value.is_empty() {
+                    let Some(key) = &s.record.key else { continue };
+                    let key = String::from_utf8_lossy(key).into_owned();
+                    // A null value (or, as written before null existed, an empty one) deletes.
+                    if s.record.value_bytes().is_empty() {
                         table.entries.remove(&key);
                     } else if table.entries.len() < MAX_ENTRIES || table.entries.contains_key(&key)
                     {
-                        table.entries.insert(key, s.record.value.to_vec());
+                        table.entries.insert(key, s.record.value_bytes().to_vec());
                     }
                 }
                 if r.next_offset <= at {

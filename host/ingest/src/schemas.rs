@@ -46,7 +46,10 @@ impl Registry {
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .and_then(|k| k.split_once('/'))
                 .map(|(t, _)| t.to_owned());
-            match (tenant, serde_json::from_slice::<Change>(&record.value)) {
+            match (
+                tenant,
+                serde_json::from_slice::<Change>(record.value_bytes()),
+            ) {
                 (Some(t), Ok(change)) => {
                     Arc::make_mut(tenants.entry(t).or_default()).apply(&change)
                 }
@@ -130,7 +133,9 @@ impl Registry {
             .iter()
             .map(|c| Record {
                 key: Some(Bytes::from(format!("{tenant}/{}", c.key()))),
-                value: Bytes::from(serde_json::to_vec(c).expect("changes serialize")),
+                value: Some(Bytes::from(
+                    serde_json::to_vec(c).expect("changes serialize"),
+                )),
                 headers: vec![],
                 timestamp: now_ms(),
             })

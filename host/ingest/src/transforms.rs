@@ -146,7 +146,7 @@ impl Transforms {
         internal_topics::ensure(&log, TRANSFORMS_TOPIC, "tenants' transforms", &[]).await?;
         let mut defs = HashMap::new();
         for r in read_topic(&log, TRANSFORMS_TOPIC).await? {
-            match serde_json::from_slice::<Stored>(&r.value) {
+            match serde_json::from_slice::<Stored>(r.value_bytes()) {
                 Ok(Stored {
                     tenant,
                     deleted: false,
@@ -173,7 +173,7 @@ impl Transforms {
             let Some((tenant, name)) = rest.split_once('/') else {
                 continue;
             };
-            if let Ok(v) = serde_json::from_slice::<Value>(&r.value)
+            if let Ok(v) = serde_json::from_slice::<Value>(r.value_bytes())
                 && let Some(list) = v["offsets"].as_array()
             {
                 let list: Vec<u64> = list.iter().filter_map(Value::as_u64).collect();

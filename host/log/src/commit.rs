@@ -82,6 +82,17 @@ pub enum Op {
     Relocate {
         moves: Vec<Relocation>,
     },
+    /// Compaction rewrote the runs of one partition that lie within `from..=to` (whole index
+    /// entries): they give way to `with`, which hold the surviving records of those offsets
+    /// (the others are gone; offsets never move). Records below `cleaned_offset` are compacted.
+    Compact {
+        topic: u64,
+        partition: u32,
+        from: u64,
+        to: u64,
+        with: Vec<crate::state::IndexEntry>,
+        cleaned_offset: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -421,6 +421,12 @@ impl Committer {
             .try_collect()
             .await?;
         let doomed: Vec<DataId> = {
+            let pending = self
+                .shared
+                .pending_data
+                .lock()
+                .expect("pending data")
+                .clone();
             let state = self.shared.state.read().expect("state");
             let mut ids: Vec<DataId> = listed
                 .into_iter()
@@ -428,6 +434,7 @@ impl Committer {
                     id.epoch <= self.shared.epoch
                         && Some(*id) != active
                         && !state.data_refs.contains_key(id)
+                        && !pending.contains(id)
                 })
                 .collect();
             ids.sort_unstable();

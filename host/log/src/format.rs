@@ -6,15 +6,23 @@
 //! so a torn or corrupted batch is detected on read, never returned.
 //!
 //! ```text
-//!  0 magic u8 = 0x53   1 version u8 = 1   2 compression u8   3 reserved u8
+//!  0 magic u8 = 0x53   1 version u8 = 2   2 compression u8   3 reserved u8
 //!  4 header_crc u32    8 base_offset u64 16 record_count u32 20 base_timestamp i64
 //! 28 max_timestamp i64 36 payload_len u32 40 payload_crc u32 44 uncompressed_len u32
 //! 48 payload
 //! ```
 //!
-//! A record inside the payload (offsets are implicit: base_offset + position):
-//! `zigzag-varint(timestamp - base_timestamp) varint(key_len + 1, 0 = null) key
-//!  varint(value_len) value varint(header_count) (varint(name_len) name varint(len) value)*`
+//! A record inside a version-2 payload:
+//! `varint(offset - base_offset) zigzag-varint(timestamp - base_timestamp)
+//!  varint(key_len + 1, 0 = null) key varint(value_len + 1, 0 = null) value
+//!  varint(header_count) (varint(name_len) name varint(len) value)*`
+//!
+//! Offsets increase within a batch. An appended batch is dense (deltas 0, 1, 2, ...); a
+//! compacted one has gaps where records were removed. A null value (a tombstone) and an empty
+//! one are different things, as in Kafka.
+//!
+//! Version 1 (still read, no longer written) had no offset delta (offsets were base_offset +
+//! position) and `varint(value_len)` (no null values).
 //!
 //! Producers encode records in parallel ([`EncodedRecords`]); the single writer only stamps the
 //! header with the base offset ([`EncodedRecords::to_batch`]), so the hot, serial part is small.
@@ -25,7 +33,10 @@ use crate::record::Record;
 use crate::topic::Compression;
 
 pub const MAGIC: u8 = 0x53;
-pub const VERSION: u8 = 1;
+/// The version written; [`VERSION_DENSE`] is still read.
+pub const VERSION: u8 = 2;
+/// Version 1: implicit offsets, no null values.
+pub const VERSION_DENSE: u8 = 1;
 pub const HEADER_LEN: usize = 48;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,6 +60,7 @@ pub enum FormatError {
 /// The fixed header of a batch, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
+    pub version: u8,
     pub compression: Compression,
     pub base_offset: u64,
     pub record_count: u32,
@@ -60,6 +72,8 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
+    /// The last offset of a dense batch (every appended batch is; a compacted one may end
+    /// later: its index entry says where).
     pub fn last_offset(&self) -> u64 {
         self.base_offset + u64::from(self.record_count) - 1
     }
@@ -71,7 +85,7 @@ impl BatchHeader {
     fn write(&self, out: &mut BytesMut) {
         let start = out.len();
         out.put_u8(MAGIC);
-        out.put_u8(VERSION);
+        out.put_u8(self.version);
         out.put_u8(self.compression.code());
         out.put_u8(0);
         out.put_u32_le(0); // header crc, patched below
@@ -97,7 +111,7 @@ impl BatchHeader {
         if buf[0] != MAGIC {
             return Err(FormatError::BadMagic(buf[0]));
         }
-        if buf[1] != VERSION {
+        if buf[1] != VERSION && buf[1] != VERSION_DENSE {
             return Err(FormatError::BadVersion(buf[1]));
         }
         let stored_crc = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
@@ -108,6 +122,7 @@ impl BatchHeader {
             Compression::from_code(buf[2]).ok_or(FormatError::UnknownCompression(buf[2]))?;
         let mut b = &buf[8..HEADER_LEN];
         Ok(BatchHeader {
+            version: buf[1],
             compression,
             base_offset: b.get_u64_le(),
             record_count: b.get_u32_le(),
@@ -139,23 +154,33 @@ pub struct EncodedRecords {
 }
 
 impl EncodedRecords {
-    /// Encode `records` (at least one) into a payload.
+    /// Encode `records` (at least one) into a payload, at consecutive offsets.
     pub fn encode(records: &[Record], compression: Compression) -> EncodedRecords {
-        assert!(!records.is_empty(), "a batch holds at least one record");
-        let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-        let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-        let mut raw = BytesMut::with_capacity(records.iter().map(Record::size).sum());
-        for r in records {
+        Self::encode_sparse(
+            records.iter().enumerate().map(|(i, r)| (i as u64, r)),
+            compression,
+        )
+    }
+
+    /// Encode records (at least one) at increasing offset deltas from the batch's base offset
+    /// (what compaction writes: the offsets it keeps).
+    pub fn encode_sparse<'a>(
+        records: impl ExactSizeIterator<Item = (u64, &'a Record)> + Clone,
+        compression: Compression,
+    ) -> EncodedRecords {
+        assert!(records.len() > 0, "a batch holds at least one record");
+        let base_timestamp = records.clone().map(|(_, r)| r.timestamp).min().unwrap_or(0);
+        let max_timestamp = records.clone().map(|(_, r)| r.timestamp).max().unwrap_or(0);
+        let record_count = records.len() as u32;
+        let mut raw = BytesMut::with_capacity(records.clone().map(|(_, r)| r.size() + 2).sum());
+        let mut previous = None;
+        for (delta, r) in records {
+            debug_assert!(previous < Some(delta), "offsets increase within a batch");
+            previous = Some(delta);
+            put_varint(&mut raw, delta);
             put_varint(&mut raw, zigzag(r.timestamp - base_timestamp));
-            match &r.key {
-                None => put_varint(&mut raw, 0),
-                Some(k) => {
-                    put_varint(&mut raw, k.len() as u64 + 1);
-                    raw.put_slice(k);
-                }
-            }
-            put_varint(&mut raw, r.value.len() as u64);
-            raw.put_slice(&r.value);
+            put_nullable(&mut raw, r.key.as_deref());
+            put_nullable(&mut raw, r.value.as_deref());
             put_varint(&mut raw, r.headers.len() as u64);
             for (name, value) in &r.headers {
                 put_varint(&mut raw, name.len() as u64);
@@ -168,7 +193,7 @@ impl EncodedRecords {
         let payload = compress(compression, raw);
         EncodedRecords {
             compression,
-            record_count: records.len() as u32,
+            record_count,
             base_timestamp,
             max_timestamp,
             payload_crc: crc32c::crc32c(&payload),
@@ -180,6 +205,7 @@ impl EncodedRecords {
     /// The records back, for the rare path that must drop some (duplicates) and re-encode.
     pub fn records(&self) -> Result<Vec<Record>, FormatError> {
         let header = BatchHeader {
+            version: VERSION,
             compression: self.compression,
             base_offset: 0,
             record_count: self.record_count,
@@ -197,6 +223,7 @@ impl EncodedRecords {
     /// Append the complete batch (header stamped with `base_offset`, then payload) to `out`.
     pub fn to_batch(&self, base_offset: u64, out: &mut BytesMut) -> BatchHeader {
         let header = BatchHeader {
+            version: VERSION,
             compression: self.compression,
             base_offset,
             record_count: self.record_count,
@@ -243,14 +270,27 @@ fn decode_payload(
     }
     let raw = decompress(header.compression, stored, header.uncompressed_len as usize)?;
     let mut cur = raw.clone();
+    let dense = header.version == VERSION_DENSE;
+    let mut next_delta = 0u64;
     for i in 0..header.record_count {
-        let ts = header.base_timestamp + unzigzag(get_varint(&mut cur)?);
-        let key = match get_varint(&mut cur)? {
-            0 => None,
-            n => Some(take(&mut cur, (n - 1) as usize)?),
+        let delta = if dense {
+            u64::from(i)
+        } else {
+            let delta = get_varint(&mut cur)?;
+            if delta < next_delta {
+                return Err(FormatError::Corrupt("offsets do not increase"));
+            }
+            delta
         };
-        let vlen = get_varint(&mut cur)? as usize;
-        let value = take(&mut cur, vlen)?;
+        next_delta = delta + 1;
+        let ts = header.base_timestamp + unzigzag(get_varint(&mut cur)?);
+        let key = get_nullable(&mut cur)?;
+        let value = if dense {
+            let vlen = get_varint(&mut cur)? as usize;
+            Some(take(&mut cur, vlen)?)
+        } else {
+            get_nullable(&mut cur)?
+        };
         let hcount = get_varint(&mut cur)? as usize;
         let mut headers = Vec::with_capacity(hcount.min(64));
         for _ in 0..hcount {
@@ -262,7 +302,7 @@ fn decode_payload(
             headers.push((name, take(&mut cur, vlen)?));
         }
         out.push((
-            header.base_offset + u64::from(i),
+            header.base_offset + delta,
             Record {
                 key,
                 value,
@@ -327,6 +367,24 @@ fn decompress(codec: Compression, stored: &Bytes, len: usize) -> Result<Bytes, F
     Ok(Bytes::from(out))
 }
 
+/// `varint(len + 1) bytes`, or `varint(0)` for none.
+fn put_nullable(out: &mut BytesMut, bytes: Option<&[u8]>) {
+    match bytes {
+        None => put_varint(out, 0),
+        Some(b) => {
+            put_varint(out, b.len() as u64 + 1);
+            out.put_slice(b);
+        }
+    }
+}
+
+fn get_nullable(cur: &mut Bytes) -> Result<Option<Bytes>, FormatError> {
+    match get_varint(cur)? {
+        0 => Ok(None),
+        n => Ok(Some(take(cur, (n - 1) as usize)?)),
+    }
+}
+
 fn take(cur: &mut Bytes, n: usize) -> Result<Bytes, FormatError> {
     if cur.len() < n {
         return Err(FormatError::Corrupt("length runs past the payload"));
@@ -373,7 +431,7 @@ mod tests {
     fn arb_record() -> impl Strategy<Value = Record> {
         (
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
-            proptest::collection::vec(any::<u8>(), 0..300),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
             proptest::collection::vec(
                 (
                     "[a-z_]{0,12}",
@@ -385,7 +443,7 @@ mod tests {
         )
             .prop_map(|(key, value, headers, timestamp)| Record {
                 key: key.map(Bytes::from),
-                value: Bytes::from(value),
+                value: value.map(Bytes::from),
                 headers: headers
                     .into_iter()
                     .map(|(k, v)| (k, Bytes::from(v)))
@@ -453,10 +511,57 @@ mod tests {
     }
 
     #[test]
+    fn null_and_empty_values_differ_and_sparse_offsets_survive() {
+        let rec = |value: Option<&'static [u8]>| Record {
+            key: Some(Bytes::from_static(b"k")),
+            value: value.map(Bytes::from_static),
+            headers: vec![],
+            timestamp: 5,
+        };
+        let records = [rec(None), rec(Some(b"")), rec(Some(b"v"))];
+        let at = [0u64, 3, 900];
+        let mut buf = BytesMut::new();
+        EncodedRecords::encode_sparse(at.iter().copied().zip(&records), Compression::Zstd)
+            .to_batch(100, &mut buf);
+        let back = decode_batches(&buf.freeze()).unwrap();
+        let offsets: Vec<u64> = back.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, [100, 103, 1000]);
+        let values: Vec<Option<&[u8]>> = back.iter().map(|(_, r)| r.value.as_deref()).collect();
+        assert_eq!(values, [None, Some(&b""[..]), Some(&b"v"[..])]);
+    }
+
+    #[test]
+    fn version_1_batches_are_still_read() {
+        // A version-1 batch as the log wrote it before: implicit offsets, no null values.
+        let payload: &[u8] = &[0, 2, b'k', 1, b'v', 0, 2, 0, 0, 0];
+        let header = BatchHeader {
+            version: VERSION_DENSE,
+            compression: Compression::None,
+            base_offset: 7,
+            record_count: 2,
+            base_timestamp: 10,
+            max_timestamp: 11,
+            payload_len: payload.len() as u32,
+            payload_crc: crc32c::crc32c(payload),
+            uncompressed_len: payload.len() as u32,
+        };
+        let mut buf = BytesMut::new();
+        header.write(&mut buf);
+        buf.put_slice(payload);
+        let back = decode_batches(&buf.freeze()).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].0, back[1].0), (7, 8));
+        assert_eq!(back[0].1.value.as_deref(), Some(&b"v"[..]));
+        assert_eq!(back[1].1.key, None);
+        assert_eq!(back[1].1.value.as_deref(), Some(&b""[..]));
+        assert_eq!(back[1].1.timestamp, 11);
+    }
+
+    #[test]
     fn header_layout_is_pinned() {
         let rec = Record {
             key: Some(Bytes::from_static(b"k")),
-            value: Bytes::from_static(b"v"),
+            value: Some(Bytes::from_static(b"v")),
             headers: vec![("h".into(), Bytes::from_static(b"x"))],
             timestamp: 1_700_000_000_000,
         };
@@ -466,10 +571,11 @@ mod tests {
         assert_eq!(buf[1], VERSION);
         assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 42);
         assert_eq!(u32::from_le_bytes(buf[16..20].try_into().unwrap()), 1);
-        // payload: ts delta 0, key len 1+1, 'k', value len 1, 'v', 1 header, name len 1, 'h', 1, 'x'
+        // payload: offset delta 0, ts delta 0, key len 1+1, 'k', value len 1+1, 'v', 1 header,
+        // name len 1, 'h', 1, 'x'
         assert_eq!(
             &buf[HEADER_LEN..],
-            &[0, 2, b'k', 1, b'v', 1, 1, b'h', 1, b'x']
+            &[0, 0, 2, b'k', 2, b'v', 1, 1, b'h', 1, b'x']
         );
     }
 
@@ -478,9 +584,9 @@ mod tests {
         let recs: Vec<Record> = (0..100)
             .map(|i| Record {
                 key: None,
-                value: Bytes::from(format!(
+                value: Some(Bytes::from(format!(
                     "{{\"n\":{i},\"text\":\"the same words again and again\"}}"
-                )),
+                ))),
                 headers: vec![],
                 timestamp: 0,
             })

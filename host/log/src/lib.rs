@@ -28,6 +28,7 @@ mod cache;
 pub mod commit;
 mod commits;
 mod committer;
+pub mod compaction;
 pub mod data;
 mod error;
 pub mod format;
@@ -206,6 +207,9 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     metrics: Metrics,
     epoch: u64,
+    /// Data objects written for a commit still to come (compaction): never collected as
+    /// unreferenced meanwhile.
+    pending_data: Mutex<std::collections::HashSet<paths::DataId>>,
 }
 
 impl Shared {
@@ -291,6 +295,29 @@ impl Log {
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         self.meta(MetaRequest::Delete(name.to_owned())).await
+    }
+
+    /// A name for a new data object, unique in this writer's epoch.
+    pub(crate) async fn new_data_id(&self) -> Result<paths::DataId, LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::NewDataId { reply }).await?;
+        rx.await.map_err(|_| LogError::Closed)
+    }
+
+    /// Commit a compaction if the runs it replaces are still `snapshot`.
+    pub(crate) async fn commit_compaction(
+        &self,
+        op: commit::Op,
+        snapshot: Vec<state::IndexEntry>,
+    ) -> Result<(), LogError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Compact {
+            op,
+            snapshot,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| LogError::Closed)?
     }
 
     async fn meta(&self, req: MetaRequest) -> Result<(), LogError> {
@@ -452,10 +479,15 @@ impl Log {
         })?;
         let mut out = Vec::new();
         let mut next = offset;
-        for bytes in runs {
+        let mut full = false;
+        for (entry, bytes) in entries.iter().zip(runs) {
             for (off, record) in format::decode_batches(&bytes)? {
-                if off < next || out.len() >= max_records {
+                if off < next {
                     continue;
+                }
+                if out.len() >= max_records {
+                    full = true;
+                    break;
                 }
                 out.push(StoredRecord {
                     partition,
@@ -464,9 +496,15 @@ impl Log {
                 });
                 next = off + 1;
             }
-            if out.len() >= max_records {
+            if full {
                 break;
             }
+            // A compacted run may end in removed offsets: the next read starts after it.
+            next = next.max(entry.last_offset + 1);
+        }
+        if entries.is_empty() {
+            // Nothing stored from `offset` on: whatever was there was compacted away.
+            next = next.max(hw);
         }
         Ok(ReadResult {
             records: out,

@@ -35,6 +35,10 @@ pub struct LogMetrics {
     pub data_objects_deleted: AtomicU64,
     /// Small objects merged into larger ones (object stores).
     pub merges: AtomicU64,
+    /// Compaction runs committed.
+    pub compactions: AtomicU64,
+    /// Bytes of runs compaction replaced, less the bytes it wrote.
+    pub compacted_bytes_reclaimed: AtomicU64,
     /// Time spent making flush data durable (microseconds, summed).
     pub data_write_us: AtomicU64,
     /// Time spent creating commit records (microseconds, summed).

@@ -223,6 +223,7 @@ async fn open_once(storage: Storage, opts: LogOptions) -> Result<Option<Log>, Lo
         closed: AtomicBool::new(false),
         metrics,
         epoch,
+        pending_data: Mutex::new(Default::default()),
     });
     let (tx, rx) = mpsc::channel(4096);
     let (stage2_tx, stage2_rx) = mpsc::channel(2);

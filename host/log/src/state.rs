@@ -29,10 +29,32 @@ pub struct PartitionState {
     pub start_offset: u64,
     /// Offset the next appended record gets (the high watermark).
     pub next_offset: u64,
-    /// Runs of records in offset order, without gaps between `start_offset` and `next_offset`.
+    /// Runs of records in offset order. Between `start_offset` and `next_offset` an offset
+    /// that no entry covers was removed by compaction.
     pub entries: VecDeque<IndexEntry>,
     /// Bytes referenced by `entries`.
     pub bytes: u64,
+    /// Compacted topics: records below this offset have been through compaction (the rest is
+    /// "dirty").
+    #[serde(default)]
+    pub cleaned_offset: u64,
+}
+
+impl PartitionState {
+    /// The share of the partition's bytes not yet through compaction, and the newest-record
+    /// time of the oldest such run.
+    pub fn dirty(&self) -> (f64, Option<i64>) {
+        let first = self
+            .entries
+            .partition_point(|e| e.last_offset < self.cleaned_offset);
+        let dirty: u64 = self.entries.iter().skip(first).map(|e| e.len).sum();
+        let ratio = if self.bytes == 0 {
+            0.0
+        } else {
+            dirty as f64 / self.bytes as f64
+        };
+        (ratio, self.entries.get(first).map(|e| e.max_ts))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,6 +238,47 @@ impl LogState {
                     self.unref(d);
                 }
             }
+            Op::Compact {
+                topic,
+                partition,
+                from,
+                to,
+                with,
+                cleaned_offset,
+            } => {
+                let Some(name) = self.names.get(topic).cloned() else {
+                    return Err(fail(format!("no topic id {topic}")));
+                };
+                let t = self.topics.get_mut(&name).expect("names and topics agree");
+                let p = t
+                    .partitions
+                    .get_mut(*partition as usize)
+                    .ok_or_else(|| fail(format!("no partition {partition} in {name}")))?;
+                let first = p.entries.partition_point(|e| e.base_offset < *from);
+                let end = p.entries.partition_point(|e| e.last_offset <= *to);
+                let straddles_from = first > 0 && p.entries[first - 1].last_offset >= *from;
+                let straddles_to = p.entries.get(end).is_some_and(|e| e.base_offset <= *to);
+                if first > end || straddles_from || straddles_to {
+                    return Err(fail(format!(
+                        "compaction of {name}/{partition} {from}..={to} splits a run"
+                    )));
+                }
+                let old: Vec<IndexEntry> = p
+                    .entries
+                    .splice_range(first, end, with.iter().copied())
+                    .collect();
+                for e in &old {
+                    p.bytes -= e.len;
+                }
+                p.bytes += with.iter().map(|e| e.len).sum::<u64>();
+                p.cleaned_offset = p.cleaned_offset.max(*cleaned_offset);
+                for e in old {
+                    self.unref(e.data);
+                }
+                for e in with {
+                    *self.data_refs.entry(e.data).or_default() += 1;
+                }
+            }
             Op::Relocate { moves } => {
                 let map: HashMap<DataId, (DataId, u64)> =
                     moves.iter().map(|m| (m.from, (m.to, m.shift))).collect();
@@ -248,5 +311,30 @@ impl LogState {
                 self.data_refs.remove(&data);
             }
         }
+    }
+}
+
+/// `VecDeque` has no `splice`: replace `entries[first..end]` with `with`, returning the old.
+trait SpliceRange<T> {
+    fn splice_range(
+        &mut self,
+        first: usize,
+        end: usize,
+        with: impl Iterator<Item = T>,
+    ) -> std::vec::IntoIter<T>;
+}
+
+impl<T> SpliceRange<T> for VecDeque<T> {
+    fn splice_range(
+        &mut self,
+        first: usize,
+        end: usize,
+        with: impl Iterator<Item = T>,
+    ) -> std::vec::IntoIter<T> {
+        let tail = self.split_off(end);
+        let old: Vec<T> = self.drain(first..).collect();
+        self.extend(with);
+        self.extend(tail);
+        old.into_iter()
     }
 }

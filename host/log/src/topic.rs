@@ -64,7 +64,7 @@ pub struct ConfigError {
 }
 
 /// The typed settings the log acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     /// Records older than this may be deleted; `None` keeps them forever (`-1`).
     pub retention_ms: Option<i64>,
@@ -76,8 +76,27 @@ pub struct TopicConfig {
     pub compression: Compression,
     pub segment_bytes: u64,
     pub segment_ms: i64,
+    /// Compacted topics: how long a tombstone (a null value) is kept before compaction may
+    /// remove it.
     pub delete_retention_ms: i64,
     pub timestamp_type: TimestampType,
+    /// Compacted topics: a record younger than this is never compacted away.
+    pub min_compaction_lag_ms: i64,
+    /// Compacted topics: a record older than this (and superseded) is compacted away even if
+    /// the partition is not dirty enough.
+    pub max_compaction_lag_ms: Option<i64>,
+    /// Compacted topics: compact a partition once this share of its bytes is uncompacted.
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+impl TopicConfig {
+    /// Does compaction apply (`compact` or `delete,compact`)?
+    pub fn compacted(&self) -> bool {
+        matches!(
+            self.cleanup_policy,
+            CleanupPolicy::Compact | CleanupPolicy::DeleteCompact
+        )
+    }
 }
 
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -95,6 +114,9 @@ impl Default for TopicConfig {
             segment_ms: DEFAULT_RETENTION_MS,
             delete_retention_ms: 24 * 3600 * 1000,
             timestamp_type: TimestampType::CreateTime,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: None,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -109,6 +131,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "segment.bytes",
     "segment.ms",
     "delete.retention.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "min.cleanable.dirty.ratio",
     "message.timestamp.type",
     "min.insync.replicas",
 ];
@@ -189,6 +214,30 @@ impl TopicConfig {
                         return Err(err("must not be negative"));
                     }
                     c.delete_retention_ms = v;
+                }
+                "min.compaction.lag.ms" => {
+                    let v = int(value).ok_or_else(|| err("expected an integer"))?;
+                    if v < 0 {
+                        return Err(err("must not be negative"));
+                    }
+                    c.min_compaction_lag_ms = v;
+                }
+                "max.compaction.lag.ms" => {
+                    let v = int(value).ok_or_else(|| err("expected an integer"))?;
+                    if v < 1 {
+                        return Err(err("must be positive"));
+                    }
+                    c.max_compaction_lag_ms = (v != i64::MAX).then_some(v);
+                }
+                "min.cleanable.dirty.ratio" => {
+                    let v = value
+                        .as_f64()
+                        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                        .ok_or_else(|| err("expected a number"))?;
+                    if !(0.0..=1.0).contains(&v) {
+                        return Err(err("must be between 0 and 1"));
+                    }
+                    c.min_cleanable_dirty_ratio = v;
                 }
                 "message.timestamp.type" => {
                     c.timestamp_type = match text(value)

@@ -42,6 +42,16 @@ pub(crate) enum Request {
     Close {
         reply: oneshot::Sender<()>,
     },
+    /// A name for a data object written outside the writer (compaction).
+    NewDataId {
+        reply: oneshot::Sender<DataId>,
+    },
+    /// Commit a compaction (an [`Op::Compact`]) if the runs it replaces are still `snapshot`.
+    Compact {
+        op: Op,
+        snapshot: Vec<crate::state::IndexEntry>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
 }
 
 pub(crate) enum MetaRequest {
@@ -160,6 +170,21 @@ impl Writer {
                 }
                 Request::Meta { req, reply } => {
                     let r = self.meta(req).await;
+                    let _ = reply.send(r);
+                }
+                Request::NewDataId { reply } => {
+                    self.data_seq += 1;
+                    let _ = reply.send(DataId {
+                        epoch: self.shared.epoch,
+                        seq: self.data_seq,
+                    });
+                }
+                Request::Compact {
+                    op,
+                    snapshot,
+                    reply,
+                } => {
+                    let r = self.compact(op, &snapshot).await;
                     let _ = reply.send(r);
                 }
                 Request::Append {
@@ -678,14 +703,61 @@ impl Writer {
                 Request::Append { reply, .. } => {
                     let _ = reply.send(Err(LogError::Closed));
                 }
-                Request::Meta { reply, .. } => {
+                Request::Meta { reply, .. } | Request::Compact { reply, .. } => {
                     let _ = reply.send(Err(LogError::Closed));
                 }
                 Request::Close { reply } => {
                     let _ = reply.send(());
                 }
+                Request::NewDataId { .. } => {}
             }
         }
+    }
+
+    /// Commit a compaction run, unless what it replaces changed since it read it (retention
+    /// trimmed, a merge moved, the topic went): then it is abandoned.
+    async fn compact(
+        &mut self,
+        op: Op,
+        snapshot: &[crate::state::IndexEntry],
+    ) -> Result<(), LogError> {
+        if let Some(e) = self.shared.fenced_error() {
+            return Err(e);
+        }
+        let Op::Compact {
+            topic,
+            partition,
+            from,
+            to,
+            ..
+        } = &op
+        else {
+            unreachable!("only compactions come this way");
+        };
+        let unchanged = {
+            let state = self.shared.state.read().expect("state");
+            state
+                .topic_by_id(*topic)
+                .and_then(|t| t.partitions.get(*partition as usize))
+                .is_some_and(|p| {
+                    let first = p.entries.partition_point(|e| e.base_offset < *from);
+                    let now: Vec<_> = p
+                        .entries
+                        .iter()
+                        .skip(first)
+                        .take_while(|e| e.last_offset <= *to)
+                        .copied()
+                        .collect();
+                    now == snapshot && (first == 0 || p.entries[first - 1].last_offset < *from)
+                })
+        };
+        if !unchanged {
+            return Err(LogError::Storage(
+                "the runs being compacted changed meanwhile (retention or a merge); abandoned"
+                    .into(),
+            ));
+        }
+        self.commit_alone(vec![op]).await
     }
 }
 

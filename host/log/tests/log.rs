@@ -27,7 +27,7 @@ fn rec(value: &str, ts: i64) -> Record {
     let ts = if ts == 0 { now_ms() } else { ts };
     Record {
         key: None,
-        value: Bytes::from(value.to_owned()),
+        value: Some(Bytes::from(value.to_owned())),
         headers: vec![("h".into(), Bytes::from_static(b"1"))],
         timestamp: ts,
     }
@@ -71,7 +71,7 @@ async fn values(log: &Log, topic: &str, p: u32, from: u64) -> Vec<(u64, String)>
         .map(|s| {
             (
                 s.offset,
-                String::from_utf8(s.record.value.to_vec()).unwrap(),
+                String::from_utf8(s.record.value_bytes().to_vec()).unwrap(),
             )
         })
         .collect()

@@ -71,9 +71,9 @@ impl Sources {
                 return;
             };
             let k = (tenant.to_owned(), name.to_owned());
-            if r.value.is_empty() {
+            if r.value_bytes().is_empty() {
                 defs.remove(&k);
-            } else if let Ok(s) = serde_json::from_slice::<Source>(&r.value) {
+            } else if let Ok(s) = serde_json::from_slice::<Source>(r.value_bytes()) {
                 defs.insert(k, s);
             }
         })

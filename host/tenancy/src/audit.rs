@@ -148,7 +148,7 @@ impl Audit {
         let mut out = Vec::new();
         self.log
             .scan(&topic, 0, from, u64::MAX, |s| {
-                if let Ok(r) = serde_json::from_slice::<AuditRecord>(&s.record.value) {
+                if let Ok(r) = serde_json::from_slice::<AuditRecord>(s.record.value_bytes()) {
                     out.push(r);
                 }
                 out.len() < limit

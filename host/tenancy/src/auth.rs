@@ -273,7 +273,7 @@ impl Directory {
         while offset < end {
             let r = log.read(AUTH_TOPIC, 0, offset, 10_000, 16 << 20).await?;
             for s in &r.records {
-                match serde_json::from_slice::<Entry>(&s.record.value) {
+                match serde_json::from_slice::<Entry>(s.record.value_bytes()) {
                     Ok(entry) => entries.apply(entry),
                     Err(e) => {
                         tracing::warn!(offset = s.offset, error = %e, "skipping unreadable directory record")

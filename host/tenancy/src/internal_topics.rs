@@ -77,7 +77,7 @@ pub async fn append_all(
         .into_iter()
         .map(|(key, value)| Record {
             key: Some(Bytes::from(key)),
-            value: Bytes::from(value),
+            value: Some(Bytes::from(value)),
             headers: vec![],
             timestamp: now,
         })

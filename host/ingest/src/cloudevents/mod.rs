@@ -241,7 +241,7 @@ fn record(
             headers.push(("sluice_key_id".into(), Bytes::from(key_id.to_owned())));
             let record = Record {
                 key: None,
-                value: bytes,
+                value: Some(bytes),
                 headers,
                 timestamp: if rules.log_append_time {
                     now_ms

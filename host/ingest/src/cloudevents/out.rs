@@ -39,7 +39,10 @@ fn parts(s: &StoredRecord, topic: &str, data: Option<Value>) -> Parts {
     };
     let content_type = header("content-type");
     let envelope: Option<Value> = match content_type.as_deref() {
-        None | Some("application/json") => serde_json::from_slice(&r.value).ok(),
+        None | Some("application/json") => r
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok()),
         _ => None,
     };
     let event_type = header("ce_type")
@@ -105,9 +108,13 @@ fn parts(s: &StoredRecord, topic: &str, data: Option<Value>) -> Parts {
             env.remove("payload").map_or(Data::None, Data::Json)
         }
         (None, Some(v)) => Data::Json(v),
-        (None, None) => Data::Bytes {
-            bytes: r.value.clone(),
-            content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
+        // A null value (a tombstone) is an event without data.
+        (None, None) => match &r.value {
+            None => Data::None,
+            Some(bytes) => Data::Bytes {
+                bytes: bytes.clone(),
+                content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
+            },
         },
     };
     Parts { attributes, data }

@@ -49,7 +49,7 @@ fn structured_json_data_becomes_the_envelope_payload() {
                "data": {"n": 1}}),
         &rules(), "k1", 0).unwrap();
     assert_eq!(e.event_id, "A234-1234");
-    let v: Value = serde_json::from_slice(&e.record.value).unwrap();
+    let v: Value = serde_json::from_slice(e.record.value_bytes()).unwrap();
     assert_eq!(v["payload"], json!({"n": 1}));
     assert_eq!(v["event_type"], "com.example.someevent");
     assert_eq!(e.record.timestamp, 1_522_949_460_000);
@@ -73,7 +73,7 @@ fn binary_data_is_stored_as_it_is() {
         7,
     )
     .unwrap();
-    assert_eq!(&e.record.value[..], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(e.record.value_bytes(), b"\x89PNG\r\n\x1a\n");
     assert_eq!(header(&e, "content-type"), Some("image/png"));
     assert_eq!(header(&e, "ce_type"), Some("t"));
     let e = binary(
@@ -95,7 +95,7 @@ fn binary_data_is_stored_as_it_is() {
     assert_eq!(e.event_id, "x y", "percent-decoded");
     assert_eq!(header(&e, "ce_source"), Some("/a/b"));
     assert_eq!(header(&e, "ce_traceparent"), Some("00-abc"));
-    assert_eq!(&e.record.value[..], b"hello");
+    assert_eq!(e.record.value_bytes(), b"hello");
     let e = binary(
         &h(&[
             ("CE-SpecVersion", "1.0"),
@@ -110,7 +110,7 @@ fn binary_data_is_stored_as_it_is() {
         7,
     )
     .unwrap();
-    let v: Value = serde_json::from_slice(&e.record.value).unwrap();
+    let v: Value = serde_json::from_slice(e.record.value_bytes()).unwrap();
     assert_eq!(v["payload"], json!({"a": 1}));
 }
 

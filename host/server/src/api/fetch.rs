@@ -74,7 +74,11 @@ pub async fn fetch(
         .read(&full, partition, offset, max_events, max_bytes)
         .await
         .map_err(|e| from_log(e, topic))?;
-    let bytes: usize = read.records.iter().map(|r| r.record.value.len()).sum();
+    let bytes: usize = read
+        .records
+        .iter()
+        .map(|r| r.record.value_bytes().len())
+        .sum();
     app.quotas.charge_fetch(&who.tenant, bytes as u64);
     let labels = TopicLabels {
         tenant: who.tenant.clone(),

@@ -225,7 +225,7 @@ pub async fn alerts(app: &App, who: &Principal) -> Result<Response<Body>, ApiErr
     let mut out = Vec::new();
     app.log
         .scan(topic, 0, end.saturating_sub(NEWEST), end, |s| {
-            if let Ok(v) = serde_json::from_slice::<Value>(&s.record.value)
+            if let Ok(v) = serde_json::from_slice::<Value>(s.record.value_bytes())
                 && (who.system || v["tenant"] == json!(who.tenant))
             {
                 out.push(v);

@@ -342,9 +342,10 @@ async fn produce(
                     let mut out = vec![0u8];
                     out.extend_from_slice(&value_schema_id.unwrap_or(0).to_be_bytes());
                     out.extend_from_slice(&body);
-                    Bytes::from(out)
+                    Some(Bytes::from(out))
                 }
-                (_, v) => embedded_bytes(format, v, value_schema_id, "value")?.unwrap_or_default(),
+                // A null (or absent) value stays null: in a compacted topic, a tombstone.
+                (_, v) => embedded_bytes(format, v, value_schema_id, "value")?,
             };
             envelope::raw(
                 value,
