@@ -9,7 +9,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const COMPONENTS: [&str; 8] = [
+const COMPONENTS: [&str; 10] = [
     "validate",
     "enrich",
     "route",
@@ -18,6 +18,8 @@ const COMPONENTS: [&str; 8] = [
     "hostile",
     "webhook-gateway",
     "webhook-edge",
+    "compactor",
+    "hostile-compactor",
 ];
 
 fn main() {

@@ -27,12 +27,15 @@
 //! - `sources`: edge gateways: webhooks signed by the Standard Webhooks and Svix libraries,
 //!   GitHub and Stripe signatures, replays, tampering and expiry refused, restart.
 //! - `openapi`: `/openapi.json` validated, every documented route served and no other.
+//! - `compaction`: compacted topics: newest per key, tombstones, policy components (built-in
+//!   and hostile), the CLI.
 
 mod abuse;
 mod auth;
 mod bad_input;
 mod cli;
 mod cloudevents;
+mod compaction;
 mod crash;
 mod edge;
 mod fencing;

@@ -11,7 +11,7 @@ pub struct Builtin {
 }
 
 /// The components every tenant may use by name.
-pub const BUILTINS: [Builtin; 6] = [
+pub const BUILTINS: [Builtin; 7] = [
     Builtin {
         name: "validate",
         world: "validator",
@@ -42,6 +42,11 @@ pub const BUILTINS: [Builtin; 6] = [
         world: "ingress",
         wasm: WEBHOOK_GATEWAY,
     },
+    Builtin {
+        name: "compactor",
+        world: "compactor",
+        wasm: COMPACTOR,
+    },
 ];
 
 /// The edge build (`spin.toml`): `wasi:http` components for a Spin edge, which the host can
@@ -54,6 +59,8 @@ pub mod edge {
 /// Test guests that misbehave on purpose (see `components/hostile`); not offered to tenants.
 pub mod testing {
     pub const HOSTILE: &[u8] = super::HOSTILE;
+    /// A compaction policy that loops, traps or answers garbage on purpose.
+    pub const HOSTILE_COMPACTOR: &[u8] = super::HOSTILE_COMPACTOR;
 }
 
 /// The built-in component named `name`.

@@ -151,7 +151,13 @@ impl Webhooks {
         catalog: Arc<Catalog>,
         quotas: Arc<QuotaBook>,
     ) -> Result<Webhooks, LogError> {
-        internal_topics::ensure(&log, SUBSCRIPTIONS_TOPIC, "webhook subscriptions", &[]).await?;
+        internal_topics::ensure(
+            &log,
+            SUBSCRIPTIONS_TOPIC,
+            "webhook subscriptions",
+            &[internal_topics::compact()],
+        )
+        .await?;
         internal_topics::ensure(
             &log,
             ATTEMPTS_TOPIC,
@@ -258,7 +264,13 @@ impl Webhooks {
                 (k.clone(), newest)
             })
             .collect();
-        internal_topics::ensure(&log, TRIGGERS_TOPIC, "workflow event triggers", &[]).await?;
+        internal_topics::ensure(
+            &log,
+            TRIGGERS_TOPIC,
+            "workflow event triggers",
+            &[internal_topics::compact()],
+        )
+        .await?;
         let mut triggers: HashMap<Key, trigger::Trigger> = HashMap::new();
         let mut trigger_secrets: HashMap<String, String> = HashMap::new();
         internal_topics::replay(&log, TRIGGERS_TOPIC, |_, r| {
@@ -619,6 +631,16 @@ impl Webhooks {
         id: &str,
         offsets: &[((String, u32), u64)],
     ) -> Result<(), ApiError> {
+        // Offsets that did not move are not appended again.
+        let offsets: Vec<((String, u32), u64)> = {
+            let all = self.offsets.lock().expect("offsets");
+            let now = all.get(&(tenant.to_owned(), id.to_owned()));
+            offsets
+                .iter()
+                .filter(|(tp, o)| now.and_then(|n| n.get(tp)) != Some(o))
+                .cloned()
+                .collect()
+        };
         if offsets.is_empty() {
             return Ok(());
         }

@@ -258,6 +258,26 @@ impl Groups {
         offsets: Vec<(TopicPartition, Option<Committed>)>,
         apply: bool,
     ) -> Result<(), GroupError> {
+        let _order = self.commit_order.lock().await;
+        // A commit that changes nothing is not appended (consumers commit the same offsets
+        // again and again; `_offsets` would grow with every one).
+        let offsets = if apply {
+            let groups = self.groups.lock().expect("groups");
+            let g = groups.get(&(tenant.to_owned(), group.to_owned()));
+            offsets
+                .into_iter()
+                .filter(|(tp, c)| {
+                    let now = g.and_then(|g| g.committed.get(tp));
+                    match (c, now) {
+                        (Some(c), Some(n)) => c.offset != n.offset || c.metadata != n.metadata,
+                        (None, None) => false,
+                        _ => true,
+                    }
+                })
+                .collect()
+        } else {
+            offsets
+        };
         if offsets.is_empty() {
             return Ok(());
         }
@@ -272,7 +292,6 @@ impl Groups {
                 (offset_key(tenant, group, tp), value)
             })
             .collect();
-        let _order = self.commit_order.lock().await;
         internal_topics::append_all(&self.log, OFFSETS_TOPIC, records).await?;
         if !apply {
             return Ok(());

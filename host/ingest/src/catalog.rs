@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_log::{Log, LogError};
 
 use sluice_tenancy::error::ApiError;
@@ -177,7 +177,7 @@ impl Catalog {
             &log,
             CATALOG_TOPIC,
             "event catalog: tenants' event definitions",
-            &[("cleanup.policy", json!("compact"))],
+            &[internal_topics::compact()],
         )
         .await?;
         let mut tenants: HashMap<String, TenantCatalog> = HashMap::new();
@@ -311,6 +311,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn semantic_versions() {

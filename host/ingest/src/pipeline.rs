@@ -180,14 +180,16 @@ pub async fn build(
             component: resolved.label.clone(),
         };
         let world = resolved.world;
-        if world == World::Ingress {
+        if matches!(world, World::Ingress | World::Compactor) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 42212,
                 format!(
-                    "pipeline[{i}] (`{}`): an ingress component serves a source \
-                     (/v1/sources), not a pipeline",
-                    spec.component
+                    "pipeline[{i}] (`{}`): an {} component is not a pipeline stage (an ingress \
+                     component serves a source, /v1/sources; a compactor a compacted topic's \
+                     `compaction.policy`)",
+                    spec.component,
+                    world.name()
                 ),
             ));
         }
@@ -557,9 +559,11 @@ impl Pipeline {
                     }
                     Err(e) => Some(e),
                 },
-                World::Transformer | World::Ingress => Some(CallError::BadOutput(
-                    "only validators, enrichers and routers take packed batches".into(),
-                )),
+                World::Transformer | World::Ingress | World::Compactor => {
+                    Some(CallError::BadOutput(
+                        "only validators, enrichers and routers take packed batches".into(),
+                    ))
+                }
             };
             if let Some(error) = failed {
                 for i in live.drain(..) {
@@ -662,8 +666,8 @@ impl Pipeline {
                     }
                     kept
                 }),
-                World::Ingress => Err(CallError::BadOutput(
-                    "an ingress component is not a pipeline stage".into(),
+                World::Ingress | World::Compactor => Err(CallError::BadOutput(
+                    "an ingress or compactor component is not a pipeline stage".into(),
                 )),
                 World::Transformer => s.stage.transform(ctx, &events).map(|out| {
                     let mut kept = (Vec::with_capacity(events.len()), Vec::new());

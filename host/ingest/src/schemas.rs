@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use serde_json::json;
 use sluice_log::{Compression, EncodedRecords, Log, LogError, PartitionAppend, Record};
 use sluice_registry::{Change, RegistryError, SchemaType, Subjects, VersionSpec};
 use sluice_runtime::Schema;
@@ -35,7 +34,7 @@ impl Registry {
             &log,
             SCHEMAS_TOPIC,
             "schema registry: subjects, versions, configuration",
-            &[("cleanup.policy", json!("compact"))],
+            &[internal_topics::compact()],
         )
         .await?;
         let mut tenants: HashMap<String, Arc<Subjects>> = HashMap::new();

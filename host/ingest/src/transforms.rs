@@ -143,7 +143,13 @@ impl Transforms {
         components: Arc<Components>,
         guest_services: Arc<GatewayServices>,
     ) -> Result<Transforms, LogError> {
-        internal_topics::ensure(&log, TRANSFORMS_TOPIC, "tenants' transforms", &[]).await?;
+        internal_topics::ensure(
+            &log,
+            TRANSFORMS_TOPIC,
+            "tenants' transforms",
+            &[internal_topics::compact()],
+        )
+        .await?;
         let mut defs = HashMap::new();
         for r in read_topic(&log, TRANSFORMS_TOPIC).await? {
             match serde_json::from_slice::<Stored>(r.value_bytes()) {
@@ -699,15 +705,18 @@ impl Runner {
         if committed.len() < partitions as usize {
             committed.resize(partitions as usize, 0);
         }
+        let moved = committed[p as usize] != next;
         committed[p as usize] = next;
-        internal_topics::append(
-            &self.log,
-            OFFSETS_TOPIC,
-            offsets_key(&self.tenant, &self.def.name),
-            serde_json::to_vec(&json!({ "offsets": committed })).expect("serializes"),
-        )
-        .await
-        .map_err(|e| format!("committing offsets: {}", e.message))?;
+        if moved {
+            internal_topics::append(
+                &self.log,
+                OFFSETS_TOPIC,
+                offsets_key(&self.tenant, &self.def.name),
+                serde_json::to_vec(&json!({ "offsets": committed })).expect("serializes"),
+            )
+            .await
+            .map_err(|e| format!("committing offsets: {}", e.message))?;
+        }
         self.offsets
             .lock()
             .expect("offsets")

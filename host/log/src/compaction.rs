@@ -56,9 +56,26 @@ pub struct RecordView<'a> {
 }
 
 impl RecordView<'_> {
+    /// A tombstone deletes its key: a null value, or (the explicit flag, for JSON documents
+    /// that carry their deletion) a JSON object whose top-level `deleted` is `true`.
     pub fn tombstone(&self) -> bool {
-        self.value.is_none()
+        match self.value {
+            None => true,
+            Some(v) => flagged_deleted(v),
+        }
     }
+}
+
+/// `{"deleted": true, ...}` at the top level; parsed only when the bytes name the field.
+fn flagged_deleted(value: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(default)]
+        deleted: bool,
+    }
+    value.first() == Some(&b'{')
+        && value.windows(9).any(|w| w == b"\"deleted\"")
+        && serde_json::from_slice::<Flag>(value).is_ok_and(|f| f.deleted)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +86,20 @@ pub enum PolicyError {
     Failed(String),
 }
 
+/// What a policy's step resolves to (policies may call out: a WebAssembly component).
+pub type PolicyFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, PolicyError>> + Send + 'a>>;
+
 /// Decides which records survive a compaction run.
 pub trait Policy: Send {
     /// First pass over the cleanable range, oldest first. `Ok(false)`: the policy cannot take
     /// more (its memory bound); the run ends after this batch.
-    fn observe(&mut self, batch: &[RecordView<'_>]) -> Result<bool, PolicyError>;
+    fn observe<'a, 'r: 'a>(&'a mut self, batch: &'a [RecordView<'r>]) -> PolicyFuture<'a, bool>;
     /// Second pass, the same batches in the same order: one answer per record, `true` to keep.
-    fn survivors(&mut self, batch: &[RecordView<'_>]) -> Result<Vec<bool>, PolicyError>;
+    fn survivors<'a, 'r: 'a>(
+        &'a mut self,
+        batch: &'a [RecordView<'r>],
+    ) -> PolicyFuture<'a, Vec<bool>>;
 }
 
 /// Kafka's policy: the newest record per key survives; a newest record that is a tombstone
@@ -98,8 +122,8 @@ impl LatestPerKey {
     }
 }
 
-impl Policy for LatestPerKey {
-    fn observe(&mut self, batch: &[RecordView<'_>]) -> Result<bool, PolicyError> {
+impl LatestPerKey {
+    fn observe_now(&mut self, batch: &[RecordView<'_>]) -> bool {
         for r in batch {
             if let Some(k) = r.key {
                 match self.newest.get_mut(k) {
@@ -110,20 +134,35 @@ impl Policy for LatestPerKey {
                 }
             }
         }
-        Ok(self.newest.len() < self.max_keys)
+        self.newest.len() < self.max_keys
     }
 
-    fn survivors(&mut self, batch: &[RecordView<'_>]) -> Result<Vec<bool>, PolicyError> {
-        Ok(batch
+    fn survivors_now(&self, batch: &[RecordView<'_>]) -> Vec<bool> {
+        batch
             .iter()
             .map(|r| match r.key {
                 None => true,
                 Some(k) => {
                     self.newest.get(k) == Some(&r.offset)
-                        && !(r.tombstone() && r.timestamp < self.tombstones_before)
+                        && !(r.timestamp < self.tombstones_before && r.tombstone())
                 }
             })
-            .collect())
+            .collect()
+    }
+}
+
+impl Policy for LatestPerKey {
+    fn observe<'a, 'r: 'a>(&'a mut self, batch: &'a [RecordView<'r>]) -> PolicyFuture<'a, bool> {
+        let more = self.observe_now(batch);
+        Box::pin(std::future::ready(Ok(more)))
+    }
+
+    fn survivors<'a, 'r: 'a>(
+        &'a mut self,
+        batch: &'a [RecordView<'r>],
+    ) -> PolicyFuture<'a, Vec<bool>> {
+        let keep = self.survivors_now(batch);
+        Box::pin(std::future::ready(Ok(keep)))
     }
 }
 
@@ -202,6 +241,7 @@ impl Log {
                 let records = format::decode_batches(bytes)?;
                 more = policy
                     .observe(&views(&records))
+                    .await
                     .map_err(|e| LogError::Storage(e.to_string()))?;
                 observed += 1;
                 if !more {
@@ -232,6 +272,7 @@ impl Log {
                     report.records_in += records.len() as u64;
                     let keep = policy
                         .survivors(&views(&records))
+                        .await
                         .map_err(|e| LogError::Storage(e.to_string()))?;
                     if keep.len() != records.len() {
                         return Err(LogError::Storage(format!(
@@ -307,6 +348,20 @@ impl Log {
                 if due(p, &t.config, now) {
                     out.push((name.clone(), i as u32));
                 }
+            }
+        }
+        out
+    }
+
+    /// Every partition of every compacted topic: `(topic, partition, dirty ratio, newest-record
+    /// time of its oldest uncompacted run)`.
+    pub fn compaction_overview(&self) -> Vec<(String, u32, f64, Option<i64>)> {
+        let state = self.shared.state.read().expect("state");
+        let mut out = Vec::new();
+        for (name, t) in state.topics.iter().filter(|(_, t)| t.config.compacted()) {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let (ratio, oldest) = p.dirty();
+                out.push((name.clone(), i as u32, ratio, oldest));
             }
         }
         out

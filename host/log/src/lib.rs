@@ -251,6 +251,11 @@ impl Log {
         recovery::open(storage, opts).await
     }
 
+    /// Has [`Log::close`] been called?
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
     /// This writer's epoch.
     pub fn epoch(&self) -> u64 {
         self.shared.epoch

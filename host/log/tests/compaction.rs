@@ -11,7 +11,7 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sluice_log::compaction::{Policy, PolicyError, RecordView};
+use sluice_log::compaction::{Policy, PolicyError, PolicyFuture, RecordView};
 use sluice_log::{
     Compression, EncodedRecords, Log, LogError, LogOptions, NewTopic, PartitionAppend, Record,
     Storage,
@@ -358,14 +358,19 @@ struct Broken {
 }
 
 impl Policy for Broken {
-    fn observe(&mut self, _: &[RecordView<'_>]) -> Result<bool, PolicyError> {
-        Ok(true)
+    fn observe<'a, 'r: 'a>(&'a mut self, _: &'a [RecordView<'r>]) -> PolicyFuture<'a, bool> {
+        Box::pin(async { Ok(true) })
     }
-    fn survivors(&mut self, batch: &[RecordView<'_>]) -> Result<Vec<bool>, PolicyError> {
-        if self.error {
-            return Err(PolicyError::Failed("trapped".into()));
-        }
-        Ok(vec![false; batch.len().saturating_sub(1)])
+    fn survivors<'a, 'r: 'a>(
+        &'a mut self,
+        batch: &'a [RecordView<'r>],
+    ) -> PolicyFuture<'a, Vec<bool>> {
+        let answer = if self.error {
+            Err(PolicyError::Failed("trapped".into()))
+        } else {
+            Ok(vec![false; batch.len().saturating_sub(1)])
+        };
+        Box::pin(async move { answer })
     }
 }
 

@@ -37,6 +37,7 @@ mod with_shared {
     world!(packed_router, "packed-router");
     world!(transformer, "transformer");
     world!(ingress_gateway, "ingress-gateway");
+    world!(compaction_policy, "compaction-policy");
 }
 
 pub use validator::sluice::gateway::logging::Level as LogLevel;
@@ -48,6 +49,10 @@ pub use validator::sluice::gateway::types::{
 };
 pub use validator::sluice::gateway::{clock, logging, reference_tables, schemas};
 pub use validator::{Validator, ValidatorPre};
+pub use with_shared::compaction_policy::exports::sluice::gateway::compactor::{
+    Candidate, CompactionContext, KeyGroup,
+};
+pub use with_shared::compaction_policy::{CompactionPolicy, CompactionPolicyPre};
 pub use with_shared::enricher::{Enricher, EnricherPre};
 pub use with_shared::ingress_gateway::exports::sluice::gateway::ingress::{
     Accepted, HttpRequest, Refusal,

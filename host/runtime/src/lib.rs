@@ -28,9 +28,9 @@ pub use cache::content_hash;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{CallError, RuntimeError};
 pub use generated::{
-    Accepted, BatchContext, Change, DeadLetter, Decision, Destination, Enriched, Event, Header,
-    HttpRequest, Insertion, LogLevel, Output, PackedEvent, Refusal, Rejection, Schema, SchemaType,
-    Span, Verdict, Violation,
+    Accepted, BatchContext, Candidate, Change, CompactionContext, DeadLetter, Decision,
+    Destination, Enriched, Event, Header, HttpRequest, Insertion, KeyGroup, LogLevel, Output,
+    PackedEvent, Refusal, Rejection, Schema, SchemaType, Span, Verdict, Violation,
 };
 pub use guest::{HostServices, NoHostServices};
 pub use metrics::{ErrorKind, StageStats};

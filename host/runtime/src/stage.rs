@@ -18,6 +18,7 @@ use crate::generated::{
     PackedValidatorPre, Rejection, Router, RouterPre, Transformer, TransformerPre, Validator,
     ValidatorPre, Verdict,
 };
+use crate::generated::{CompactionContext, CompactionPolicy, CompactionPolicyPre, KeyGroup};
 use crate::guest::{GuestState, HostServices};
 use crate::metrics::{Counters, ErrorKind, StageStats};
 use crate::tenants::{InstanceSlot, TenantUse};
@@ -31,15 +32,18 @@ pub enum World {
     Transformer,
     /// HTTP request in, events out: a source's gateway (`/hooks/{tenant}/{source}`).
     Ingress,
+    /// Which records of a compacted topic survive (`compaction.policy`).
+    Compactor,
 }
 
 impl World {
-    pub const ALL: [World; 5] = [
+    pub const ALL: [World; 6] = [
         World::Validator,
         World::Enricher,
         World::Router,
         World::Transformer,
         World::Ingress,
+        World::Compactor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +53,7 @@ impl World {
             World::Router => "router",
             World::Transformer => "transformer",
             World::Ingress => "ingress",
+            World::Compactor => "compactor",
         }
     }
 
@@ -92,6 +97,7 @@ enum Pre {
     PackedRouter(PackedRouterPre<GuestState>),
     Transformer(TransformerPre<GuestState>),
     Ingress(IngressGatewayPre<GuestState>),
+    Compactor(CompactionPolicyPre<GuestState>),
 }
 
 enum Bindings {
@@ -103,6 +109,7 @@ enum Bindings {
     PackedRouter(PackedRouter),
     Transformer(Transformer),
     Ingress(IngressGateway),
+    Compactor(CompactionPolicy),
 }
 
 struct Instance {
@@ -137,6 +144,7 @@ fn pre_for(runtime: &Runtime, component: &Component, world: World) -> Result<Pre
         },
         World::Transformer => Pre::Transformer(TransformerPre::new(pre).map_err(wrong)?),
         World::Ingress => Pre::Ingress(IngressGatewayPre::new(pre).map_err(wrong)?),
+        World::Compactor => Pre::Compactor(CompactionPolicyPre::new(pre).map_err(wrong)?),
     })
 }
 
@@ -328,6 +336,7 @@ impl Stage {
             Pre::PackedRouter(p) => p.instantiate(&mut store).map(drop),
             Pre::Transformer(p) => p.instantiate(&mut store).map(drop),
             Pre::Ingress(p) => p.instantiate(&mut store).map(drop),
+            Pre::Compactor(p) => p.instantiate(&mut store).map(drop),
         };
         started.map_err(|e| self.classify(&e, &store))
     }
@@ -442,6 +451,11 @@ impl Stage {
                 let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
                 let r = b.sluice_gateway_ingress().call_init(&mut store, config);
                 (Bindings::Ingress(b), r)
+            }
+            Pre::Compactor(p) => {
+                let b = p.instantiate(&mut store).map_err(|e| fail(e, &store))?;
+                let r = b.sluice_gateway_compactor().call_init(&mut store, config);
+                (Bindings::Compactor(b), r)
             }
         };
         match init {
@@ -736,6 +750,21 @@ impl Stage {
                 _ => None,
             },
         )
+    }
+
+    /// For each key's records, which survive a compaction run (one answer per record; the
+    /// caller checks the shape).
+    pub fn select(
+        &self,
+        ctx: &CompactionContext,
+        groups: &[KeyGroup],
+    ) -> Result<Vec<Vec<bool>>, CallError> {
+        self.call_with(groups.len(), Vec::len, |store, b| match b {
+            Bindings::Compactor(v) => {
+                Some(v.sluice_gateway_compactor().call_select(store, ctx, groups))
+            }
+            _ => None,
+        })
     }
 
     /// Each event's outputs, or why it cannot be transformed.

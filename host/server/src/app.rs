@@ -50,6 +50,8 @@ pub struct App {
     pub webhooks: Arc<Webhooks>,
     /// Sources: the edge gateways' ingress.
     pub sources: Arc<sluice_sources::Sources>,
+    /// Compacted topics kept compacted.
+    pub compactor: Arc<sluice_compaction::Compactor>,
     /// The time that schedules retries (tests move it).
     pub clock: Arc<Clock>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.

@@ -44,6 +44,10 @@ pub struct Scrape<'a> {
     /// Requests refused per (tenant, quota).
     pub throttled: &'a [(String, &'static str, u64)],
     pub audit: &'a sluice_tenancy::audit::Audit,
+    /// Compacted partitions: `(log topic, partition, dirty ratio, oldest dirty run's time)`.
+    pub compaction: &'a [(String, u32, f64, Option<i64>)],
+    /// Compaction runs that failed (each retried at the next round).
+    pub compaction_failures: u64,
 }
 
 impl Metrics {
@@ -106,12 +110,14 @@ impl Metrics {
             disk,
             throttled,
             audit,
+            compaction,
+            compaction_failures,
         } = *scrape;
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .expect("writing to a String");
-        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 17] = [
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 19] = [
             (
                 "merges",
                 "Small objects merged into larger ones",
@@ -173,6 +179,12 @@ impl Metrics {
                 "Bytes made durable by group commits",
                 &log.flush_bytes,
             ),
+            ("compactions", "Compaction runs committed", &log.compactions),
+            (
+                "compaction_reclaimed_bytes",
+                "Bytes compaction removed (runs replaced less runs written)",
+                &log.compacted_bytes_reclaimed,
+            ),
         ];
         // The registry output ends with "# EOF"; keep that last.
         if let Some(i) = out.rfind("# EOF") {
@@ -213,6 +225,7 @@ impl Metrics {
         );
         render_components(&mut out, stages);
         render_lag(&mut out, lag);
+        render_compaction(&mut out, compaction, compaction_failures);
         let _ = writeln!(
             out,
             "# HELP sluice_webhook_dead_letter_failures Webhook dead letters not written at the \
@@ -271,6 +284,46 @@ impl Metrics {
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// Compacted partitions: dirty share and the age of the oldest uncompacted run; failed runs.
+/// Topic names are the log's (`tenant/topic`, both of restricted characters): one series per
+/// compacted partition.
+fn render_compaction(
+    out: &mut String,
+    partitions: &[(String, u32, f64, Option<i64>)],
+    failures: u64,
+) {
+    let now = sluice_tenancy::now_ms();
+    let _ = writeln!(
+        out,
+        "# HELP sluice_compaction_dirty_ratio Share of a compacted partition's bytes not yet compacted."
+    );
+    let _ = writeln!(out, "# TYPE sluice_compaction_dirty_ratio gauge");
+    for (topic, p, ratio, _) in partitions {
+        let _ = writeln!(
+            out,
+            "sluice_compaction_dirty_ratio{{topic=\"{topic}\",partition=\"{p}\"}} {ratio}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_compaction_lag_seconds Age of the newest record of a compacted partition's oldest uncompacted run."
+    );
+    let _ = writeln!(out, "# TYPE sluice_compaction_lag_seconds gauge");
+    for (topic, p, _, oldest) in partitions {
+        let lag = oldest.map_or(0.0, |ts| (now - ts).max(0) as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "sluice_compaction_lag_seconds{{topic=\"{topic}\",partition=\"{p}\"}} {lag}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_compaction_failures Compaction runs that failed and changed nothing (retried)."
+    );
+    let _ = writeln!(out, "# TYPE sluice_compaction_failures counter");
+    let _ = writeln!(out, "sluice_compaction_failures_total {failures}");
 }
 
 /// Consumer groups' lag per partition, and committed offsets.

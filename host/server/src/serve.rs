@@ -155,7 +155,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         &log,
         OFFSETS_TOPIC,
         "committed offsets of transforms, groups and subscriptions",
-        &[],
+        &[internal_topics::compact()],
     )
     .await?;
     let committed = internal_topics::read_all(&log, OFFSETS_TOPIC).await?;
@@ -202,6 +202,8 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     );
     webhooks.resume().await;
     transforms.resume().await;
+    let compactor = sluice_compaction::Compactor::new(log.clone(), components.clone());
+    compactor.spawn(opts.log.retention_interval);
     groups.spawn_sweeper(std::time::Duration::from_millis(250));
     let audit = sluice_tenancy::audit::Audit::new(log.clone());
     let app = Arc::new(App {
@@ -223,6 +225,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         groups,
         webhooks,
         sources,
+        compactor,
         clock,
     });
     Ok((app, token))

@@ -61,7 +61,13 @@ impl Sources {
         components: Arc<Components>,
         ingest: Arc<Ingest>,
     ) -> Result<Sources, LogError> {
-        internal_topics::ensure(&log, SOURCES_TOPIC, "sources (edge gateways)", &[]).await?;
+        internal_topics::ensure(
+            &log,
+            SOURCES_TOPIC,
+            "sources (edge gateways)",
+            &[internal_topics::compact()],
+        )
+        .await?;
         let mut defs: HashMap<(String, String), Source> = HashMap::new();
         internal_topics::replay(&log, SOURCES_TOPIC, |_, r| {
             let Some(key) = r.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) else {
@@ -186,8 +192,7 @@ impl Sources {
         if self.get(tenant, name).is_none() {
             return Err(not_found(name));
         }
-        internal_topics::append(&self.log, SOURCES_TOPIC, format!("{tenant}/{name}"), vec![])
-            .await?;
+        internal_topics::delete(&self.log, SOURCES_TOPIC, format!("{tenant}/{name}")).await?;
         self.live
             .lock()
             .expect("sources")

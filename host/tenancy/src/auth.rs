@@ -267,7 +267,13 @@ impl IssuedKey {
 impl Directory {
     /// Load the directory from the log, creating its topic on first start.
     pub async fn load(log: Log) -> Result<Directory, LogError> {
-        crate::internal_topics::ensure(&log, AUTH_TOPIC, "tenants and API keys", &[]).await?;
+        crate::internal_topics::ensure(
+            &log,
+            AUTH_TOPIC,
+            "tenants and API keys",
+            &[crate::internal_topics::compact()],
+        )
+        .await?;
         let mut entries = Entries::default();
         let (mut offset, end) = log.offsets(AUTH_TOPIC, 0)?;
         while offset < end {

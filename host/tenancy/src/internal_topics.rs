@@ -1,5 +1,10 @@
 //! The gateway's own topics (`_auth`, `_components`, `_transforms`, `_offsets`): one
 //! partition, kept forever, created on first start, written one keyed record at a time.
+//!
+//! Those whose every key names one thing (a key, a definition, an offset) are compacted
+//! (their owners [`ensure`] them with [`compact`]): only the newest record per key is kept, and a deletion (a null value, or
+//! `{"deleted": true}`) goes after `delete.retention.ms`. So a restart reads a bounded amount
+//! however long the gateway has run.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -14,18 +19,35 @@ pub const OFFSETS_TOPIC: &str = "_offsets";
 /// Operational alerts (lag above a group's threshold, endpoints disabled).
 pub const ALERTS_TOPIC: &str = "_alerts";
 
+/// The config of an internal topic whose newest record per key is its state.
+pub fn compact() -> (&'static str, Value) {
+    ("cleanup.policy", json!("compact"))
+}
+
 /// Create the internal topic `name` unless it exists; `config` adds to `retention.ms = -1`.
+/// A topic that exists gets the settings it lacks (one created by an older version).
 pub async fn ensure(
     log: &Log,
     name: &str,
     description: &str,
     config: &[(&str, Value)],
 ) -> Result<(), LogError> {
-    if log.topic(name).is_some() {
-        return Ok(());
-    }
     let mut all = vec![("retention.ms".to_owned(), json!(-1))];
     all.extend(config.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    if let Some(t) = log.topic(name) {
+        let mut merged = t.meta.config.clone();
+        let mut changed = false;
+        for (k, v) in &all {
+            if merged.get(k) != Some(v) {
+                merged.insert(k.clone(), v.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            log.update_topic(name, None, merged, t.meta.spec).await?;
+        }
+        return Ok(());
+    }
     match log
         .create_topic(NewTopic {
             name: name.into(),
@@ -64,6 +86,21 @@ pub async fn read_all(log: &Log, name: &str) -> Result<Vec<Record>, LogError> {
 /// Append one keyed record, durably.
 pub async fn append(log: &Log, topic: &str, key: String, value: Vec<u8>) -> Result<(), ApiError> {
     append_all(log, topic, vec![(key, value)]).await
+}
+
+/// Delete `key`: append a null value (a tombstone that compaction removes in time).
+pub async fn delete(log: &Log, topic: &str, key: String) -> Result<(), ApiError> {
+    append_records(
+        log,
+        topic,
+        vec![Record {
+            key: Some(Bytes::from(key)),
+            value: None,
+            headers: vec![],
+            timestamp: now_ms(),
+        }],
+    )
+    .await
 }
 
 /// Append keyed records, durably, in one write.

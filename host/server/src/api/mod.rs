@@ -60,6 +60,9 @@ pub async fn dispatch(
         (["v1", "topics", t, "stream"], &Method::GET) => {
             ("stream", stream::stream(app, &who, t, call).await)
         }
+        (["v1", "topics", t, "compact"], &Method::POST) => {
+            ("compact", topics::compact(app, &who, t, &call).await)
+        }
         (["v1", "topics", t, "offsets"], &Method::GET) => {
             ("offsets", fetch::offsets(app, &who, t, &call).await)
         }
@@ -249,6 +252,8 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
                 disk: app.ingest.disk(),
                 throttled: &app.quotas.throttled(),
                 audit: &app.audit,
+                compaction: &app.log.compaction_overview(),
+                compaction_failures: app.compactor.failures(),
             }),
         ))
         .expect("response builds"))

@@ -150,6 +150,7 @@ pub static ROUTES: &[Route] = routes! {
     GET "/v1/topics/{topic}/partitions/{partition}/events", "events", "Fetch a partition's events (long-poll with wait_ms)", Nothing -> Json 200;
     GET "/v1/topics/{topic}/stream", "events", "Stream events (Server-Sent Events, or WebSocket)", Nothing -> Stream 200;
     GET "/v1/topics/{topic}/offsets", "events", "Offsets of every partition, or at a time", Nothing -> Json 200;
+    POST "/v1/topics/{topic}/compact", "topics", "Compact a compacted topic's partitions now (admin)", Nothing -> Json 200;
 
     POST "/v1/tenants", "tenants", "Create a tenant and its first admin key (system key)", Json -> Json 201;
     GET "/v1/tenants", "tenants", "List tenants (system key)", Nothing -> Json 200;

@@ -40,6 +40,7 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
         u32::try_from(partitions).map_err(|_| ApiError::invalid("`partitions` is too large"))?;
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    app.compactor.check_policy(&who.tenant, &config).await?;
     let full = log_name(&who.tenant, &name);
     let info = app
         .log
@@ -114,11 +115,89 @@ pub fn describe(app: &App, who: &Principal, name: &str) -> Result<Response<Body>
     if !(who.can(Role::Consume, name) || who.can(Role::Produce, name)) {
         who.require(Role::Consume, name)?;
     }
+    let full = log_name(&who.tenant, name);
     let info = app
         .log
-        .topic(&log_name(&who.tenant, name))
+        .topic(&full)
         .ok_or_else(|| ApiError::topic_not_found(name))?;
-    Ok(json(StatusCode::OK, &describe_json(name, &info)))
+    let mut doc = describe_json(name, &info);
+    if info.config.compacted() {
+        doc["compaction"] = compaction_json(app, &full, info.partitions.len() as u32);
+    }
+    Ok(json(StatusCode::OK, &doc))
+}
+
+/// Per partition of a compacted topic: how much is not yet compacted (`dirty_ratio`, the
+/// share of bytes; compaction runs from `min.cleanable.dirty.ratio`), how old the oldest such
+/// run is, and the last run.
+fn compaction_json(app: &App, full: &str, partitions: u32) -> Value {
+    let now = sluice_tenancy::now_ms();
+    let runs: std::collections::HashMap<u32, sluice_compaction::RunStatus> =
+        app.compactor.status(full).into_iter().collect();
+    (0..partitions)
+        .map(|p| {
+            let (dirty_ratio, oldest) = app.log.dirty(full, p).unwrap_or((0.0, None));
+            json!({
+                "partition": p,
+                "dirty_ratio": dirty_ratio,
+                "lag_ms": oldest.map(|ts| (now - ts).max(0)),
+                "last_run": runs.get(&p),
+            })
+        })
+        .collect()
+}
+
+/// `POST /v1/topics/{topic}/compact[?partition=N]` (admin): compact every partition (or one)
+/// now.
+pub async fn compact(
+    app: &App,
+    who: &Principal,
+    name: &str,
+    call: &Call,
+) -> Result<Response<Body>, ApiError> {
+    check_topic_name(name)?;
+    who.require(Role::Admin, name)?;
+    let full = log_name(&who.tenant, name);
+    let info = app
+        .log
+        .topic(&full)
+        .ok_or_else(|| ApiError::topic_not_found(name))?;
+    if !info.config.compacted() {
+        return Err(ApiError::invalid(format!(
+            "topic `{name}` is not compacted (cleanup.policy is not compact or delete,compact)"
+        )));
+    }
+    let only = match call.query("partition") {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u32>()
+                .ok()
+                .filter(|p| (*p as usize) < info.partitions.len())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`partition`: no partition {p} in `{name}`"))
+                })?,
+        ),
+    };
+    let results = match only {
+        Some(p) => vec![(p, app.compactor.compact_partition(&full, p).await)],
+        None => app
+            .compactor
+            .compact_topic(&full)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .enumerate()
+            .map(|(p, r)| (p as u32, r))
+            .collect(),
+    };
+    let partitions: Vec<Value> = results
+        .into_iter()
+        .map(|(p, r)| match r {
+            Ok(done) => json!({"partition": p, "compacted": done}),
+            Err(e) => json!({"partition": p, "error": e.to_string()}),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "partitions": partitions })))
 }
 
 /// Merge-patch: `config` keys are merged (a `null` removes one), other fields replace, and
@@ -179,6 +258,7 @@ pub async fn update(
         .ok_or_else(|| ApiError::invalid("`partitions` is out of range"))?;
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
+    app.compactor.check_policy(&who.tenant, &config).await?;
     let info = app
         .log
         .update_topic(&full, Some(partitions), config, spec_of(&doc))
