@@ -315,9 +315,19 @@ impl Log {
             .lock()
             .expect("pending data")
             .retain(|d| !written.contains(d));
-        if let Err(e) = committed {
-            self.abandon(&written).await;
-            return Err(e);
+        match committed {
+            Ok(true) => {}
+            Ok(false) => {
+                self.abandon(&written).await;
+                return Err(LogError::Storage(
+                    "the runs being compacted changed meanwhile (retention or a merge); abandoned"
+                        .into(),
+                ));
+            }
+            // The commit may have landed (the request failed, the record exists): the new
+            // objects must stay. If it did not, nothing references them and housekeeping
+            // deletes them (it runs only once the log knows its next commit position is free).
+            Err(e) => return Err(e),
         }
         let m = &self.shared.metrics;
         m.compactions.fetch_add(1, Ordering::Relaxed);

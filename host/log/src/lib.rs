@@ -309,12 +309,13 @@ impl Log {
         rx.await.map_err(|_| LogError::Closed)
     }
 
-    /// Commit a compaction if the runs it replaces are still `snapshot`.
+    /// Commit a compaction if the runs it replaces are still `snapshot` (`Ok(false)`: they
+    /// are not, and nothing was committed).
     pub(crate) async fn commit_compaction(
         &self,
         op: commit::Op,
         snapshot: Vec<state::IndexEntry>,
-    ) -> Result<(), LogError> {
+    ) -> Result<bool, LogError> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Compact {
             op,

@@ -46,11 +46,12 @@ pub(crate) enum Request {
     NewDataId {
         reply: oneshot::Sender<DataId>,
     },
-    /// Commit a compaction (an [`Op::Compact`]) if the runs it replaces are still `snapshot`.
+    /// Commit a compaction (an [`Op::Compact`]) if the runs it replaces are still `snapshot`:
+    /// `Ok(false)` when they are not (nothing was committed).
     Compact {
         op: Op,
         snapshot: Vec<crate::state::IndexEntry>,
-        reply: oneshot::Sender<Result<(), LogError>>,
+        reply: oneshot::Sender<Result<bool, LogError>>,
     },
 }
 
@@ -703,7 +704,10 @@ impl Writer {
                 Request::Append { reply, .. } => {
                     let _ = reply.send(Err(LogError::Closed));
                 }
-                Request::Meta { reply, .. } | Request::Compact { reply, .. } => {
+                Request::Meta { reply, .. } => {
+                    let _ = reply.send(Err(LogError::Closed));
+                }
+                Request::Compact { reply, .. } => {
                     let _ = reply.send(Err(LogError::Closed));
                 }
                 Request::Close { reply } => {
@@ -715,12 +719,13 @@ impl Writer {
     }
 
     /// Commit a compaction run, unless what it replaces changed since it read it (retention
-    /// trimmed, a merge moved, the topic went): then it is abandoned.
+    /// trimmed, a merge moved, the topic went): then nothing is committed (`Ok(false)`). An
+    /// error leaves the commit's fate unknown (it may have landed).
     async fn compact(
         &mut self,
         op: Op,
         snapshot: &[crate::state::IndexEntry],
-    ) -> Result<(), LogError> {
+    ) -> Result<bool, LogError> {
         if let Some(e) = self.shared.fenced_error() {
             return Err(e);
         }
@@ -752,12 +757,9 @@ impl Writer {
                 })
         };
         if !unchanged {
-            return Err(LogError::Storage(
-                "the runs being compacted changed meanwhile (retention or a merge); abandoned"
-                    .into(),
-            ));
+            return Ok(false);
         }
-        self.commit_alone(vec![op]).await
+        self.commit_alone(vec![op]).await.map(|()| true)
     }
 }
 
