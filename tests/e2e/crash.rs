@@ -146,3 +146,137 @@ async fn verify(c: &Client, acked: &HashMap<String, (u64, u64)>) {
         );
     }
 }
+
+/// Kill -9 while compaction runs (local directory): after each restart the compacted topic
+/// holds, for every key, its newest acknowledged value, offsets increasing, nothing twice.
+#[test]
+fn kill9_during_compaction_keeps_the_newest_record_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    compaction_crash_rounds(|| Process::start(dir.path(), &[]), None);
+}
+
+/// The same on S3 (moto).
+#[test]
+fn kill9_during_compaction_on_s3() {
+    let Some(moto) = crate::s3::start_moto() else {
+        return;
+    };
+    let http = reqwest::blocking::Client::new();
+    assert!(
+        http.put(format!("{}/compaction", moto.url))
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let key: Mutex<Option<String>> = Mutex::new(None);
+    let round = std::sync::atomic::AtomicUsize::new(0);
+    compaction_crash_rounds(
+        || {
+            let i = round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = crate::s3::s3_host(dirs[i].path(), &moto, "compaction");
+            let mut k = key.lock().unwrap();
+            if k.is_none() {
+                *k = Some(p.admin_key());
+            }
+            p
+        },
+        Some(&key),
+    );
+}
+
+/// Four rounds of: check, produce keyed updates, start a compaction, kill -9 at a random
+/// moment; then a last check.
+fn compaction_crash_rounds(
+    start: impl Fn() -> Process,
+    shared_key: Option<&Mutex<Option<String>>>,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rng = rand::rng();
+    // key -> newest acknowledged value.
+    let mut newest: HashMap<String, String> = HashMap::new();
+    let client = |p: &Process| match shared_key {
+        Some(k) => Client::new(&p.url, k.lock().unwrap().as_deref().unwrap()),
+        None => p.client(),
+    };
+    for round in 0..4 {
+        let p = start();
+        let c = client(&p);
+        if round == 0 {
+            let (s, v) = rt.block_on(c.post(
+                "/v1/topics",
+                json!({"name": "ckv", "partitions": 1, "replicationFactor": 1,
+                       "config": {"cleanup.policy": "compact", "compression.type": "zstd"}}),
+            ));
+            assert_eq!(s, reqwest::StatusCode::CREATED, "{v}");
+        }
+        rt.block_on(verify_newest(&c, &newest));
+        for b in 0..20 {
+            let batch: Vec<Value> = (0..200)
+                .map(|i| {
+                    let key = format!("k{}", (b * 7 + i) % 60);
+                    json!({"key": key, "payload": {"v": format!("r{round}-b{b}-{i}"), "pad": "y".repeat(100)}})
+                })
+                .collect();
+            let (s, v) = rt.block_on(c.produce("ckv", Value::Array(batch.clone())));
+            assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+            for e in &batch {
+                newest.insert(
+                    e["key"].as_str().unwrap().to_owned(),
+                    e["payload"]["v"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+        let compacting = {
+            let c = c.clone();
+            rt.spawn(async move {
+                let _ = c
+                    .http
+                    .post(format!("{}/v1/topics/ckv/compact", c.url))
+                    .bearer_auth(&c.key)
+                    .send()
+                    .await;
+            })
+        };
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
+        p.kill9();
+        let _ = rt.block_on(compacting);
+    }
+    let p = start();
+    let c = client(&p);
+    rt.block_on(verify_newest(&c, &newest));
+    // A compaction that completes leaves exactly one record per key.
+    let (s, v) = rt.block_on(c.send(reqwest::Method::POST, "/v1/topics/ckv/compact", None));
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    let events = rt.block_on(c.read_all("ckv", 0, 0));
+    assert_eq!(events.len(), newest.len(), "{v}");
+    rt.block_on(verify_newest(&c, &newest));
+    p.kill9();
+}
+
+async fn verify_newest(c: &Client, newest: &HashMap<String, String>) {
+    let events = c.read_all("ckv", 0, 0).await;
+    let mut last: HashMap<String, String> = HashMap::new();
+    let mut previous = None;
+    let mut seen = std::collections::HashSet::new();
+    for e in &events {
+        let o = e["offset"].as_u64().unwrap();
+        assert!(previous.is_none_or(|p| p < o), "offsets increase");
+        previous = Some(o);
+        let v = e["event"]["payload"]["v"]
+            .as_str()
+            .expect("a whole event")
+            .to_owned();
+        assert!(seen.insert(v.clone()), "{v} appears twice");
+        last.insert(e["key"].as_str().unwrap().to_owned(), v);
+    }
+    for (k, v) in newest {
+        assert_eq!(
+            last.get(k),
+            Some(v),
+            "key {k}: its newest acknowledged value"
+        );
+    }
+    assert_eq!(last.len(), newest.len());
+}

@@ -13,9 +13,9 @@ use serde_json::json;
 
 use crate::harness::Process;
 
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Moto {
@@ -33,7 +33,7 @@ fn moto_binary() -> Option<PathBuf> {
     venv.exists().then_some(venv)
 }
 
-fn start_moto() -> Option<Moto> {
+pub(crate) fn start_moto() -> Option<Moto> {
     let Some(bin) = moto_binary() else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -62,7 +62,7 @@ fn start_moto() -> Option<Moto> {
     Some(Moto { child, url })
 }
 
-fn s3_host(data: &std::path::Path, moto: &Moto, bucket: &str) -> Process {
+pub(crate) fn s3_host(data: &std::path::Path, moto: &Moto, bucket: &str) -> Process {
     Process::start_with_env(
         data,
         &["--store", &format!("s3://{bucket}/sluice")],

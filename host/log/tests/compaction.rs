@@ -437,3 +437,153 @@ async fn records_younger_than_the_minimum_lag_are_not_compacted() {
     assert_eq!(offsets, [1, 2]);
     log.close().await;
 }
+
+/// An in-memory store whose commit-record writes can be held forever (a writer frozen between
+/// writing its data and committing it: what a crash there leaves).
+#[derive(Debug)]
+struct Gate {
+    inner: InMemory,
+    hold_commits: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate")
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Gate {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if location.as_ref().starts_with("wal/")
+            && self.hold_commits.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            std::future::pending::<()>().await;
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+async fn data_keys(store: &dyn ObjectStore) -> std::collections::BTreeSet<String> {
+    use futures::TryStreamExt;
+    store
+        .list(Some(&object_store::path::Path::from("data")))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_crash_between_writing_and_committing_leaves_nothing_behind() {
+    let gate = Arc::new(Gate {
+        inner: InMemory::new(),
+        hold_commits: false.into(),
+    });
+    let opts = LogOptions {
+        retention_interval: Duration::from_millis(50),
+        merge_min_objects: usize::MAX,
+        ..LogOptions::default()
+    };
+    let log = Log::open(Storage::ObjectStore(gate.clone()), opts.clone())
+        .await
+        .unwrap();
+    log.create_topic(compacted_topic("t", HOUR_MS))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let w = Written {
+            key: Some(format!("k{}", i % 3)),
+            value: Some(i.to_string()),
+            timestamp: now_ms() - HOUR_MS,
+        };
+        append(&log, "t", &[w]).await;
+    }
+    let before = read_all(&log, "t").await;
+    let objects = data_keys(gate.as_ref()).await;
+    // The run writes its object, then its commit never lands: the writer is frozen there.
+    gate.hold_commits
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let frozen = log.clone();
+    let run = tokio::spawn(async move { frozen.compact("t", 0).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let orphan = loop {
+        let now = data_keys(gate.as_ref()).await;
+        if let Some(new) = now.difference(&objects).next() {
+            break new.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run wrote nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Crash: that writer is gone for good; a new one takes over the store.
+    run.abort();
+    std::mem::forget(log);
+    gate.hold_commits
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let log = Log::open(Storage::ObjectStore(gate.clone()), opts)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&log, "t").await, before, "the topic is as it was");
+    // Housekeeping collects the orphaned object; a new run then succeeds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while data_keys(gate.as_ref()).await.contains(&orphan) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{orphan} was never collected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log.compact("t", 0).await.unwrap().records_out, 3);
+    log.close().await;
+}
