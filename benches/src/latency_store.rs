@@ -28,6 +28,17 @@ pub struct LatencyStore {
     pub puts: AtomicU64,
 }
 
+impl LatencyStore {
+    pub fn new(put_latency: Duration, get_latency: Duration) -> LatencyStore {
+        LatencyStore {
+            inner: InMemory::new(),
+            put_latency,
+            get_latency,
+            puts: AtomicU64::new(0),
+        }
+    }
+}
+
 impl fmt::Display for LatencyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

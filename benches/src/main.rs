@@ -11,6 +11,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod compaction;
 mod edge;
 mod http_load;
 mod isolation;
@@ -66,6 +67,8 @@ enum Cmd {
     Isolation,
     /// Edge gateways: signed webhooks in and CloudEvents batches, against plain produce.
     Edge,
+    /// Compaction: restart after 10 M `_offsets` commits, throughput, produce p99 meanwhile.
+    Compaction,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +125,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Edge) {
         rt.block_on(edge::run(&dir.join("edge"), secs))?;
+    }
+    if run(Cmd::Compaction) {
+        rt.block_on(compaction::run(&dir.join("compaction"), secs))?;
     }
     Ok(())
 }

@@ -130,6 +130,12 @@ async fn the_newest_record_per_key_survives_and_offsets_stay() {
         "{metrics}"
     );
     assert!(
+        metrics.contains(
+            "sluice_compaction_last_run_timestamp_seconds{topic=\"default/profiles\",partition=\"0\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
         metrics
             .contains("sluice_compaction_dirty_ratio{topic=\"default/profiles\",partition=\"0\"}"),
         "{metrics}"

@@ -838,3 +838,37 @@ async fn null_and_empty_values_stay_apart_in_every_api() {
         "null is shown, not left out"
     );
 }
+
+#[tokio::test]
+async fn commits_that_change_nothing_are_not_appended() {
+    let s = Server::start().await;
+    let c = s.client();
+    c.create_topic("quiet", 1).await;
+    let inst = new_consumer(&c, "idle", json!({"format": "binary"})).await;
+    subscribe(&c, &inst, &["quiet"]).await;
+    // A poll joins the group and takes the partition.
+    poll(&c, &inst, BINARY_V2).await;
+    let commit = |offset: u64| {
+        let (c, inst) = (c.clone(), inst.clone());
+        async move {
+            let (st, v) = rest(
+                &c,
+                Method::POST,
+                &format!("{inst}/offsets"),
+                V2,
+                Some(json!({"offsets": [{"topic": "quiet", "partition": 0, "offset": offset}]})),
+            )
+            .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+    };
+    let end = || s.app.log.offsets("_offsets", 0).unwrap().1;
+    commit(5).await;
+    let after_first = end();
+    for _ in 0..10 {
+        commit(5).await;
+    }
+    assert_eq!(end(), after_first, "the same offset again appends nothing");
+    commit(6).await;
+    assert_eq!(end(), after_first + 1, "a moved offset is appended");
+}

@@ -13,7 +13,10 @@
 //! - a run that fails (a policy that traps, loops or answers garbage; a race with retention)
 //!   changes nothing, is recorded in the partition's [`RunStatus`] and counted, and is tried
 //!   again at the next round;
-//! - [`Compactor::compact_topic`] runs a topic's partitions now (`sluice topics compact`).
+//! - [`Compactor::compact_topic`] runs a topic's partitions now (`sluice topics compact`);
+//! - runs execute on their own runtime, whose threads (its worker and its blocking pool, where
+//!   records are decoded and encoded) run at the lowest CPU priority (`nice` 19): the produce
+//!   path's threads take the cores first, and compaction gets what they leave.
 
 mod component_policy;
 
@@ -65,15 +68,45 @@ pub struct Compactor {
     status: Mutex<HashMap<(String, u32), RunStatus>>,
     /// One run at a time (the background round and `compact_topic` share it).
     running: tokio::sync::Mutex<()>,
+    /// Where runs execute: threads at the lowest CPU priority.
+    background: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Compactor {
+    fn drop(&mut self) {
+        // Dropped from async code (a server stopping): do not block on the threads.
+        if let Some(rt) = self.background.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Lower the calling thread's CPU priority to the least (Linux applies `nice` per thread).
+#[allow(unsafe_code)]
+fn lowest_priority() {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
 }
 
 impl Compactor {
     pub fn new(log: Log, components: Arc<Components>) -> Arc<Compactor> {
+        let background = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .thread_name("sluice-compaction")
+            .on_thread_start(lowest_priority)
+            .enable_all()
+            .build()
+            .expect("the compaction runtime starts");
         Arc::new(Compactor {
             log,
             components,
             status: Mutex::new(HashMap::new()),
             running: tokio::sync::Mutex::new(()),
+            background: Some(background),
         })
     }
 
@@ -95,7 +128,7 @@ impl Compactor {
     }
 
     /// One round: every due partition, once.
-    pub async fn run_due(&self) {
+    pub async fn run_due(self: &Arc<Self>) {
         for (topic, partition) in self.log.compaction_due() {
             if self.log.is_closed() {
                 return;
@@ -106,7 +139,7 @@ impl Compactor {
 
     /// Compact every partition of the log topic `topic` now; one result per partition.
     pub async fn compact_topic(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
     ) -> Result<Vec<Result<Compacted, CompactionError>>, CompactionError> {
         let info = self
@@ -122,7 +155,7 @@ impl Compactor {
 
     /// Compact one partition of the log topic `topic` now.
     pub async fn compact_partition(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
         partition: u32,
     ) -> Result<Compacted, CompactionError> {
@@ -138,6 +171,17 @@ impl Compactor {
             .map(|((_, p), s)| (*p, s.clone()))
             .collect();
         out.sort_by_key(|(p, _)| *p);
+        out
+    }
+
+    /// `(log topic, partition, when its last run ended)` of every partition that ran.
+    pub fn last_runs(&self) -> Vec<(String, u32, i64)> {
+        let status = self.status.lock().expect("status");
+        let mut out: Vec<(String, u32, i64)> = status
+            .iter()
+            .filter_map(|((t, p), s)| s.last_run_ms.map(|at| (t.clone(), *p, at)))
+            .collect();
+        out.sort();
         out
     }
 
@@ -167,9 +211,21 @@ impl Compactor {
             .map_err(|e| ApiError::invalid(e.to_string()))
     }
 
-    async fn run(&self, topic: &str, partition: u32) -> Result<Compacted, CompactionError> {
+    async fn run(
+        self: &Arc<Self>,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Compacted, CompactionError> {
         let _one = self.running.lock().await;
-        let result = self.run_now(topic, partition).await;
+        let (me, t) = (self.clone(), topic.to_owned());
+        let background = self.background.as_ref().expect("until dropped").handle();
+        let result = match background
+            .spawn(async move { me.run_now(&t, partition).await })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => Err(CompactionError::Policy(format!("the run stopped: {e}"))),
+        };
         let mut status = self.status.lock().expect("status");
         let s = status.entry((topic.to_owned(), partition)).or_default();
         s.last_run_ms = Some(sluice_tenancy::now_ms());

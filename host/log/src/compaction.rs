@@ -35,7 +35,7 @@ use crate::state::IndexEntry;
 use crate::{Log, LogError, now_ms};
 
 /// Runs read at once while compacting.
-const READ_CHUNK_BYTES: u64 = 8 << 20;
+const READ_CHUNK_BYTES: u64 = 1 << 20;
 /// A new data object is closed once its survivors take this much.
 const OBJECT_BYTES: usize = 32 << 20;
 /// Records per batch in a compacted object.
@@ -232,15 +232,15 @@ impl Log {
         if cleanable.is_empty() {
             return Ok(Compacted::default());
         }
+        let mut pace = Pace::new(self.shared.compaction_bytes_per_s);
         // Pass 1: the policy sees the range; it may end it early.
         let mut observed = 0;
         for chunk in chunks(&cleanable) {
-            let runs = self.runs(chunk).await?;
+            let runs = self.decoded(chunk, &mut pace).await?;
             let mut more = true;
-            for bytes in &runs {
-                let records = format::decode_batches(bytes)?;
+            for records in &runs {
                 more = policy
-                    .observe(&views(&records))
+                    .observe(&views(records))
                     .await
                     .map_err(|e| LogError::Storage(e.to_string()))?;
                 observed += 1;
@@ -265,10 +265,9 @@ impl Log {
         let mut out = Output::new(compression);
         let result = async {
             for chunk in chunks(range) {
-                let runs = self.runs(chunk).await?;
-                for (entry, bytes) in chunk.iter().zip(&runs) {
+                let runs = self.decoded(chunk, &mut pace).await?;
+                for (entry, records) in chunk.iter().zip(runs) {
                     report.bytes_in += entry.len;
-                    let records = format::decode_batches(bytes)?;
                     report.records_in += records.len() as u64;
                     let keep = policy
                         .survivors(&views(&records))
@@ -383,6 +382,26 @@ impl Log {
         Ok(crate::partition_of(&state, topic, partition)?.dirty())
     }
 
+    /// The records of `chunk`'s runs, read, then decoded off the async workers, at the pace
+    /// compaction is allowed.
+    async fn decoded(
+        &self,
+        chunk: &[IndexEntry],
+        pace: &mut Pace,
+    ) -> Result<Vec<Vec<(u64, Record)>>, LogError> {
+        pace.spend(chunk.iter().map(|e| e.len).sum()).await;
+        let runs = self.runs(chunk).await?;
+        tokio::task::spawn_blocking(move || {
+            runs.iter()
+                .map(format::decode_batches)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        // Cancelled: the runtime running this is shutting down.
+        .map_err(|_| LogError::Closed)?
+        .map_err(LogError::from)
+    }
+
     async fn write_output(
         &self,
         out: &mut Output,
@@ -395,7 +414,7 @@ impl Log {
         let compression = out.compression;
         let (bytes, max_ts) = tokio::task::spawn_blocking(move || encode(&records, compression))
             .await
-            .expect("encoding task");
+            .map_err(|_| LogError::Closed)?;
         let data = self.new_data_id().await?;
         // Never collected as unreferenced while the run is in flight.
         self.shared
@@ -434,6 +453,35 @@ impl Log {
                 tracing::debug!(error = %e, "deleting an abandoned compaction object; housekeeping will");
             }
         }
+    }
+}
+
+/// Keeps a run's reading under a rate (`LogOptions::compaction_bytes_per_s`; 0: unlimited),
+/// so compaction leaves the produce path its share of the cores and the disk.
+struct Pace {
+    bytes_per_s: u64,
+    started: std::time::Instant,
+    spent: u64,
+}
+
+impl Pace {
+    fn new(bytes_per_s: u64) -> Pace {
+        Pace {
+            bytes_per_s,
+            started: std::time::Instant::now(),
+            spent: 0,
+        }
+    }
+
+    async fn spend(&mut self, bytes: u64) {
+        if self.bytes_per_s == 0 {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64(self.spent as f64 / self.bytes_per_s as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        self.spent += bytes;
     }
 }
 

@@ -115,6 +115,8 @@ pub struct LogOptions {
     /// (Local segments already grow by appends and are never merged.)
     pub merge_target_bytes: u64,
     pub merge_min_objects: usize,
+    /// Compaction reads at most this many bytes per second (both passes count); 0: no limit.
+    pub compaction_bytes_per_s: u64,
 }
 
 impl Default for LogOptions {
@@ -133,6 +135,7 @@ impl Default for LogOptions {
             retention_interval: Duration::from_secs(30),
             merge_target_bytes: 64 << 20,
             merge_min_objects: 16,
+            compaction_bytes_per_s: 0,
         }
     }
 }
@@ -210,6 +213,8 @@ pub(crate) struct Shared {
     /// Data objects written for a commit still to come (compaction): never collected as
     /// unreferenced meanwhile.
     pending_data: Mutex<std::collections::HashSet<paths::DataId>>,
+    /// `LogOptions::compaction_bytes_per_s`.
+    compaction_bytes_per_s: u64,
 }
 
 impl Shared {

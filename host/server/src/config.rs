@@ -161,6 +161,7 @@ pub struct LogTuning {
     pub retention_interval: Option<Duration>,
     pub merge_target_bytes: Option<u64>,
     pub merge_min_objects: Option<usize>,
+    pub compaction_max_bytes_per_s: Option<u64>,
 }
 
 impl LogTuning {
@@ -186,6 +187,9 @@ impl LogTuning {
             retention_interval: self.retention_interval.unwrap_or(d.retention_interval),
             merge_target_bytes: self.merge_target_bytes.unwrap_or(d.merge_target_bytes),
             merge_min_objects: self.merge_min_objects.unwrap_or(d.merge_min_objects),
+            compaction_bytes_per_s: self
+                .compaction_max_bytes_per_s
+                .unwrap_or(d.compaction_bytes_per_s),
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct Scrape<'a> {
     pub compaction: &'a [(String, u32, f64, Option<i64>)],
     /// Compaction runs that failed (each retried at the next round).
     pub compaction_failures: u64,
+    /// `(log topic, partition, ms since the epoch)` of each partition's last compaction run.
+    pub compaction_runs: &'a [(String, u32, i64)],
 }
 
 impl Metrics {
@@ -112,6 +114,7 @@ impl Metrics {
             audit,
             compaction,
             compaction_failures,
+            compaction_runs,
         } = *scrape;
         let _one = self.encode.lock().expect("encode");
         let mut out = String::new();
@@ -225,7 +228,7 @@ impl Metrics {
         );
         render_components(&mut out, stages);
         render_lag(&mut out, lag);
-        render_compaction(&mut out, compaction, compaction_failures);
+        render_compaction(&mut out, compaction, compaction_failures, compaction_runs);
         let _ = writeln!(
             out,
             "# HELP sluice_webhook_dead_letter_failures Webhook dead letters not written at the \
@@ -293,6 +296,7 @@ fn render_compaction(
     out: &mut String,
     partitions: &[(String, u32, f64, Option<i64>)],
     failures: u64,
+    runs: &[(String, u32, i64)],
 ) {
     let now = sluice_tenancy::now_ms();
     let _ = writeln!(
@@ -324,6 +328,21 @@ fn render_compaction(
     );
     let _ = writeln!(out, "# TYPE sluice_compaction_failures counter");
     let _ = writeln!(out, "sluice_compaction_failures_total {failures}");
+    let _ = writeln!(
+        out,
+        "# HELP sluice_compaction_last_run_timestamp_seconds When a partition's last compaction run ended."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE sluice_compaction_last_run_timestamp_seconds gauge"
+    );
+    for (topic, p, at) in runs {
+        let _ = writeln!(
+            out,
+            "sluice_compaction_last_run_timestamp_seconds{{topic=\"{topic}\",partition=\"{p}\"}} {}",
+            *at as f64 / 1000.0
+        );
+    }
 }
 
 /// Consumer groups' lag per partition, and committed offsets.

@@ -254,6 +254,7 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
                 audit: &app.audit,
                 compaction: &app.log.compaction_overview(),
                 compaction_failures: app.compactor.failures(),
+                compaction_runs: &app.compactor.last_runs(),
             }),
         ))
         .expect("response builds"))
