@@ -9,7 +9,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const COMPONENTS: [&str; 10] = [
+const COMPONENTS: [&str; 11] = [
     "validate",
     "enrich",
     "route",
@@ -20,6 +20,7 @@ const COMPONENTS: [&str; 10] = [
     "webhook-edge",
     "compactor",
     "hostile-compactor",
+    "fhir-gateway",
 ];
 
 fn main() {

@@ -27,6 +27,8 @@
 //! - `sources`: edge gateways: webhooks signed by the Standard Webhooks and Svix libraries,
 //!   GitHub and Stripe signatures, replays, tampering and expiry refused, restart.
 //! - `openapi`: `/openapi.json` validated, every documented route served and no other.
+//! - `fhir`: the FHIR gateway: resources in through its component, versions, reads,
+//!   transactions, OperationOutcomes, the CapabilityStatement.
 //! - `compaction`: compacted topics: newest per key, tombstones, policy components (built-in
 //!   and hostile), the CLI.
 
@@ -39,6 +41,7 @@ mod compaction;
 mod crash;
 mod edge;
 mod fencing;
+mod fhir;
 mod groups;
 mod harness;
 mod openapi;

@@ -11,7 +11,7 @@ pub struct Builtin {
 }
 
 /// The components every tenant may use by name.
-pub const BUILTINS: [Builtin; 7] = [
+pub const BUILTINS: [Builtin; 8] = [
     Builtin {
         name: "validate",
         world: "validator",
@@ -46,6 +46,11 @@ pub const BUILTINS: [Builtin; 7] = [
         name: "compactor",
         world: "compactor",
         wasm: COMPACTOR,
+    },
+    Builtin {
+        name: "fhir-gateway",
+        world: "ingress",
+        wasm: FHIR_GATEWAY,
     },
 ];
 

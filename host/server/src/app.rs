@@ -52,6 +52,8 @@ pub struct App {
     pub sources: Arc<sluice_sources::Sources>,
     /// Compacted topics kept compacted.
     pub compactor: Arc<sluice_compaction::Compactor>,
+    /// The FHIR gateway.
+    pub fhir: Arc<sluice_fhir::Fhir>,
     /// The time that schedules retries (tests move it).
     pub clock: Arc<Clock>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.

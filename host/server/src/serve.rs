@@ -203,6 +203,11 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     webhooks.resume().await;
     transforms.resume().await;
     let compactor = sluice_compaction::Compactor::new(log.clone(), components.clone());
+    let fhir = Arc::new(sluice_fhir::Fhir::new(
+        log.clone(),
+        ingest.clone(),
+        components.clone(),
+    ));
     compactor.spawn(opts.log.retention_interval);
     groups.spawn_sweeper(std::time::Duration::from_millis(250));
     let audit = sluice_tenancy::audit::Audit::new(log.clone());
@@ -226,6 +231,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         webhooks,
         sources,
         compactor,
+        fhir,
         clock,
     });
     Ok((app, token))

@@ -225,6 +225,14 @@ async fn route(app: &Arc<App>, call: Call) -> (&'static str, Result<Response<Bod
                 api::sources::receive(app, &tenant, &name, None, call).await,
             )
         }
+        // The FHIR API answers everything, failures included, as FHIR does.
+        ["fhir", tenant, ..] => {
+            let (tenant, rest) = (tenant.to_string(), call.path[2..].to_vec());
+            (
+                "fhir",
+                Ok(api::fhir::route(app, &tenant, &rest, call).await),
+            )
+        }
         ["openapi.json"] if call.method == http::Method::GET => (
             "openapi",
             Ok(crate::call::raw_json(

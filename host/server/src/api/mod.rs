@@ -4,6 +4,7 @@ mod admin;
 mod components;
 mod event_definitions;
 mod fetch;
+pub mod fhir;
 mod groups;
 pub mod openapi;
 mod produce;

@@ -184,6 +184,7 @@ fn request_body(takes: Takes) -> Option<utoipa::openapi::request_body::RequestBo
                 .build()
                 .into(),
         ),
+        Takes::Fhir => json_body(&["application/fhir+json"], any_object().into()),
         Takes::Webhook => json_body(
             &[
                 "application/json",
@@ -235,6 +236,7 @@ fn answer(
             any_object().into(),
         ),
         Gives::RestProxy => ("application/vnd.kafka.v2+json", any_object().into()),
+        Gives::Fhir => ("application/fhir+json", any_object().into()),
     }
 }
 

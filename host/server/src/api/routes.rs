@@ -26,6 +26,8 @@ pub enum Takes {
     Registry,
     /// Confluent's REST Proxy v2 JSON (`application/vnd.kafka[.<format>].v2+json`).
     RestProxy,
+    /// A FHIR resource or Bundle (`application/fhir+json`).
+    Fhir,
 }
 
 /// What a route answers with when it succeeds.
@@ -40,6 +42,8 @@ pub enum Gives {
     Stream,
     Registry,
     RestProxy,
+    /// A FHIR resource, Bundle or OperationOutcome (`application/fhir+json`).
+    Fhir,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -187,6 +191,12 @@ pub static ROUTES: &[Route] = routes! {
     DELETE "/v1/sources/{name}", "sources", "Delete a source", Nothing -> Nothing 204;
     POST "/v1/sources/{name}/hooks", "sources", "Send a request to a source with an API key (verified by its component too)", Webhook -> Json 200;
     POST "/hooks/{tenant}/{name}", "sources", "A source's public URL: no API key, the request's signature is the credential", Webhook -> Json 200, open;
+    GET "/fhir/{tenant}/metadata", "fhir", "The FHIR CapabilityStatement", Nothing -> Fhir 200, open;
+    POST "/fhir/{tenant}", "fhir", "A FHIR transaction or batch Bundle (all or nothing)", Fhir -> Fhir 200;
+    POST "/fhir/{tenant}/{type}", "fhir", "Create a FHIR resource", Fhir -> Fhir 201;
+    GET "/fhir/{tenant}/{type}/{id}", "fhir", "Read a FHIR resource's newest version", Nothing -> Fhir 200;
+    PUT "/fhir/{tenant}/{type}/{id}", "fhir", "Update (or create) a FHIR resource; If-Match W/\"n\" checks the version", Fhir -> Fhir 200;
+    DELETE "/fhir/{tenant}/{type}/{id}", "fhir", "Delete a FHIR resource", Nothing -> Nothing 204;
     OPTIONS "/hooks/{tenant}/{name}", "sources", "The CloudEvents webhook abuse-protection handshake (WebHook-Request-Origin)", Nothing -> Nothing 200, open;
 
     GET "/v1/subscriptions", "webhooks", "List webhook subscriptions", Nothing -> Json 200;

@@ -1,0 +1,119 @@
+//! `fhir-gateway`: FHIR resource changes in (the `ingress` world). For a request to the FHIR
+//! API of a tenant — the path below `/fhir/{tenant}` — it checks the resources structurally
+//! and answers one event per change:
+//!
+//! - `POST /{Type}` (create), `PUT /{Type}/{id}` (update or create), `DELETE /{Type}/{id}`;
+//! - `POST /` with a `transaction` or `batch` Bundle: every entry's change, all or none;
+//!
+//! each as `fhir.{Type}.{create|update|delete}` keyed `{Type}/{id}` (a create without an id is
+//! keyed by the host once it assigns one), the resource as the payload (a deletion:
+//! `{"resourceType", "id", "deleted": true}`, a tombstone to compaction), and the FHIR version
+//! (`R4`, `R4B`, `R5`: from `fhirVersion` in the content type, else the configuration's
+//! `fhir_version`, else R5) in the header `fhir_version`. A refusal's message is an
+//! `OperationOutcome` (JSON) with one issue per problem: severity, code, diagnostics and the
+//! FHIRPath `expression` of the element.
+//!
+//! Notifications an EHR sends by rest-hook (a `subscription-notification` Bundle in R5, a
+//! `history` Bundle whose first entry is a `SubscriptionStatus` (R4B) or `Parameters` (R4) in
+//! the backport) at `POST /` become one `fhir.{Type}.notified` event per notification event
+//! (`fhir.notification` without a focus), keyed by the focus, the focus resource (full
+//! content) or a reference to it as the payload, with the headers `fhir_subscription`,
+//! `fhir_topic`, `fhir_event_number` and `fhir_notification`; handshakes and heartbeats carry
+//! none.
+//!
+//! Checked: the body is a JSON object; `resourceType` is the path's type; ids match
+//! `[A-Za-z0-9-.]{1,64}`; `meta.versionId`/`meta.lastUpdated` are typed; and for Patient,
+//! Encounter, Observation, Condition, MedicationRequest, DiagnosticReport and Bundle, their
+//! required elements (per version) and the value types of their common elements.
+
+mod notification;
+mod validate;
+
+pub use validate::{Change, FhirVersion, Issue, Outcome, Refused, changes};
+
+#[cfg(target_arch = "wasm32")]
+mod guest {
+    use std::cell::Cell;
+
+    use super::{FhirVersion, changes};
+
+    wit_bindgen::generate!({ world: "ingress-gateway", path: "../../wit" });
+
+    use exports::sluice::gateway::ingress::{Accepted, Guest, HttpRequest, Refusal};
+    use sluice::gateway::types::Header;
+
+    thread_local! {
+        static DEFAULT_VERSION: Cell<FhirVersion> = const { Cell::new(FhirVersion::R5) };
+    }
+
+    struct Gateway;
+
+    impl Guest for Gateway {
+        fn init(config: String) -> Result<(), String> {
+            let config = config.trim();
+            if config.is_empty() {
+                return Ok(());
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(config).map_err(|e| format!("config is not JSON: {e}"))?;
+            if let Some(version) = v.get("fhir_version") {
+                let parsed = version
+                    .as_str()
+                    .and_then(FhirVersion::parse)
+                    .ok_or("`fhir_version` is R4, R4B or R5")?;
+                DEFAULT_VERSION.with(|d| d.set(parsed));
+            }
+            Ok(())
+        }
+
+        fn handle(request: HttpRequest) -> Result<Vec<Accepted>, Refusal> {
+            let content_type = request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+                .and_then(|h| std::str::from_utf8(&h.value).ok())
+                .map(str::to_owned);
+            let default = DEFAULT_VERSION.with(Cell::get);
+            match changes(
+                &request.method,
+                &request.path,
+                content_type.as_deref(),
+                &request.body,
+                default,
+            ) {
+                Ok((version, list)) => Ok(list
+                    .into_iter()
+                    .map(|c| Accepted {
+                        id: None,
+                        type_: if c.resource_type.is_empty() {
+                            "fhir.notification".to_owned()
+                        } else {
+                            format!("fhir.{}.{}", c.resource_type, c.interaction)
+                        },
+                        key: c
+                            .id
+                            .as_ref()
+                            .map(|id| format!("{}/{id}", c.resource_type).into_bytes()),
+                        payload: c.payload,
+                        headers: std::iter::once(Header {
+                            name: "fhir_version".into(),
+                            value: version.name().as_bytes().to_vec(),
+                        })
+                        .chain(c.headers.into_iter().map(|(name, v)| Header {
+                            name,
+                            value: v.into_bytes(),
+                        }))
+                        .collect(),
+                    })
+                    .collect()),
+                Err(r) => Err(Refusal {
+                    status: r.status,
+                    code: r.code.into(),
+                    message: r.outcome.to_json(),
+                }),
+            }
+        }
+    }
+
+    export!(Gateway);
+}

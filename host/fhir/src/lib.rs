@@ -1,0 +1,781 @@
+//! # sluice-fhir: the FHIR gateway
+//!
+//! `/fhir/{tenant}/...` speaks FHIR's REST API over the tenant's topic `fhir.resources`
+//! (created on first use, compacted to the newest version of each resource):
+//!
+//! - changes (`POST /{Type}`, `PUT /{Type}/{id}`, `DELETE /{Type}/{id}`, a `transaction` or
+//!   `batch` Bundle at `POST /`) go through the built-in `fhir-gateway` component, which checks
+//!   the resources and answers one event per change (`fhir.{Type}.{create|update|delete}`,
+//!   keyed `{Type}/{id}`); this crate gives each its id (creates), `meta.versionId` (one more
+//!   than the resource's last) and `meta.lastUpdated`, appends them through `Ingest`, and
+//!   answers as a FHIR server does (201/200 with `Location`, `ETag: W/"n"`, `Last-Modified`
+//!   and the resource; a Bundle answers a `transaction-response`/`batch-response`);
+//! - `If-Match: W/"n"` on an update or delete must name the current version (else 412);
+//! - reads (`GET /{Type}/{id}`) come from the newest event of the resource's key (410 once
+//!   deleted), through an index of each resource's latest version built from the topic on
+//!   first use;
+//! - `GET /metadata` is the CapabilityStatement.
+//!
+//! Every failure is an `OperationOutcome` ([`FhirError`]). Changes of one tenant are applied
+//! one request at a time (versions are assigned in order).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{Value, json};
+use sluice_ingest::append::Ingest;
+use sluice_ingest::components::Components;
+use sluice_ingest::envelope;
+use sluice_log::{Log, LogError, NewTopic};
+use sluice_runtime::{Accepted, CallError, Header, HttpRequest, Stage, StageLabels, World};
+use sluice_tenancy::auth::{Principal, Role};
+use sluice_tenancy::error::ApiError;
+use sluice_tenancy::log_name;
+
+/// The tenant's topic of resource changes.
+pub const TOPIC: &str = "fhir.resources";
+/// The header holding a resource's `meta.versionId` (what the FHIR compaction policy orders by).
+pub const VERSION_HEADER: &str = "fhir_version_id";
+/// The largest FHIR request body.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// Resource types whose structure the gateway checks in depth.
+pub const CHECKED_TYPES: [&str; 7] = [
+    "Patient",
+    "Encounter",
+    "Observation",
+    "Condition",
+    "MedicationRequest",
+    "DiagnosticReport",
+    "Bundle",
+];
+
+/// A FHIR answer: status, headers, and a resource (or none).
+pub struct FhirResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<Value>,
+}
+
+/// A failure, as FHIR reports it: an `OperationOutcome`.
+#[derive(Debug)]
+pub struct FhirError {
+    pub status: StatusCode,
+    pub outcome: Value,
+    pub retry_after: Option<u64>,
+}
+
+impl FhirError {
+    fn new(status: StatusCode, code: &str, diagnostics: impl Into<String>) -> FhirError {
+        FhirError {
+            status,
+            outcome: outcome(code, &diagnostics.into()),
+            retry_after: None,
+        }
+    }
+}
+
+/// A one-issue OperationOutcome.
+pub fn outcome(code: &str, diagnostics: &str) -> Value {
+    json!({"resourceType": "OperationOutcome", "issue": [
+        {"severity": "error", "code": code, "diagnostics": diagnostics}
+    ]})
+}
+
+impl From<ApiError> for FhirError {
+    fn from(e: ApiError) -> FhirError {
+        let code = match e.status.as_u16() {
+            400 => "invalid",
+            401 => "login",
+            403 => "forbidden",
+            404 => "not-found",
+            409 | 412 => "conflict",
+            413 => "too-costly",
+            415 => "not-supported",
+            422 => "processing",
+            429 => "throttled",
+            507 => "transient",
+            _ => "exception",
+        };
+        FhirError {
+            status: e.status,
+            outcome: outcome(
+                code,
+                &format!("{} (error_code {})", e.message, e.error_code),
+            ),
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+impl From<LogError> for FhirError {
+    fn from(e: LogError) -> FhirError {
+        sluice_tenancy::error::from_log(e, TOPIC).into()
+    }
+}
+
+/// The newest version of one resource.
+#[derive(Debug, Clone, Copy)]
+struct Latest {
+    version: u64,
+    offset: u64,
+    deleted: bool,
+    last_updated_ms: i64,
+}
+
+/// One tenant's resources: the index of their latest versions, and its lock.
+struct Resources {
+    index: tokio::sync::Mutex<HashMap<String, Latest>>,
+}
+
+pub struct Fhir {
+    log: Log,
+    ingest: Arc<Ingest>,
+    components: Arc<Components>,
+    /// The built-in `fhir-gateway`, started once per tenant (so its calls count against that
+    /// tenant's share of the runtime).
+    gateways: Mutex<HashMap<String, Stage>>,
+    tenants: Mutex<HashMap<String, Arc<Resources>>>,
+    /// The last event number received per (tenant, EHR subscription), for gaps.
+    notified: Mutex<HashMap<(String, String), u64>>,
+}
+
+/// A request to a tenant's FHIR API, below `/fhir/{tenant}`.
+pub struct FhirRequest {
+    pub method: String,
+    /// From the first `/` after the tenant.
+    pub path: String,
+    pub content_type: Option<String>,
+    pub if_match: Option<String>,
+    pub body: Bytes,
+    /// The request's base URL for `Location` (`http://host/fhir/{tenant}`).
+    pub base: String,
+}
+
+impl Fhir {
+    pub fn new(log: Log, ingest: Arc<Ingest>, components: Arc<Components>) -> Fhir {
+        Fhir {
+            log,
+            ingest,
+            components,
+            gateways: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            notified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant's `fhir-gateway` stage.
+    async fn gateway(&self, tenant: &str) -> Result<Stage, FhirError> {
+        if let Some(s) = self.gateways.lock().expect("gateways").get(tenant) {
+            return Ok(s.clone());
+        }
+        let (resolved, compiled) = self.components.resolve(tenant, "fhir-gateway").await?;
+        let runtime = self.components.runtime().clone();
+        let host = self.ingest.guest_services().clone();
+        let labels = StageLabels {
+            tenant: tenant.to_owned(),
+            component: resolved.label,
+        };
+        let stage = tokio::task::spawn_blocking(move || {
+            Stage::new(
+                &runtime,
+                &compiled,
+                World::Ingress,
+                String::new(),
+                host,
+                labels,
+            )
+        })
+        .await
+        .map_err(|e| {
+            FhirError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                e.to_string(),
+            )
+        })?
+        .map_err(|e| {
+            FhirError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                format!("the FHIR gateway component did not start: {e}"),
+            )
+        })?;
+        Ok(self
+            .gateways
+            .lock()
+            .expect("gateways")
+            .entry(tenant.to_owned())
+            .or_insert(stage)
+            .clone())
+    }
+
+    /// `GET /fhir/{tenant}/metadata`.
+    pub fn capability_statement(&self, base: &str) -> FhirResponse {
+        let resources: Vec<Value> = CHECKED_TYPES
+            .iter()
+            .map(|t| {
+                json!({"type": t, "versioning": "versioned", "readHistory": false,
+                       "updateCreate": true, "conditionalCreate": false,
+                       "interaction": [{"code": "read"}, {"code": "create"}, {"code": "update"}, {"code": "delete"}]})
+            })
+            .collect();
+        FhirResponse {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: Some(json!({
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+                "kind": "instance",
+                "software": {"name": "Sluice", "version": env!("CARGO_PKG_VERSION")},
+                "implementation": {"description": "Sluice FHIR gateway", "url": base},
+                "fhirVersion": "5.0.0",
+                "format": ["application/fhir+json", "json"],
+                "rest": [{
+                    "mode": "server",
+                    "security": {"description": "API keys as Bearer tokens (SMART-style); scopes on the topic fhir.resources"},
+                    "resource": resources,
+                    "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                }],
+            })),
+        }
+    }
+
+    /// A change: through the gateway component, versioned, appended, answered.
+    pub async fn change(
+        &self,
+        who: &Principal,
+        request: FhirRequest,
+    ) -> Result<FhirResponse, FhirError> {
+        who.require(Role::Produce, TOPIC)?;
+        if request.body.len() > MAX_BODY_BYTES {
+            return Err(FhirError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-costly",
+                format!("a FHIR request body is at most {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let resources = self.resources(&who.tenant).await?;
+        let prepared = self.ingest.prepare(who, TOPIC)?;
+        let now = sluice_tenancy::now_ms();
+        let http_request = HttpRequest {
+            method: request.method.clone(),
+            path: request.path.clone(),
+            query: String::new(),
+            headers: request
+                .content_type
+                .iter()
+                .map(|ct| Header {
+                    name: "content-type".into(),
+                    value: ct.as_bytes().to_vec(),
+                })
+                .collect(),
+            body: request.body.to_vec(),
+            received: now,
+        };
+        let stage = self.gateway(&who.tenant).await?;
+        let answer = tokio::task::spawn_blocking(move || stage.ingress(&http_request))
+            .await
+            .map_err(|e| {
+                FhirError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    e.to_string(),
+                )
+            })?
+            .map_err(component_failed)?;
+        let accepted = answer.map_err(|r| {
+            let status = StatusCode::from_u16(r.status)
+                .ok()
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            let outcome = serde_json::from_str::<Value>(&r.message)
+                .ok()
+                .filter(|v| v["resourceType"] == "OperationOutcome")
+                .unwrap_or_else(|| outcome(&r.code, &r.message));
+            FhirError {
+                status,
+                outcome,
+                retry_after: None,
+            }
+        })?;
+        let bundle = request.path.trim_matches('/').is_empty();
+        let max = self.ingest.limits().max_events_per_request;
+        if accepted.len() > max {
+            return Err(FhirError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-costly",
+                format!("at most {max} changes per request"),
+            ));
+        }
+        let transaction = || {
+            serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .is_some_and(|b| matches!(b["type"].as_str(), Some("transaction" | "batch")))
+        };
+        if bundle
+            && accepted.iter().all(|a| notification_of(a).is_some())
+            && (!accepted.is_empty() || !transaction())
+        {
+            return self.notifications(who, &prepared, accepted, now).await;
+        }
+        // Versions are assigned in order: one change request of the tenant at a time.
+        let mut index = resources.index.lock().await;
+        let mut planned = Vec::with_capacity(accepted.len());
+        for a in &accepted {
+            planned.push(plan(a, &index, now)?);
+        }
+        if !bundle && let (Some(expected), Some(p)) = (&request.if_match, planned.first()) {
+            let current = index.get(&p.key).filter(|l| !l.deleted).map(|l| l.version);
+            if parse_etag(expected) != current {
+                return Err(FhirError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "conflict",
+                    format!(
+                        "If-Match {expected}: the current version of {} is {}",
+                        p.key,
+                        current.map_or("none".to_owned(), |v| format!("W/\"{v}\""))
+                    ),
+                ));
+            }
+        }
+        let rules = prepared.rules();
+        let items = planned
+            .iter()
+            .map(|p| envelope::parse(&p.envelope, &rules, &who.key_id, now))
+            .collect();
+        let outcome = self.ingest.append(who, &prepared, items, now).await?;
+        let mut entries = Vec::with_capacity(planned.len());
+        for (p, r) in planned.iter().zip(outcome.results) {
+            let v = r?;
+            let offset = v["offset"].as_u64().unwrap_or_default();
+            let existed = index.get(&p.key).is_some_and(|l| !l.deleted);
+            index.insert(
+                p.key.clone(),
+                Latest {
+                    version: p.version,
+                    offset,
+                    deleted: p.interaction == "delete",
+                    last_updated_ms: now,
+                },
+            );
+            entries.push((p, existed));
+        }
+        drop(index);
+        let last_modified = http_date(now);
+        if bundle {
+            let kind = serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .and_then(|b| b["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let response_entries: Vec<Value> = entries
+                .iter()
+                .map(|(p, existed)| {
+                    let status = match (p.interaction, existed) {
+                        ("delete", _) => "204 No Content",
+                        ("create", _) | ("update", false) => "201 Created",
+                        _ => "200 OK",
+                    };
+                    json!({"response": {
+                        "status": status,
+                        "location": format!("{}/_history/{}", p.key, p.version),
+                        "etag": format!("W/\"{}\"", p.version),
+                        "lastModified": instant(now),
+                    }})
+                })
+                .collect();
+            return Ok(FhirResponse {
+                status: StatusCode::OK,
+                headers: Vec::new(),
+                body: Some(json!({
+                    "resourceType": "Bundle",
+                    "type": format!("{kind}-response"),
+                    "entry": response_entries,
+                })),
+            });
+        }
+        let (p, existed) = entries.pop().expect("one change");
+        let etag = format!("W/\"{}\"", p.version);
+        if p.interaction == "delete" {
+            return Ok(FhirResponse {
+                status: StatusCode::NO_CONTENT,
+                headers: vec![("etag", etag)],
+                body: None,
+            });
+        }
+        let status = if p.interaction == "create" || !existed {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(FhirResponse {
+            status,
+            headers: vec![
+                (
+                    "location",
+                    format!("{}/{}/_history/{}", request.base, p.key, p.version),
+                ),
+                ("etag", etag),
+                ("last-modified", last_modified),
+            ],
+            body: Some(p.resource.clone()),
+        })
+    }
+
+    /// An EHR's notifications: one event per notification event, its id the subscription and
+    /// event number (a resent notification is a duplicate), gaps in the numbers reported (in
+    /// the answer, and as `fhir_gap` on the event after one).
+    async fn notifications(
+        &self,
+        who: &Principal,
+        prepared: &sluice_ingest::Prepared,
+        accepted: Vec<Accepted>,
+        now: i64,
+    ) -> Result<FhirResponse, FhirError> {
+        let mut issues = Vec::new();
+        let mut envelopes = Vec::with_capacity(accepted.len());
+        {
+            let mut last = self.notified.lock().expect("notified");
+            for a in &accepted {
+                let (subscription, number) = notification_of(a).expect("checked");
+                let seen = last
+                    .entry((who.tenant.clone(), subscription.clone()))
+                    .or_insert(0);
+                let mut headers: serde_json::Map<String, Value> = a
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.clone(), json!(String::from_utf8_lossy(&h.value))))
+                    .collect();
+                if *seen > 0 && number > *seen + 1 {
+                    let gap = format!("{}-{}", *seen + 1, number - 1);
+                    issues.push(json!({"severity": "warning", "code": "incomplete",
+                        "diagnostics": format!("events {gap} of {subscription} were not received: ask the sender's $events for them")}));
+                    headers.insert("fhir_gap".into(), json!(gap));
+                }
+                *seen = (*seen).max(number);
+                let mut e = json!({
+                    "event_id": format!("{subscription}#{number}"),
+                    "event_type": a.type_,
+                    "source": "/fhir/notifications",
+                    "headers": headers,
+                    "payload": serde_json::from_str::<Value>(&a.payload).unwrap_or(Value::Null),
+                });
+                if let Some(k) = &a.key {
+                    e["key"] = json!(String::from_utf8_lossy(k));
+                }
+                envelopes.push(e.to_string());
+            }
+        }
+        let rules = prepared.rules();
+        let items = envelopes
+            .iter()
+            .map(|e| envelope::parse(e, &rules, &who.key_id, now))
+            .collect();
+        let outcome = self.ingest.append(who, prepared, items, now).await?;
+        let mut appended = 0;
+        for r in outcome.results {
+            let v = r?;
+            if v["duplicate"] != json!(true) {
+                appended += 1;
+            }
+        }
+        issues.insert(
+            0,
+            json!({"severity": "information", "code": "informational",
+                   "diagnostics": format!("{appended} notification events appended ({} received)", accepted.len())}),
+        );
+        Ok(FhirResponse {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: Some(json!({"resourceType": "OperationOutcome", "issue": issues})),
+        })
+    }
+
+    /// `GET /fhir/{tenant}/{Type}/{id}`: the newest version.
+    pub async fn read(
+        &self,
+        who: &Principal,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<FhirResponse, FhirError> {
+        who.require(Role::Consume, TOPIC)?;
+        let key = format!("{resource_type}/{id}");
+        let not_found = || {
+            FhirError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{key} is not known"),
+            )
+        };
+        let full = log_name(&who.tenant, TOPIC);
+        if self.log.topic(&full).is_none() {
+            return Err(not_found());
+        }
+        let latest = {
+            let resources = self.resources(&who.tenant).await?;
+            let index = resources.index.lock().await;
+            index.get(&key).copied().ok_or_else(not_found)?
+        };
+        if latest.deleted {
+            return Err(FhirError::new(
+                StatusCode::GONE,
+                "deleted",
+                format!("{key} was deleted (version {})", latest.version),
+            ));
+        }
+        let read = self.log.read(&full, 0, latest.offset, 1, 8 << 20).await?;
+        let record = read
+            .records
+            .into_iter()
+            .find(|s| s.offset == latest.offset)
+            .ok_or_else(not_found)?;
+        let envelope: Value = serde_json::from_slice(record.record.value_bytes()).map_err(|e| {
+            FhirError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                e.to_string(),
+            )
+        })?;
+        Ok(FhirResponse {
+            status: StatusCode::OK,
+            headers: vec![
+                ("etag", format!("W/\"{}\"", latest.version)),
+                ("last-modified", http_date(latest.last_updated_ms)),
+            ],
+            body: Some(envelope["payload"].clone()),
+        })
+    }
+
+    /// The tenant's resources: its topic created and its index built on first use.
+    async fn resources(&self, tenant: &str) -> Result<Arc<Resources>, FhirError> {
+        if let Some(r) = self.tenants.lock().expect("tenants").get(tenant) {
+            return Ok(r.clone());
+        }
+        let full = log_name(tenant, TOPIC);
+        if self.log.topic(&full).is_none() {
+            let created = self
+                .log
+                .create_topic(NewTopic {
+                    name: full.clone(),
+                    partitions: 1,
+                    config: [
+                        ("retention.ms".to_owned(), json!(-1)),
+                        ("cleanup.policy".to_owned(), json!("compact")),
+                        ("compaction.policy".to_owned(), json!("compactor")),
+                        (
+                            "compaction.policy.config".to_owned(),
+                            json!({"policy": "fhir-latest-version"}),
+                        ),
+                    ]
+                    .into(),
+                    spec: json!({"description": "FHIR resource changes (the FHIR gateway)"}),
+                })
+                .await;
+            match created {
+                Ok(_) | Err(LogError::TopicExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut index = HashMap::new();
+        self.log
+            .scan(&full, 0, 0, u64::MAX, |s| {
+                let Some(key) = s
+                    .record
+                    .key
+                    .as_ref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                else {
+                    return true;
+                };
+                let version = s
+                    .record
+                    .header(VERSION_HEADER)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let deleted = serde_json::from_slice::<Value>(s.record.value_bytes())
+                    .map(|e| e["payload"]["deleted"] == json!(true))
+                    .unwrap_or(s.record.is_null());
+                index.insert(
+                    key.to_owned(),
+                    Latest {
+                        version,
+                        offset: s.offset,
+                        deleted,
+                        last_updated_ms: s.record.timestamp,
+                    },
+                );
+                true
+            })
+            .await?;
+        let resources = Arc::new(Resources {
+            index: tokio::sync::Mutex::new(index),
+        });
+        Ok(self
+            .tenants
+            .lock()
+            .expect("tenants")
+            .entry(tenant.to_owned())
+            .or_insert(resources)
+            .clone())
+    }
+}
+
+/// One change, ready to append.
+struct Planned {
+    key: String,
+    version: u64,
+    interaction: &'static str,
+    resource: Value,
+    envelope: String,
+}
+
+/// Give a change its id (creates), version and `meta`, and the envelope that stores it.
+fn plan(a: &Accepted, index: &HashMap<String, Latest>, now: i64) -> Result<Planned, FhirError> {
+    let bad = |m: String| FhirError::new(StatusCode::BAD_GATEWAY, "exception", m);
+    let mut resource: Value = serde_json::from_str(&a.payload).map_err(|e| {
+        bad(format!(
+            "the FHIR gateway answered a resource that is not JSON: {e}"
+        ))
+    })?;
+    let interaction = match a.type_.rsplit('.').next() {
+        Some("create") => "create",
+        Some("update") => "update",
+        Some("delete") => "delete",
+        _ => {
+            return Err(bad(format!(
+                "the FHIR gateway answered the event type `{}`",
+                a.type_
+            )));
+        }
+    };
+    let resource_type = resource["resourceType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let id = match a.key.as_ref() {
+        Some(k) => String::from_utf8_lossy(k)
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let key = format!("{resource_type}/{id}");
+    let version = index.get(&key).map_or(0, |l| l.version) + 1;
+    // An update of a resource that does not exist (or was deleted) creates it.
+    let interaction = match interaction {
+        "update" if index.get(&key).is_none_or(|l| l.deleted) => "create",
+        other => other,
+    };
+    resource["id"] = json!(id);
+    if interaction != "delete" {
+        if !resource["meta"].is_object() {
+            resource["meta"] = json!({});
+        }
+        resource["meta"]["versionId"] = json!(version.to_string());
+        resource["meta"]["lastUpdated"] = json!(instant(now));
+    }
+    let fhir_version = a
+        .headers
+        .iter()
+        .find(|h| h.name == "fhir_version")
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+        .unwrap_or_else(|| "R5".into());
+    let envelope = json!({
+        "event_type": format!("fhir.{resource_type}.{interaction}"),
+        "key": key,
+        "source": "/fhir",
+        "headers": {VERSION_HEADER: version.to_string(), "fhir_version": fhir_version},
+        "payload": resource,
+    })
+    .to_string();
+    Ok(Planned {
+        key,
+        version,
+        interaction,
+        resource,
+        envelope,
+    })
+}
+
+/// A notification event's subscription and event number (its headers), if it is one.
+fn notification_of(a: &Accepted) -> Option<(String, u64)> {
+    if !(a.type_ == "fhir.notification" || a.type_.ends_with(".notified")) {
+        return None;
+    }
+    let header = |name: &str| {
+        a.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+    };
+    Some((
+        header("fhir_subscription").unwrap_or_default(),
+        header("fhir_event_number")?.parse().ok()?,
+    ))
+}
+
+fn component_failed(e: CallError) -> FhirError {
+    let status = match e {
+        CallError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+        CallError::Suspended(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut err = FhirError::new(
+        status,
+        "exception",
+        format!("the FHIR gateway component failed: {e}"),
+    );
+    if status != StatusCode::BAD_GATEWAY {
+        err.retry_after = Some(1);
+    }
+    err
+}
+
+/// `W/"3"` (or `"3"`) → 3.
+fn parse_etag(s: &str) -> Option<u64> {
+    s.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+/// A FHIR instant (UTC, milliseconds).
+fn instant(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// An HTTP date.
+fn http_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_and_dates() {
+        assert_eq!(parse_etag("W/\"3\""), Some(3));
+        assert_eq!(parse_etag("\"12\""), Some(12));
+        assert_eq!(parse_etag("W/\"x\""), None);
+        assert_eq!(instant(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+
+    #[test]
+    fn api_errors_become_operation_outcomes() {
+        let e: FhirError = ApiError::forbidden("no").into();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        assert_eq!(e.outcome["resourceType"], "OperationOutcome");
+        assert_eq!(e.outcome["issue"][0]["code"], "forbidden");
+    }
+}
