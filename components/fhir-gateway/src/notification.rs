@@ -173,7 +173,10 @@ mod tests {
     fn the_official_r5_notifications_become_events() {
         // The fixtures live beside the repository (../shared, always there in CI).
         let Some(full) = fixture("notification-full-resource-with-patient.json") else {
-            assert!(std::env::var_os("CI").is_none(), "../shared/fixtures/fhir is missing");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "../shared/fixtures/fhir is missing"
+            );
             return;
         };
         let e = events(&full).unwrap().unwrap();

@@ -188,13 +188,7 @@ impl Fhir {
             )
         })
         .await
-        .map_err(|e| {
-            FhirError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                e.to_string(),
-            )
-        })?
+        .map_err(panicked)?
         .map_err(|e| {
             FhirError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -278,13 +272,7 @@ impl Fhir {
         let stage = self.gateway(&who.tenant).await?;
         let answer = tokio::task::spawn_blocking(move || stage.ingress(&http_request))
             .await
-            .map_err(|e| {
-                FhirError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "exception",
-                    e.to_string(),
-                )
-            })?
+            .map_err(panicked)?
             .map_err(component_failed)?;
         let accepted = answer.map_err(|r| {
             let status = StatusCode::from_u16(r.status)
@@ -699,6 +687,15 @@ fn plan(a: &Accepted, index: &HashMap<String, Latest>, now: i64) -> Result<Plann
         resource,
         envelope,
     })
+}
+
+/// A blocking task that did not finish (it panicked, or the runtime is stopping).
+fn panicked(e: tokio::task::JoinError) -> FhirError {
+    FhirError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exception",
+        e.to_string(),
+    )
 }
 
 /// A notification event's subscription and event number (its headers), if it is one.

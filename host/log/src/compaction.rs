@@ -208,18 +208,8 @@ impl Log {
         let now = now_ms();
         let (topic_id, compression, cleanable) = {
             let state = self.shared.state.read().expect("state");
-            let t = state
-                .topics
-                .get(topic)
-                .ok_or_else(|| LogError::TopicNotFound(topic.into()))?;
-            let p = t
-                .partitions
-                .get(partition as usize)
-                .ok_or(LogError::InvalidPartition {
-                    topic: topic.into(),
-                    partition,
-                    partitions: t.meta.partitions,
-                })?;
+            let p = crate::partition_of(&state, topic, partition)?;
+            let t = &state.topics[topic];
             let lag_edge = now - t.config.min_compaction_lag_ms;
             let cleanable: Vec<IndexEntry> = p
                 .entries
