@@ -374,3 +374,66 @@ async fn an_ehrs_notifications_become_events_and_gaps_are_reported() {
         "http://example.org/FHIR/R5/Encounter/2"
     );
 }
+
+#[tokio::test]
+async fn the_fhir_resources_package_builds_what_is_posted_and_parses_every_answer() {
+    let s = Server::start().await;
+    let base = format!("{}/fhir/default", s.url);
+    let key = s.admin_key.clone();
+    // The client is blocking: it runs beside the server, not on its runtime.
+    let Some(out) = tokio::task::spawn_blocking(move || {
+        crate::harness::run_client("fhir_client.py", &[&base, &key], "")
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    let steps: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name} in {steps:?}"))
+            .clone()
+    };
+    let metadata = step("metadata");
+    assert_eq!(
+        (metadata["status"].clone(), metadata["parsed"].clone()),
+        (json!(200), json!("CapabilityStatement"))
+    );
+    let create = step("create");
+    assert_eq!(
+        (
+            create["status"].clone(),
+            create["version"].clone(),
+            create["etag"].clone()
+        ),
+        (json!(201), json!("1"), json!("W/\"1\""))
+    );
+    assert_eq!(step("read")["family"], "Chalmers");
+    assert_eq!(step("update")["version"], "2");
+    let invalid = step("invalid");
+    assert_eq!(
+        (invalid["status"].clone(), invalid["parsed"].clone()),
+        (json!(422), json!("OperationOutcome"))
+    );
+    assert!(
+        invalid["expressions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Observation.code")),
+        "{invalid}"
+    );
+    let tx = step("transaction");
+    assert_eq!(tx["type"], "transaction-response");
+    assert_eq!(tx["statuses"], json!(["201 Created", "201 Created"]));
+    let r4b = step("r4b");
+    assert_eq!(
+        (r4b["status"].clone(), r4b["version"].clone()),
+        (json!(201), json!("1"))
+    );
+}
