@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod compaction;
 mod edge;
+mod fhir;
 mod http_load;
 mod isolation;
 mod latency_store;
@@ -69,6 +70,8 @@ enum Cmd {
     Edge,
     /// Compaction: restart after 10 M `_offsets` commits, throughput, produce p99 meanwhile.
     Compaction,
+    /// FHIR resources in (checked, versioned, appended) against plain produce.
+    Fhir,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -125,6 +128,9 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Edge) {
         rt.block_on(edge::run(&dir.join("edge"), secs))?;
+    }
+    if run(Cmd::Fhir) {
+        rt.block_on(fhir::run(&dir.join("fhir"), secs))?;
     }
     if run(Cmd::Compaction) {
         rt.block_on(compaction::run(&dir.join("compaction"), secs))?;

@@ -437,3 +437,56 @@ async fn the_fhir_resources_package_builds_what_is_posted_and_parses_every_answe
         (json!(201), json!("1"))
     );
 }
+
+#[tokio::test]
+async fn concurrent_changes_of_one_resource_get_every_version_once() {
+    let s = Server::start().await;
+    let c = s.client();
+    let puts = (0..20).map(|i| {
+        let c = c.clone();
+        async move {
+            let body = json!({"resourceType": "Patient", "id": "shared", "birthDate": format!("19{:02}", 50 + i)});
+            let (st, h, _) = fhir(&c, Method::PUT, "/Patient/shared", Some(body), &[]).await;
+            assert!(st.is_success(), "{st}");
+            header(&h, "etag").to_owned()
+        }
+    });
+    let mut etags: Vec<String> = futures::future::join_all(puts).await;
+    etags.sort_by_key(|e| {
+        e.trim_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u32>()
+            .unwrap()
+    });
+    let expected: Vec<String> = (1..=20).map(|v| format!("W/\"{v}\"")).collect();
+    assert_eq!(etags, expected);
+    // The read and the stored order agree with the versions.
+    let (_, h, _) = fhir(&c, Method::GET, "/Patient/shared", None, &[]).await;
+    assert_eq!(header(&h, "etag"), "W/\"20\"");
+    let versions: Vec<u64> = c
+        .read_all("fhir.resources", 0, 0)
+        .await
+        .iter()
+        .map(|e| {
+            e["headers"]["fhir_version_id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(versions, (1..=20).collect::<Vec<u64>>());
+    // One id twice in one transaction: versions in order.
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "twice"}, "request": {"method": "PUT", "url": "Patient/twice"}},
+        {"request": {"method": "DELETE", "url": "Patient/twice"}},
+    ]});
+    let (st, _, resp) = fhir(&c, Method::POST, "", Some(tx), &[]).await;
+    assert_eq!(st, StatusCode::OK, "{resp}");
+    let etags: Vec<&str> = resp["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["etag"].as_str().unwrap())
+        .collect();
+    assert_eq!(etags, ["W/\"1\"", "W/\"2\""]);
+}

@@ -16,8 +16,8 @@
 //!   first use;
 //! - `GET /metadata` is the CapabilityStatement.
 //!
-//! Every failure is an `OperationOutcome` ([`FhirError`]). Changes of one tenant are applied
-//! one request at a time (versions are assigned in order).
+//! Every failure is an `OperationOutcome` ([`FhirError`]). Changes of one resource are
+//! versioned in order (a lock per resource, held from versioning to indexing).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,9 +124,50 @@ struct Latest {
     last_updated_ms: i64,
 }
 
-/// One tenant's resources: the index of their latest versions, and its lock.
+/// One tenant's resources: the index of their latest versions, and a lock per resource that a
+/// change holds from versioning to indexing.
 struct Resources {
-    index: tokio::sync::Mutex<HashMap<String, Latest>>,
+    index: Mutex<HashMap<String, Latest>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The locks a change holds; given back (and forgotten when nobody waits) when dropped.
+struct HeldKeys<'a> {
+    resources: &'a Resources,
+    guards: Vec<(String, tokio::sync::OwnedMutexGuard<()>)>,
+}
+
+impl Drop for HeldKeys<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.resources.locks.lock().expect("locks");
+        for (key, guard) in self.guards.drain(..) {
+            drop(guard);
+            if locks.get(&key).is_some_and(|l| Arc::strong_count(l) == 1) {
+                locks.remove(&key);
+            }
+        }
+    }
+}
+
+impl Resources {
+    /// Take the locks of `keys`, in key order (so two changes never wait on each other).
+    async fn lock_keys(&self, keys: &std::collections::BTreeSet<String>) -> HeldKeys<'_> {
+        let mut guards = Vec::with_capacity(keys.len());
+        for key in keys {
+            let lock = self
+                .locks
+                .lock()
+                .expect("locks")
+                .entry(key.clone())
+                .or_default()
+                .clone();
+            guards.push((key.clone(), lock.lock_owned().await));
+        }
+        HeldKeys {
+            resources: self,
+            guards,
+        }
+    }
 }
 
 pub struct Fhir {
@@ -309,26 +350,55 @@ impl Fhir {
         {
             return self.notifications(who, &prepared, accepted, now).await;
         }
-        // Versions are assigned in order: one change request of the tenant at a time.
-        let mut index = resources.index.lock().await;
-        let mut planned = Vec::with_capacity(accepted.len());
-        for a in &accepted {
-            planned.push(plan(a, &index, now)?);
-        }
-        if !bundle && let (Some(expected), Some(p)) = (&request.if_match, planned.first()) {
-            let current = index.get(&p.key).filter(|l| !l.deleted).map(|l| l.version);
-            if parse_etag(expected) != current {
-                return Err(FhirError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "conflict",
-                    format!(
-                        "If-Match {expected}: the current version of {} is {}",
-                        p.key,
-                        current.map_or("none".to_owned(), |v| format!("W/\"{v}\""))
-                    ),
-                ));
+        // Changes of one resource are versioned in order: a request holds the locks of the
+        // resources it names (in key order) from planning to indexing; other resources' changes
+        // go on meanwhile. Creates name fresh ids and need none.
+        let named: std::collections::BTreeSet<String> = accepted
+            .iter()
+            .filter_map(|a| {
+                a.key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            })
+            .collect();
+        let _held = resources.lock_keys(&named).await;
+        let planned = {
+            let index = resources.index.lock().expect("index");
+            // Later changes in the request see the earlier ones (a PUT then a DELETE of one id).
+            let mut view: HashMap<String, Latest> = named
+                .iter()
+                .filter_map(|k| index.get(k).map(|l| (k.clone(), *l)))
+                .collect();
+            let mut planned = Vec::with_capacity(accepted.len());
+            for a in &accepted {
+                let p = plan(a, &view, now)?;
+                view.insert(
+                    p.key.clone(),
+                    Latest {
+                        version: p.version,
+                        offset: 0,
+                        deleted: p.interaction == "delete",
+                        last_updated_ms: now,
+                    },
+                );
+                planned.push(p);
             }
-        }
+            if !bundle && let (Some(expected), Some(p)) = (&request.if_match, planned.first()) {
+                let current = index.get(&p.key).filter(|l| !l.deleted).map(|l| l.version);
+                if parse_etag(expected) != current {
+                    return Err(FhirError::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "conflict",
+                        format!(
+                            "If-Match {expected}: the current version of {} is {}",
+                            p.key,
+                            current.map_or("none".to_owned(), |v| format!("W/\"{v}\""))
+                        ),
+                    ));
+                }
+            }
+            planned
+        };
         let rules = prepared.rules();
         let items = planned
             .iter()
@@ -336,22 +406,34 @@ impl Fhir {
             .collect();
         let outcome = self.ingest.append(who, &prepared, items, now).await?;
         let mut entries = Vec::with_capacity(planned.len());
-        for (p, r) in planned.iter().zip(outcome.results) {
-            let v = r?;
-            let offset = v["offset"].as_u64().unwrap_or_default();
-            let existed = index.get(&p.key).is_some_and(|l| !l.deleted);
-            index.insert(
-                p.key.clone(),
-                Latest {
-                    version: p.version,
-                    offset,
-                    deleted: p.interaction == "delete",
-                    last_updated_ms: now,
-                },
-            );
-            entries.push((p, existed));
+        let mut first_error = None;
+        {
+            let mut index = resources.index.lock().expect("index");
+            for (p, r) in planned.iter().zip(outcome.results) {
+                let v = match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                };
+                let offset = v["offset"].as_u64().unwrap_or_default();
+                let existed = index.get(&p.key).is_some_and(|l| !l.deleted);
+                index.insert(
+                    p.key.clone(),
+                    Latest {
+                        version: p.version,
+                        offset,
+                        deleted: p.interaction == "delete",
+                        last_updated_ms: now,
+                    },
+                );
+                entries.push((p, existed));
+            }
         }
-        drop(index);
+        if let Some(e) = first_error {
+            return Err(e.into());
+        }
         let last_modified = http_date(now);
         if bundle {
             let kind = serde_json::from_slice::<Value>(&request.body)
@@ -503,7 +585,7 @@ impl Fhir {
         }
         let latest = {
             let resources = self.resources(&who.tenant).await?;
-            let index = resources.index.lock().await;
+            let index = resources.index.lock().expect("index");
             index.get(&key).copied().ok_or_else(not_found)?
         };
         if latest.deleted {
@@ -599,7 +681,8 @@ impl Fhir {
             })
             .await?;
         let resources = Arc::new(Resources {
-            index: tokio::sync::Mutex::new(index),
+            index: Mutex::new(index),
+            locks: Mutex::new(HashMap::new()),
         });
         Ok(self
             .tenants
