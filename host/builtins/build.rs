@@ -9,7 +9,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const COMPONENTS: [&str; 11] = [
+const COMPONENTS: [&str; 12] = [
     "validate",
     "enrich",
     "route",
@@ -21,6 +21,7 @@ const COMPONENTS: [&str; 11] = [
     "compactor",
     "hostile-compactor",
     "fhir-gateway",
+    "fhir-edge",
 ];
 
 fn main() {

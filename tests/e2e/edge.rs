@@ -44,7 +44,8 @@ fn spin_toml_names_components_that_exist_and_build() {
             build.command
         );
         // What the host embeds is that crate, built, and a wasi:http component.
-        assert_eq!(krate, "sluice-webhook-edge");
+        let embedded = sluice_builtins::edge::component(&t.component)
+            .unwrap_or_else(|| panic!("{} is not embedded", t.component));
         let vars: HashMap<String, String> = [
             ("sluice_url", "http://127.0.0.1:1"),
             ("sluice_key", "k"),
@@ -54,7 +55,7 @@ fn spin_toml_names_components_that_exist_and_build() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        EdgeComponent::load(&m, &t.component, sluice_builtins::edge::WEBHOOK_EDGE, &vars)
+        EdgeComponent::load(&m, &t.component, embedded, &vars)
             .expect("the component loads as a wasi:http proxy");
     }
     // Required variables are required.
@@ -153,4 +154,79 @@ async fn the_spin_component_verifies_at_the_edge_and_forwards_to_sluice() {
     assert_eq!(c.read_all("edge-events", 0, 0).await.len(), 1);
     let _ = stop.send(());
     s.stop().await;
+}
+
+#[tokio::test]
+async fn the_spin_fhir_gateway_checks_at_the_edge_and_forwards_to_sluice() {
+    let s = Server::start().await;
+    let c = s.client();
+    let m = Manifest::parse(&std::fs::read_to_string(root().join("spin.toml")).unwrap()).unwrap();
+    let vars: HashMap<String, String> = [
+        ("sluice_url", s.url.as_str()),
+        ("sluice_key", c.key.as_str()),
+        ("topic", "unused"),
+        ("source_config", "{}"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let edge = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            EdgeComponent::load(&m, "fhir-edge", sluice_builtins::edge::FHIR_EDGE, &vars)
+        })
+        .await
+        .unwrap()
+        .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sluice_edge::serve(edge, listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    // A valid Patient goes through to the host's FHIR API, which answers as a FHIR server.
+    let r = http
+        .post(format!("{base}/Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "gender": "female"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["etag"], "W/\"1\"");
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/fhir/default/Patient/")
+    );
+    let created: Value = r.json().await.unwrap();
+    // Reads are forwarded too.
+    let read: Value = http
+        .get(format!(
+            "{base}/Patient/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, created);
+    // An invalid Observation is answered at the edge and never reaches the host.
+    let r = http
+        .post(format!("{base}/Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Observation", "status": "final"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.headers()["content-type"], "application/fhir+json");
+    let outcome: Value = r.json().await.unwrap();
+    assert_eq!(outcome["issue"][0]["expression"][0], "Observation.code");
+    assert_eq!(c.read_all("fhir.resources", 0, 0).await.len(), 1);
+    let _ = stop.send(());
 }

@@ -13,23 +13,10 @@
 //! `OperationOutcome` (JSON) with one issue per problem: severity, code, diagnostics and the
 //! FHIRPath `expression` of the element.
 //!
-//! Notifications an EHR sends by rest-hook (a `subscription-notification` Bundle in R5, a
-//! `history` Bundle whose first entry is a `SubscriptionStatus` (R4B) or `Parameters` (R4) in
-//! the backport) at `POST /` become one `fhir.{Type}.notified` event per notification event
-//! (`fhir.notification` without a focus), keyed by the focus, the focus resource (full
-//! content) or a reference to it as the payload, with the headers `fhir_subscription`,
-//! `fhir_topic`, `fhir_event_number` and `fhir_notification`; handshakes and heartbeats carry
-//! none.
-//!
-//! Checked: the body is a JSON object; `resourceType` is the path's type; ids match
-//! `[A-Za-z0-9-.]{1,64}`; `meta.versionId`/`meta.lastUpdated` are typed; and for Patient,
-//! Encounter, Observation, Condition, MedicationRequest, DiagnosticReport and Bundle, their
-//! required elements (per version) and the value types of their common elements.
+//! The checks and the mapping to changes are `sluice-fhir-check`'s (shared with the Spin
+//! `fhir-edge`), notifications an EHR sends included.
 
-mod notification;
-mod validate;
-
-pub use validate::{Change, FhirVersion, Issue, Outcome, Refused, changes};
+pub use sluice_fhir_check::{Change, FhirVersion, Issue, Outcome, Refused, changes};
 
 #[cfg(target_arch = "wasm32")]
 mod guest {

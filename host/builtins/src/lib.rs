@@ -59,6 +59,17 @@ pub const BUILTINS: [Builtin; 8] = [
 pub mod edge {
     /// The webhook gateway at the edge (`components/webhook-edge`).
     pub const WEBHOOK_EDGE: &[u8] = super::WEBHOOK_EDGE;
+    /// The FHIR gateway at the edge (`components/fhir-edge`).
+    pub const FHIR_EDGE: &[u8] = super::FHIR_EDGE;
+
+    /// The embedded build of the `spin.toml` component `id`.
+    pub fn component(id: &str) -> Option<&'static [u8]> {
+        match id {
+            "webhook-edge" => Some(WEBHOOK_EDGE),
+            "fhir-edge" => Some(FHIR_EDGE),
+            _ => None,
+        }
+    }
 }
 
 /// Test guests that misbehave on purpose (see `components/hostile`); not offered to tenants.

@@ -1,4 +1,4 @@
-//! `sluice edge`: serve `spin.toml`'s webhook gateway in-process (wasmtime-wasi-http), the
+//! `sluice edge`: serve a `spin.toml` gateway (webhooks, FHIR) in-process (wasmtime-wasi-http), the
 //! same component a Spin edge runs, for local use and tests without the Spin CLI.
 
 use std::collections::HashMap;
@@ -50,8 +50,10 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     let dir = args.manifest.parent().unwrap_or(std::path::Path::new("."));
     let wasm = match std::fs::read(dir.join(&spec.source)) {
         Ok(bytes) => bytes,
-        Err(_) if id == "webhook-edge" => sluice_builtins::edge::WEBHOOK_EDGE.to_vec(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", spec.source)),
+        Err(e) => match sluice_builtins::edge::component(&id) {
+            Some(bytes) => bytes.to_vec(),
+            None => return Err(e).with_context(|| format!("reading {}", spec.source)),
+        },
     };
     let vars: HashMap<String, String> = args.variables.into_iter().collect();
     let component = Arc::new(
