@@ -1535,3 +1535,32 @@ async fn a_refused_body_is_charged_to_the_tenants_bytes_quota() {
     assert_eq!(end_offset(&t, "in").await, 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_fhir_bundle_of_eighty_thousand_entries_is_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Process::start(dir.path(), &[]);
+    let c = p.client();
+    let other = bystander(&c).await;
+    // ~3.8 MB: 80,000 tiny DELETE entries (under the 4 MiB FHIR body limit).
+    let entries: Vec<Value> = (0..80_000)
+        .map(|i| json!({"request": {"method": "DELETE", "url": format!("P/{i}")}}))
+        .collect();
+    let body = serde_json::to_vec(
+        &json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    )
+    .unwrap();
+    assert!(body.len() < 4 << 20, "{}", body.len());
+    let (status, answer) = while_serving(&p.url, &other, async {
+        c.raw(Method::POST, "/fhir/default", "application/fhir+json", body)
+            .await
+    })
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["resourceType"], "OperationOutcome", "{answer}");
+    assert_eq!(answer["issue"][0]["code"], "too-costly", "{answer}");
+    let peak = peak_mib(&p);
+    eprintln!("server peak memory through the Bundle: {peak} MiB");
+    assert!(peak < 400, "peak memory {peak} MiB");
+    p.kill9();
+}

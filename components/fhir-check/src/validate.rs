@@ -2,6 +2,9 @@
 
 use serde_json::{Value, json};
 
+/// The most entries a transaction or batch Bundle may have.
+pub const MAX_BUNDLE_ENTRIES: usize = 10_000;
+
 /// The FHIR versions taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FhirVersion {
@@ -315,6 +318,16 @@ fn bundle_changes(bundle: &Value, version: FhirVersion) -> Result<Vec<Change>, R
         ));
     }
     let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    if entries.len() > MAX_BUNDLE_ENTRIES {
+        return Err(refuse(
+            413,
+            "too-costly",
+            format!(
+                "a Bundle of {} entries: at most {MAX_BUNDLE_ENTRIES}",
+                entries.len()
+            ),
+        ));
+    }
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let at = format!("Bundle.entry[{i}]");
@@ -979,6 +992,12 @@ mod tests {
         );
         let history = json!({"resourceType": "Bundle", "type": "history"});
         assert_eq!(post("/", history).unwrap_err().status, 422);
+        let entries: Vec<Value> = (0..=MAX_BUNDLE_ENTRIES)
+            .map(|i| json!({"request": {"method": "DELETE", "url": format!("P/{i}")}}))
+            .collect();
+        let huge = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
+        let e = post("/", huge).unwrap_err();
+        assert_eq!((e.status, e.code), (413, "too-costly"));
     }
 
     #[test]

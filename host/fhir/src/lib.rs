@@ -40,6 +40,10 @@ pub const TOPIC: &str = "fhir.resources";
 pub const VERSION_HEADER: &str = "fhir_version_id";
 /// The largest FHIR request body.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// EHR subscriptions whose event numbers are followed per tenant (for gaps); others are taken
+/// without gap reports.
+pub const MAX_TRACKED_SUBSCRIPTIONS: usize = 10_000;
+
 /// Resource types whose structure the gateway checks in depth.
 pub const CHECKED_TYPES: [&str; 7] = [
     "Patient",
@@ -178,8 +182,9 @@ pub struct Fhir {
     /// tenant's share of the runtime).
     gateways: Mutex<HashMap<String, Stage>>,
     tenants: Mutex<HashMap<String, Arc<Resources>>>,
-    /// The last event number received per (tenant, EHR subscription), for gaps.
-    notified: Mutex<HashMap<(String, String), u64>>,
+    /// The last event number received per tenant and EHR subscription, for gaps (at most
+    /// [`MAX_TRACKED_SUBSCRIPTIONS`] per tenant, references of at most 512 bytes).
+    notified: Mutex<HashMap<String, HashMap<String, u64>>>,
 }
 
 /// A request to a tenant's FHIR API, below `/fhir/{tenant}`.
@@ -507,24 +512,27 @@ impl Fhir {
         let mut issues = Vec::new();
         let mut envelopes = Vec::with_capacity(accepted.len());
         {
-            let mut last = self.notified.lock().expect("notified");
+            let mut all = self.notified.lock().expect("notified");
+            let last = all.entry(who.tenant.clone()).or_default();
             for a in &accepted {
                 let (subscription, number) = notification_of(a).expect("checked");
-                let seen = last
-                    .entry((who.tenant.clone(), subscription.clone()))
-                    .or_insert(0);
                 let mut headers: serde_json::Map<String, Value> = a
                     .headers
                     .iter()
                     .map(|h| (h.name.clone(), json!(String::from_utf8_lossy(&h.value))))
                     .collect();
-                if *seen > 0 && number > *seen + 1 {
-                    let gap = format!("{}-{}", *seen + 1, number - 1);
-                    issues.push(json!({"severity": "warning", "code": "incomplete",
-                        "diagnostics": format!("events {gap} of {subscription} were not received: ask the sender's $events for them")}));
-                    headers.insert("fhir_gap".into(), json!(gap));
+                let tracked = subscription.len() <= 512
+                    && (last.len() < MAX_TRACKED_SUBSCRIPTIONS || last.contains_key(&subscription));
+                if tracked {
+                    let seen = last.entry(subscription.clone()).or_insert(0);
+                    if *seen > 0 && number > *seen + 1 {
+                        let gap = format!("{}-{}", *seen + 1, number - 1);
+                        issues.push(json!({"severity": "warning", "code": "incomplete",
+                            "diagnostics": format!("events {gap} of {subscription} were not received: ask the sender's $events for them")}));
+                        headers.insert("fhir_gap".into(), json!(gap));
+                    }
+                    *seen = (*seen).max(number);
                 }
-                *seen = (*seen).max(number);
                 let mut e = json!({
                     "event_id": format!("{subscription}#{number}"),
                     "event_type": a.type_,
@@ -799,6 +807,16 @@ fn notification_of(a: &Accepted) -> Option<(String, u64)> {
 }
 
 fn component_failed(e: CallError) -> FhirError {
+    if let CallError::OutOfMemory(limit) = e {
+        // What the request asked the checks to hold: too much for one request.
+        return FhirError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!(
+                "checking this request took more than the FHIR gateway's memory ({limit} bytes): send fewer or smaller resources per request"
+            ),
+        );
+    }
     let status = match e {
         CallError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
         CallError::Suspended(_) => StatusCode::SERVICE_UNAVAILABLE,
