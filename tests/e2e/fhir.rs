@@ -490,3 +490,40 @@ async fn concurrent_changes_of_one_resource_get_every_version_once() {
         .collect();
     assert_eq!(etags, ["W/\"1\"", "W/\"2\""]);
 }
+
+#[tokio::test]
+async fn a_batch_answers_each_entry_on_its_own() {
+    let s = Server::start().await;
+    let c = s.client();
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "id": "o1", "status": "nope", "code": {"text": "hr"}},
+         "request": {"method": "PUT", "url": "Observation/o1"}},
+        {"request": {"method": "DELETE", "url": "Condition/c9"}},
+    ]});
+    let (st, _, resp) = fhir(&c, Method::POST, "", Some(batch), &[]).await;
+    assert_eq!(st, StatusCode::OK, "{resp}");
+    assert_eq!(resp["type"], "batch-response");
+    let entries = resp["entry"].as_array().unwrap();
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["201 Created", "422 Unprocessable Entity", "204 No Content"]
+    );
+    assert_outcome(
+        &entries[1]["response"]["outcome"],
+        "value",
+        Some("Bundle.entry[1].resource.status"),
+    );
+    // The two valid entries were appended; the refused one was not.
+    let types: Vec<String> = c
+        .read_all("fhir.resources", 0, 0)
+        .await
+        .iter()
+        .map(|e| e["event"]["event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["fhir.Patient.create", "fhir.Condition.delete"]);
+}

@@ -330,66 +330,80 @@ fn bundle_changes(bundle: &Value, version: FhirVersion) -> Result<Vec<Change>, R
     }
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let at = format!("Bundle.entry[{i}]");
-        let method = e.pointer("/request/method").and_then(Value::as_str);
-        let url = e.pointer("/request/url").and_then(Value::as_str);
-        let (Some(method), Some(url)) = (method, url) else {
-            issues.push(issue(
-                "required",
-                "an entry needs request.method and request.url",
-                &format!("{at}.request"),
-            ));
-            continue;
-        };
-        let url = url.split('?').next().unwrap_or_default();
-        let parts: Vec<&str> = url.split('/').filter(|s| !s.is_empty()).collect();
-        let resource = e.get("resource");
-        match (method, parts.as_slice()) {
-            ("POST", [t]) | ("PUT", [t, _]) => {
-                let Some(r) = resource else {
-                    issues.push(issue(
-                        "required",
-                        "a POST or PUT entry carries its resource",
-                        &format!("{at}.resource"),
-                    ));
-                    continue;
-                };
-                let before = issues.len();
-                check_resource(r, Some(t), version, &format!("{at}.resource"), &mut issues);
-                if issues.len() > before {
-                    continue;
-                }
-                if method == "POST" {
-                    let mut r = r.clone();
-                    if let Some(o) = r.as_object_mut() {
-                        o.remove("id");
-                    }
-                    out.push(change(t, None, "create", &r));
-                } else {
-                    let id = parts[1];
-                    if !valid_id(id) || r.get("id").and_then(Value::as_str) != Some(id) {
-                        issues.push(issue(
-                            "value",
-                            &format!("the resource's id must be the URL's `{id}` (a FHIR id)"),
-                            &format!("{at}.resource.id"),
-                        ));
-                        continue;
-                    }
-                    out.push(change(t, Some(id), "update", r));
-                }
+        match entry_change(i, e, version) {
+            Ok(c) => out.push(c),
+            // A batch's entries stand alone: a refused one is answered in its place.
+            Err(entry_issues) if kind == "batch" => {
+                let refused = unprocessable(entry_issues);
+                out.push(Change {
+                    resource_type: String::new(),
+                    id: None,
+                    interaction: "outcome",
+                    payload: refused.outcome.to_json(),
+                    headers: vec![("fhir_status".to_owned(), refused.status.to_string())],
+                });
             }
-            ("DELETE", [t, id]) if valid_id(id) => out.push(deletion(t, id)),
-            _ => issues.push(issue(
-                "not-supported",
-                &format!("{method} {url}: entries are POST Type, PUT Type/id or DELETE Type/id"),
-                &format!("{at}.request"),
-            )),
+            Err(entry_issues) => issues.extend(entry_issues),
         }
     }
     if issues.is_empty() {
         Ok(out)
     } else {
         Err(unprocessable(issues))
+    }
+}
+
+/// One Bundle entry's change, or its issues.
+fn entry_change(i: usize, e: &Value, version: FhirVersion) -> Result<Change, Vec<Issue>> {
+    let at = format!("Bundle.entry[{i}]");
+    let method = e.pointer("/request/method").and_then(Value::as_str);
+    let url = e.pointer("/request/url").and_then(Value::as_str);
+    let (Some(method), Some(url)) = (method, url) else {
+        return Err(vec![issue(
+            "required",
+            "an entry needs request.method and request.url",
+            &format!("{at}.request"),
+        )]);
+    };
+    let url = url.split('?').next().unwrap_or_default();
+    let parts: Vec<&str> = url.split('/').filter(|s| !s.is_empty()).collect();
+    match (method, parts.as_slice()) {
+        ("POST", [t]) | ("PUT", [t, _]) => {
+            let Some(r) = e.get("resource") else {
+                return Err(vec![issue(
+                    "required",
+                    "a POST or PUT entry carries its resource",
+                    &format!("{at}.resource"),
+                )]);
+            };
+            let mut issues = Vec::new();
+            check_resource(r, Some(t), version, &format!("{at}.resource"), &mut issues);
+            if !issues.is_empty() {
+                return Err(issues);
+            }
+            if method == "POST" {
+                let mut r = r.clone();
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("id");
+                }
+                return Ok(change(t, None, "create", &r));
+            }
+            let id = parts[1];
+            if !valid_id(id) || r.get("id").and_then(Value::as_str) != Some(id) {
+                return Err(vec![issue(
+                    "value",
+                    &format!("the resource's id must be the URL's `{id}` (a FHIR id)"),
+                    &format!("{at}.resource.id"),
+                )]);
+            }
+            Ok(change(t, Some(id), "update", r))
+        }
+        ("DELETE", [t, id]) if valid_id(id) => Ok(deletion(t, id)),
+        _ => Err(vec![issue(
+            "not-supported",
+            &format!("{method} {url}: entries are POST Type, PUT Type/id or DELETE Type/id"),
+            &format!("{at}.request"),
+        )]),
     }
 }
 
@@ -962,6 +976,15 @@ mod tests {
         );
     }
 
+    /// A transaction whose second entry is invalid.
+    fn broken_batch() -> Value {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "id": "o1", "status": "nope", "code": {"text": "hr"}}, "request": {"method": "PUT", "url": "Observation/o1"}},
+            {"request": {"method": "DELETE", "url": "Condition/c9"}},
+        ]})
+    }
+
     #[test]
     fn a_transaction_is_all_or_nothing() {
         let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -982,8 +1005,7 @@ mod tests {
                 ("Condition", "delete")
             ]
         );
-        let mut broken = tx;
-        broken["entry"][1]["resource"]["status"] = json!("nope");
+        let broken = broken_batch();
         let e = post("/", broken).unwrap_err();
         assert_eq!(e.status, 422);
         assert_eq!(
@@ -992,6 +1014,18 @@ mod tests {
         );
         let history = json!({"resourceType": "Bundle", "type": "history"});
         assert_eq!(post("/", history).unwrap_err().status, 422);
+        // A batch answers a refused entry in its place and keeps the others.
+        let mut batch = broken_batch();
+        batch["type"] = json!("batch");
+        let (_, c) = post("/", batch).unwrap();
+        let kinds: Vec<&str> = c.iter().map(|c| c.interaction).collect();
+        assert_eq!(kinds, ["create", "outcome", "delete"]);
+        assert!(
+            c[1].payload.contains("Bundle.entry[1].resource.status"),
+            "{}",
+            c[1].payload
+        );
+        assert!(c[1].headers.contains(&("fhir_status".into(), "422".into())));
         let entries: Vec<Value> = (0..=MAX_BUNDLE_ENTRIES)
             .map(|i| json!({"request": {"method": "DELETE", "url": format!("P/{i}")}}))
             .collect();

@@ -72,7 +72,11 @@ mod guest {
                     .into_iter()
                     .map(|c| Accepted {
                         id: None,
-                        type_: if c.resource_type.is_empty() {
+                        // A batch entry refused in its place; a notification event with
+                        // no focus; a change.
+                        type_: if c.interaction == "outcome" {
+                            "fhir.outcome".to_owned()
+                        } else if c.resource_type.is_empty() {
                             "fhir.notification".to_owned()
                         } else {
                             format!("fhir.{}.{}", c.resource_type, c.interaction)

@@ -358,6 +358,13 @@ impl Fhir {
         // Changes of one resource are versioned in order: a request holds the locks of the
         // resources it names (in key order) from planning to indexing; other resources' changes
         // go on meanwhile. Creates name fresh ids and need none.
+        // A batch's refused entries are answered in their place, not appended.
+        let (refused, accepted): (Vec<Numbered<'_>>, Vec<Numbered<'_>>) = accepted
+            .iter()
+            .enumerate()
+            .partition(|(_, a)| a.type_ == "fhir.outcome");
+        let order: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
+        let accepted: Vec<&Accepted> = accepted.into_iter().map(|(_, a)| a).collect();
         let named: std::collections::BTreeSet<String> = accepted
             .iter()
             .filter_map(|a| {
@@ -409,12 +416,19 @@ impl Fhir {
             .iter()
             .map(|p| envelope::parse(&p.envelope, &rules, &who.key_id, now))
             .collect();
-        let outcome = self.ingest.append(who, &prepared, items, now).await?;
+        let results = if planned.is_empty() {
+            Vec::new()
+        } else {
+            self.ingest
+                .append(who, &prepared, items, now)
+                .await?
+                .results
+        };
         let mut entries = Vec::with_capacity(planned.len());
         let mut first_error = None;
         {
             let mut index = resources.index.lock().expect("index");
-            for (p, r) in planned.iter().zip(outcome.results) {
+            for (p, r) in planned.iter().zip(results) {
                 let v = match r {
                     Ok(v) => v,
                     Err(e) => {
@@ -445,22 +459,40 @@ impl Fhir {
                 .ok()
                 .and_then(|b| b["type"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            let response_entries: Vec<Value> = entries
+            let mut response_entries: Vec<(usize, Value)> = refused
                 .iter()
-                .map(|(p, existed)| {
-                    let status = match (p.interaction, existed) {
-                        ("delete", _) => "204 No Content",
-                        ("create", _) | ("update", false) => "201 Created",
-                        _ => "200 OK",
-                    };
-                    json!({"response": {
-                        "status": status,
-                        "location": format!("{}/_history/{}", p.key, p.version),
-                        "etag": format!("W/\"{}\"", p.version),
-                        "lastModified": instant(now),
-                    }})
+                .map(|(i, a)| {
+                    let status = a
+                        .headers
+                        .iter()
+                        .find(|h| h.name == "fhir_status")
+                        .map_or("422".into(), |h| String::from_utf8_lossy(&h.value).into_owned());
+                    let reason = StatusCode::from_bytes(status.as_bytes())
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Unprocessable Entity");
+                    let outcome: Value = serde_json::from_str(&a.payload).unwrap_or(Value::Null);
+                    (*i, json!({"response": {"status": format!("{status} {reason}"), "outcome": outcome}}))
                 })
                 .collect();
+            let changed = entries.iter().zip(&order).map(|((p, existed), i)| {
+                let status = match (p.interaction, existed) {
+                    ("delete", _) => "204 No Content",
+                    ("create", _) | ("update", false) => "201 Created",
+                    _ => "200 OK",
+                };
+                let entry = json!({"response": {
+                    "status": status,
+                    "location": format!("{}/_history/{}", p.key, p.version),
+                    "etag": format!("W/\"{}\"", p.version),
+                    "lastModified": instant(now),
+                }});
+                (*i, entry)
+            });
+            response_entries.extend(changed);
+            response_entries.sort_by_key(|(i, _)| *i);
+            let response_entries: Vec<Value> =
+                response_entries.into_iter().map(|(_, e)| e).collect();
             return Ok(FhirResponse {
                 status: StatusCode::OK,
                 headers: Vec::new(),
@@ -701,6 +733,9 @@ impl Fhir {
             .clone())
     }
 }
+
+/// An event the component answered, with its place in the request.
+type Numbered<'a> = (usize, &'a Accepted);
 
 /// One change, ready to append.
 struct Planned {
