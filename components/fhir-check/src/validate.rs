@@ -591,6 +591,45 @@ fn rules(t: &str, v: FhirVersion) -> Vec<(&'static str, Kind, bool)> {
             ("issued", Instant, false),
             ("result", Objects, false),
         ],
+        "SubscriptionTopic" => vec![
+            ("url", String, true),
+            (
+                "status",
+                Code(&["draft", "active", "retired", "unknown"]),
+                true,
+            ),
+            ("resourceTrigger", Objects, false),
+            ("eventTrigger", Objects, false),
+            ("canFilterBy", Objects, false),
+            ("notificationShape", Objects, false),
+        ],
+        "Subscription" if r5 => vec![
+            (
+                "status",
+                Code(&["requested", "active", "error", "off", "entered-in-error"]),
+                true,
+            ),
+            ("topic", String, true),
+            ("channelType", Object, true),
+            ("endpoint", String, false),
+            (
+                "content",
+                Code(&["empty", "id-only", "full-resource"]),
+                false,
+            ),
+            ("filterBy", Objects, false),
+        ],
+        // The R4/R4B backport: a topic canonical in `criteria`, the channel in `channel`.
+        "Subscription" => vec![
+            (
+                "status",
+                Code(&["requested", "active", "error", "off"]),
+                true,
+            ),
+            ("criteria", String, true),
+            ("channel", Object, true),
+            ("reason", String, false),
+        ],
         "Bundle" => vec![
             (
                 "type",
@@ -1032,6 +1071,73 @@ mod tests {
         let huge = json!({"resourceType": "Bundle", "type": "batch", "entry": entries});
         let e = post("/", huge).unwrap_err();
         assert_eq!((e.status, e.code), (413, "too-costly"));
+    }
+
+    #[test]
+    fn subscription_resources_are_checked_per_version() {
+        let fixture = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/fixtures/fhir/r5")
+                .join(name);
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|t| serde_json::from_str::<Value>(&t).unwrap())
+        };
+        // The official R5 SubscriptionTopic examples pass as given.
+        for name in [
+            "subscriptiontopic-example.json",
+            "subscriptiontopic-example-admission.json",
+        ] {
+            let Some(topic) = fixture(name) else {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "../shared/fixtures/fhir is missing"
+                );
+                return;
+            };
+            post("/SubscriptionTopic", topic).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+        let r5 = json!({"resourceType": "Subscription", "status": "requested",
+                        "topic": "http://example.org/FHIR/R5/SubscriptionTopic/admission",
+                        "channelType": {"code": "rest-hook"}, "endpoint": "https://ehr.example/hook",
+                        "content": "id-only"});
+        assert!(post("/Subscription", r5.clone()).is_ok());
+        let mut bad = r5;
+        bad["content"] = json!("everything");
+        let e = post("/Subscription", bad).unwrap_err();
+        assert_eq!(
+            e.outcome.issues[0].expression.as_deref(),
+            Some("Subscription.content")
+        );
+        // The backport shape is R4's.
+        let r4 = json!({"resourceType": "Subscription", "status": "requested",
+                        "criteria": "http://example.org/FHIR/R5/SubscriptionTopic/admission",
+                        "reason": "admissions", "channel": {"type": "rest-hook", "endpoint": "https://x"}});
+        let ct = Some("application/fhir+json; fhirVersion=4.0");
+        assert!(
+            changes(
+                "POST",
+                "/Subscription",
+                ct,
+                r4.to_string().as_bytes(),
+                FhirVersion::R5
+            )
+            .is_ok()
+        );
+        let e = changes(
+            "POST",
+            "/Subscription",
+            JSON,
+            r4.to_string().as_bytes(),
+            FhirVersion::R5,
+        )
+        .unwrap_err();
+        assert!(
+            e.outcome
+                .issues
+                .iter()
+                .any(|i| i.expression.as_deref() == Some("Subscription.topic"))
+        );
     }
 
     #[test]
