@@ -19,6 +19,8 @@
 //! Every failure is an `OperationOutcome` ([`FhirError`]). Changes of one resource are
 //! versioned in order (a lock per resource, held from versioning to indexing).
 
+pub mod notification;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
