@@ -20,6 +20,7 @@
 //! versioned in order (a lock per resource, held from versioning to indexing).
 
 pub mod notification;
+pub mod trigger;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
