@@ -19,6 +19,7 @@
 //! Every failure is an `OperationOutcome` ([`FhirError`]). Changes of one resource are
 //! versioned in order (a lock per resource, held from versioning to indexing).
 
+pub mod fhirpath;
 pub mod notification;
 pub mod trigger;
 

@@ -40,8 +40,8 @@ pub enum TriggerError {
     Modifier(String),
     #[error("`{0}` is not a search criterion (name=value)")]
     Criterion(String),
-    #[error("a resourceTrigger with only fhirPathCriteria is not supported yet")]
-    FhirPathOnly,
+    #[error(transparent)]
+    FhirPath(#[from] crate::fhirpath::FhirPathError),
 }
 
 /// Whether any of the topic's resource triggers fires for `change`.
@@ -59,8 +59,10 @@ pub fn check(topic: &Value) -> Result<(), TriggerError> {
     let probe = serde_json::json!({"resourceType": "Probe"});
     for trigger in topic["resourceTrigger"].as_array().into_iter().flatten() {
         let q = &trigger["queryCriteria"];
-        if !q.is_object() && trigger["fhirPathCriteria"].is_string() {
-            return Err(TriggerError::FhirPathOnly);
+        if !q.is_object()
+            && let Some(f) = trigger["fhirPathCriteria"].as_str()
+        {
+            crate::fhirpath::FhirPath::parse(f)?;
         }
         for side in ["previous", "current"] {
             if let Some(c) = q[side].as_str() {
@@ -86,10 +88,11 @@ fn trigger_fires(trigger: &Value, change: &ResourceChange<'_>) -> Result<bool, T
     }
     let q = &trigger["queryCriteria"];
     if !q.is_object() {
-        return if trigger["fhirPathCriteria"].is_string() {
-            Err(TriggerError::FhirPathOnly)
-        } else {
-            Ok(true)
+        return match trigger["fhirPathCriteria"].as_str() {
+            Some(f) => {
+                Ok(crate::fhirpath::FhirPath::parse(f)?.holds(change.previous, change.current))
+            }
+            None => Ok(true),
         };
     }
     // Each side: its criterion on its resource; a missing resource (create: no previous,
@@ -319,11 +322,23 @@ mod tests {
             matches("status:exact=final", &obs).unwrap_err(),
             TriggerError::Modifier("exact".into())
         );
+        // FHIRPath alone decides when there are no query criteria.
         let fhirpath_only = json!({"resourceTrigger": [{"resource": "Encounter",
             "fhirPathCriteria": "%current.status = 'completed'"}]});
-        assert_eq!(
-            check(&fhirpath_only).unwrap_err(),
-            TriggerError::FhirPathOnly
-        );
+        check(&fhirpath_only).unwrap();
+        let done = json!({"resourceType": "Encounter", "status": "completed"});
+        let c = ResourceChange {
+            resource_type: "Encounter",
+            interaction: Interaction::Update,
+            previous: None,
+            current: Some(&done),
+        };
+        assert!(fires(&fhirpath_only, &c).unwrap());
+        let unsupported = json!({"resourceTrigger": [{"resource": "Encounter",
+            "fhirPathCriteria": "%current.where(status = 'x')"}]});
+        assert!(matches!(
+            check(&unsupported),
+            Err(TriggerError::FhirPath(_))
+        ));
     }
 }
