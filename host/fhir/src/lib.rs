@@ -23,6 +23,9 @@ pub mod fhirpath;
 pub mod notification;
 pub mod trigger;
 
+#[cfg(test)]
+mod fixtures;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -211,20 +211,7 @@ mod tests {
     use serde_json::json;
 
     fn topic(name: &str) -> Option<Value> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/fhir/r5")
-            .join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => Some(serde_json::from_str(&t).unwrap()),
-            Err(_) => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "{} is missing",
-                    path.display()
-                );
-                None
-            }
-        }
+        crate::fixtures::r5(name)
     }
 
     fn encounter(status: &str) -> Value {
