@@ -527,3 +527,60 @@ async fn a_batch_answers_each_entry_on_its_own() {
         .collect();
     assert_eq!(types, ["fhir.Patient.create", "fhir.Condition.delete"]);
 }
+
+#[tokio::test]
+async fn subscriptions_need_a_topic_whose_criteria_can_be_evaluated() {
+    let s = Server::start().await;
+    let c = s.client();
+    let subscription = |topic: &str| {
+        json!({"resourceType": "Subscription", "status": "requested", "topic": topic,
+               "channelType": {"code": "rest-hook"}, "endpoint": "https://ehr.example/hook",
+               "content": "id-only"})
+    };
+    // No such topic yet: refused where it is named.
+    let admission = "http://example.org/FHIR/R5/SubscriptionTopic/admission";
+    let (st, _, body) = fhir(
+        &c,
+        Method::POST,
+        "/Subscription",
+        Some(subscription(admission)),
+        &[],
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_outcome(&body, "invalid", Some("Subscription.topic"));
+    // The specification's admission topic is taken as given; then the Subscription is.
+    let topic = r5_fixture("subscriptiontopic-example-admission.json");
+    let (st, _, body) = fhir(&c, Method::POST, "/SubscriptionTopic", Some(topic), &[]).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let (st, _, body) = fhir(
+        &c,
+        Method::POST,
+        "/Subscription",
+        Some(subscription(admission)),
+        &[],
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    // A topic whose criteria Sluice cannot evaluate is refused when it is created.
+    let odd = json!({"resourceType": "SubscriptionTopic", "url": "https://x/odd", "status": "active",
+                     "resourceTrigger": [{"resource": "Observation",
+                                          "queryCriteria": {"current": "value-quantity=gt5"}}]});
+    let (st, _, body) = fhir(&c, Method::POST, "/SubscriptionTopic", Some(odd), &[]).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_outcome(
+        &body,
+        "not-supported",
+        Some("SubscriptionTopic.resourceTrigger"),
+    );
+    // A topic and its Subscription in one transaction.
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "SubscriptionTopic", "url": "https://x/labs", "status": "active",
+                      "resourceTrigger": [{"resource": "Observation", "supportedInteraction": ["create"],
+                                           "queryCriteria": {"current": "status=final"}}]},
+         "request": {"method": "POST", "url": "SubscriptionTopic"}},
+        {"resource": subscription("https://x/labs"), "request": {"method": "POST", "url": "Subscription"}},
+    ]});
+    let (st, _, body) = fhir(&c, Method::POST, "", Some(tx), &[]).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}

@@ -47,6 +47,9 @@ pub const TOPIC: &str = "fhir.resources";
 pub const VERSION_HEADER: &str = "fhir_version_id";
 /// The largest FHIR request body.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// SubscriptionTopics a Subscription's topic is looked for among (per tenant).
+pub const MAX_TOPICS: usize = 1000;
+
 /// EHR subscriptions whose event numbers are followed per tenant (for gaps); others are taken
 /// without gap reports.
 pub const MAX_TRACKED_SUBSCRIPTIONS: usize = 10_000;
@@ -418,6 +421,8 @@ impl Fhir {
             }
             planned
         };
+        self.check_subscriptions(&who.tenant, &resources, &planned)
+            .await?;
         let rules = prepared.rules();
         let items = planned
             .iter()
@@ -608,6 +613,92 @@ impl Fhir {
             headers: Vec::new(),
             body: Some(json!({"resourceType": "OperationOutcome", "issue": issues})),
         })
+    }
+
+    /// SubscriptionTopics must have criteria Sluice can evaluate, and a Subscription must name
+    /// a SubscriptionTopic of the tenant (one in the same request counts): refused (422) now
+    /// rather than never notifying later.
+    async fn check_subscriptions(
+        &self,
+        tenant: &str,
+        resources: &Resources,
+        planned: &[Planned],
+    ) -> Result<(), FhirError> {
+        let unprocessable = |code: &str, message: String, expression: &str| FhirError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            outcome: json!({"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": code, "diagnostics": message, "expression": [expression]}
+            ]}),
+            retry_after: None,
+        };
+        let changed = |p: &&Planned| p.interaction != "delete";
+        for p in planned.iter().filter(changed) {
+            if p.resource["resourceType"] == "SubscriptionTopic" {
+                trigger::check(&p.resource).map_err(|e| {
+                    unprocessable(
+                        "not-supported",
+                        e.to_string(),
+                        "SubscriptionTopic.resourceTrigger",
+                    )
+                })?;
+            }
+        }
+        let wanted: Vec<(String, &'static str)> = planned
+            .iter()
+            .filter(changed)
+            .filter(|p| p.resource["resourceType"] == "Subscription")
+            .map(|p| {
+                // R5 `topic`; the R4/R4B backport's `criteria`.
+                match p.resource["topic"].as_str() {
+                    Some(t) => (t.to_owned(), "Subscription.topic"),
+                    None => (
+                        p.resource["criteria"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        "Subscription.criteria",
+                    ),
+                }
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut known: std::collections::HashSet<String> = planned
+            .iter()
+            .filter(changed)
+            .filter(|p| p.resource["resourceType"] == "SubscriptionTopic")
+            .filter_map(|p| p.resource["url"].as_str().map(str::to_owned))
+            .collect();
+        let stored: Vec<u64> = {
+            let index = resources.index.lock().expect("index");
+            index
+                .iter()
+                .filter(|(k, l)| k.starts_with("SubscriptionTopic/") && !l.deleted)
+                .map(|(_, l)| l.offset)
+                .take(MAX_TOPICS)
+                .collect()
+        };
+        let full = log_name(tenant, TOPIC);
+        for offset in stored {
+            let read = self.log.read(&full, 0, offset, 1, 8 << 20).await?;
+            if let Some(s) = read.records.iter().find(|s| s.offset == offset)
+                && let Ok(e) = serde_json::from_slice::<Value>(s.record.value_bytes())
+                && let Some(url) = e["payload"]["url"].as_str()
+            {
+                known.insert(url.to_owned());
+            }
+        }
+        for (topic, expression) in wanted {
+            if !known.contains(&topic) {
+                return Err(unprocessable(
+                    "invalid",
+                    format!("`{topic}` is not a SubscriptionTopic of this server"),
+                    expression,
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `GET /fhir/{tenant}/{Type}/{id}`: the newest version.
