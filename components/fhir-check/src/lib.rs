@@ -15,7 +15,9 @@
 //! is an `OperationOutcome` with one issue per problem (severity, code, diagnostics, FHIRPath
 //! `expression`).
 
+mod change;
 mod notification;
 mod validate;
 
-pub use validate::{Change, FhirVersion, Issue, Outcome, Refused, changes, valid_id};
+pub use change::{Change, Issue, Outcome, Refused, valid_id};
+pub use validate::{FhirVersion, changes};

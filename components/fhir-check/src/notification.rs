@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::validate::{Change, Refused, refuse};
+use crate::change::{Change, Refused, refuse};
 
 /// What a notification's status says, whatever version wrote it.
 struct Status {
@@ -85,7 +85,7 @@ fn type_and_id(reference: &str) -> Option<(String, String)> {
     let mut parts = path.rsplit('/');
     let id = parts.next()?;
     let t = parts.next()?;
-    (crate::validate::valid_id(id) && t.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+    (crate::change::valid_id(id) && t.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
         .then(|| (t.to_owned(), id.to_owned()))
 }
 

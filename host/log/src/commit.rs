@@ -90,9 +90,20 @@ pub enum Op {
         partition: u32,
         from: u64,
         to: u64,
-        with: Vec<crate::state::IndexEntry>,
+        with: Vec<IndexEntry>,
         cleaned_offset: u64,
     },
+}
+
+/// Where one run of a partition's records is stored (an entry of the partition's index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub max_ts: i64,
+    pub data: DataId,
+    pub pos: u64,
+    pub len: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,16 +12,7 @@ use crate::commit::{Op, TopicMeta};
 use crate::paths::DataId;
 use crate::topic::TopicConfig;
 
-/// Where one run of a partition's records is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexEntry {
-    pub base_offset: u64,
-    pub last_offset: u64,
-    pub max_ts: i64,
-    pub data: DataId,
-    pub pos: u64,
-    pub len: u64,
-}
+pub use crate::commit::IndexEntry;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PartitionState {
