@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sluice_log::{Compression, EncodedRecords, Log, LogOptions, PartitionAppend, Record, Storage};
+use sluice_log::{Log, LogOptions, Record, Storage};
 
-use crate::http_load::{LoadResult, Server, drive_bodies, print_acks};
+use crate::http_load::{LoadResult, Server, drive_bodies, fill, partition_zero, print_acks};
 
 /// `SLUICE_BENCH_COMPACTION=restart`, `=s3` or `=load` runs one of the parts.
 pub async fn run(dir: &Path, secs: Duration) -> anyhow::Result<()> {
@@ -35,52 +35,34 @@ async fn offsets_restart(dir: &Path, n: u64) -> anyhow::Result<()> {
     let (server, _) = Server::start(dir)?;
     server.stop()?;
     let log = Log::open(Storage::Local(dir.to_owned()), LogOptions::default()).await?;
-    let fill = Instant::now();
+    let filling = Instant::now();
     let per_append = 2_000u64;
-    let mut tasks = futures::stream::FuturesUnordered::new();
-    use futures::StreamExt;
-    for chunk in 0..n / per_append {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let records: Vec<Record> = (0..per_append)
-                .map(|i| {
-                    let k = (chunk * per_append + i) % 400;
-                    Record {
-                        key: Some(Bytes::from(format!(
-                            "sub/default/s{}/orders/{}",
-                            k / 4,
-                            k % 4
-                        ))),
-                        value: Some(Bytes::from(format!(
-                            "{{\"offset\":{}}}",
-                            chunk * per_append + i
-                        ))),
-                        headers: vec![],
-                        timestamp: 1_700_000_000_000,
-                    }
-                })
-                .collect();
-            log.append(
-                "_offsets",
-                vec![PartitionAppend {
-                    partition: 0,
-                    records: EncodedRecords::encode(&records, Compression::None),
-                    event_ids: vec![],
-                }],
-            )
-            .await
-        }));
-        if tasks.len() >= 16 {
-            tasks.next().await.expect("a task")??;
-        }
-    }
-    while let Some(t) = tasks.next().await {
-        t??;
-    }
+    fill(&log, "_offsets", n / per_append, move |chunk| {
+        let records: Vec<Record> = (0..per_append)
+            .map(|i| {
+                let k = (chunk * per_append + i) % 400;
+                Record {
+                    key: Some(Bytes::from(format!(
+                        "sub/default/s{}/orders/{}",
+                        k / 4,
+                        k % 4
+                    ))),
+                    value: Some(Bytes::from(format!(
+                        "{{\"offset\":{}}}",
+                        chunk * per_append + i
+                    ))),
+                    headers: vec![],
+                    timestamp: 1_700_000_000_000,
+                }
+            })
+            .collect();
+        partition_zero(&records)
+    })
+    .await?;
     log.close().await;
     println!(
         "compaction: filled {n} offset commits into _offsets in {:.1} s",
-        fill.elapsed().as_secs_f64()
+        filling.elapsed().as_secs_f64()
     );
     let (server, ready) = Server::start(dir)?;
     println!(
@@ -128,43 +110,25 @@ async fn s3_throughput() -> anyhow::Result<()> {
         spec: json!({}),
     })
     .await?;
-    let mut tasks = futures::stream::FuturesUnordered::new();
-    use futures::StreamExt;
-    for a in 0..200u64 {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let records: Vec<Record> = (0..10_000u64)
-                .map(|i| Record {
-                    key: Some(Bytes::from(format!(
-                        "key-{:06}",
-                        (a * 10_000 + i) % 100_000
-                    ))),
-                    value: Some(Bytes::from(format!(
-                        "{{\"v\":{},\"pad\":\"{}\"}}",
-                        a * 10_000 + i,
-                        "p".repeat(60)
-                    ))),
-                    headers: vec![],
-                    timestamp: 1_700_000_000_000,
-                })
-                .collect();
-            log.append(
-                "kv",
-                vec![PartitionAppend {
-                    partition: 0,
-                    records: EncodedRecords::encode(&records, Compression::None),
-                    event_ids: vec![],
-                }],
-            )
-            .await
-        }));
-        if tasks.len() >= 16 {
-            tasks.next().await.expect("a task")??;
-        }
-    }
-    while let Some(t) = tasks.next().await {
-        t??;
-    }
+    fill(&log, "kv", 200, |a| {
+        let records: Vec<Record> = (0..10_000u64)
+            .map(|i| Record {
+                key: Some(Bytes::from(format!(
+                    "key-{:06}",
+                    (a * 10_000 + i) % 100_000
+                ))),
+                value: Some(Bytes::from(format!(
+                    "{{\"v\":{},\"pad\":\"{}\"}}",
+                    a * 10_000 + i,
+                    "p".repeat(60)
+                ))),
+                headers: vec![],
+                timestamp: 1_700_000_000_000,
+            })
+            .collect();
+        partition_zero(&records)
+    })
+    .await?;
     // Reopened: the reads go to the store, not to the cache of recent writes.
     log.close().await;
     let log = Log::open(Storage::ObjectStore(store), LogOptions::default()).await?;

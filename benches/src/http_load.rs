@@ -817,6 +817,40 @@ async fn produce_one_by_one(
 
 /// Fill a log with `n` events through the engine, then time the real server's start to ready:
 /// after a clean stop, and after kill -9 with commits since the last checkpoint.
+/// `appends` appends to `topic` straight into the log, 16 in flight, each `make(i)`'s parts.
+pub async fn fill(
+    log: &Log,
+    topic: &str,
+    appends: u64,
+    make: impl Fn(u64) -> Vec<PartitionAppend> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let make = Arc::new(make);
+    let mut tasks = futures::stream::FuturesUnordered::new();
+    for i in 0..appends {
+        let (log, make, topic) = (log.clone(), make.clone(), topic.to_owned());
+        tasks.push(tokio::spawn(
+            async move { log.append(&topic, make(i)).await },
+        ));
+        if tasks.len() >= 16 {
+            tasks.next().await.expect("a task")??;
+        }
+    }
+    while let Some(t) = tasks.next().await {
+        t??;
+    }
+    Ok(())
+}
+
+/// One partition's records as an append to partition 0.
+pub fn partition_zero(records: &[Record]) -> Vec<PartitionAppend> {
+    vec![PartitionAppend {
+        partition: 0,
+        records: EncodedRecords::encode(records, Compression::None),
+        event_ids: vec![],
+    }]
+}
+
 pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     // First start creates the tenant; stop it, then fill its topic directly.
@@ -826,47 +860,36 @@ pub async fn restart(dir: &Path, n: u64) -> anyhow::Result<()> {
     server.stop()?;
 
     let log = Log::open(Storage::Local(dir.to_owned()), LogOptions::default()).await?;
-    let fill = Instant::now();
+    let filling = Instant::now();
     let per_append = 2_000u64;
-    let mut tasks = futures::stream::FuturesUnordered::new();
-    use futures::StreamExt;
-    for chunk in 0..n / per_append {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let parts: Vec<PartitionAppend> = (0..4u32)
-                .map(|q| {
-                    let p = ((chunk as u32) * 4 + q) % PARTITIONS;
-                    let records: Vec<Record> = (0..per_append / 4)
-                        .map(|i| Record {
-                            key: Some(Bytes::from(format!("k{i}"))),
-                            value: Some(Bytes::from(format!(
-                                "{{\"event_type\":\"history\",\"n\":{i},\"payload\":\"{}\"}}",
-                                "y".repeat(40)
-                            ))),
-                            headers: vec![],
-                            timestamp: 1_800_000_000_000 + i as i64,
-                        })
-                        .collect();
-                    PartitionAppend {
-                        partition: p,
-                        records: EncodedRecords::encode(&records, Compression::None),
-                        event_ids: vec![],
-                    }
-                })
-                .collect();
-            log.append("default/history", parts).await
-        }));
-        if tasks.len() >= 16 {
-            tasks.next().await.expect("a task")??;
-        }
-    }
-    while let Some(t) = tasks.next().await {
-        t??;
-    }
+    fill(&log, "default/history", n / per_append, move |chunk| {
+        (0..4u32)
+            .map(|q| {
+                let p = ((chunk as u32) * 4 + q) % PARTITIONS;
+                let records: Vec<Record> = (0..per_append / 4)
+                    .map(|i| Record {
+                        key: Some(Bytes::from(format!("k{i}"))),
+                        value: Some(Bytes::from(format!(
+                            "{{\"event_type\":\"history\",\"n\":{i},\"payload\":\"{}\"}}",
+                            "y".repeat(40)
+                        ))),
+                        headers: vec![],
+                        timestamp: 1_800_000_000_000 + i as i64,
+                    })
+                    .collect();
+                PartitionAppend {
+                    partition: p,
+                    records: EncodedRecords::encode(&records, Compression::None),
+                    event_ids: vec![],
+                }
+            })
+            .collect()
+    })
+    .await?;
     log.close().await;
     println!(
         "restart: filled {n} events (~100 B each) in {:.1} s",
-        fill.elapsed().as_secs_f64()
+        filling.elapsed().as_secs_f64()
     );
 
     let (server, ready) = Server::start(dir)?;

@@ -96,17 +96,17 @@ impl ComponentPolicy {
     /// Ask the component about every group, in calls of about [`CANDIDATES_PER_CALL`] records.
     async fn decide(&mut self) -> Result<(), PolicyError> {
         let mut kept = HashSet::default();
-        let groups = std::mem::take(&mut self.groups);
+        let mut groups = std::mem::take(&mut self.groups).into_iter().peekable();
         self.index.clear();
-        let mut start = 0;
-        while start < groups.len() {
-            let mut end = start;
+        while groups.peek().is_some() {
+            // About CANDIDATES_PER_CALL records per call (a larger group goes alone).
+            let mut call = Vec::new();
             let mut records = 0;
-            while end < groups.len() && (end == start || records < CANDIDATES_PER_CALL) {
-                records += groups[end].records.len();
-                end += 1;
+            while let Some(g) = groups.next_if(|_| call.is_empty() || records < CANDIDATES_PER_CALL)
+            {
+                records += g.records.len();
+                call.push(g);
             }
-            let call: Vec<KeyGroup> = groups[start..end].to_vec();
             let (stage, ctx) = (self.stage.clone(), self.ctx.clone());
             let (call, answer) = tokio::task::spawn_blocking(move || {
                 let answer = stage.select(&ctx, &call);
@@ -129,7 +129,6 @@ impl ComponentPolicy {
                     }
                 }
             }
-            start = end;
         }
         self.kept = Some(kept);
         Ok(())

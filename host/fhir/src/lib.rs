@@ -354,11 +354,21 @@ impl Fhir {
                 format!("at most {max} changes per request"),
             ));
         }
-        let transaction = || {
-            serde_json::from_slice::<Value>(&request.body)
+        // The Bundle's type, read once (its entries are skipped, not built).
+        let bundle_kind = if bundle {
+            #[derive(serde::Deserialize)]
+            struct Kind {
+                #[serde(rename = "type")]
+                kind: Option<String>,
+            }
+            serde_json::from_slice::<Kind>(&request.body)
                 .ok()
-                .is_some_and(|b| matches!(b["type"].as_str(), Some("transaction" | "batch")))
+                .and_then(|k| k.kind)
+                .unwrap_or_default()
+        } else {
+            String::new()
         };
+        let transaction = || matches!(bundle_kind.as_str(), "transaction" | "batch");
         if bundle
             && accepted.iter().all(|a| notification_of(a).is_some())
             && (!accepted.is_empty() || !transaction())
@@ -467,10 +477,6 @@ impl Fhir {
         }
         let last_modified = http_date(now);
         if bundle {
-            let kind = serde_json::from_slice::<Value>(&request.body)
-                .ok()
-                .and_then(|b| b["type"].as_str().map(str::to_owned))
-                .unwrap_or_default();
             let mut response_entries: Vec<(usize, Value)> = refused
                 .iter()
                 .map(|(i, a)| {
@@ -510,7 +516,7 @@ impl Fhir {
                 headers: Vec::new(),
                 body: Some(json!({
                     "resourceType": "Bundle",
-                    "type": format!("{kind}-response"),
+                    "type": format!("{bundle_kind}-response"),
                     "entry": response_entries,
                 })),
             });

@@ -32,6 +32,16 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// The index positions of the runs lying wholly within offsets `from..=to`; `None` when a
+    /// run straddles either edge.
+    pub fn runs_within(&self, from: u64, to: u64) -> Option<std::ops::Range<usize>> {
+        let first = self.entries.partition_point(|e| e.base_offset < from);
+        let end = self.entries.partition_point(|e| e.last_offset <= to);
+        let straddles_from = first > 0 && self.entries[first - 1].last_offset >= from;
+        let straddles_to = self.entries.get(end).is_some_and(|e| e.base_offset <= to);
+        (first <= end && !straddles_from && !straddles_to).then_some(first..end)
+    }
+
     /// The share of the partition's bytes not yet through compaction, and the newest-record
     /// time of the oldest such run.
     pub fn dirty(&self) -> (f64, Option<i64>) {
@@ -245,18 +255,14 @@ impl LogState {
                     .partitions
                     .get_mut(*partition as usize)
                     .ok_or_else(|| fail(format!("no partition {partition} in {name}")))?;
-                let first = p.entries.partition_point(|e| e.base_offset < *from);
-                let end = p.entries.partition_point(|e| e.last_offset <= *to);
-                let straddles_from = first > 0 && p.entries[first - 1].last_offset >= *from;
-                let straddles_to = p.entries.get(end).is_some_and(|e| e.base_offset <= *to);
-                if first > end || straddles_from || straddles_to {
+                let Some(runs) = p.runs_within(*from, *to) else {
                     return Err(fail(format!(
                         "compaction of {name}/{partition} {from}..={to} splits a run"
                     )));
-                }
+                };
                 let old: Vec<IndexEntry> = p
                     .entries
-                    .splice_range(first, end, with.iter().copied())
+                    .splice_range(runs.start, runs.end, with.iter().copied())
                     .collect();
                 for e in &old {
                     p.bytes -= e.len;

@@ -744,17 +744,8 @@ impl Writer {
             state
                 .topic_by_id(*topic)
                 .and_then(|t| t.partitions.get(*partition as usize))
-                .is_some_and(|p| {
-                    let first = p.entries.partition_point(|e| e.base_offset < *from);
-                    let now: Vec<_> = p
-                        .entries
-                        .iter()
-                        .skip(first)
-                        .take_while(|e| e.last_offset <= *to)
-                        .copied()
-                        .collect();
-                    now == snapshot && (first == 0 || p.entries[first - 1].last_offset < *from)
-                })
+                .and_then(|p| Some((p, p.runs_within(*from, *to)?)))
+                .is_some_and(|(p, runs)| p.entries.range(runs).eq(snapshot.iter()))
         };
         if !unchanged {
             return Ok(false);
