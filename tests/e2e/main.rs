@@ -42,6 +42,7 @@ mod crash;
 mod edge;
 mod fencing;
 mod fhir;
+mod fhir_subscriptions;
 mod groups;
 mod harness;
 mod openapi;

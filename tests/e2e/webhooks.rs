@@ -5,104 +5,12 @@
 //! SIGKILL during deliveries.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Process, Server, python};
-
-struct Receiver {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Receiver {
-    /// `None` when there is no test venv (outside CI only).
-    fn start() -> Option<Receiver> {
-        let Some(py) = python() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the Python venv is missing: run the README's test command (bash tests/run.sh)"
-            );
-            eprintln!(
-                "SKIPPED: no Python venv with standardwebhooks; `bash tests/run.sh` installs it"
-            );
-            return None;
-        };
-        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/clients/webhook_receiver.py");
-        let mut child = Command::new(py)
-            .arg(script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the receiver starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .expect("PORT line")
-            .to_owned();
-        Some(Receiver {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn control(&self, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/control", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-    }
-
-    async fn received(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/received", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json::<Vec<Value>>()
-            .await
-            .unwrap()
-    }
-
-    /// Wait (up to 20 s) until `n` deliveries arrived; return them.
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.received().await;
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} of {n} deliveries: {got:?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
+use crate::harness::{Client, Process, Receiver, Server};
 
 async fn subscribe(c: &Client, body: Value) -> Value {
     let (st, v) = c.post("/v1/subscriptions", body).await;

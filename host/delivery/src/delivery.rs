@@ -280,6 +280,13 @@ impl Runner {
                 },
                 Format::json(),
             ),
+            Encoding::Fhir => (
+                r.value.clone().unwrap_or_default(),
+                Format {
+                    content_type: sub.encoding.content_type().into(),
+                    headers: Arc::new(Vec::new()),
+                },
+            ),
             Encoding::CloudeventsStructured => (
                 Bytes::from(
                     serde_json::to_vec(&cloudevents::out::structured(s, topic, mapped))
@@ -951,28 +958,46 @@ async fn attempt(
     now_ms: i64,
     d: Delivery,
 ) -> (Delivery, Response) {
+    let resp = post(
+        &client,
+        &sub,
+        now_ms,
+        d.url.as_deref(),
+        &d.event_id,
+        &d.format,
+        d.body.clone(),
+    )
+    .await;
+    (d, resp)
+}
+
+/// POST `body` to the subscription's endpoint (or `url`), signed with every valid secret, with
+/// the format's and the subscription's headers; the answer's status and start.
+async fn post(
+    client: &reqwest::Client,
+    sub: &Shared,
+    now_ms: i64,
+    url: Option<&str>,
+    event_id: &str,
+    format: &Format,
+    body: Bytes,
+) -> Response {
     let s = &sub.0;
     // Receivers check the timestamp against their own clock: the real time.
     let timestamp = sluice_tenancy::now_ms() / 1000;
-    let signature = super::signing::header(&s.keys(now_ms), &d.event_id, timestamp, &d.body);
+    let signature = super::signing::header(&s.keys(now_ms), event_id, timestamp, &body);
     let mut req = client
-        .post(d.url.as_deref().unwrap_or(&s.url))
+        .post(url.unwrap_or(&s.url))
         .timeout(s.timeout)
-        .header("content-type", &d.format.content_type)
-        .header("webhook-id", &d.event_id)
+        .header("content-type", &format.content_type)
+        .header("webhook-id", event_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature);
-    for (k, v) in d
-        .format
-        .headers
-        .iter()
-        .map(|(k, v)| (k, v))
-        .chain(&s.headers)
-    {
+    for (k, v) in format.headers.iter().map(|(k, v)| (k, v)).chain(&s.headers) {
         req = req.header(k, v);
     }
     let started = Instant::now();
-    let resp = match req.body(d.body.clone()).send().await {
+    match req.body(body).send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let retry_after = r
@@ -1015,8 +1040,52 @@ async fn attempt(
             }),
             latency: started.elapsed(),
         },
+    }
+}
+
+/// One delivery outside the subscription's topics and schedule (a FHIR heartbeat): a single
+/// attempt, recorded as the subscription's attempts are, not retried. `Ok` on 2xx.
+pub async fn send_once(
+    webhooks: &Webhooks,
+    tenant: &str,
+    sub: &Shared,
+    event_id: &str,
+    body: Bytes,
+) -> Result<(), String> {
+    let now = webhooks.clock.now_ms();
+    let format = Format {
+        content_type: sub.0.encoding.content_type().to_owned(),
+        headers: Arc::new(Vec::new()),
     };
-    (d, resp)
+    let resp = post(&webhooks.client, sub, now, None, event_id, &format, body).await;
+    let delivered = resp.status.is_some_and(|s| (200..300).contains(&s));
+    webhooks.record(Attempt {
+        tenant: tenant.to_owned(),
+        subscription: sub.0.id.clone(),
+        event_id: event_id.to_owned(),
+        topic: String::new(),
+        partition: 0,
+        offset: 0,
+        attempt: 1,
+        time_ms: now,
+        status: resp.status,
+        latency_ms: resp.latency.as_millis() as u64,
+        error: resp.error.clone(),
+        response: resp.excerpt,
+        outcome: if delivered {
+            Outcome::Delivered
+        } else {
+            Outcome::Failed
+        },
+        next_attempt_ms: None,
+    });
+    if delivered {
+        Ok(())
+    } else {
+        Err(resp
+            .error
+            .unwrap_or_else(|| format!("status {}", resp.status.unwrap_or_default())))
+    }
 }
 
 /// Read events of one partition in `[from, to)` (a replay), at most `limit`.

@@ -494,6 +494,25 @@ impl Webhooks {
         out
     }
 
+    /// Can deliveries go to `url` (a URL, and not to an address egress refuses)?
+    pub fn check_endpoint(&self, url: &str) -> Result<reqwest::Url, String> {
+        self.egress.check_url(url)
+    }
+
+    /// One attempt outside the subscription's topics (a FHIR heartbeat), recorded, not retried.
+    pub async fn send_once(
+        &self,
+        tenant: &str,
+        id: &str,
+        event_id: &str,
+        body: Bytes,
+    ) -> Result<(), String> {
+        let sub = self
+            .get(tenant, id)
+            .ok_or_else(|| format!("subscription `{id}` does not exist"))?;
+        delivery::send_once(self, tenant, &sub, event_id, body).await
+    }
+
     /// Create (no `current`) or replace a subscription, check it, store it and (re)start its
     /// delivery loop.
     pub async fn put(
@@ -528,7 +547,11 @@ impl Webhooks {
                     self.list(tenant).len() as u64,
                     self.quotas.limits(tenant).max_subscriptions,
                 )?;
-                s.id = format!("sub_{}", uuid::Uuid::now_v7().simple());
+                // Sluice's own subscriptions (a FHIR Subscription's) come with their id; the
+                // API refuses one from clients.
+                if s.id.is_empty() {
+                    s.id = format!("sub_{}", uuid::Uuid::now_v7().simple());
+                }
                 s.created_ms = now;
                 if s.secret.is_empty() {
                     s.secret = s.new_secret();

@@ -120,6 +120,20 @@ pub enum Encoding {
     CloudeventsBinary,
     /// One `application/cloudevents+json` object.
     CloudeventsStructured,
+    /// The stored record's value as it is, `application/fhir+json` (FHIR subscriptions'
+    /// notification Bundles).
+    Fhir,
+}
+
+impl Encoding {
+    /// The content type of what an attempt sends (CloudEvents' binary mode: the data's own).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Envelope | Encoding::CloudeventsBinary => "application/json",
+            Encoding::CloudeventsStructured => "application/cloudevents+json",
+            Encoding::Fhir => "application/fhir+json",
+        }
+    }
 }
 
 fn all_types() -> Vec<String> {

@@ -21,6 +21,9 @@
 
 pub mod fhirpath;
 pub mod notification;
+pub mod notifier;
+pub mod operations;
+pub mod subscription;
 pub mod trigger;
 
 #[cfg(test)]
@@ -45,8 +48,17 @@ use sluice_tenancy::log_name;
 pub const TOPIC: &str = "fhir.resources";
 /// The header holding a resource's `meta.versionId` (what the FHIR compaction policy orders by).
 pub const VERSION_HEADER: &str = "fhir_version_id";
+/// The header holding the offset of a resource's previous version (updates and deletes).
+pub const PREVIOUS_HEADER: &str = "fhir_previous_offset";
+/// The header holding the base URL the change was made at (`http://host/fhir/{tenant}`):
+/// what notifications' references start with.
+pub const BASE_HEADER: &str = "fhir_base";
+/// In a request's view of the index: a version planned by the request itself.
+const IN_REQUEST: u64 = u64::MAX;
 /// The largest FHIR request body.
 pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// Subscriptions per tenant.
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// SubscriptionTopics a Subscription's topic is looked for among (per tenant).
 pub const MAX_TOPICS: usize = 1000;
 
@@ -195,6 +207,28 @@ pub struct Fhir {
     /// The last event number received per tenant and EHR subscription, for gaps (at most
     /// [`MAX_TRACKED_SUBSCRIPTIONS`] per tenant, references of at most 512 bytes).
     notified: Mutex<HashMap<String, HashMap<String, u64>>>,
+    /// Delivers rest-hook notifications (and records heartbeats).
+    webhooks: Arc<sluice_delivery::Webhooks>,
+    /// Heartbeats' time (tests move it).
+    clock: Arc<sluice_tenancy::Clock>,
+    /// Per tenant, the Subscriptions its notifier runs.
+    subscribers: Mutex<HashMap<String, Arc<notifier::Subscribers>>>,
+    /// Tenants whose notifier runs.
+    notifiers: Mutex<std::collections::HashSet<String>>,
+    /// Per tenant, the notifier's committed offset as found at start.
+    notifier_offsets: Mutex<HashMap<String, u64>>,
+    /// WebSocket binding tokens: token → (tenant, Subscription id, expiry).
+    ws_tokens: Mutex<HashMap<String, (String, String, i64)>>,
+    /// Bound WebSockets per tenant.
+    ws_open: Mutex<HashMap<String, usize>>,
+    pub metrics: FhirMetrics,
+}
+
+/// Counters `/metrics` shows.
+#[derive(Default)]
+pub struct FhirMetrics {
+    /// Event notifications appended (to every Subscription's topic).
+    pub notifications: std::sync::atomic::AtomicU64,
 }
 
 /// A request to a tenant's FHIR API, below `/fhir/{tenant}`.
@@ -210,7 +244,25 @@ pub struct FhirRequest {
 }
 
 impl Fhir {
-    pub fn new(log: Log, ingest: Arc<Ingest>, components: Arc<Components>) -> Fhir {
+    /// `committed`: the records of `_offsets` (the notifiers' offsets are among them).
+    pub fn new(
+        log: Log,
+        ingest: Arc<Ingest>,
+        components: Arc<Components>,
+        webhooks: Arc<sluice_delivery::Webhooks>,
+        clock: Arc<sluice_tenancy::Clock>,
+        committed: &[sluice_log::Record],
+    ) -> Fhir {
+        let notifier_offsets = committed
+            .iter()
+            .filter_map(|r| {
+                let tenant = std::str::from_utf8(r.key.as_ref()?)
+                    .ok()?
+                    .strip_prefix("fhir-notifier/")?;
+                let v: Value = serde_json::from_slice(r.value_bytes()).ok()?;
+                Some((tenant.to_owned(), v["offset"].as_u64()?))
+            })
+            .collect();
         Fhir {
             log,
             ingest,
@@ -218,7 +270,88 @@ impl Fhir {
             gateways: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             notified: Mutex::new(HashMap::new()),
+            webhooks,
+            clock,
+            subscribers: Mutex::new(HashMap::new()),
+            notifiers: Mutex::new(Default::default()),
+            notifier_offsets: Mutex::new(notifier_offsets),
+            ws_tokens: Mutex::new(HashMap::new()),
+            ws_open: Mutex::new(HashMap::new()),
+            metrics: FhirMetrics::default(),
         }
+    }
+
+    /// The principal Sluice writes as (a Subscription's status): produce on the FHIR topic.
+    fn system_principal(tenant: &str) -> Principal {
+        Principal {
+            key_id: "fhir:subscriptions".into(),
+            tenant: tenant.to_owned(),
+            scopes: vec![sluice_tenancy::auth::Scope {
+                role: Role::Produce,
+                topics: TOPIC.to_owned(),
+            }],
+            system: false,
+        }
+    }
+
+    /// Write a Subscription's status as a new version of it (what reads show), unless it says
+    /// so already. A client's change in between wins (and is tried again on).
+    pub(crate) async fn write_status(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: &str,
+    ) -> Result<(), FhirError> {
+        let resources = self.resources(tenant).await?;
+        let who = Self::system_principal(tenant);
+        let prepared = self.ingest.prepare(&who, TOPIC)?;
+        let key = format!("Subscription/{id}");
+        let full = log_name(tenant, TOPIC);
+        for _ in 0..3 {
+            let latest = resources.index.lock().expect("index").get(&key).copied();
+            let Some(latest) = latest.filter(|l| !l.deleted) else {
+                return Ok(());
+            };
+            let read = self.log.read(&full, 0, latest.offset, 1, 8 << 20).await?;
+            let Some(stored) = read.records.iter().find(|s| s.offset == latest.offset) else {
+                return Ok(());
+            };
+            let envelope: Value =
+                serde_json::from_slice(stored.record.value_bytes()).unwrap_or(Value::Null);
+            let mut resource = envelope["payload"].clone();
+            if resource["status"] == status {
+                return Ok(());
+            }
+            resource["status"] = json!(status);
+            let header = |name: &str| {
+                stored
+                    .record
+                    .header(name)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            let base = header(BASE_HEADER);
+            let a = Accepted {
+                id: None,
+                type_: "fhir.Subscription.update".into(),
+                key: Some(key.clone().into_bytes()),
+                payload: resource.to_string(),
+                headers: vec![Header {
+                    name: "fhir_version".into(),
+                    value: header("fhir_version").into_bytes(),
+                }],
+            };
+            let etag = format!("W/\"{}\"", latest.version);
+            let now = sluice_tenancy::now_ms();
+            match self
+                .apply(&who, &prepared, &resources, &[&a], Some(&etag), &base, now)
+                .await
+            {
+                Err(e) if e.status == StatusCode::PRECONDITION_FAILED => continue,
+                r => return r.map(|_| ()),
+            }
+        }
+        Ok(())
     }
 
     /// The tenant's `fhir-gateway` stage.
@@ -295,7 +428,7 @@ impl Fhir {
 
     /// A change: through the gateway component, versioned, appended, answered.
     pub async fn change(
-        &self,
+        self: &Arc<Self>,
         who: &Principal,
         request: FhirRequest,
     ) -> Result<FhirResponse, FhirError> {
@@ -308,6 +441,7 @@ impl Fhir {
             ));
         }
         let resources = self.resources(&who.tenant).await?;
+        self.start_notifier(&who.tenant);
         let prepared = self.ingest.prepare(who, TOPIC)?;
         let now = sluice_tenancy::now_ms();
         let http_request = HttpRequest {
@@ -375,9 +509,6 @@ impl Fhir {
         {
             return self.notifications(who, &prepared, accepted, now).await;
         }
-        // Changes of one resource are versioned in order: a request holds the locks of the
-        // resources it names (in key order) from planning to indexing; other resources' changes
-        // go on meanwhile. Creates name fresh ids and need none.
         // A batch's refused entries are answered in their place, not appended.
         let (refused, accepted): (Vec<Numbered<'_>>, Vec<Numbered<'_>>) = accepted
             .iter()
@@ -385,96 +516,22 @@ impl Fhir {
             .partition(|(_, a)| a.type_ == "fhir.outcome");
         let order: Vec<usize> = accepted.iter().map(|(i, _)| *i).collect();
         let accepted: Vec<&Accepted> = accepted.into_iter().map(|(_, a)| a).collect();
-        let named: std::collections::BTreeSet<String> = accepted
-            .iter()
-            .filter_map(|a| {
-                a.key
-                    .as_ref()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-            })
-            .collect();
-        let _held = resources.lock_keys(&named).await;
-        let planned = {
-            let index = resources.index.lock().expect("index");
-            // Later changes in the request see the earlier ones (a PUT then a DELETE of one id).
-            let mut view: HashMap<String, Latest> = named
-                .iter()
-                .filter_map(|k| index.get(k).map(|l| (k.clone(), *l)))
-                .collect();
-            let mut planned = Vec::with_capacity(accepted.len());
-            for a in &accepted {
-                let p = plan(a, &view, now)?;
-                view.insert(
-                    p.key.clone(),
-                    Latest {
-                        version: p.version,
-                        offset: 0,
-                        deleted: p.interaction == "delete",
-                        last_updated_ms: now,
-                    },
-                );
-                planned.push(p);
-            }
-            if !bundle && let (Some(expected), Some(p)) = (&request.if_match, planned.first()) {
-                let current = index.get(&p.key).filter(|l| !l.deleted).map(|l| l.version);
-                if parse_etag(expected) != current {
-                    return Err(FhirError::new(
-                        StatusCode::PRECONDITION_FAILED,
-                        "conflict",
-                        format!(
-                            "If-Match {expected}: the current version of {} is {}",
-                            p.key,
-                            current.map_or("none".to_owned(), |v| format!("W/\"{v}\""))
-                        ),
-                    ));
-                }
-            }
-            planned
-        };
-        self.check_subscriptions(&who.tenant, &resources, &planned)
-            .await?;
-        let rules = prepared.rules();
-        let items = planned
-            .iter()
-            .map(|p| envelope::parse(&p.envelope, &rules, &who.key_id, now))
-            .collect();
-        let results = if planned.is_empty() {
-            Vec::new()
+        let if_match = if bundle {
+            None
         } else {
-            self.ingest
-                .append(who, &prepared, items, now)
-                .await?
-                .results
+            request.if_match.as_deref()
         };
-        let mut entries = Vec::with_capacity(planned.len());
-        let mut first_error = None;
-        {
-            let mut index = resources.index.lock().expect("index");
-            for (p, r) in planned.iter().zip(results) {
-                let v = match r {
-                    Ok(v) => v,
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                        continue;
-                    }
-                };
-                let offset = v["offset"].as_u64().unwrap_or_default();
-                let existed = index.get(&p.key).is_some_and(|l| !l.deleted);
-                index.insert(
-                    p.key.clone(),
-                    Latest {
-                        version: p.version,
-                        offset,
-                        deleted: p.interaction == "delete",
-                        last_updated_ms: now,
-                    },
-                );
-                entries.push((p, existed));
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e.into());
-        }
+        let mut entries = self
+            .apply(
+                who,
+                &prepared,
+                &resources,
+                &accepted,
+                if_match,
+                &request.base,
+                now,
+            )
+            .await?;
         let last_modified = http_date(now);
         if bundle {
             let mut response_entries: Vec<(usize, Value)> = refused
@@ -547,6 +604,111 @@ impl Fhir {
             ],
             body: Some(p.resource.clone()),
         })
+    }
+
+    /// Version, check, append and index changes. Changes of one resource are versioned in
+    /// order: the locks of the resources the changes name are held (in key order) from
+    /// planning to indexing; other resources' changes go on meanwhile (creates name fresh ids
+    /// and need none). Per change: what was appended, and whether the resource existed.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        who: &Principal,
+        prepared: &sluice_ingest::Prepared,
+        resources: &Resources,
+        accepted: &[&Accepted],
+        if_match: Option<&str>,
+        base: &str,
+        now: i64,
+    ) -> Result<Vec<(Planned, bool)>, FhirError> {
+        let named: std::collections::BTreeSet<String> = accepted
+            .iter()
+            .filter_map(|a| {
+                a.key
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            })
+            .collect();
+        let _held = resources.lock_keys(&named).await;
+        let planned = {
+            let index = resources.index.lock().expect("index");
+            // Later changes in the request see the earlier ones (a PUT then a DELETE of one id).
+            let mut view: HashMap<String, Latest> = named
+                .iter()
+                .filter_map(|k| index.get(k).map(|l| (k.clone(), *l)))
+                .collect();
+            let mut planned = Vec::with_capacity(accepted.len());
+            for a in accepted {
+                let p = plan(a, &view, base, now)?;
+                view.insert(
+                    p.key.clone(),
+                    Latest {
+                        version: p.version,
+                        offset: IN_REQUEST,
+                        deleted: p.interaction == "delete",
+                        last_updated_ms: now,
+                    },
+                );
+                planned.push(p);
+            }
+            if let (Some(expected), Some(p)) = (if_match, planned.first()) {
+                let current = index.get(&p.key).filter(|l| !l.deleted).map(|l| l.version);
+                if parse_etag(expected) != current {
+                    return Err(FhirError::new(
+                        StatusCode::PRECONDITION_FAILED,
+                        "conflict",
+                        format!(
+                            "If-Match {expected}: the current version of {} is {}",
+                            p.key,
+                            current.map_or("none".to_owned(), |v| format!("W/\"{v}\""))
+                        ),
+                    ));
+                }
+            }
+            planned
+        };
+        self.check_subscriptions(&who.tenant, resources, &planned)
+            .await?;
+        let rules = prepared.rules();
+        let items = planned
+            .iter()
+            .map(|p| envelope::parse(&p.envelope, &rules, &who.key_id, now))
+            .collect();
+        let results = if planned.is_empty() {
+            Vec::new()
+        } else {
+            self.ingest.append(who, prepared, items, now).await?.results
+        };
+        let mut entries = Vec::with_capacity(planned.len());
+        let mut first_error = None;
+        {
+            let mut index = resources.index.lock().expect("index");
+            for (p, r) in planned.into_iter().zip(results) {
+                let v = match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        continue;
+                    }
+                };
+                let offset = v["offset"].as_u64().unwrap_or_default();
+                let existed = index.get(&p.key).is_some_and(|l| !l.deleted);
+                index.insert(
+                    p.key.clone(),
+                    Latest {
+                        version: p.version,
+                        offset,
+                        deleted: p.interaction == "delete",
+                        last_updated_ms: now,
+                    },
+                );
+                entries.push((p, existed));
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(entries),
+        }
     }
 
     /// An EHR's notifications: one event per notification event, its id the subscription and
@@ -647,6 +809,69 @@ impl Fhir {
                         "SubscriptionTopic.resourceTrigger",
                     )
                 })?;
+            }
+        }
+        let subscriptions: Vec<&Planned> = planned
+            .iter()
+            .filter(changed)
+            .filter(|p| p.resource["resourceType"] == "Subscription")
+            .collect();
+        if !subscriptions.is_empty() {
+            let phi = self
+                .log
+                .inspect_topic(&log_name(tenant, TOPIC), |m, _| {
+                    m.spec["dataSensitivity"] == "PHI"
+                })
+                .unwrap_or(false);
+            let count = resources
+                .index
+                .lock()
+                .expect("index")
+                .iter()
+                .filter(|(k, l)| k.starts_with("Subscription/") && !l.deleted)
+                .count();
+            if count + subscriptions.len() > MAX_SUBSCRIPTIONS {
+                return Err(FhirError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "too-costly",
+                    format!("a tenant has at most {MAX_SUBSCRIPTIONS} Subscriptions"),
+                ));
+            }
+            for p in &subscriptions {
+                let spec = subscription::parse(
+                    &p.resource,
+                    subscription::Version::parse(&p.fhir_version),
+                )
+                .map_err(|problems| FhirError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    outcome: json!({"resourceType": "OperationOutcome", "issue": problems
+                        .iter()
+                        .map(|(expression, message)| json!({"severity": "error", "code": "not-supported",
+                            "diagnostics": message, "expression": [expression]}))
+                        .collect::<Vec<_>>()}),
+                    retry_after: None,
+                })?;
+                if let subscription::Channel::RestHook { endpoint, .. } = &spec.channel {
+                    let url = self
+                        .webhooks
+                        .check_endpoint(endpoint)
+                        .map_err(|e| unprocessable("invalid", e, "Subscription.endpoint"))?;
+                    let loopback = match url.host() {
+                        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                        Some(url::Host::Domain(d)) => d == "localhost",
+                        None => false,
+                    };
+                    if phi && url.scheme() != "https" && !loopback {
+                        return Err(unprocessable(
+                            "security",
+                            format!(
+                                "`{TOPIC}` holds PHI: notifications go to https endpoints only, not `{endpoint}`"
+                            ),
+                            "Subscription.endpoint",
+                        ));
+                    }
+                }
             }
         }
         let wanted: Vec<(String, &'static str)> = planned
@@ -847,11 +1072,18 @@ struct Planned {
     version: u64,
     interaction: &'static str,
     resource: Value,
+    /// `R4`, `R4B` or `R5`.
+    fhir_version: String,
     envelope: String,
 }
 
 /// Give a change its id (creates), version and `meta`, and the envelope that stores it.
-fn plan(a: &Accepted, index: &HashMap<String, Latest>, now: i64) -> Result<Planned, FhirError> {
+fn plan(
+    a: &Accepted,
+    index: &HashMap<String, Latest>,
+    base: &str,
+    now: i64,
+) -> Result<Planned, FhirError> {
     let bad = |m: String| FhirError::new(StatusCode::BAD_GATEWAY, "exception", m);
     let mut resource: Value = serde_json::from_str(&a.payload).map_err(|e| {
         bad(format!(
@@ -902,11 +1134,20 @@ fn plan(a: &Accepted, index: &HashMap<String, Latest>, now: i64) -> Result<Plann
         .find(|h| h.name == "fhir_version")
         .map(|h| String::from_utf8_lossy(&h.value).into_owned())
         .unwrap_or_else(|| "R5".into());
+    let mut headers = json!({VERSION_HEADER: version.to_string(), "fhir_version": fhir_version,
+                             BASE_HEADER: base});
+    // Where the version before this one is (subscriptions' `previous` criteria read it).
+    if let Some(l) = index
+        .get(&key)
+        .filter(|l| l.offset != IN_REQUEST && interaction != "create")
+    {
+        headers[PREVIOUS_HEADER] = json!(l.offset.to_string());
+    }
     let envelope = json!({
         "event_type": format!("fhir.{resource_type}.{interaction}"),
         "key": key,
         "source": "/fhir",
-        "headers": {VERSION_HEADER: version.to_string(), "fhir_version": fhir_version},
+        "headers": headers,
         "payload": resource,
     })
     .to_string();
@@ -915,6 +1156,7 @@ fn plan(a: &Accepted, index: &HashMap<String, Latest>, now: i64) -> Result<Plann
         version,
         interaction,
         resource,
+        fhir_version,
         envelope,
     })
 }
@@ -982,7 +1224,7 @@ fn parse_etag(s: &str) -> Option<u64> {
 }
 
 /// A FHIR instant (UTC, milliseconds).
-fn instant(ms: i64) -> String {
+pub(crate) fn instant(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()

@@ -156,6 +156,64 @@ pub fn bundle(
     })
 }
 
+/// A notification for a Subscription of `version`: R5's as it is; the R4/R4B backport's as a
+/// `history` Bundle whose first entry is the status (R4B's `SubscriptionStatus`, R4's
+/// `Parameters`), each entry with the `request`/`response` a history entry carries.
+pub fn for_version(mut bundle: Value, version: crate::subscription::Version) -> Value {
+    use crate::subscription::Version;
+    if version == Version::R5 {
+        return bundle;
+    }
+    bundle["type"] = json!("history");
+    let Some(entries) = bundle["entry"].as_array_mut() else {
+        return bundle;
+    };
+    for (i, e) in entries.iter_mut().enumerate() {
+        if i == 0 {
+            let status = e["resource"].clone();
+            e["request"] = json!({"method": "GET", "url": format!(
+                "{}/$status",
+                status["subscription"]["reference"].as_str().unwrap_or_default()
+            )});
+            e["response"] = json!({"status": "200"});
+            if version == Version::R4 {
+                e["resource"] = parameters(&status);
+            }
+        } else if e.get("request").is_none() {
+            let url = e["fullUrl"].as_str().unwrap_or_default().to_owned();
+            e["request"] = json!({"method": "GET", "url": url});
+            e["response"] = json!({"status": "200"});
+        }
+    }
+    bundle
+}
+
+/// R4's notification status: a `SubscriptionStatus` written as the backport's `Parameters`.
+fn parameters(status: &Value) -> Value {
+    let mut p = vec![json!({"name": "subscription", "valueReference": status["subscription"]})];
+    if let Some(t) = status["topic"].as_str() {
+        p.push(json!({"name": "topic", "valueCanonical": t}));
+    }
+    p.push(json!({"name": "status", "valueCode": status["status"]}));
+    p.push(json!({"name": "type", "valueCode": status["type"]}));
+    p.push(json!({"name": "events-since-subscription-start",
+                  "valueString": status["eventsSinceSubscriptionStart"]}));
+    for ne in status["notificationEvent"].as_array().into_iter().flatten() {
+        let mut part = vec![json!({"name": "event-number", "valueString": ne["eventNumber"]})];
+        if let Some(t) = ne.get("timestamp") {
+            part.push(json!({"name": "timestamp", "valueInstant": t}));
+        }
+        if let Some(f) = ne.get("focus") {
+            part.push(json!({"name": "focus", "valueReference": f}));
+        }
+        for c in ne["additionalContext"].as_array().into_iter().flatten() {
+            part.push(json!({"name": "additional-context", "valueReference": c}));
+        }
+        p.push(json!({"name": "notification-event", "part": part}));
+    }
+    json!({"resourceType": "Parameters", "id": status["id"], "parameter": p})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +373,84 @@ mod tests {
             }
             assert_eq!(shape(&built), shape(&full), "{name}");
         }
+    }
+
+    /// The Subscriptions Backport IG's id-only notification (R4B), its shape written out here:
+    /// a `history` Bundle, the SubscriptionStatus first with a `$status` request, the focus with
+    /// the interaction's request and response; R4 writes the status as `Parameters`.
+    #[test]
+    fn backport_notifications_have_the_igs_shape() {
+        use crate::subscription::Version;
+        let sub = SubscriptionRef {
+            reference: "https://example.org/fhir/r4b/Subscription/admission".into(),
+            topic: "http://hl7.org/SubscriptionTopic/admission".into(),
+            status: "active".into(),
+        };
+        let event = NotificationEvent {
+            number: 2,
+            timestamp: None,
+            focus: Some(Focus {
+                reference: "https://example.org/fhir/r4b/Encounter/86009987".into(),
+                relative: "Encounter".into(),
+                method: "POST",
+                status: "201",
+                resource: None,
+                context: Vec::new(),
+            }),
+        };
+        let r5 = bundle(
+            &sub,
+            Kind::EventNotification,
+            2,
+            &[event],
+            Content::IdOnly,
+            "2020-05-29T11:44:13.1882432-05:00",
+        );
+        let r4b = for_version(r5.clone(), Version::R4B);
+        let expected = json!({
+            "resourceType": "Bundle", "type": "history",
+            "entry": [
+                {"resource": {"resourceType": "SubscriptionStatus", "status": "active",
+                              "type": "event-notification", "eventsSinceSubscriptionStart": "2",
+                              "notificationEvent": [{"eventNumber": "2",
+                                  "focus": {"reference": "https://example.org/fhir/r4b/Encounter/86009987"}}],
+                              "subscription": {"reference": "https://example.org/fhir/r4b/Subscription/admission"},
+                              "topic": "http://hl7.org/SubscriptionTopic/admission"},
+                 "request": {"method": "GET", "url": "https://example.org/fhir/r4b/Subscription/admission/$status"},
+                 "response": {"status": "200"}},
+                {"fullUrl": "https://example.org/fhir/r4b/Encounter/86009987",
+                 "request": {"method": "POST", "url": "Encounter"}, "response": {"status": "201"}}
+            ]
+        });
+        assert_eq!(shape(&r4b), shape(&expected));
+        let r4 = for_version(r5, Version::R4);
+        let params = &r4["entry"][0]["resource"];
+        assert_eq!(params["resourceType"], "Parameters");
+        let names: Vec<&str> = params["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "subscription",
+                "topic",
+                "status",
+                "type",
+                "events-since-subscription-start",
+                "notification-event"
+            ]
+        );
+        let event = &params["parameter"][5]["part"];
+        assert_eq!(
+            event[0],
+            json!({"name": "event-number", "valueString": "2"})
+        );
+        assert_eq!(
+            event[1],
+            json!({"name": "focus", "valueReference": {"reference": "https://example.org/fhir/r4b/Encounter/86009987"}})
+        );
     }
 }

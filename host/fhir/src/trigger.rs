@@ -127,7 +127,7 @@ fn trigger_fires(trigger: &Value, change: &ResourceChange<'_>) -> Result<bool, T
 }
 
 /// Does `resource` match the search criteria `criteria` (`a=x&b:not=y,z`)?
-fn matches(criteria: &str, resource: &Value) -> Result<bool, TriggerError> {
+pub fn matches(criteria: &str, resource: &Value) -> Result<bool, TriggerError> {
     for criterion in criteria.split('&').filter(|c| !c.is_empty()) {
         let (name, values) = criterion
             .split_once('=')

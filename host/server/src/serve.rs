@@ -196,7 +196,6 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         )
         .await?,
     );
-    drop(committed);
     let sources = Arc::new(
         sluice_sources::Sources::load(log.clone(), components.clone(), ingest.clone()).await?,
     );
@@ -207,7 +206,12 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         log.clone(),
         ingest.clone(),
         components.clone(),
+        webhooks.clone(),
+        clock.clone(),
+        &committed,
     ));
+    drop(committed);
+    fhir.resume();
     compactor.spawn(opts.log.retention_interval);
     groups.spawn_sweeper(std::time::Duration::from_millis(250));
     let audit = sluice_tenancy::audit::Audit::new(log.clone());

@@ -19,6 +19,10 @@ pub async fn route(app: &App, tenant: &str, rest: &[String], call: Call) -> Resp
             .map(|h| format!("http://{h}"))
             .unwrap_or_default()
     );
+    // The WebSocket channel: the binding token authenticates, in the first message.
+    if call.method == Method::GET && rest.len() == 1 && rest[0] == "$websocket" {
+        return websocket(app, tenant, call).unwrap_or_else(render_error);
+    }
     match answer(app, tenant, rest, call, &base).await {
         Ok(r) => render(r),
         Err(e) => render_error(e),
@@ -36,8 +40,26 @@ async fn answer(
     if let (&Method::GET, ["metadata"]) = (&call.method, segments.as_slice()) {
         return Ok(app.fhir.capability_statement(base));
     }
+
     let who = authenticate(app, tenant, &call).await?;
     match (&call.method, segments.as_slice()) {
+        (&Method::GET | &Method::POST, ["Subscription", id, "$status"]) => {
+            app.fhir.status(&who, id)
+        }
+        (&Method::GET | &Method::POST, ["Subscription", id, "$events"]) => {
+            app.fhir
+                .events(
+                    &who,
+                    id,
+                    call.query("eventsSinceNumber"),
+                    call.query("eventsUntilNumber"),
+                    call.query("content"),
+                )
+                .await
+        }
+        (&Method::GET | &Method::POST, ["Subscription", id, "$get-ws-binding-token"]) => app
+            .fhir
+            .ws_binding_token(&who, id, &sluice_fhir::operations::websocket_url(base)),
         (&Method::GET, [t, id]) => app.fhir.read(&who, t, id).await,
         (&Method::GET, _) => Err(not_supported("search and history are not supported yet")),
         (&Method::POST | &Method::PUT | &Method::DELETE, _) => {
@@ -58,6 +80,69 @@ async fn answer(
         }
         _ => Err(not_supported("method not allowed")),
     }
+}
+
+/// `GET /fhir/{tenant}/$websocket`: upgrade, wait for `bind-with-token <token>` (at most
+/// [`sluice_fhir::operations::WS_BIND_TIMEOUT`]), then send the Subscription's notifications
+/// as text frames until either side ends.
+fn websocket(app: &App, tenant: &str, call: Call) -> Result<Response<Body>, FhirError> {
+    let mut call = call;
+    let ws = crate::api::stream::WebSocket::from_call(&mut call)?.ok_or_else(|| FhirError {
+        status: StatusCode::BAD_REQUEST,
+        outcome: sluice_fhir::outcome("invalid", "a WebSocket upgrade is expected here"),
+        retry_after: None,
+    })?;
+    let fhir = app.fhir.clone();
+    let tenant = tenant.to_owned();
+    let response = ws.respond_with(move |mut sink, mut incoming| async move {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let first = tokio::time::timeout(sluice_fhir::operations::WS_BIND_TIMEOUT, async {
+            loop {
+                match incoming.next().await {
+                    Some(Ok(Message::Text(t))) => return Some(t.to_string()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => return None,
+                }
+            }
+        })
+        .await;
+        let Ok(Some(text)) = first else {
+            let _ = sink.send(Message::Close(None)).await;
+            return;
+        };
+        // At most a token's length is looked at.
+        let text: String = text.chars().take(256).collect();
+        let mut rx = match fhir.bind(&tenant, &text) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let outcome = sluice_fhir::outcome("security", &e);
+                let _ = sink.send(Message::Text(outcome.to_string().into())).await;
+                let _ = sink.send(Message::Close(None)).await;
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(text) => {
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        let _ = sink.send(Message::Close(None)).await;
+                        break;
+                    }
+                },
+                msg = incoming.next() => match msg {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    });
+    Ok(response)
 }
 
 fn not_supported(message: &str) -> FhirError {

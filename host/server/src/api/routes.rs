@@ -197,6 +197,10 @@ pub static ROUTES: &[Route] = routes! {
     GET "/fhir/{tenant}/{type}/{id}", "fhir", "Read a FHIR resource's newest version", Nothing -> Fhir 200;
     PUT "/fhir/{tenant}/{type}/{id}", "fhir", "Update (or create) a FHIR resource; If-Match W/\"n\" checks the version", Fhir -> Fhir 200;
     DELETE "/fhir/{tenant}/{type}/{id}", "fhir", "Delete a FHIR resource", Nothing -> Nothing 204;
+    GET "/fhir/{tenant}/Subscription/{id}/$status", "fhir", "A Subscription's status (a searchset Bundle of its SubscriptionStatus)", Nothing -> Fhir 200;
+    GET "/fhir/{tenant}/Subscription/{id}/$events", "fhir", "A Subscription's notifications replayed from its topic (eventsSinceNumber, eventsUntilNumber, content)", Nothing -> Fhir 200;
+    GET "/fhir/{tenant}/Subscription/{id}/$get-ws-binding-token", "fhir", "A token that binds a WebSocket to a websocket-channel Subscription", Nothing -> Fhir 200;
+    GET "/fhir/{tenant}/$websocket", "fhir", "The websocket channel: upgrade, send `bind-with-token <token>`, receive notification Bundles", Nothing -> Nothing 101, open;
     OPTIONS "/hooks/{tenant}/{name}", "sources", "The CloudEvents webhook abuse-protection handshake (WebHook-Request-Origin)", Nothing -> Nothing 200, open;
 
     GET "/v1/subscriptions", "webhooks", "List webhook subscriptions", Nothing -> Json 200;

@@ -274,13 +274,13 @@ pub async fn stream(
 }
 
 /// A WebSocket handshake asked for by the request, checked before the stream starts.
-struct WebSocket {
-    accept: String,
-    upgrade: hyper::upgrade::OnUpgrade,
+pub(crate) struct WebSocket {
+    pub(crate) accept: String,
+    pub(crate) upgrade: hyper::upgrade::OnUpgrade,
 }
 
 impl WebSocket {
-    fn from_call(call: &mut Call) -> Result<Option<WebSocket>, ApiError> {
+    pub(crate) fn from_call(call: &mut Call) -> Result<Option<WebSocket>, ApiError> {
         let wants = call
             .header(header::UPGRADE)
             .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -303,9 +303,17 @@ impl WebSocket {
 
     /// Answer 101, then relay the stream's messages as text frames (heartbeats as pings)
     /// until either side ends; the client's frames are read (answering pings, noticing close).
-    fn respond(self, mut rx: mpsc::Receiver<Out>) -> Response<Body> {
-        use futures::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
+    fn respond(self, rx: mpsc::Receiver<Out>) -> Response<Body> {
+        self.respond_with(move |sink, incoming| relay(rx, sink, incoming))
+    }
+
+    /// Answer 101, then run `session` over the socket's two halves.
+    pub(crate) fn respond_with<F, Fut>(self, session: F) -> Response<Body>
+    where
+        F: FnOnce(WsSink, WsIncoming) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use futures::StreamExt;
         use tokio_tungstenite::tungstenite::protocol::Role;
         let upgrade = self.upgrade;
         tokio::spawn(async move {
@@ -316,27 +324,8 @@ impl WebSocket {
                 None,
             )
             .await;
-            let (mut sink, mut incoming) = ws.split();
-            loop {
-                tokio::select! {
-                    out = rx.recv() => match out {
-                        Some(o) => {
-                            if sink.send(o.ws()).await.is_err() {
-                                break;
-                            }
-                        }
-                        None => {
-                            let _ = sink.send(Message::Close(None)).await;
-                            break;
-                        }
-                    },
-                    msg = incoming.next() => match msg {
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                        Some(Ok(_)) => {}
-                    },
-                }
-            }
-            // Dropping `rx` tells the producer the client is gone.
+            let (sink, incoming) = ws.split();
+            session(sink, incoming).await;
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
@@ -346,6 +335,39 @@ impl WebSocket {
             .body(crate::call::empty())
             .expect("response builds")
     }
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+pub(crate) type WsSink =
+    futures::stream::SplitSink<WsStream, tokio_tungstenite::tungstenite::Message>;
+pub(crate) type WsIncoming = futures::stream::SplitStream<WsStream>;
+
+/// Relay the stream's messages as text frames (heartbeats as pings) until either side ends;
+/// the client's frames are read (answering pings, noticing close).
+async fn relay(mut rx: mpsc::Receiver<Out>, mut sink: WsSink, mut incoming: WsIncoming) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(o) => {
+                    if sink.send(o.ws()).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            msg = incoming.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    // Dropping `rx` tells the producer the client is gone.
 }
 
 /// One of a key's open streams: counted against `max_streams_per_key` while it lives, and
