@@ -235,7 +235,8 @@ async fn a_rest_hook_subscription_gets_every_event_in_order_through_an_outage() 
         5,
         "nothing before the next retry is due"
     );
-    advance(Duration::from_secs(1_900));
+    // 30 min ± 10% after the third attempt.
+    advance(Duration::from_secs(2_100));
     // The catch-up: event 2, then event 3, in order.
     let got = bodies(&rx.wait_for(7).await);
     wait_status(&c, &sub, "active").await;
@@ -546,5 +547,99 @@ async fn a_restart_goes_on_from_where_notifications_stopped_with_nothing_twice()
         status["entry"][0]["resource"]["eventsSinceSubscriptionStart"],
         "4"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_subscriptions_and_operation_input_are_refused_with_operation_outcomes() {
+    let s = Server::start().await;
+    let c = s.client();
+    create(&c, admission_topic(), FHIR_JSON).await;
+    // More filters than a Subscription may have; a header that is no header; a long timeout.
+    let filters: Vec<Value> = (0..21)
+        .map(|i| json!({"filterParameter": "patient", "value": format!("Patient/{i}")}))
+        .collect();
+    for (bad, at) in [
+        (json!({"filterBy": filters}), "Subscription.filterBy"),
+        (
+            json!({"parameter": [{"name": "bad header\n", "value": "x"}]}),
+            "Subscription.parameter",
+        ),
+        (json!({"timeout": 86_400}), "Subscription.timeout"),
+        (
+            json!({"channelType": {"code": "email"}}),
+            "Subscription.channelType",
+        ),
+    ] {
+        let mut sub = json!({"resourceType": "Subscription", "status": "requested", "topic": ADMISSION,
+                             "channelType": {"code": "rest-hook"}, "endpoint": "https://ehr.example/hook"});
+        for (k, v) in bad.as_object().unwrap() {
+            sub[k] = v.clone();
+        }
+        let (st, v) = fhir(&c, Method::POST, "/Subscription", Some(sub), FHIR_JSON).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["resourceType"], "OperationOutcome");
+        assert!(
+            v["issue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["expression"][0] == at),
+            "{at}: {v}"
+        );
+    }
+    let sub = create(
+        &c,
+        json!({"resourceType": "Subscription", "status": "requested", "topic": ADMISSION,
+               "channelType": {"code": "websocket"}}),
+        FHIR_JSON,
+    )
+    .await;
+    wait_status(&c, &sub, "active").await;
+    let (st, v) = fhir(
+        &c,
+        Method::GET,
+        &format!("/Subscription/{sub}/$events?eventsSinceNumber=-1"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(
+        (st, v["issue"][0]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid"))
+    );
+    let (st, v) = fhir(&c, Method::GET, "/Subscription/nope/$status", None, "").await;
+    assert_eq!(
+        (st, v["resourceType"].clone()),
+        (StatusCode::NOT_FOUND, json!("OperationOutcome"))
+    );
+    // A huge range answers at most 100 events (none here), not a scan.
+    let (st, v) = fhir(
+        &c,
+        Method::GET,
+        &format!(
+            "/Subscription/{sub}/$events?eventsSinceNumber=1&eventsUntilNumber=18446744073709551615"
+        ),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(status_of(&v)["type"], "query-event");
+    // A WebSocket that never binds is closed; one that sends a huge frame is refused.
+    use futures::SinkExt;
+    let url = format!(
+        "{}/fhir/default/$websocket",
+        s.url.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        format!("bind-with-token {}", "x".repeat(100_000)).into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_text(&mut ws).await["resourceType"], "OperationOutcome");
     s.stop().await;
 }

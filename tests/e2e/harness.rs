@@ -46,6 +46,7 @@ pub fn options(data: &Path) -> ServeOptions {
         disk: Default::default(),
         tls: None,
         quotas: Default::default(),
+        encryption: Default::default(),
     }
 }
 

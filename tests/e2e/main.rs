@@ -46,6 +46,7 @@ mod fhir_subscriptions;
 mod groups;
 mod harness;
 mod openapi;
+mod phi;
 mod pipelines;
 mod produce_fetch;
 mod registry;

@@ -99,6 +99,16 @@ impl ServeArgs {
             http: file.http,
             disk: file.disk,
             quotas: file.quotas,
+            encryption: {
+                let mut e = file.encryption;
+                if let Ok(k) = std::env::var("SLUICE_KEK") {
+                    e.kek = Some(k);
+                }
+                if let Ok(p) = std::env::var("SLUICE_KEK_PREVIOUS") {
+                    e.previous_keks = p.split(',').map(str::to_owned).collect();
+                }
+                e
+            },
             tls: self.tls(file.tls)?,
             webhooks: sluice_delivery::egress::Egress {
                 allow: file

@@ -123,6 +123,20 @@ impl Resolve for Egress {
     }
 }
 
+/// Is `url` https, or on a loopback address (what PHI may be delivered to)?
+pub fn tls_or_loopback(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    u.scheme() == "https"
+        || match u.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

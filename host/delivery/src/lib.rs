@@ -538,6 +538,20 @@ impl Webhooks {
                 &known,
             )
             .map_err(check_error)?;
+        // PHI leaves only over TLS (loopback aside: it never leaves the machine).
+        let phi = s.topics.iter().any(|t| {
+            self.log
+                .inspect_topic(&sluice_tenancy::log_name(tenant, t), |m, _| {
+                    sluice_log::sealing::sealed(m)
+                })
+                .unwrap_or(false)
+        });
+        if phi && !egress::tls_or_loopback(&s.url) {
+            return Err(check_error(format!(
+                "url: a subscription to PHI topics delivers to https endpoints only, not `{}`",
+                s.url
+            )));
+        }
         let now = sluice_tenancy::now_ms();
         match current {
             None => {

@@ -820,7 +820,7 @@ impl Fhir {
             let phi = self
                 .log
                 .inspect_topic(&log_name(tenant, TOPIC), |m, _| {
-                    m.spec["dataSensitivity"] == "PHI"
+                    sluice_log::sealing::sealed(m)
                 })
                 .unwrap_or(false);
             let count = resources
@@ -852,17 +852,10 @@ impl Fhir {
                     retry_after: None,
                 })?;
                 if let subscription::Channel::RestHook { endpoint, .. } = &spec.channel {
-                    let url = self
-                        .webhooks
+                    self.webhooks
                         .check_endpoint(endpoint)
                         .map_err(|e| unprocessable("invalid", e, "Subscription.endpoint"))?;
-                    let loopback = match url.host() {
-                        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-                        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-                        Some(url::Host::Domain(d)) => d == "localhost",
-                        None => false,
-                    };
-                    if phi && url.scheme() != "https" && !loopback {
+                    if phi && !sluice_delivery::egress::tls_or_loopback(endpoint) {
                         return Err(unprocessable(
                             "security",
                             format!(

@@ -46,12 +46,23 @@ pub async fn ensure(log: &Log, tenant: &str, name: &str) -> Result<(), ApiError>
             "dead-letter topic name `{name}` is not a valid topic name"
         )));
     }
+    let mut spec =
+        json!({"description": "dead letters: events a pipeline or transform could not deliver"});
+    // The dead letters of a sealed (PHI) topic are sealed too.
+    if let Some(source) = name.strip_suffix(".dlq")
+        && let Some(s) = log.inspect_topic(&log_name(tenant, source), |m, _| {
+            m.spec["dataSensitivity"].clone()
+        })
+        && !s.is_null()
+    {
+        spec["dataSensitivity"] = s;
+    }
     match log
         .create_topic(NewTopic {
             name: full,
             partitions: 1,
             config: [("retention.ms".to_owned(), json!(RETENTION_MS))].into(),
-            spec: json!({"description": "dead letters: events a pipeline or transform could not deliver"}),
+            spec,
         })
         .await
     {

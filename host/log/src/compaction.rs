@@ -206,10 +206,12 @@ impl Log {
         policy: &mut dyn Policy,
     ) -> Result<Compacted, LogError> {
         let now = now_ms();
-        let (topic_id, compression, cleanable) = {
+        let (topic_id, compression, cleanable, seal) = {
             let state = self.shared.state.read().expect("state");
             let p = crate::partition_of(&state, topic, partition)?;
             let t = &state.topics[topic];
+            // Survivors of a sealed topic are sealed again.
+            let seal = self.shared.sealing_key(topic, &t.meta)?;
             let lag_edge = now - t.config.min_compaction_lag_ms;
             let cleanable: Vec<IndexEntry> = p
                 .entries
@@ -217,7 +219,7 @@ impl Log {
                 .take_while(|e| e.max_ts <= lag_edge)
                 .copied()
                 .collect();
-            (t.meta.id, t.config.compression, cleanable)
+            (t.meta.id, t.config.compression, cleanable, seal)
         };
         if cleanable.is_empty() {
             return Ok(Compacted::default());
@@ -226,7 +228,7 @@ impl Log {
         // Pass 1: the policy sees the range; it may end it early.
         let mut observed = 0;
         for chunk in chunks(&cleanable) {
-            let runs = self.decoded(chunk, &mut pace).await?;
+            let runs = self.decoded(topic, chunk, &mut pace).await?;
             let mut more = true;
             for records in &runs {
                 more = policy
@@ -252,10 +254,10 @@ impl Log {
         };
         let mut with = Vec::new();
         let mut written = Vec::new();
-        let mut out = Output::new(compression);
+        let mut out = Output::new(compression, seal);
         let result = async {
             for chunk in chunks(range) {
-                let runs = self.decoded(chunk, &mut pace).await?;
+                let runs = self.decoded(topic, chunk, &mut pace).await?;
                 for (entry, records) in chunk.iter().zip(runs) {
                     report.bytes_in += entry.len;
                     report.records_in += records.len() as u64;
@@ -376,14 +378,16 @@ impl Log {
     /// compaction is allowed.
     async fn decoded(
         &self,
+        topic: &str,
         chunk: &[IndexEntry],
         pace: &mut Pace,
     ) -> Result<Vec<Vec<(u64, Record)>>, LogError> {
         pace.spend(chunk.iter().map(|e| e.len).sum()).await;
         let runs = self.runs(chunk).await?;
+        let open = self.shared.opener(topic);
         tokio::task::spawn_blocking(move || {
             runs.iter()
-                .map(format::decode_batches)
+                .map(|r| format::decode_batches(r, &open))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -402,9 +406,11 @@ impl Log {
             return Ok(());
         };
         let compression = out.compression;
-        let (bytes, max_ts) = tokio::task::spawn_blocking(move || encode(&records, compression))
-            .await
-            .map_err(|_| LogError::Closed)?;
+        let seal = out.seal.clone();
+        let (bytes, max_ts) =
+            tokio::task::spawn_blocking(move || encode(&records, compression, seal.as_deref()))
+                .await
+                .map_err(|_| LogError::Closed)?;
         let data = self.new_data_id().await?;
         // Never collected as unreferenced while the run is in flight.
         self.shared
@@ -486,12 +492,18 @@ struct Output {
     records: Vec<(u64, Record)>,
     bytes: usize,
     records_written: u64,
+    /// The key survivors are sealed with (a sealed topic's).
+    seal: Option<std::sync::Arc<crate::sealing::DataKey>>,
 }
 
 impl Output {
-    fn new(compression: crate::topic::Compression) -> Output {
+    fn new(
+        compression: crate::topic::Compression,
+        seal: Option<std::sync::Arc<crate::sealing::DataKey>>,
+    ) -> Output {
         Output {
             compression,
+            seal,
             covered: None,
             records: Vec::new(),
             bytes: 0,
@@ -526,7 +538,11 @@ impl Output {
 }
 
 /// Survivors as sparse batches, and their newest timestamp.
-fn encode(records: &[(u64, Record)], compression: crate::topic::Compression) -> (Bytes, i64) {
+fn encode(
+    records: &[(u64, Record)],
+    compression: crate::topic::Compression,
+    seal: Option<&crate::sealing::DataKey>,
+) -> (Bytes, i64) {
     let mut buf = BytesMut::new();
     let mut max_ts = i64::MIN;
     for batch in records.chunks(BATCH_RECORDS) {
@@ -534,7 +550,7 @@ fn encode(records: &[(u64, Record)], compression: crate::topic::Compression) -> 
         let enc =
             EncodedRecords::encode_sparse(batch.iter().map(|(o, r)| (o - base, r)), compression);
         max_ts = max_ts.max(enc.max_timestamp);
-        enc.to_batch(base, &mut buf);
+        enc.to_batch(base, &mut buf, seal);
     }
     (buf.freeze(), max_ts)
 }

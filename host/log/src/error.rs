@@ -34,11 +34,17 @@ pub enum LogError {
     Storage(String),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A sealed (encrypted) topic's key is missing or wrong.
+    #[error("encrypted data: {0}")]
+    Sealed(String),
 }
 
 impl From<FormatError> for LogError {
     fn from(e: FormatError) -> Self {
-        LogError::Corrupt(e.to_string())
+        match e {
+            FormatError::Sealed(s) => LogError::Sealed(s.to_string()),
+            e => LogError::Corrupt(e.to_string()),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! so a torn or corrupted batch is detected on read, never returned.
 //!
 //! ```text
-//!  0 magic u8 = 0x53   1 version u8 = 2   2 compression u8   3 reserved u8
+//!  0 magic u8 = 0x53   1 version u8 = 2   2 compression u8   3 sealed u8 (0 or 1)
 //!  4 header_crc u32    8 base_offset u64 16 record_count u32 20 base_timestamp i64
 //! 28 max_timestamp i64 36 payload_len u32 40 payload_crc u32 44 uncompressed_len u32
 //! 48 payload
@@ -24,12 +24,16 @@
 //! Version 1 (still read, no longer written) had no offset delta (offsets were base_offset +
 //! position) and `varint(value_len)` (no null values).
 //!
+//! A sealed batch (a PHI topic's, see [`crate::sealing`]) stores its compressed payload
+//! encrypted; the header's other fields are the plaintext's.
+//!
 //! Producers encode records in parallel ([`EncodedRecords`]); the single writer only stamps the
 //! header with the base offset ([`EncodedRecords::to_batch`]), so the hot, serial part is small.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::record::Record;
+use crate::sealing::DataKey;
 use crate::topic::Compression;
 
 pub const MAGIC: u8 = 0x53;
@@ -55,12 +59,26 @@ pub enum FormatError {
     UnknownCompression(u8),
     #[error("corrupt payload: {0}")]
     Corrupt(&'static str),
+    #[error(transparent)]
+    Sealed(#[from] crate::sealing::SealError),
+}
+
+/// Finds the key that opens a sealed batch, by the id the batch names.
+pub type Opener<'a> = &'a dyn Fn(u32) -> Result<std::sync::Arc<DataKey>, String>;
+
+/// For batches that are never sealed (internal topics, tests): any sealed one is an error.
+pub fn no_keys(id: u32) -> Result<std::sync::Arc<DataKey>, String> {
+    Err(format!(
+        "batch sealed with data key {id}, and no keyring to open it"
+    ))
 }
 
 /// The fixed header of a batch, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
     pub version: u8,
+    /// The payload is encrypted.
+    pub sealed: bool,
     pub compression: Compression,
     pub base_offset: u64,
     pub record_count: u32,
@@ -87,7 +105,7 @@ impl BatchHeader {
         out.put_u8(MAGIC);
         out.put_u8(self.version);
         out.put_u8(self.compression.code());
-        out.put_u8(0);
+        out.put_u8(u8::from(self.sealed));
         out.put_u32_le(0); // header crc, patched below
         out.put_u64_le(self.base_offset);
         out.put_u32_le(self.record_count);
@@ -121,8 +139,12 @@ impl BatchHeader {
         let compression =
             Compression::from_code(buf[2]).ok_or(FormatError::UnknownCompression(buf[2]))?;
         let mut b = &buf[8..HEADER_LEN];
+        if buf[3] > 1 {
+            return Err(FormatError::Corrupt("unknown sealing flag"));
+        }
         Ok(BatchHeader {
             version: buf[1],
+            sealed: buf[3] == 1,
             compression,
             base_offset: b.get_u64_le(),
             record_count: b.get_u32_le(),
@@ -206,6 +228,7 @@ impl EncodedRecords {
     pub fn records(&self) -> Result<Vec<Record>, FormatError> {
         let header = BatchHeader {
             version: VERSION,
+            sealed: false,
             compression: self.compression,
             base_offset: 0,
             record_count: self.record_count,
@@ -216,25 +239,38 @@ impl EncodedRecords {
             uncompressed_len: self.uncompressed_len,
         };
         let mut out = Vec::with_capacity(self.record_count as usize);
-        decode_payload(&header, &self.payload, &mut out)?;
+        decode_payload(&header, &self.payload, &no_keys, &mut out)?;
         Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Append the complete batch (header stamped with `base_offset`, then payload) to `out`.
-    pub fn to_batch(&self, base_offset: u64, out: &mut BytesMut) -> BatchHeader {
+    /// Append the complete batch (header stamped with `base_offset`, then payload) to `out`;
+    /// with `seal`, the payload encrypted under that key (the base offset as associated data).
+    pub fn to_batch(
+        &self,
+        base_offset: u64,
+        out: &mut BytesMut,
+        seal: Option<&DataKey>,
+    ) -> BatchHeader {
+        let sealed = seal.map(|k| k.seal(&base_offset.to_le_bytes(), &self.payload));
+        let stored = sealed.as_ref().unwrap_or(&self.payload);
         let header = BatchHeader {
             version: VERSION,
+            sealed: sealed.is_some(),
             compression: self.compression,
             base_offset,
             record_count: self.record_count,
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
-            payload_len: self.payload.len() as u32,
-            payload_crc: self.payload_crc,
+            payload_len: stored.len() as u32,
+            payload_crc: if sealed.is_some() {
+                crc32c::crc32c(stored)
+            } else {
+                self.payload_crc
+            },
             uncompressed_len: self.uncompressed_len,
         };
         header.write(out);
-        out.put_slice(&self.payload);
+        out.put_slice(stored);
         header
     }
 }
@@ -242,7 +278,7 @@ impl EncodedRecords {
 /// Decode every batch in `buf` (a byte range of a data object holding whole batches), checking
 /// both checksums. Records are returned with their offsets.
 /// Keys and values of the records share `buf`'s memory (no copy) when it is not compressed.
-pub fn decode_batches(buf: &Bytes) -> Result<Vec<(u64, Record)>, FormatError> {
+pub fn decode_batches(buf: &Bytes, open: Opener<'_>) -> Result<Vec<(u64, Record)>, FormatError> {
     let mut out = Vec::new();
     let mut buf = buf.clone();
     while !buf.is_empty() {
@@ -254,7 +290,7 @@ pub fn decode_batches(buf: &Bytes) -> Result<Vec<(u64, Record)>, FormatError> {
                 have: buf.len(),
             });
         }
-        decode_payload(&header, &buf.slice(HEADER_LEN..total), &mut out)?;
+        decode_payload(&header, &buf.slice(HEADER_LEN..total), open, &mut out)?;
         buf = buf.slice(total..);
     }
     Ok(out)
@@ -263,11 +299,21 @@ pub fn decode_batches(buf: &Bytes) -> Result<Vec<(u64, Record)>, FormatError> {
 fn decode_payload(
     header: &BatchHeader,
     stored: &Bytes,
+    open: Opener<'_>,
     out: &mut Vec<(u64, Record)>,
 ) -> Result<(), FormatError> {
     if crc32c::crc32c(stored) != header.payload_crc {
         return Err(FormatError::PayloadChecksum);
     }
+    let opened;
+    let stored = if header.sealed {
+        let id = crate::sealing::key_id(stored)?;
+        let key = open(id).map_err(crate::sealing::SealError::NoKey)?;
+        opened = Bytes::from(key.open(&header.base_offset.to_le_bytes(), stored)?);
+        &opened
+    } else {
+        stored
+    };
     let raw = decompress(header.compression, stored, header.uncompressed_len as usize)?;
     let mut cur = raw.clone();
     let dense = header.version == VERSION_DENSE;
@@ -474,14 +520,14 @@ mod tests {
             let mut next = base;
             for records in &batches {
                 let enc = EncodedRecords::encode(records, compression);
-                let header = enc.to_batch(next, &mut buf);
+                let header = enc.to_batch(next, &mut buf, None);
                 prop_assert_eq!(header.last_offset(), next + records.len() as u64 - 1);
                 for r in records {
                     expected.push((next, r.clone()));
                     next += 1;
                 }
             }
-            prop_assert_eq!(decode_batches(&buf.freeze()).unwrap(), expected);
+            prop_assert_eq!(decode_batches(&buf.freeze(), &no_keys).unwrap(), expected);
         }
 
         #[test]
@@ -492,10 +538,10 @@ mod tests {
             flip in 1u8..=255,
         ) {
             let mut buf = BytesMut::new();
-            EncodedRecords::encode(&records, compression).to_batch(7, &mut buf);
+            EncodedRecords::encode(&records, compression).to_batch(7, &mut buf, None);
             let i = pos.index(buf.len());
             buf[i] ^= flip;
-            prop_assert!(decode_batches(&buf.freeze()).is_err(), "corruption at byte {} went unnoticed", i);
+            prop_assert!(decode_batches(&buf.freeze(), &no_keys).is_err(), "corruption at byte {} went unnoticed", i);
         }
 
         #[test]
@@ -504,9 +550,9 @@ mod tests {
             cut in any::<proptest::sample::Index>(),
         ) {
             let mut buf = BytesMut::new();
-            EncodedRecords::encode(&records, Compression::None).to_batch(0, &mut buf);
+            EncodedRecords::encode(&records, Compression::None).to_batch(0, &mut buf, None);
             let keep = cut.index(buf.len());
-            prop_assert!(decode_batches(&buf.freeze().slice(..keep)).is_err() || keep == 0);
+            prop_assert!(decode_batches(&buf.freeze().slice(..keep), &no_keys).is_err() || keep == 0);
         }
     }
 
@@ -522,12 +568,47 @@ mod tests {
         let at = [0u64, 3, 900];
         let mut buf = BytesMut::new();
         EncodedRecords::encode_sparse(at.iter().copied().zip(&records), Compression::Zstd)
-            .to_batch(100, &mut buf);
-        let back = decode_batches(&buf.freeze()).unwrap();
+            .to_batch(100, &mut buf, None);
+        let back = decode_batches(&buf.freeze(), &no_keys).unwrap();
         let offsets: Vec<u64> = back.iter().map(|(o, _)| *o).collect();
         assert_eq!(offsets, [100, 103, 1000]);
         let values: Vec<Option<&[u8]>> = back.iter().map(|(_, r)| r.value.as_deref()).collect();
         assert_eq!(values, [None, Some(&b""[..]), Some(&b"v"[..])]);
+    }
+
+    #[test]
+    fn a_sealed_batch_hides_its_records_and_needs_its_key() {
+        let records = vec![Record {
+            key: Some(Bytes::from_static(b"Patient/1")),
+            value: Some(Bytes::from_static(b"{\"name\":\"Jane Chalmers\"}")),
+            headers: vec![("h".into(), Bytes::from_static(b"secret header"))],
+            timestamp: 5,
+        }];
+        let key = std::sync::Arc::new(DataKey::new(3, &[9; 32]));
+        let mut buf = BytesMut::new();
+        let h =
+            EncodedRecords::encode(&records, Compression::None).to_batch(40, &mut buf, Some(&key));
+        assert!(h.sealed);
+        let buf = buf.freeze();
+        for plain in [&b"Chalmers"[..], b"Patient/1", b"secret header"] {
+            assert!(!buf.windows(plain.len()).any(|w| w == plain));
+        }
+        let k = key.clone();
+        let open = move |id: u32| {
+            assert_eq!(id, 3);
+            Ok(k.clone())
+        };
+        let back = decode_batches(&buf, &open).unwrap();
+        assert_eq!((back[0].0, &back[0].1), (40, &records[0]));
+        let wrong = |_| Ok(std::sync::Arc::new(DataKey::new(3, &[8; 32])));
+        assert!(matches!(
+            decode_batches(&buf, &wrong),
+            Err(FormatError::Sealed(crate::sealing::SealError::WrongKey(3)))
+        ));
+        assert!(matches!(
+            decode_batches(&buf, &no_keys),
+            Err(FormatError::Sealed(crate::sealing::SealError::NoKey(_)))
+        ));
     }
 
     #[test]
@@ -536,6 +617,7 @@ mod tests {
         let payload: &[u8] = &[0, 2, b'k', 1, b'v', 0, 2, 0, 0, 0];
         let header = BatchHeader {
             version: VERSION_DENSE,
+            sealed: false,
             compression: Compression::None,
             base_offset: 7,
             record_count: 2,
@@ -548,7 +630,7 @@ mod tests {
         let mut buf = BytesMut::new();
         header.write(&mut buf);
         buf.put_slice(payload);
-        let back = decode_batches(&buf.freeze()).unwrap();
+        let back = decode_batches(&buf.freeze(), &no_keys).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!((back[0].0, back[1].0), (7, 8));
         assert_eq!(back[0].1.value.as_deref(), Some(&b"v"[..]));
@@ -566,7 +648,7 @@ mod tests {
             timestamp: 1_700_000_000_000,
         };
         let mut buf = BytesMut::new();
-        EncodedRecords::encode(&[rec], Compression::None).to_batch(42, &mut buf);
+        EncodedRecords::encode(&[rec], Compression::None).to_batch(42, &mut buf, None);
         assert_eq!(buf[0], MAGIC);
         assert_eq!(buf[1], VERSION);
         assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 42);

@@ -39,6 +39,7 @@ pub mod paths;
 mod reader;
 pub mod record;
 mod recovery;
+pub mod sealing;
 pub mod state;
 pub mod topic;
 mod writer;
@@ -215,9 +216,40 @@ pub(crate) struct Shared {
     pending_data: Mutex<std::collections::HashSet<paths::DataId>>,
     /// `LogOptions::compaction_bytes_per_s`.
     compaction_bytes_per_s: u64,
+    /// The keys of sealed (PHI) topics, given by the log's owner.
+    keyring: RwLock<Option<Arc<dyn sealing::Keyring>>>,
 }
 
 impl Shared {
+    /// The key new batches of `topic` are sealed with (none for a topic stored in the clear).
+    pub(crate) fn sealing_key(
+        &self,
+        topic: &str,
+        meta: &commit::TopicMeta,
+    ) -> Result<Option<Arc<sealing::DataKey>>, LogError> {
+        if !sealing::sealed(meta) {
+            return Ok(None);
+        }
+        match self.keyring.read().expect("keyring").as_ref() {
+            None => Err(LogError::Sealed(format!(
+                "topic `{topic}` is sealed (dataSensitivity PHI) and this log has no keyring"
+            ))),
+            Some(r) => r.sealing_key(topic).map(Some).map_err(LogError::Sealed),
+        }
+    }
+
+    /// What opens `topic`'s sealed batches.
+    pub(crate) fn opener(
+        &self,
+        topic: &str,
+    ) -> impl Fn(u32) -> Result<Arc<sealing::DataKey>, String> + Send + Sync + 'static {
+        let ring = self.keyring.read().expect("keyring").clone();
+        let topic = topic.to_owned();
+        move |id| match &ring {
+            Some(r) => r.opening_key(&topic, id),
+            None => format::no_keys(id),
+        }
+    }
     fn fenced_error(&self) -> Option<LogError> {
         match self.fenced_by.load(Ordering::Acquire) {
             0 => None,
@@ -272,6 +304,11 @@ impl Log {
             0 => None,
             e => Some(e),
         }
+    }
+
+    /// Give the log the keys of its sealed (PHI) topics.
+    pub fn set_keyring(&self, keyring: Arc<dyn sealing::Keyring>) {
+        *self.shared.keyring.write().expect("keyring") = Some(keyring);
     }
 
     pub fn metrics(&self) -> &LogMetrics {
@@ -491,8 +528,9 @@ impl Log {
         let mut out = Vec::new();
         let mut next = offset;
         let mut full = false;
+        let open = self.shared.opener(topic);
         for (entry, bytes) in entries.iter().zip(runs) {
-            for (off, record) in format::decode_batches(&bytes)? {
+            for (off, record) in format::decode_batches(&bytes, &open)? {
                 if off < next {
                     continue;
                 }
@@ -576,7 +614,7 @@ impl Log {
         };
         let Some(e) = entry else { return Ok(hw) };
         let bytes = self.runs(&[e]).await?.remove(0);
-        Ok(format::decode_batches(&bytes)?
+        Ok(format::decode_batches(&bytes, &self.shared.opener(topic))?
             .into_iter()
             .find(|(_, r)| r.timestamp >= timestamp_ms)
             .map_or(e.last_offset + 1, |(o, _)| o))

@@ -225,6 +225,7 @@ async fn open_once(storage: Storage, opts: LogOptions) -> Result<Option<Log>, Lo
         epoch,
         pending_data: Mutex::new(Default::default()),
         compaction_bytes_per_s: opts.compaction_bytes_per_s,
+        keyring: RwLock::new(None),
     });
     let (tx, rx) = mpsc::channel(4096);
     let (stage2_tx, stage2_rx) = mpsc::channel(2);

@@ -268,6 +268,7 @@ impl Writer {
         let mut remembered: Vec<Remembered> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut records = 0u64;
+        let mut seal_keys: HashMap<u64, Option<Arc<crate::sealing::DataKey>>> = HashMap::new();
         {
             let state = self.shared.state.read().expect("state");
             let mut dedup = self.dedup.lock().expect("dedup");
@@ -285,6 +286,16 @@ impl Writer {
                     continue;
                 }
                 let tid = t.meta.id;
+                match self.shared.sealing_key(&topic, &t.meta) {
+                    Ok(key) => {
+                        seal_keys.insert(tid, key);
+                    }
+                    Err(e) => {
+                        // Never stored in the clear: the append fails.
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                }
                 let table = dedup.0.entry(tid).or_default();
                 let mut results = Vec::with_capacity(parts.len());
                 for part in parts {
@@ -344,7 +355,8 @@ impl Writer {
             let mut max_ts = i64::MIN;
             let mut last = 0;
             for (base, enc) in list {
-                let h = enc.to_batch(*base, &mut chunk);
+                let seal = seal_keys.get(topic).and_then(|k| k.as_deref());
+                let h = enc.to_batch(*base, &mut chunk, seal);
                 max_ts = max_ts.max(h.max_timestamp);
                 last = h.last_offset();
             }

@@ -56,6 +56,8 @@ pub struct App {
     pub fhir: Arc<sluice_fhir::Fhir>,
     /// The time that schedules retries (tests move it).
     pub clock: Arc<Clock>,
+    /// Tenants' data keys for sealed (PHI) topics.
+    pub data_keys: Arc<sluice_tenancy::data_keys::DataKeys>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Streams open per API key.

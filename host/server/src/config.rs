@@ -40,6 +40,20 @@ pub struct FileConfig {
     /// Every tenant's quotas unless it has its own (`PUT /v1/tenants/{t}/quotas`).
     #[serde(default)]
     pub quotas: sluice_tenancy::quotas::QuotaLimits,
+    /// The key-encryption key of sealed (PHI) topics (`SLUICE_KEK` wins).
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
+}
+
+/// Where the key-encryption key (KEK) of sealed topics comes from: 32 bytes of base64, given
+/// directly or in a file. Without one, a first start writes a random one to `<data>/kek.key`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    pub kek: Option<String>,
+    pub kek_file: Option<std::path::PathBuf>,
+    /// KEKs being rotated out: data keys they wrapped are wrapped again with the current one.
+    pub previous_keks: Vec<String>,
 }
 
 /// Headroom on the local data disk.

@@ -59,6 +59,49 @@ pub struct ServeOptions {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Every tenant's quotas unless it has its own.
     pub quotas: QuotaLimits,
+    /// The key-encryption key of sealed (PHI) topics.
+    pub encryption: crate::config::EncryptionConfig,
+}
+
+/// The KEKs: the configured one (or `<data>/kek.key`, written on first start) first, then the
+/// previous ones.
+fn keks(
+    data: &std::path::Path,
+    c: &crate::config::EncryptionConfig,
+) -> Result<Vec<sluice_tenancy::data_keys::Kek>, ServeError> {
+    use sluice_tenancy::data_keys::Kek;
+    let current = match (&c.kek, &c.kek_file) {
+        (Some(k), _) => k.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| ServeError::Encryption(format!("reading {}: {e}", f.display())))?,
+        (None, None) => {
+            let path = data.join("kek.key");
+            match std::fs::read_to_string(&path) {
+                Ok(k) => k,
+                Err(_) => {
+                    std::fs::create_dir_all(data)?;
+                    let k = Kek::generate();
+                    write_private(&path, &k)?;
+                    k
+                }
+            }
+        }
+    };
+    let mut out = vec![Kek::from_base64(&current).map_err(ServeError::Encryption)?];
+    for k in &c.previous_keks {
+        out.push(Kek::from_base64(k).map_err(ServeError::Encryption)?);
+    }
+    Ok(out)
+}
+
+/// Write a secret readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(text.as_bytes())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +118,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("starting the WebAssembly runtime: {0}")]
     Runtime(#[from] sluice_runtime::RuntimeError),
+    #[error("the key-encryption key: {0}")]
+    Encryption(String),
 }
 
 pub fn storage(opts: &ServeOptions) -> Result<Storage, ServeError> {
@@ -122,6 +167,11 @@ pub fn storage(opts: &ServeOptions) -> Result<Storage, ServeError> {
 pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), ServeError> {
     std::fs::create_dir_all(&opts.data)?;
     let log = Log::open(storage(opts)?, opts.log.clone()).await?;
+    let data_keys = Arc::new(
+        sluice_tenancy::data_keys::DataKeys::load(log.clone(), keks(&opts.data, &opts.encryption)?)
+            .await?,
+    );
+    log.set_keyring(data_keys.clone());
     let directory = Arc::new(Directory::load(log.clone()).await?);
     let quotas = Arc::new(QuotaBook::new(directory.clone(), opts.quotas));
     let issued = directory
@@ -237,6 +287,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         compactor,
         fhir,
         clock,
+        data_keys,
     });
     Ok((app, token))
 }

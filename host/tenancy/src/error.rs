@@ -119,5 +119,9 @@ pub fn from_log(e: LogError, shown_topic: &str) -> ApiError {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, 50302, e.to_string())
         }
         e @ LogError::Corrupt(_) => ApiError::internal(e.to_string()),
+        // A sealed topic whose key is missing or wrong: the operator's configuration.
+        e @ LogError::Sealed(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 50003, e.to_string())
+        }
     }
 }

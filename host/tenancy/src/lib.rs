@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod data_keys;
 pub mod error;
 pub mod internal_topics;
 pub mod names;

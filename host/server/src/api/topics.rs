@@ -41,6 +41,10 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     app.compactor.check_policy(&who.tenant, &config).await?;
+    // A PHI topic is sealed with the tenant's data key, made first.
+    if doc["dataSensitivity"] == "PHI" {
+        app.data_keys.ensure(&who.tenant).await?;
+    }
     let full = log_name(&who.tenant, &name);
     let info = app
         .log
@@ -259,6 +263,9 @@ pub async fn update(
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     app.compactor.check_policy(&who.tenant, &config).await?;
+    if doc["dataSensitivity"] == "PHI" {
+        app.data_keys.ensure(&who.tenant).await?;
+    }
     let info = app
         .log
         .update_topic(&full, Some(partitions), config, spec_of(&doc))

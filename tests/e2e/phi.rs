@@ -1,0 +1,167 @@
+//! PHI topics (`dataSensitivity: PHI`): sealed at rest with the tenant's data key (the bytes
+//! on disk hold no plaintext, a plain topic's do), read back in the clear, refused with a clear
+//! error under a wrong key-encryption key, readable again after a KEK rotation, dead letters
+//! sealed too, and delivered only to https endpoints.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Server, options};
+
+const MARKER: &str = "Chalmers-PHI-7c1e";
+const PLAIN_MARKER: &str = "plain-marker-55ab";
+
+fn kek(byte: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([byte; 32])
+}
+
+/// Does any file under `dir` contain `needle`?
+fn on_disk(dir: &std::path::Path, needle: &str) -> bool {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+async fn create_phi_topic(c: &Client, name: &str) {
+    let (st, v) = c
+        .post(
+            "/v1/topics",
+            json!({"name": name, "partitions": 1, "replicationFactor": 1, "config": {},
+                   "dataSensitivity": "PHI"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn phi_topics_are_sealed_at_rest_and_need_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.encryption.kek = Some(kek(1));
+    let s = Server::start_with(opts.clone()).await;
+    let c = s.client();
+    create_phi_topic(&c, "labs").await;
+    c.create_topic("plain", 1).await;
+    let (st, v) = c
+        .produce(
+            "labs",
+            json!([{"key": format!("patient-{MARKER}"), "payload": {"name": MARKER, "n": 1}},
+                   {"payload": {"name": MARKER, "n": 2}}]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    c.produce("plain", json!([{"payload": {"name": PLAIN_MARKER}}]))
+        .await;
+    let back = c.read_all("labs", 0, 0).await;
+    assert_eq!(back.len(), 2);
+    assert_eq!(back[0]["event"]["payload"]["name"], MARKER);
+    s.stop().await;
+    // Flushed and checkpointed: the plain topic's text is on disk, the PHI topic's is not.
+    assert!(
+        on_disk(dir.path(), PLAIN_MARKER),
+        "the check can see plaintext"
+    );
+    assert!(!on_disk(dir.path(), MARKER), "PHI is stored sealed");
+
+    // Another KEK: the data key does not unwrap, and reads say so.
+    let mut wrong = opts.clone();
+    wrong.encryption.kek = Some(kek(2));
+    let s = Server::start_with(wrong).await;
+    let c = s.client();
+    let (st, v) = c.get("/v1/topics/labs/partitions/0/events?offset=0").await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert_eq!(v["error_code"], 50003, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("none configured unwraps it"),
+        "{v}"
+    );
+    let (_, plain) = c.get("/v1/topics/plain/partitions/0/events?offset=0").await;
+    assert!(plain.to_string().contains(PLAIN_MARKER), "{plain}");
+    s.stop().await;
+
+    // KEK rotation: the new one current, the old one previous; then the new one alone.
+    let mut rotating = opts.clone();
+    rotating.encryption.kek = Some(kek(2));
+    rotating.encryption.previous_keks = vec![kek(1)];
+    let s = Server::start_with(rotating).await;
+    assert_eq!(s.client().read_all("labs", 0, 0).await.len(), 2);
+    s.stop().await;
+    let mut rotated = opts.clone();
+    rotated.encryption.kek = Some(kek(2));
+    let s = Server::start_with(rotated).await;
+    let c = s.client();
+    let back = c.read_all("labs", 0, 0).await;
+    assert_eq!(
+        back[1]["event"]["payload"]["n"], 2,
+        "rewrapped by the new KEK"
+    );
+    let (st, _) = c
+        .produce("labs", json!([{"payload": {"name": MARKER, "n": 3}}]))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+    assert!(!on_disk(dir.path(), MARKER));
+}
+
+#[tokio::test]
+async fn phi_is_delivered_to_https_endpoints_only() {
+    let s = Server::start().await;
+    let c = s.client();
+    create_phi_topic(&c, "labs").await;
+    let (st, v) = c
+        .post(
+            "/v1/subscriptions",
+            json!({"url": "http://hooks.example.org/in", "topics": ["labs"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("https"), "{v}");
+    // The tenant's FHIR topic, PHI: a Subscription's http endpoint is refused.
+    create_phi_topic(&c, "fhir.resources").await;
+    let topic = json!({"resourceType": "SubscriptionTopic", "url": "https://x/labs", "status": "active",
+                       "resourceTrigger": [{"resource": "Observation", "supportedInteraction": ["create"]}]});
+    let fhir = |body: Value| {
+        let c = c.clone();
+        async move {
+            let t = body["resourceType"].as_str().unwrap().to_owned();
+            let r = c
+                .http
+                .request(Method::POST, format!("{}/fhir/default/{t}", c.url))
+                .bearer_auth(&c.key)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, v) = fhir(topic).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let sub = |endpoint: &str| {
+        json!({"resourceType": "Subscription", "status": "requested", "topic": "https://x/labs",
+               "channelType": {"code": "rest-hook"}, "endpoint": endpoint, "content": "full-resource"})
+    };
+    let (st, v) = fhir(sub("http://ehr.example/hook")).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["issue"][0]["code"], "security", "{v}");
+    assert_eq!(v["issue"][0]["expression"][0], "Subscription.endpoint");
+    let (st, v) = fhir(sub("https://ehr.example/hook")).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    s.stop().await;
+}
