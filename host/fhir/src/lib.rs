@@ -306,14 +306,12 @@ impl Fhir {
         let who = Self::system_principal(tenant);
         let prepared = self.ingest.prepare(&who, TOPIC)?;
         let key = format!("Subscription/{id}");
-        let full = log_name(tenant, TOPIC);
         for _ in 0..3 {
             let latest = resources.index.lock().expect("index").get(&key).copied();
             let Some(latest) = latest.filter(|l| !l.deleted) else {
                 return Ok(());
             };
-            let read = self.log.read(&full, 0, latest.offset, 1, 8 << 20).await?;
-            let Some(stored) = read.records.iter().find(|s| s.offset == latest.offset) else {
+            let Some(stored) = self.record_at(tenant, latest.offset).await? else {
                 return Ok(());
             };
             let envelope: Value =
@@ -903,10 +901,8 @@ impl Fhir {
                 .take(MAX_TOPICS)
                 .collect()
         };
-        let full = log_name(tenant, TOPIC);
         for offset in stored {
-            let read = self.log.read(&full, 0, offset, 1, 8 << 20).await?;
-            if let Some(s) = read.records.iter().find(|s| s.offset == offset)
+            if let Some(s) = self.record_at(tenant, offset).await?
                 && let Ok(e) = serde_json::from_slice::<Value>(s.record.value_bytes())
                 && let Some(url) = e["payload"]["url"].as_str()
             {
@@ -957,11 +953,9 @@ impl Fhir {
                 format!("{key} was deleted (version {})", latest.version),
             ));
         }
-        let read = self.log.read(&full, 0, latest.offset, 1, 8 << 20).await?;
-        let record = read
-            .records
-            .into_iter()
-            .find(|s| s.offset == latest.offset)
+        let record = self
+            .record_at(&who.tenant, latest.offset)
+            .await?
             .ok_or_else(not_found)?;
         let envelope: Value = serde_json::from_slice(record.record.value_bytes()).map_err(|e| {
             FhirError::new(
@@ -978,6 +972,21 @@ impl Fhir {
             ],
             body: Some(envelope["payload"].clone()),
         })
+    }
+
+    /// The change stored at `offset` of the tenant's `fhir.resources`, if it is still there
+    /// (what the index points at: a read, a status update, a stored SubscriptionTopic, the
+    /// version before a change).
+    pub(crate) async fn record_at(
+        &self,
+        tenant: &str,
+        offset: u64,
+    ) -> Result<Option<sluice_log::StoredRecord>, LogError> {
+        let read = self
+            .log
+            .read(&log_name(tenant, TOPIC), 0, offset, 1, 8 << 20)
+            .await?;
+        Ok(read.records.into_iter().find(|s| s.offset == offset))
     }
 
     /// The tenant's resources: its topic created and its index built on first use.

@@ -114,8 +114,16 @@ impl Running {
 #[derive(Default)]
 pub struct Subscribers {
     pub running: Mutex<HashMap<String, Running>>,
-    /// SubscriptionTopics by canonical URL, and the URL of each by its id.
-    topics: Mutex<(HashMap<String, Value>, HashMap<String, String>)>,
+    topics: Mutex<Topics>,
+}
+
+/// The tenant's SubscriptionTopics.
+#[derive(Default)]
+struct Topics {
+    /// By canonical URL.
+    by_url: HashMap<String, Arc<Value>>,
+    /// The URL of each, by its id.
+    url_of: HashMap<String, String>,
 }
 
 /// Why a step of the notifier did not finish: it is tried again (never skipped).
@@ -401,21 +409,30 @@ impl Fhir {
         c: &Change,
         pending: &mut HashMap<String, Vec<Record>>,
     ) -> Result<(), StepError> {
-        // The topics that could fire, and the Subscriptions on them.
-        let candidates: Vec<(String, Value)> = {
+        // The topics that could fire, each with the Subscriptions on it: a topic is evaluated
+        // once per change however many subscribe to it.
+        let candidates: HashMap<String, (Arc<Value>, Vec<String>)> = {
             let running = subscribers.running.lock().expect("running");
             let topics = subscribers.topics.lock().expect("topics");
-            running
-                .iter()
-                .filter(|(_, r)| r.status != "off")
-                .filter(|(_, r)| r.notified_through.is_none_or(|n| n < c.offset))
-                .filter_map(|(id, r)| Some((id.clone(), topics.0.get(&r.spec.topic)?.clone())))
-                .collect()
+            let mut by_topic: HashMap<String, (Arc<Value>, Vec<String>)> = HashMap::new();
+            for (id, r) in running.iter() {
+                if r.status == "off" || r.notified_through.is_some_and(|n| n >= c.offset) {
+                    continue;
+                }
+                if let Some(t) = topics.by_url.get(&r.spec.topic) {
+                    by_topic
+                        .entry(r.spec.topic.clone())
+                        .or_insert_with(|| (t.clone(), Vec::new()))
+                        .1
+                        .push(id.clone());
+                }
+            }
+            by_topic
         };
         if candidates.is_empty() {
             return Ok(());
         }
-        let needs_previous = candidates.iter().any(|(_, t)| {
+        let needs_previous = candidates.values().any(|(t, _)| {
             t["resourceTrigger"]
                 .as_array()
                 .into_iter()
@@ -423,7 +440,11 @@ impl Fhir {
                 .any(|r| r["queryCriteria"]["previous"].is_string())
         });
         let previous = match (needs_previous, c.previous_offset) {
-            (true, Some(o)) => self.resource_at(tenant, o).await?,
+            (true, Some(o)) => self.record_at(tenant, o).await?.and_then(|s| {
+                serde_json::from_slice::<Value>(s.record.value_bytes())
+                    .ok()
+                    .map(|e| e["payload"].clone())
+            }),
             _ => None,
         };
         let current = (c.interaction != Interaction::Delete).then_some(&c.resource);
@@ -434,13 +455,13 @@ impl Fhir {
             current,
         };
         let mut fired = Vec::new();
-        for (id, topic) in &candidates {
+        for (url, (topic, ids)) in &candidates {
             match trigger::fires(topic, &change) {
-                Ok(true) => fired.push((id.clone(), topic)),
+                Ok(true) => fired.extend(ids.iter().map(|id| (id, topic))),
                 Ok(false) => {}
                 // Checked when the topic was accepted; a criterion that cannot be evaluated
                 // now fires nothing.
-                Err(e) => tracing::warn!(tenant, subscription = id, error = %e, "topic criteria"),
+                Err(e) => tracing::warn!(tenant, topic = url, error = %e, "topic criteria"),
             }
         }
         if fired.is_empty() {
@@ -449,7 +470,7 @@ impl Fhir {
         let filtered = current.or(previous.as_ref()).unwrap_or(&c.resource);
         let mut running = subscribers.running.lock().expect("running");
         for (id, topic) in fired {
-            let Some(r) = running.get_mut(&id) else {
+            let Some(r) = running.get_mut(id) else {
                 continue;
             };
             if !subscription::passes(&r.spec.filters, &c.resource_type, filtered) {
@@ -459,21 +480,9 @@ impl Fhir {
             pending
                 .entry(id.clone())
                 .or_default()
-                .push(notification_record(&id, r, c, topic, self.clock.now_ms()));
+                .push(notification_record(id, r, c, topic, self.clock.now_ms()));
         }
         Ok(())
-    }
-
-    /// The resource stored at `offset` of `fhir.resources`, if it is still there.
-    async fn resource_at(&self, tenant: &str, offset: u64) -> Result<Option<Value>, LogError> {
-        let full = log_name(tenant, TOPIC);
-        let read = self.log.read(&full, 0, offset, 1, 8 << 20).await?;
-        Ok(read
-            .records
-            .iter()
-            .find(|s| s.offset == offset)
-            .and_then(|s| serde_json::from_slice::<Value>(s.record.value_bytes()).ok())
-            .map(|e| e["payload"].clone()))
     }
 
     /// A Subscription or SubscriptionTopic was written: register it (and, `live`, set up or
@@ -487,14 +496,14 @@ impl Fhir {
     ) -> Result<(), StepError> {
         if c.resource_type == "SubscriptionTopic" {
             let mut topics = subscribers.topics.lock().expect("topics");
-            let (by_url, url_of) = &mut *topics;
+            let Topics { by_url, url_of } = &mut *topics;
             if let Some(old) = url_of.remove(&c.id) {
                 by_url.remove(&old);
             }
             if c.interaction != Interaction::Delete
                 && let Some(url) = c.resource["url"].as_str()
             {
-                by_url.insert(url.to_owned(), c.resource.clone());
+                by_url.insert(url.to_owned(), Arc::new(c.resource.clone()));
                 url_of.insert(c.id.clone(), url.to_owned());
             }
             return Ok(());

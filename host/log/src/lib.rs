@@ -238,7 +238,15 @@ impl Shared {
         }
     }
 
-    /// What opens `topic`'s sealed batches.
+    /// The key `id` that sealed batches of `topic` (looked up only when a batch is sealed).
+    pub(crate) fn open_key(&self, topic: &str, id: u32) -> Result<Arc<sealing::DataKey>, String> {
+        match self.keyring.read().expect("keyring").as_ref() {
+            Some(r) => r.opening_key(topic, id),
+            None => format::no_keys(id),
+        }
+    }
+
+    /// What opens `topic`'s sealed batches, owned (for decoding on another thread).
     pub(crate) fn opener(
         &self,
         topic: &str,
@@ -528,7 +536,7 @@ impl Log {
         let mut out = Vec::new();
         let mut next = offset;
         let mut full = false;
-        let open = self.shared.opener(topic);
+        let open = |id| self.shared.open_key(topic, id);
         for (entry, bytes) in entries.iter().zip(runs) {
             for (off, record) in format::decode_batches(&bytes, &open)? {
                 if off < next {
@@ -614,10 +622,12 @@ impl Log {
         };
         let Some(e) = entry else { return Ok(hw) };
         let bytes = self.runs(&[e]).await?.remove(0);
-        Ok(format::decode_batches(&bytes, &self.shared.opener(topic))?
-            .into_iter()
-            .find(|(_, r)| r.timestamp >= timestamp_ms)
-            .map_or(e.last_offset + 1, |(o, _)| o))
+        Ok(
+            format::decode_batches(&bytes, &|id| self.shared.open_key(topic, id))?
+                .into_iter()
+                .find(|(_, r)| r.timestamp >= timestamp_ms)
+                .map_or(e.last_offset + 1, |(o, _)| o),
+        )
     }
 
     /// Wait until the partition's high watermark passes `offset`, or `timeout` elapses.

@@ -113,7 +113,7 @@ fn websocket(app: &App, tenant: &str, call: Call) -> Result<Response<Body>, Fhir
         };
         // At most a token's length is looked at.
         let text: String = text.chars().take(256).collect();
-        let mut rx = match fhir.bind(&tenant, &text) {
+        let rx = match fhir.bind(&tenant, &text) {
             Ok(rx) => rx,
             Err(e) => {
                 let outcome = sluice_fhir::outcome("security", &e);
@@ -122,25 +122,10 @@ fn websocket(app: &App, tenant: &str, call: Call) -> Result<Response<Body>, Fhir
                 return;
             }
         };
-        loop {
-            tokio::select! {
-                out = rx.recv() => match out {
-                    Some(text) => {
-                        if sink.send(Message::Text(text.into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => {
-                        let _ = sink.send(Message::Close(None)).await;
-                        break;
-                    }
-                },
-                msg = incoming.next() => match msg {
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
-                },
-            }
-        }
+        crate::api::stream::relay(rx, sink, incoming, |text: String| {
+            Message::Text(text.into())
+        })
+        .await;
     });
     Ok(response)
 }

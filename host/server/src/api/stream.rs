@@ -304,7 +304,7 @@ impl WebSocket {
     /// Answer 101, then relay the stream's messages as text frames (heartbeats as pings)
     /// until either side ends; the client's frames are read (answering pings, noticing close).
     fn respond(self, rx: mpsc::Receiver<Out>) -> Response<Body> {
-        self.respond_with(move |sink, incoming| relay(rx, sink, incoming))
+        self.respond_with(move |sink, incoming| relay(rx, sink, incoming, Out::ws))
     }
 
     /// Answer 101, then run `session` over the socket's two halves.
@@ -343,16 +343,21 @@ pub(crate) type WsSink =
     futures::stream::SplitSink<WsStream, tokio_tungstenite::tungstenite::Message>;
 pub(crate) type WsIncoming = futures::stream::SplitStream<WsStream>;
 
-/// Relay the stream's messages as text frames (heartbeats as pings) until either side ends;
-/// the client's frames are read (answering pings, noticing close).
-async fn relay(mut rx: mpsc::Receiver<Out>, mut sink: WsSink, mut incoming: WsIncoming) {
+/// Relay messages as frames (`frame` makes each) until either side ends; the client's frames
+/// are read (answering pings, noticing close).
+pub(crate) async fn relay<T>(
+    mut rx: mpsc::Receiver<T>,
+    mut sink: WsSink,
+    mut incoming: WsIncoming,
+    frame: fn(T) -> tokio_tungstenite::tungstenite::Message,
+) {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     loop {
         tokio::select! {
             out = rx.recv() => match out {
                 Some(o) => {
-                    if sink.send(o.ws()).await.is_err() {
+                    if sink.send(frame(o)).await.is_err() {
                         break;
                     }
                 }
