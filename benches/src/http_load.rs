@@ -160,10 +160,24 @@ impl Drop for Server {
 
 impl Server {
     pub async fn create_topic(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<()> {
+        self.create_topic_with(http, name, json!({})).await
+    }
+
+    /// With more fields of the topic document (`dataSensitivity`, ...).
+    pub async fn create_topic_with(
+        &self,
+        http: &reqwest::Client,
+        name: &str,
+        extra: Value,
+    ) -> anyhow::Result<()> {
+        let mut doc = json!({"name": name, "partitions": PARTITIONS, "replicationFactor": 1, "config": {}, "keyField": "org_id"});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            doc[k] = v.clone();
+        }
         let r = http
             .post(format!("{}/v1/topics", self.url))
             .bearer_auth(&self.key)
-            .json(&json!({"name": name, "partitions": PARTITIONS, "replicationFactor": 1, "config": {}, "keyField": "org_id"}))
+            .json(&doc)
             .send()
             .await?;
         if !r.status().is_success() {
@@ -237,7 +251,7 @@ pub struct LoadResult {
     pub errors: u64,
 }
 
-async fn drive(
+pub async fn drive(
     server: &Server,
     topic: &str,
     clients: usize,
@@ -661,13 +675,25 @@ async fn tail_latency(server: &Server, http: &reqwest::Client) -> anyhow::Result
 
 /// Read the whole topic back over HTTP (JSON), one partition after another.
 async fn http_fetch(server: &Server, http: &reqwest::Client) -> anyhow::Result<()> {
+    let (events_s, mb_s) = fetch_topic(server, http, "bench").await?;
+    println!("HTTP fetch (JSON, whole topic): {events_s:.0} events/s, {mb_s:.0} MB/s of response");
+    Ok(())
+}
+
+/// Read a whole topic through the HTTP fetch API, partition after partition: events/s and
+/// MB/s of response.
+pub async fn fetch_topic(
+    server: &Server,
+    http: &reqwest::Client,
+    topic: &str,
+) -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
     let (mut events, mut bytes) = (0u64, 0u64);
     for p in 0..PARTITIONS {
         let mut offset = 0;
         loop {
             let r = http
-                .get(format!("{}/v1/topics/bench/partitions/{p}/events?offset={offset}&max_events=10000&max_bytes=16777216", server.url))
+                .get(format!("{}/v1/topics/{topic}/partitions/{p}/events?offset={offset}&max_events=10000&max_bytes=16777216", server.url))
                 .bearer_auth(&server.key)
                 .send()
                 .await?
@@ -684,12 +710,7 @@ async fn http_fetch(server: &Server, http: &reqwest::Client) -> anyhow::Result<(
         }
     }
     let s = start.elapsed().as_secs_f64();
-    println!(
-        "HTTP fetch (JSON, whole topic): {:.0} events/s, {:.0} MB/s of response",
-        events as f64 / s,
-        bytes as f64 / s / 1e6
-    );
-    Ok(())
+    Ok((events as f64 / s, bytes as f64 / s / 1e6))
 }
 
 /// Read the topic back through the log engine with a cold cache: ranged reads of the segments.

@@ -18,6 +18,7 @@ mod http_load;
 mod isolation;
 mod latency_store;
 mod outbound;
+mod phi;
 mod registry;
 mod wasm;
 
@@ -72,6 +73,10 @@ enum Cmd {
     Compaction,
     /// FHIR resources in (checked, versioned, appended) against plain produce.
     Fhir,
+    /// FHIR notification fan-out to 100 rest-hook Subscriptions: notifications/s, latency.
+    FhirFanout,
+    /// PHI (sealed) topics' produce and fetch against plain topics.
+    Phi,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +136,12 @@ fn main() -> anyhow::Result<()> {
     }
     if run(Cmd::Fhir) {
         rt.block_on(fhir::run(&dir.join("fhir"), secs))?;
+    }
+    if run(Cmd::FhirFanout) {
+        rt.block_on(fhir::fanout(&dir.join("fhir-fanout"), secs))?;
+    }
+    if run(Cmd::Phi) {
+        rt.block_on(phi::run(&dir.join("phi"), secs))?;
     }
     if run(Cmd::Compaction) {
         rt.block_on(compaction::run(&dir.join("compaction"), secs))?;

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::http_load::Server;
 use crate::pct;
 
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("time")

@@ -352,7 +352,8 @@ impl Fhir {
         pending: &mut HashMap<String, Vec<Record>>,
         now: i64,
     ) -> Result<(), StepError> {
-        for (id, records) in pending.drain() {
+        // Every Subscription's records at once: the appends share the log's group commits.
+        let appends = pending.drain().map(|(id, records)| async move {
             let last_source = records
                 .last()
                 .and_then(|r| r.header(SOURCE_OFFSET_HEADER))
@@ -371,7 +372,12 @@ impl Fhir {
                     }],
                 )
                 .await;
-            let mut running = subscribers.running.lock().expect("running");
+            (id, topic, n, last_source, appended)
+        });
+        let results = futures::future::join_all(appends).await;
+        let mut running = subscribers.running.lock().expect("running");
+        let mut failed = None;
+        for (id, topic, n, last_source, appended) in results {
             match appended {
                 Ok(_) => {
                     if let Some(r) = running.get_mut(&id) {
@@ -388,17 +394,20 @@ impl Fhir {
                 }
                 Err(e) => {
                     // Numbers were given to events that may not be stored: count them again
-                    // from the topic (event n is at offset n).
+                    // from the topic (event n is at offset n); the step is tried again.
                     if let (Some(r), Ok((_, end))) =
                         (running.get_mut(&id), self.log.offsets(&topic, 0))
                     {
                         r.events = end.saturating_sub(1);
                     }
-                    return Err(e.into());
+                    failed.get_or_insert(e);
                 }
             }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The notifications one change makes, added to `pending`.

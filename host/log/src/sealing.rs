@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::commit::TopicMeta;
@@ -21,7 +20,7 @@ pub const SEAL_OVERHEAD: usize = 4 + 12 + 16;
 /// One data key, ready to seal and open.
 pub struct DataKey {
     pub id: u32,
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -34,27 +33,29 @@ impl DataKey {
     pub fn new(id: u32, key: &[u8; 32]) -> DataKey {
         DataKey {
             id,
-            cipher: Aes256Gcm::new(key.into()),
+            cipher: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, key).expect("32 bytes make an AES-256 key"),
+            ),
         }
     }
 
-    /// Seal `plaintext` (a batch payload) with `aad`.
+    /// Seal `plaintext` (a batch payload) with `aad`. Nonces are random (96 bits): a key
+    /// seals far fewer than 2^32 batches before it is rotated.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Bytes {
         let nonce: [u8; 12] = rand::random();
-        let ct = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .expect("AES-GCM seals any payload under 64 GiB");
-        let mut out = BytesMut::with_capacity(4 + 12 + ct.len());
+        let mut out = BytesMut::with_capacity(SEAL_OVERHEAD + plaintext.len());
         out.put_u32_le(self.id);
         out.put_slice(&nonce);
-        out.put_slice(&ct);
+        out.put_slice(plaintext);
+        let tag = self
+            .cipher
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[16..],
+            )
+            .expect("AES-GCM seals any batch payload");
+        out.put_slice(tag.as_ref());
         out.freeze()
     }
 
@@ -63,15 +64,19 @@ impl DataKey {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(SealError::Malformed);
         }
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(&sealed[4..16]),
-                Payload {
-                    msg: &sealed[16..],
-                    aad,
-                },
+        let nonce: [u8; 12] = sealed[4..16].try_into().expect("12 bytes");
+        let mut buf = sealed[16..].to_vec();
+        let plain_len = self
+            .cipher
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
             )
-            .map_err(|_| SealError::WrongKey(self.id))
+            .map_err(|_| SealError::WrongKey(self.id))?
+            .len();
+        buf.truncate(plain_len);
+        Ok(buf)
     }
 }
 
