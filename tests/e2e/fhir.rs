@@ -258,9 +258,29 @@ async fn invalid_resources_and_requests_answer_operation_outcomes() {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    for t in ["Patient", "Observation", "Encounter", "Bundle"] {
+    for t in [
+        "Patient",
+        "Observation",
+        "Encounter",
+        "Bundle",
+        "SubscriptionTopic",
+        "Subscription",
+    ] {
         assert!(types.contains(&t), "{cap}");
     }
+    let subscription = cap["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Subscription")
+        .unwrap();
+    let operations: Vec<&str> = subscription["operation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["status", "events", "get-ws-binding-token"]);
 }
 
 #[tokio::test]

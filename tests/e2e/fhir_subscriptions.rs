@@ -320,6 +320,12 @@ async fn a_rest_hook_subscription_gets_every_event_in_order_through_an_outage() 
         assert!(parsed.iter().any(|p| p["status_type"] == "heartbeat"));
         assert!(parsed.iter().any(|p| p["event_numbers"] == json!(["3"])));
     }
+    assert!(
+        c.metrics_text()
+            .await
+            .contains("sluice_fhir_notifications_total 3\n"),
+        "three event notifications counted"
+    );
     // Every attempt is recorded under the webhook subscription that delivers it.
     let (st, attempts) = c
         .get(&format!("/v1/subscriptions/fhir-{sub}/attempts"))

@@ -114,8 +114,30 @@ async fn phi_topics_are_sealed_at_rest_and_need_their_key() {
         .produce("labs", json!([{"payload": {"name": MARKER, "n": 3}}]))
         .await;
     assert_eq!(st, StatusCode::OK);
+    // Data-key rotation: a new key seals from now on; the old one still opens what it sealed.
+    let (_, keys) = c.get("/v1/data-keys").await;
+    assert_eq!(keys, json!({"data_keys": [1], "sealing": 1}));
+    let (st, keys) = c.post("/v1/data-keys/rotate", json!(null)).await;
+    assert_eq!(
+        (st, keys),
+        (StatusCode::OK, json!({"data_keys": [1, 2], "sealing": 2}))
+    );
+    let (st, _) = c
+        .produce("labs", json!([{"payload": {"name": MARKER, "n": 4}}]))
+        .await;
+    assert_eq!(st, StatusCode::OK);
     s.stop().await;
     assert!(!on_disk(dir.path(), MARKER));
+    let mut rotated = opts.clone();
+    rotated.encryption.kek = Some(kek(2));
+    let s = Server::start_with(rotated).await;
+    let back = s.client().read_all("labs", 0, 0).await;
+    let ns: Vec<Value> = back
+        .iter()
+        .map(|e| e["event"]["payload"]["n"].clone())
+        .collect();
+    assert_eq!(ns, [json!(1), json!(2), json!(3), json!(4)]);
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -394,14 +394,20 @@ impl Fhir {
 
     /// `GET /fhir/{tenant}/metadata`.
     pub fn capability_statement(&self, base: &str) -> FhirResponse {
-        let resources: Vec<Value> = CHECKED_TYPES
-            .iter()
-            .map(|t| {
-                json!({"type": t, "versioning": "versioned", "readHistory": false,
-                       "updateCreate": true, "conditionalCreate": false,
-                       "interaction": [{"code": "read"}, {"code": "create"}, {"code": "update"}, {"code": "delete"}]})
-            })
-            .collect();
+        let resource = |t: &str| {
+            json!({"type": t, "versioning": "versioned", "readHistory": false,
+                   "updateCreate": true, "conditionalCreate": false,
+                   "interaction": [{"code": "read"}, {"code": "create"}, {"code": "update"}, {"code": "delete"}]})
+        };
+        let mut resources: Vec<Value> = CHECKED_TYPES.iter().map(|t| resource(t)).collect();
+        resources.push(resource("SubscriptionTopic"));
+        let mut subscription = resource("Subscription");
+        subscription["operation"] = json!([
+            {"name": "status", "definition": "http://hl7.org/fhir/OperationDefinition/Subscription-status"},
+            {"name": "events", "definition": "http://hl7.org/fhir/OperationDefinition/Subscription-events"},
+            {"name": "get-ws-binding-token", "definition": "http://hl7.org/fhir/OperationDefinition/Subscription-get-ws-binding-token"},
+        ]);
+        resources.push(subscription);
         FhirResponse {
             status: StatusCode::OK,
             headers: Vec::new(),

@@ -40,6 +40,8 @@ pub struct Scrape<'a> {
     pub lag: &'a [(String, String, PartitionLag)],
     /// Webhook dead letters that could not be written at once.
     pub dead_letter_failures: u64,
+    /// FHIR event notifications appended (every Subscription's).
+    pub fhir_notifications: u64,
     pub disk: &'a sluice_ingest::disk::DiskGuard,
     /// Requests refused per (tenant, quota).
     pub throttled: &'a [(String, &'static str, u64)],
@@ -109,6 +111,7 @@ impl Metrics {
             stages,
             lag,
             dead_letter_failures,
+            fhir_notifications,
             disk,
             throttled,
             audit,
@@ -239,6 +242,12 @@ impl Metrics {
             out,
             "sluice_webhook_dead_letter_failures_total {dead_letter_failures}"
         );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_fhir_notifications FHIR event notifications appended to Subscriptions' topics."
+        );
+        let _ = writeln!(out, "# TYPE sluice_fhir_notifications counter");
+        let _ = writeln!(out, "sluice_fhir_notifications_total {fhir_notifications}");
         let _ = writeln!(
             out,
             "# HELP sluice_quota_throttled Requests refused for a tenant's quota."

@@ -24,6 +24,8 @@ use crate::error::ApiError;
 use crate::internal_topics;
 
 pub const DATA_KEYS_TOPIC: &str = "_data_keys";
+/// Data keys a tenant may have (each rotation adds one; all are kept to open old data).
+pub const MAX_DATA_KEYS: usize = 1000;
 
 /// A key-encryption key: 32 bytes (given as base64).
 pub struct Kek {
@@ -184,6 +186,12 @@ impl DataKeys {
     pub async fn rotate(&self, tenant: &str) -> Result<u32, ApiError> {
         let id = {
             let keys = self.keys.read().expect("keys");
+            if keys.get(tenant).map_or(0, Vec::len) >= MAX_DATA_KEYS {
+                return Err(ApiError::conflict(
+                    40911,
+                    format!("a tenant has at most {MAX_DATA_KEYS} data keys"),
+                ));
+            }
             let unavailable = self.unavailable.read().expect("unavailable");
             let newest = keys.get(tenant).and_then(|k| k.last()).map_or(0, |k| k.id);
             let lost = unavailable

@@ -113,6 +113,32 @@ pub async fn audit(app: &App, who: &Principal, call: &Call) -> Result<Response<B
     Ok(json(StatusCode::OK, &json!({ "records": records })))
 }
 
+/// `GET /v1/data-keys`: the ids of the tenant's data keys for PHI topics (the last seals new
+/// data); never the keys (tenant admin).
+pub fn data_keys(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    if !who.is_tenant_admin() {
+        return Err(ApiError::forbidden("data keys need a tenant admin key"));
+    }
+    let ids = app.data_keys.ids(&who.tenant);
+    Ok(json(
+        StatusCode::OK,
+        &json!({"data_keys": ids, "sealing": ids.last()}),
+    ))
+}
+
+/// `POST /v1/data-keys/rotate`: a new data key seals the tenant's PHI topics from now on;
+/// the older ones still open what they sealed (tenant admin).
+pub async fn rotate_data_key(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
+    if !who.is_tenant_admin() {
+        return Err(ApiError::forbidden("data keys need a tenant admin key"));
+    }
+    let id = app.data_keys.rotate(&who.tenant).await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"data_keys": app.data_keys.ids(&who.tenant), "sealing": id}),
+    ))
+}
+
 pub fn list_tenants(app: &App, who: &Principal) -> Result<Response<Body>, ApiError> {
     require_system(who)?;
     Ok(json(

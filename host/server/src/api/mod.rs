@@ -83,6 +83,10 @@ pub async fn dispatch(
         }
         (["v1", "whoami"], &Method::GET) => ("whoami", Ok(admin::whoami(&who, &call))),
         (["v1", "audit"], &Method::GET) => ("audit", admin::audit(app, &who, &call).await),
+        (["v1", "data-keys"], &Method::GET) => ("data-keys", admin::data_keys(app, &who)),
+        (["v1", "data-keys", "rotate"], &Method::POST) => {
+            ("data-keys", admin::rotate_data_key(app, &who).await)
+        }
         (["v1", "components"], &Method::GET) => ("components", components::list(app, &who)),
         (["v1", "components", n], &Method::PUT) => {
             ("component", components::upload(app, &who, n, call).await)
@@ -249,6 +253,11 @@ async fn metrics(app: &App, who: &Principal) -> Result<Response<Body>, ApiError>
                 dead_letter_failures: app
                     .webhooks
                     .dead_letter_failures
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                fhir_notifications: app
+                    .fhir
+                    .metrics
+                    .notifications
                     .load(std::sync::atomic::Ordering::Relaxed),
                 disk: app.ingest.disk(),
                 throttled: &app.quotas.throttled(),

@@ -165,6 +165,8 @@ pub static ROUTES: &[Route] = routes! {
     DELETE "/v1/keys/{id}", "tenants", "Revoke an API key", Nothing -> Json 200;
     PUT "/v1/keys/{id}/client-cert", "tenants", "Bind a key to a client certificate's SHA-256 (null unbinds)", Json -> Json 200;
     GET "/v1/whoami", "tenants", "The calling key's tenant and scopes", Nothing -> Json 200;
+    GET "/v1/data-keys", "tenants", "The ids of the tenant's data keys for PHI topics (tenant admin)", Nothing -> Json 200;
+    POST "/v1/data-keys/rotate", "tenants", "A new data key seals the tenant's PHI topics from now on (tenant admin)", Nothing -> Json 200;
     GET "/v1/audit", "tenants", "The tenant's audit trail (tenant admin; ?since=&limit=)", Nothing -> Json 200;
 
     GET "/v1/components", "components", "List components", Nothing -> Json 200;
