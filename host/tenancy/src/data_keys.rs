@@ -34,6 +34,12 @@ pub struct Kek {
     pub id: String,
 }
 
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kek({})", self.id)
+    }
+}
+
 impl Kek {
     pub fn from_base64(text: &str) -> Result<Kek, String> {
         let bytes = STANDARD
@@ -257,5 +263,66 @@ impl Keyring for DataKeys {
             .get(&(tenant.to_owned(), id))
             .cloned()
             .unwrap_or_else(|| format!("tenant `{tenant}` has no data key {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kek_must_be_32_bytes_of_base64() {
+        assert!(Kek::from_base64("not base64!").is_err());
+        assert!(
+            Kek::from_base64(&STANDARD.encode([1u8; 16]))
+                .unwrap_err()
+                .contains("32 bytes, not 16")
+        );
+        let generated = Kek::generate();
+        assert_eq!(Kek::from_base64(&generated).unwrap().id.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn keys_survive_restarts_open_by_id_and_are_bounded_in_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::test_log(dir.path()).await;
+        let keys = DataKeys::load(log.clone(), vec![Kek::new(&[1; 32])])
+            .await
+            .unwrap();
+        assert!(keys.sealing_key("t/phi").is_err(), "no key before ensure");
+        keys.ensure("t").await.unwrap();
+        keys.ensure("t").await.unwrap();
+        assert_eq!(keys.ids("t"), [1]);
+        let first = keys.sealing_key("t/phi").unwrap();
+        let sealed = first.seal(b"a", b"secret");
+        for _ in 1..MAX_DATA_KEYS {
+            keys.rotate("t").await.unwrap();
+        }
+        let refused = keys.rotate("t").await.unwrap_err();
+        assert_eq!(refused.error_code, 40911);
+        assert_eq!(keys.sealing_key("t/phi").unwrap().id, MAX_DATA_KEYS as u32);
+        log.close().await;
+        // Again, with the KEK: every key is back and opens by its id.
+        let log = crate::test_log(dir.path()).await;
+        let again = DataKeys::load(log.clone(), vec![Kek::new(&[1; 32])])
+            .await
+            .unwrap();
+        assert_eq!(again.ids("t").len(), MAX_DATA_KEYS);
+        let k = again.opening_key("t/phi", 1).unwrap();
+        assert_eq!(k.open(b"a", &sealed).unwrap(), b"secret");
+        assert!(again.opening_key("other/phi", 1).is_err(), "per tenant");
+        log.close().await;
+        // With another KEK: unavailable, and said why.
+        let log = crate::test_log(dir.path()).await;
+        let wrong = DataKeys::load(log.clone(), vec![Kek::new(&[2; 32])])
+            .await
+            .unwrap();
+        assert!(
+            wrong
+                .opening_key("t/phi", 1)
+                .unwrap_err()
+                .contains("none configured unwraps it")
+        );
+        log.close().await;
     }
 }
