@@ -4,6 +4,27 @@
 
 use serde_json::{Value, json};
 
+/// The FHIR version a Subscription was written in, and so the shape of its notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// `subscription-notification` Bundles with a `SubscriptionStatus`.
+    R5,
+    /// The backport: `history` Bundles with a `SubscriptionStatus`.
+    R4B,
+    /// The backport: `history` Bundles with a `Parameters` status.
+    R4,
+}
+
+impl Version {
+    pub fn parse(s: &str) -> Version {
+        match s {
+            "R4" | "4.0" | "4.0.1" => Version::R4,
+            "R4B" | "4.3" | "4.3.0" => Version::R4B,
+            _ => Version::R5,
+        }
+    }
+}
+
 /// How much of each focus a notification carries (`Subscription.content`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content {
@@ -159,8 +180,7 @@ pub fn bundle(
 /// A notification for a Subscription of `version`: R5's as it is; the R4/R4B backport's as a
 /// `history` Bundle whose first entry is the status (R4B's `SubscriptionStatus`, R4's
 /// `Parameters`), each entry with the `request`/`response` a history entry carries.
-pub fn for_version(mut bundle: Value, version: crate::subscription::Version) -> Value {
-    use crate::subscription::Version;
+pub fn for_version(mut bundle: Value, version: Version) -> Value {
     if version == Version::R5 {
         return bundle;
     }
@@ -380,7 +400,6 @@ mod tests {
     /// the interaction's request and response; R4 writes the status as `Parameters`.
     #[test]
     fn backport_notifications_have_the_igs_shape() {
-        use crate::subscription::Version;
         let sub = SubscriptionRef {
             reference: "https://example.org/fhir/r4b/Subscription/admission".into(),
             topic: "http://hl7.org/SubscriptionTopic/admission".into(),

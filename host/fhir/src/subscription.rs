@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::notification::Content;
+pub use crate::notification::Version;
 
 const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/";
 
@@ -19,27 +20,6 @@ pub const MAX_HEADER_BYTES: usize = 1024;
 pub const MIN_HEARTBEAT_SECS: u64 = 1;
 /// The longest rest-hook timeout (seconds).
 pub const MAX_TIMEOUT_SECS: u64 = 60;
-
-/// The FHIR version a Subscription was written in, and so the shape of its notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// `subscription-notification` Bundles with a `SubscriptionStatus`.
-    R5,
-    /// The backport: `history` Bundles with a `SubscriptionStatus`.
-    R4B,
-    /// The backport: `history` Bundles with a `Parameters` status.
-    R4,
-}
-
-impl Version {
-    pub fn parse(s: &str) -> Version {
-        match s {
-            "R4" | "4.0" | "4.0.1" => Version::R4,
-            "R4B" | "4.3" | "4.3.0" => Version::R4B,
-            _ => Version::R5,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Channel {
