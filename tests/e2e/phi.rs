@@ -187,3 +187,104 @@ async fn phi_is_delivered_to_https_endpoints_only() {
     assert_eq!(st, StatusCode::CREATED, "{v}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_topic_may_require_redaction_on_every_way_out_but_for_phi_keys() {
+    let Some(rx) = crate::harness::Receiver::start() else {
+        return;
+    };
+    rx.control(json!({"verify": false})).await;
+    let s = Server::start().await;
+    let admin = s.client();
+    // A component of the wrong kind is refused when the topic is created.
+    let (st, v) = admin
+        .post(
+            "/v1/topics",
+            json!({"name": "bad", "partitions": 1, "replicationFactor": 1,
+                   "config": {"redaction.component": "validate"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = admin
+        .post(
+            "/v1/topics",
+            json!({"name": "labs", "partitions": 1, "replicationFactor": 1, "dataSensitivity": "PHI",
+                   "config": {"redaction.component": "redact-phi",
+                              "redaction.config": {"keys": ["name"]}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, sub) = admin
+        .post(
+            "/v1/subscriptions",
+            json!({"url": format!("{}/labs", rx.url), "topics": ["labs"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{sub}");
+    let (st, v) = admin
+        .produce("labs", json!([{"payload": {"name": MARKER, "n": 1}}]))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let key = |scopes: Value| {
+        let admin = admin.clone();
+        async move {
+            let (st, v) = admin.post("/v1/keys", json!({ "scopes": scopes })).await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            admin.with_key(v["key"].as_str().unwrap())
+        }
+    };
+    let reader = key(json!([{"role": "consume", "topics": "labs"}])).await;
+    let clinician =
+        key(json!([{"role": "consume", "topics": "labs"}, {"role": "phi", "topics": "labs"}]))
+            .await;
+    let name = |events: Vec<Value>| events[0]["event"]["payload"]["name"].clone();
+    assert_eq!(
+        name(admin.read_all("labs", 0, 0).await),
+        MARKER,
+        "admin implies phi"
+    );
+    assert_eq!(name(clinician.read_all("labs", 0, 0).await), MARKER);
+    assert_eq!(name(reader.read_all("labs", 0, 0).await), "***", "redacted");
+    assert_eq!(
+        reader.read_all("labs", 0, 0).await[0]["event"]["payload"]["n"],
+        1
+    );
+    // A consumer group through the REST Proxy: redacted too.
+    let (st, inst) = reader
+        .post(
+            "/consumers/g",
+            json!({"format": "json", "auto.offset.reset": "earliest"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{inst}");
+    let base = format!(
+        "/consumers/g/instances/{}",
+        inst["instance_id"].as_str().unwrap()
+    );
+    let (st, v) = reader
+        .post(&format!("{base}/subscription"), json!({"topics": ["labs"]}))
+        .await;
+    assert!(st.is_success(), "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let records = loop {
+        let r = reader
+            .http
+            .get(format!("{}{base}/records?timeout=500", reader.url))
+            .bearer_auth(&reader.key)
+            .header("accept", "application/vnd.kafka.json.v2+json")
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        if v.as_array().is_some_and(|a| !a.is_empty()) || std::time::Instant::now() > deadline {
+            break v;
+        }
+    };
+    assert!(records.to_string().contains("***"), "{records}");
+    assert!(!records.to_string().contains(MARKER), "{records}");
+    // A webhook delivery: redacted.
+    let got = rx.wait_for(1).await;
+    assert!(got[0]["body"].to_string().contains("***"), "{}", got[0]);
+    assert!(!got[0]["body"].to_string().contains(MARKER), "{}", got[0]);
+    s.stop().await;
+}

@@ -543,7 +543,18 @@ impl Runner {
                     continue;
                 }
             };
-            for (s, selected) in self.select_all(&tp.0, read.records).await {
+            let mut records = read.records;
+            // A topic that requires redaction is delivered redacted, or not yet (read again).
+            if let Err(e) = self
+                .webhooks
+                .redaction
+                .apply(None, &self.tenant, &tp.0, &mut records)
+                .await
+            {
+                tracing::warn!(error = %e.message, topic = tp.0, "webhook redaction");
+                continue;
+            }
+            for (s, selected) in self.select_all(&tp.0, records).await {
                 got = true;
                 self.next_read.insert(tp.clone(), s.offset + 1);
                 match self.deliveries(&tp.0, s, selected, true) {
@@ -774,7 +785,17 @@ impl Runner {
                 c = commands.recv() => match c {
                     Some(Command::Replay(records)) => {
                         for (topic, s) in records {
-                            let picked = self.select_all(&topic, vec![s]).await;
+                            let mut one = vec![s];
+                            if let Err(e) = self
+                                .webhooks
+                                .redaction
+                                .apply(None, &self.tenant, &topic, &mut one)
+                                .await
+                            {
+                                tracing::warn!(error = %e.message, topic, "replay: redaction");
+                                continue;
+                            }
+                            let picked = self.select_all(&topic, one).await;
                             let Some((s, selected)) = picked.into_iter().next() else {
                                 continue;
                             };

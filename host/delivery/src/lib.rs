@@ -103,6 +103,8 @@ struct Running {
 
 pub struct Webhooks {
     log: Log,
+    /// Deliveries of topics that require redaction are redacted.
+    redaction: Arc<sluice_ingest::redaction::Redaction>,
     /// Dead letters that could not be written at the first try (each retried until written).
     pub dead_letter_failures: std::sync::atomic::AtomicU64,
     /// The time that schedules retries and disable windows (tests move it).
@@ -150,6 +152,7 @@ impl Webhooks {
         clock: Arc<Clock>,
         catalog: Arc<Catalog>,
         quotas: Arc<QuotaBook>,
+        redaction: Arc<sluice_ingest::redaction::Redaction>,
     ) -> Result<Webhooks, LogError> {
         internal_topics::ensure(
             &log,
@@ -302,6 +305,7 @@ impl Webhooks {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_attempts(log.clone(), rx));
         Ok(Webhooks {
+            redaction,
             dead_letter_failures: std::sync::atomic::AtomicU64::new(0),
             clock,
             catalog,

@@ -211,6 +211,8 @@ pub struct Fhir {
     webhooks: Arc<sluice_delivery::Webhooks>,
     /// Heartbeats' time (tests move it).
     clock: Arc<sluice_tenancy::Clock>,
+    /// Full-resource notifications of a `fhir.resources` that requires redaction are redacted.
+    redaction: Arc<sluice_ingest::redaction::Redaction>,
     /// Per tenant, the Subscriptions its notifier runs.
     subscribers: Mutex<HashMap<String, Arc<notifier::Subscribers>>>,
     /// Tenants whose notifier runs.
@@ -251,6 +253,7 @@ impl Fhir {
         components: Arc<Components>,
         webhooks: Arc<sluice_delivery::Webhooks>,
         clock: Arc<sluice_tenancy::Clock>,
+        redaction: Arc<sluice_ingest::redaction::Redaction>,
         committed: &[sluice_log::Record],
     ) -> Fhir {
         let notifier_offsets = committed
@@ -272,6 +275,7 @@ impl Fhir {
             notified: Mutex::new(HashMap::new()),
             webhooks,
             clock,
+            redaction,
             subscribers: Mutex::new(HashMap::new()),
             notifiers: Mutex::new(Default::default()),
             notifier_offsets: Mutex::new(notifier_offsets),

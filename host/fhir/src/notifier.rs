@@ -153,6 +153,9 @@ struct Change {
     base: String,
     previous_offset: Option<u64>,
     timestamp_ms: i64,
+    /// The resource as notifications show it when the topic requires redaction (`None`
+    /// inside: the component withheld it); unset, the resource as stored.
+    shown: Option<Option<Value>>,
 }
 
 fn change_of(s: &StoredRecord) -> Option<Change> {
@@ -181,6 +184,7 @@ fn change_of(s: &StoredRecord) -> Option<Change> {
         base: header(BASE_HEADER).unwrap_or_default(),
         previous_offset: header(PREVIOUS_HEADER).and_then(|o| o.parse().ok()),
         timestamp_ms: s.record.timestamp,
+        shown: None,
         key,
     })
 }
@@ -321,13 +325,31 @@ impl Fhir {
         }
         let mut pending: HashMap<String, Vec<Record>> = HashMap::new();
         let now = self.clock.now_ms();
-        for s in &read.records {
-            let Some(c) = change_of(s) else { continue };
+        // A `fhir.resources` that requires redaction: full-resource notifications carry the
+        // redacted resource (what the component refuses, none).
+        let full_content = subscribers
+            .running
+            .lock()
+            .expect("running")
+            .values()
+            .any(|r| r.spec.content == Content::FullResource);
+        let redacted = if full_content && self.redaction.applies(None, tenant, TOPIC) {
+            let mut copy = read.records.clone();
+            self.redaction.apply(None, tenant, TOPIC, &mut copy).await?;
+            Some(copy)
+        } else {
+            None
+        };
+        for (i, s) in read.records.iter().enumerate() {
+            let Some(mut c) = change_of(s) else { continue };
             if c.resource_type == "Subscription" || c.resource_type == "SubscriptionTopic" {
                 // What was built so far goes first: a Subscription's setup reads its topic.
                 self.flush(tenant, subscribers, &mut pending, now).await?;
                 self.definition_changed(tenant, subscribers, &c, true)
                     .await?;
+            }
+            if let Some(r) = &redacted {
+                c.shown = Some(change_of(&r[i]).map(|x| x.resource));
             }
             self.match_change(tenant, subscribers, &c, &mut pending)
                 .await?;
@@ -898,7 +920,12 @@ fn notification_record(id: &str, r: &Running, c: &Change, topic: &Value, now_ms:
     };
     let reference = format!("{}/{}", r.base, c.key);
     let full = r.spec.content == Content::FullResource;
-    let resource = (full && c.interaction != Interaction::Delete).then(|| c.resource.clone());
+    let resource = (full && c.interaction != Interaction::Delete)
+        .then(|| match &c.shown {
+            None => Some(c.resource.clone()),
+            Some(shown) => shown.clone(),
+        })
+        .flatten();
     let context = shape_context(topic, &c.resource_type, &c.resource, &r.base);
     let event = NotificationEvent {
         number,

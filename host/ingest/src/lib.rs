@@ -29,6 +29,7 @@ pub mod envelope;
 pub mod guest_events;
 pub mod metrics;
 pub mod pipeline;
+pub mod redaction;
 pub mod reference_tables;
 pub mod schemas;
 pub mod transforms;

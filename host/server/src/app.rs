@@ -58,6 +58,8 @@ pub struct App {
     pub clock: Arc<Clock>,
     /// Tenants' data keys for sealed (PHI) topics.
     pub data_keys: Arc<sluice_tenancy::data_keys::DataKeys>,
+    /// What topics that require redaction look like to readers without the `phi` role.
+    pub redaction: Arc<sluice_ingest::redaction::Redaction>,
     /// Turns `true` when the server stops: long-lived responses (streams) end.
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Streams open per API key.

@@ -235,6 +235,11 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
     .await?;
     let groups = Arc::new(Groups::load(log.clone(), &committed).await?);
     let clock = Arc::new(Clock::default());
+    let redaction = Arc::new(sluice_ingest::redaction::Redaction::new(
+        log.clone(),
+        components.clone(),
+        ingest.guest_services().clone(),
+    ));
     let webhooks = Arc::new(
         Webhooks::load(
             log.clone(),
@@ -243,6 +248,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
             clock.clone(),
             catalog.clone(),
             quotas.clone(),
+            redaction.clone(),
         )
         .await?,
     );
@@ -258,6 +264,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         components.clone(),
         webhooks.clone(),
         clock.clone(),
+        redaction.clone(),
         &committed,
     ));
     drop(committed);
@@ -288,6 +295,7 @@ pub async fn start(opts: &ServeOptions) -> Result<(Arc<App>, Option<String>), Se
         fhir,
         clock,
         data_keys,
+        redaction,
     });
     Ok((app, token))
 }

@@ -34,6 +34,8 @@ pub enum Role {
     Admin,
     Produce,
     Consume,
+    /// Read topics that require redaction (see `redaction.component`) as stored.
+    Phi,
 }
 
 /// A role on the topics whose names match a pattern (`*` matches any run of characters).
@@ -147,6 +149,7 @@ impl Principal {
                     Role::Admin => "administer",
                     Role::Produce => "produce to",
                     Role::Consume => "consume from",
+                    Role::Phi => "read unredacted",
                 }
             )))
         }

@@ -69,11 +69,14 @@ pub async fn fetch(
             _ = closing.wait_for(|c| *c) => {}
         }
     }
-    let read = app
+    let mut read = app
         .log
         .read(&full, partition, offset, max_events, max_bytes)
         .await
         .map_err(|e| from_log(e, topic))?;
+    app.redaction
+        .apply(Some(who), &who.tenant, topic, &mut read.records)
+        .await?;
     let bytes: usize = read
         .records
         .iter()

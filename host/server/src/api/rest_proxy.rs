@@ -750,15 +750,43 @@ async fn consumer(
                 };
                 schema.decode(&b[5..]).map_err(|e| e.to_string())
             };
-            let records = groups
+            let embed = |topic: &str, r: &sluice_log::StoredRecord| {
+                if format == Format::Avro {
+                    format.embed_record_with(topic, r, avro_value)
+                } else {
+                    format.embed_record(topic, r)
+                }
+            };
+            // Records of topics that require redaction (for this key) are embedded once
+            // redacted; the others as they are read.
+            let read = groups
                 .read(tenant, group, instance, limits, |topic, r| {
-                    if format == Format::Avro {
-                        format.embed_record_with(topic, r, avro_value)
+                    if app.redaction.applies(Some(who), tenant, topic) {
+                        Ok(Err((topic.to_owned(), r.clone())))
                     } else {
-                        format.embed_record(topic, r)
+                        embed(topic, r).map(Ok)
                     }
                 })
                 .await?;
+            let pending: Vec<(String, sluice_log::StoredRecord)> = read
+                .iter()
+                .filter_map(|r| r.as_ref().err().cloned())
+                .collect();
+            let mut redacted = crate::api::stream::redact_mixed(app, who, pending)
+                .await?
+                .into_iter();
+            let mut records = Vec::with_capacity(read.len());
+            for r in read {
+                records.push(match r {
+                    Ok(done) => done,
+                    Err(_) => {
+                        let (topic, r) = redacted.next().expect("one redacted per pending");
+                        embed(&topic, &r).map_err(|e| {
+                            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, e)
+                        })?
+                    }
+                });
+            }
             let mut r = v2(StatusCode::OK, &json!(records));
             let media = format!("application/vnd.kafka.{}.v2+json", format.name());
             if let Ok(v) = http::HeaderValue::from_str(&media) {

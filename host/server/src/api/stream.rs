@@ -198,6 +198,7 @@ pub async fn stream(
         )?;
         tokio::spawn(group_stream(
             app.clone(),
+            who.clone(),
             (who.tenant.clone(), group.to_owned(), instance),
             heartbeat,
             render,
@@ -241,6 +242,7 @@ pub async fn stream(
         }
         tokio::spawn(topic_stream(
             app.clone(),
+            who.clone(),
             full,
             (topic.to_owned(), render),
             positions,
@@ -375,6 +377,36 @@ pub(crate) async fn relay<T>(
     // Dropping `rx` tells the producer the client is gone.
 }
 
+/// A group read's records (of several topics), each topic's redacted for `who` where the
+/// topic requires it; in their order.
+pub(crate) async fn redact_mixed(
+    app: &App,
+    who: &Principal,
+    records: Vec<(String, StoredRecord)>,
+) -> Result<Vec<(String, StoredRecord)>, ApiError> {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, (t, _)) in records.iter().enumerate() {
+        by_topic.entry(t.clone()).or_default().push(i);
+    }
+    let mut records: Vec<Option<(String, StoredRecord)>> = records.into_iter().map(Some).collect();
+    for (topic, at) in by_topic {
+        if !app.redaction.applies(Some(who), &who.tenant, &topic) {
+            continue;
+        }
+        let mut batch: Vec<StoredRecord> = at
+            .iter()
+            .map(|i| records[*i].take().expect("once").1)
+            .collect();
+        app.redaction
+            .apply(Some(who), &who.tenant, &topic, &mut batch)
+            .await?;
+        for (i, r) in at.into_iter().zip(batch) {
+            records[i] = Some((topic.clone(), r));
+        }
+    }
+    Ok(records.into_iter().map(|r| r.expect("put back")).collect())
+}
+
 /// One of a key's open streams: counted against `max_streams_per_key` while it lives, and
 /// ended when the server stops or the key is revoked.
 struct Lease {
@@ -454,8 +486,10 @@ async fn send(tx: &mpsc::Sender<Out>, lease: &mut Lease, b: Out) -> bool {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn topic_stream(
     app: Arc<App>,
+    who: Principal,
     full: String,
     (topic, render): (String, Render),
     mut positions: Vec<u64>,
@@ -467,7 +501,7 @@ async fn topic_stream(
     loop {
         let mut sent = false;
         for p in 0..positions.len() {
-            let read = match app
+            let mut read = match app
                 .log
                 .read(&full, p as u32, positions[p], 500, 1 << 20)
                 .await
@@ -484,6 +518,15 @@ async fn topic_stream(
                     return;
                 }
             };
+            if let Err(e) = app
+                .redaction
+                .apply(Some(&who), &who.tenant, &topic, &mut read.records)
+                .await
+            {
+                let v = serde_json::json!({"error_code": e.error_code, "message": e.message});
+                let _ = send(&tx, &mut lease, Out::Error(v)).await;
+                return;
+            }
             for r in &read.records {
                 positions[p] = r.offset + 1;
                 let out = Out::Message {
@@ -526,6 +569,7 @@ async fn topic_stream(
 
 async fn group_stream(
     app: Arc<App>,
+    who: Principal,
     (tenant, group, instance): (String, String, String),
     heartbeat: Duration,
     render: Render,
@@ -543,8 +587,9 @@ async fn group_stream(
         };
         let read = tokio::select! {
             r = app.groups.read(&tenant, &group, &instance, limits, |topic, r| {
-                Ok(Out::Message { id: format!("{}:{}", r.partition, r.offset), data: event_json(r, topic, render) })
-            }) => r,
+                Ok((topic.to_owned(), r.clone()))
+            }) => r.map_err(ApiError::from),
+
             _ = tx.closed() => break 'serve,
             _ = lease.ended() => break 'serve,
         };
@@ -557,8 +602,21 @@ async fn group_stream(
                     quiet_since = tokio::time::Instant::now();
                 }
             }
-            Ok(messages) => {
-                for m in messages {
+            Ok(records) => {
+                let records = match redact_mixed(&app, &who, records).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let v =
+                            serde_json::json!({"error_code": e.error_code, "message": e.message});
+                        let _ = send(&tx, &mut lease, Out::Error(v)).await;
+                        break;
+                    }
+                };
+                for (topic, r) in records {
+                    let m = Out::Message {
+                        id: format!("{}:{}", r.partition, r.offset),
+                        data: event_json(&r, &topic, render),
+                    };
                     if !send(&tx, &mut lease, m).await {
                         break 'serve;
                     }
@@ -566,7 +624,6 @@ async fn group_stream(
                 quiet_since = tokio::time::Instant::now();
             }
             Err(e) => {
-                let e = ApiError::from(e);
                 let v = serde_json::json!({"error_code": e.error_code, "message": e.message});
                 let _ = send(&tx, &mut lease, Out::Error(v)).await;
                 break;

@@ -41,6 +41,7 @@ pub async fn create(app: &App, who: &Principal, call: Call) -> Result<Response<B
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     app.compactor.check_policy(&who.tenant, &config).await?;
+    app.redaction.check(&who.tenant, &config).await?;
     // A PHI topic is sealed with the tenant's data key, made first.
     if doc["dataSensitivity"] == "PHI" {
         app.data_keys.ensure(&who.tenant).await?;
@@ -263,6 +264,7 @@ pub async fn update(
     let config: BTreeMap<String, Value> = serde_json::from_value(doc["config"].clone())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     app.compactor.check_policy(&who.tenant, &config).await?;
+    app.redaction.check(&who.tenant, &config).await?;
     if doc["dataSensitivity"] == "PHI" {
         app.data_keys.ensure(&who.tenant).await?;
     }
