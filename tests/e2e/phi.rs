@@ -282,9 +282,89 @@ async fn a_topic_may_require_redaction_on_every_way_out_but_for_phi_keys() {
     };
     assert!(records.to_string().contains("***"), "{records}");
     assert!(!records.to_string().contains(MARKER), "{records}");
+    // A stream (SSE): redacted.
+    let mut resp = reader
+        .http
+        .get(format!(
+            "{}/v1/topics/labs/stream?from=earliest",
+            reader.url
+        ))
+        .bearer_auth(&reader.key)
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\"n\":1") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("***") && !text.contains(MARKER), "{text}");
+    drop(resp);
     // A webhook delivery: redacted.
     let got = rx.wait_for(1).await;
     assert!(got[0]["body"].to_string().contains("***"), "{}", got[0]);
     assert!(!got[0]["body"].to_string().contains(MARKER), "{}", got[0]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn full_resource_notifications_of_a_redacted_fhir_topic_are_redacted() {
+    let Some(rx) = crate::harness::Receiver::start() else {
+        return;
+    };
+    rx.control(json!({"verify": false})).await;
+    let s = Server::start().await;
+    let c = s.client();
+    let (st, v) = c
+        .post(
+            "/v1/topics",
+            json!({"name": "fhir.resources", "partitions": 1, "replicationFactor": 1, "dataSensitivity": "PHI",
+                   "config": {"redaction.component": "redact-phi", "redaction.config": {"keys": ["family"]}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let post = |body: Value| {
+        let c = c.clone();
+        async move {
+            let t = body["resourceType"].as_str().unwrap().to_owned();
+            let r = c
+                .http
+                .post(format!("{}/fhir/default/{t}", c.url))
+                .bearer_auth(&c.key)
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+        }
+    };
+    post(
+        json!({"resourceType": "SubscriptionTopic", "url": "https://x/patients", "status": "active",
+                "resourceTrigger": [{"resource": "Patient", "supportedInteraction": ["create"]}]}),
+    )
+    .await;
+    post(
+        json!({"resourceType": "Subscription", "status": "requested", "topic": "https://x/patients",
+                "channelType": {"code": "rest-hook"}, "endpoint": format!("{}/fhir", rx.url),
+                "content": "full-resource"}),
+    )
+    .await;
+    post(json!({"resourceType": "Patient", "name": [{"family": MARKER, "given": ["Jane"]}]})).await;
+    let got = rx.wait_for(2).await;
+    let event = &got[1]["body"];
+    assert_eq!(
+        event["entry"][1]["resource"]["resourceType"], "Patient",
+        "{event}"
+    );
+    assert_eq!(
+        event["entry"][1]["resource"]["name"][0]["family"], "***",
+        "{event}"
+    );
+    assert!(!event.to_string().contains(MARKER));
     s.stop().await;
 }

@@ -759,9 +759,22 @@ async fn consumer(
             };
             // Records of topics that require redaction (for this key) are embedded once
             // redacted; the others as they are read.
+            // Whether each topic is redacted for this key, looked up once per topic.
+            let redacts: std::sync::Mutex<std::collections::HashMap<String, bool>> =
+                Default::default();
             let read = groups
                 .read(tenant, group, instance, limits, |topic, r| {
-                    if app.redaction.applies(Some(who), tenant, topic) {
+                    let mut known = redacts.lock().expect("redacts");
+                    let redacted = match known.get(topic) {
+                        Some(b) => *b,
+                        None => {
+                            let b = app.redaction.applies(Some(who), tenant, topic);
+                            known.insert(topic.to_owned(), b);
+                            b
+                        }
+                    };
+                    drop(known);
+                    if redacted {
                         Ok(Err((topic.to_owned(), r.clone())))
                     } else {
                         embed(topic, r).map(Ok)
