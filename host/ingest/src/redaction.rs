@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde_json::Value;
 use sluice_log::{Log, StoredRecord};
-use sluice_runtime::{BatchContext, Stage, StageLabels, World};
+use sluice_runtime::{BatchContext, Stage};
 use sluice_tenancy::auth::{Principal, Role};
 use sluice_tenancy::error::ApiError;
 use sluice_tenancy::log_name;
@@ -34,6 +34,15 @@ pub const REDACTED_HEADER: &str = "sluice_redacted";
 
 /// A topic's rule: the component and its configuration.
 type Rule = (String, String);
+
+/// `redaction.config` as the component gets it: JSON text (a string is taken as it is).
+fn config_text(v: Option<&Value>) -> String {
+    match v {
+        None => "{}".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
 
 pub struct Redaction {
     log: Log,
@@ -58,12 +67,7 @@ impl Redaction {
         self.log
             .inspect_topic(&log_name(tenant, topic), |m, _| {
                 let component = m.config.get(COMPONENT_KEY)?.as_str()?.to_owned();
-                let config = match m.config.get(CONFIG_KEY) {
-                    None => "{}".to_owned(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                };
-                Some((component, config))
+                Some((component, config_text(m.config.get(CONFIG_KEY))))
             })
             .flatten()
     }
@@ -90,12 +94,9 @@ impl Redaction {
         let component = component
             .as_str()
             .ok_or_else(|| ApiError::invalid(format!("{COMPONENT_KEY} is a component name")))?;
-        let config = match config.get(CONFIG_KEY) {
-            None => "{}".to_owned(),
-            Some(Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-        };
-        self.build(tenant, component, config).await.map(drop)
+        self.build(tenant, component, config_text(config.get(CONFIG_KEY)))
+            .await
+            .map(drop)
     }
 
     async fn build(
@@ -109,36 +110,16 @@ impl Redaction {
                 "{CONFIG_KEY} is longer than {MAX_CONFIG_BYTES} bytes"
             )));
         }
-        let (resolved, compiled) = self.components.resolve(tenant, component).await?;
-        if resolved.world != World::Transformer {
-            return Err(ApiError::new(
-                http::StatusCode::UNPROCESSABLE_ENTITY,
-                42211,
-                format!(
-                    "`{component}` is a {} component; redaction needs a transformer (such as `redact-phi`)",
-                    resolved.world.name()
-                ),
-            ));
-        }
-        let runtime = self.components.runtime().clone();
-        let host = self.host.clone();
-        let labels = StageLabels {
-            tenant: tenant.to_owned(),
-            component: resolved.label,
-        };
-        tokio::task::spawn_blocking(move || {
-            Stage::new(
-                &runtime,
-                &compiled,
-                World::Transformer,
-                config,
-                host,
-                labels,
-            )
-        })
+        crate::transforms::transformer_stage(
+            &self.components,
+            self.host.clone(),
+            tenant,
+            component,
+            config,
+            "redaction (such as `redact-phi`)",
+        )
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, 42212, e.to_string()))
+        .map(|(stage, _)| stage)
     }
 
     /// The topic's stage, built once per rule.

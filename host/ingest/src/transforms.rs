@@ -500,30 +500,52 @@ async fn build_stage(
     tenant: &str,
     def: &mut TransformDef,
 ) -> Result<Stage, ApiError> {
-    let (resolved, compiled) = components.resolve(tenant, &def.component).await?;
-    if resolved.world != sluice_runtime::World::Transformer {
-        return Err(ApiError::new(
-            http::StatusCode::UNPROCESSABLE_ENTITY,
-            42211,
-            format!(
-                "`{}` is a {} component; a transform needs a transformer",
-                def.component,
-                resolved.world.name()
-            ),
-        ));
-    }
-    def.resolved = resolved.label.clone();
-    let runtime = components.runtime().clone();
     let config = if def.config.is_null() {
         "{}".to_owned()
     } else {
         def.config.to_string()
     };
+    let (stage, label) = transformer_stage(
+        components,
+        host,
+        tenant,
+        &def.component,
+        config,
+        "a transform",
+    )
+    .await?;
+    def.resolved = label;
+    Ok(stage)
+}
+
+/// A transformer component's stage with `config` (`what` needs it: named in the refusal of a
+/// component of another world); the stage and the component's resolved label.
+pub(crate) async fn transformer_stage(
+    components: &Components,
+    host: Arc<GatewayServices>,
+    tenant: &str,
+    component: &str,
+    config: String,
+    what: &str,
+) -> Result<(Stage, String), ApiError> {
+    let (resolved, compiled) = components.resolve(tenant, component).await?;
+    if resolved.world != sluice_runtime::World::Transformer {
+        return Err(ApiError::new(
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            42211,
+            format!(
+                "`{component}` is a {} component; {what} needs a transformer",
+                resolved.world.name()
+            ),
+        ));
+    }
+    let runtime = components.runtime().clone();
+    let label = resolved.label.clone();
     let labels = StageLabels {
         tenant: tenant.to_owned(),
         component: resolved.label,
     };
-    tokio::task::spawn_blocking(move || {
+    let stage = tokio::task::spawn_blocking(move || {
         Stage::new(
             &runtime,
             &compiled,
@@ -535,7 +557,8 @@ async fn build_stage(
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, 42212, e.to_string()))
+    .map_err(|e| ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, 42212, e.to_string()))?;
+    Ok((stage, label))
 }
 
 struct Runner {
